@@ -1,0 +1,219 @@
+"""Samples per second of the hierarchical dataset, against the seed written the obvious way.
+
+Measures, in one run on the same data and the same sample indices, on one CPU thread:
+
+* ``__getitem__``: ``CompleteHierarchicalDrumDataset[i]`` one sample at a time, every metric;
+* ``__getitems__``: batches of ``--batch-size`` indices (what the DataLoader calls);
+* ``dataloader``: ``get_complete_rl_dataloader``-style iteration (``__getitems__`` + collate,
+  ``num_workers=0``);
+* ``seed baseline``: :class:`benchmarks.seed_baseline.SeedBaselineDataset`, one sample at a
+  time (Python loops, ``collections.Counter``).
+
+Song metrics are cached per file by both implementations and warmed before timing, so the
+figures are the per-window cost. Before timing, the baseline's samples are checked equal to the
+dataset's (float32 tolerance), so both compute the same thing.
+
+Run: ``python benchmarks/dataset_throughput.py`` (writes
+``benchmarks/results/dataset_throughput.json``).
+"""
+
+# ruff: noqa: E402  (the thread limits must be set before numpy and torch are imported)
+from __future__ import annotations
+
+import os
+
+# One core: set before numpy / torch create their thread pools.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dataset.hierarchical import CompleteHierarchicalDrumDataset
+from dataset.loader import collate_drum_batch
+
+try:
+    from benchmarks.seed_baseline import SeedBaselineDataset
+except ModuleNotFoundError:  # run as a script: benchmarks/ is sys.path[0]
+    from seed_baseline import SeedBaselineDataset  # type: ignore[no-redef]
+
+RESULTS = Path(__file__).resolve().parent / "results" / "dataset_throughput.json"
+TARGET_RATIO = 20.0
+TARGET_SAMPLES_PER_S = 5000.0
+
+
+def load_corpus(num_drums: int, seed: int) -> tuple[list[np.ndarray], str]:
+    """The built-in synthetic corpus if present, else a seeded random one (9 drums)."""
+    try:
+        from dataset.synthetic import default_corpus
+    except ImportError:
+        rng = np.random.default_rng(seed)
+        lengths = rng.integers(16 * 16, 16 * 48, size=64)
+        seqs = [(rng.random((n, num_drums)) < 0.15).astype(np.float32) for n in lengths]
+        return seqs, f"seeded random corpus (64 sequences, p(hit)=0.15, seed {seed})"
+    return default_corpus(), "built-in synthetic corpus (dataset.synthetic.default_corpus)"
+
+
+def best_rate(fn: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
+    """Best samples/s of ``repeats`` runs of ``fn`` (which returns the samples it made)."""
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - start))
+    return max(rates), rates
+
+
+def check_agreement(
+    ds: CompleteHierarchicalDrumDataset, base: SeedBaselineDataset, indices: np.ndarray
+) -> float:
+    """Largest absolute difference between the two implementations over ``indices``."""
+    worst = 0.0
+    for i in indices:
+        a, b = ds[int(i)], base[int(i)]
+        for k in ("step", "bar", "phrase"):
+            assert torch.equal(a[k], b[k]), k
+        assert list(a["metrics"]) == list(b["metrics"]), "metric keys differ"
+        for k, v in a["metrics"].items():
+            assert v.shape == b["metrics"][k].shape, k
+            diff = float((v - b["metrics"][k]).abs().max()) if v.numel() else 0.0
+            if not diff <= 1e-5 * max(1.0, float(v.abs().max())):
+                raise AssertionError(f"baseline disagrees on {k} at sample {i}: {diff}")
+            worst = max(worst, diff)
+    return worst
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--samples", type=int, default=2048, help="samples per timed run")
+    parser.add_argument("--baseline-samples", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--augment", action="store_true", help="roll windows (both sides)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    seqs, corpus_name = load_corpus(9, args.seed)
+    ds = CompleteHierarchicalDrumDataset(
+        None, args.seq_len, sequences=seqs, augment=args.augment, seed=args.seed
+    )
+    base = SeedBaselineDataset(seqs, args.seq_len, augment=args.augment, seed=args.seed)
+    assert len(base) == len(ds)
+    rng = np.random.default_rng(args.seed)
+    indices = rng.integers(0, len(ds), size=args.samples)
+    base_indices = indices[: args.baseline_samples]
+
+    for i in range(len(ds.sequences)):  # song metrics: once per file, not timed
+        ds._song_metrics(i)
+        base.song_metrics(i)
+    max_diff = check_agreement(ds, base, indices[:8])
+    ds[0]  # warm imports
+
+    def per_item() -> int:
+        for i in indices:
+            ds[int(i)]
+        return len(indices)
+
+    def batched() -> int:
+        for s in range(0, len(indices), args.batch_size):
+            ds.__getitems__(indices[s : s + args.batch_size].tolist())
+        return len(indices)
+
+    def loader() -> int:
+        for s in range(0, len(indices), args.batch_size):
+            collate_drum_batch(ds.__getitems__(indices[s : s + args.batch_size].tolist()))
+        return len(indices)
+
+    def baseline() -> int:
+        for i in base_indices:
+            base[int(i)]
+        return len(base_indices)
+
+    rows = {}
+    for name, fn in [
+        ("__getitem__", per_item),
+        (f"__getitems__ (batch {args.batch_size})", batched),
+        (f"__getitems__ + collate (batch {args.batch_size})", loader),
+        ("seed baseline __getitem__", baseline),
+    ]:
+        best, rates = best_rate(fn, args.repeats)
+        rows[name] = {"samples_per_s": best, "runs_samples_per_s": rates}
+    base_rate = rows["seed baseline __getitem__"]["samples_per_s"]
+    for row in rows.values():
+        row["vs_baseline"] = row["samples_per_s"] / base_rate
+    batched_rate = rows[f"__getitems__ (batch {args.batch_size})"]["samples_per_s"]
+
+    result = {
+        "benchmark": "dataset_throughput",
+        "corpus": corpus_name,
+        "num_sequences": len(seqs),
+        "num_drums": ds.num_drums,
+        "num_samples_in_dataset": len(ds),
+        "seq_len": args.seq_len,
+        "augment": args.augment,
+        "timed_samples": {"dataset": len(indices), "baseline": len(base_indices)},
+        "repeats": args.repeats,
+        "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": 1},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+        },
+        "baseline_max_abs_diff": max_diff,
+        "results": rows,
+        "targets": {
+            "vs_baseline": TARGET_RATIO,
+            "samples_per_s": TARGET_SAMPLES_PER_S,
+            "met_vs_baseline": batched_rate / base_rate >= TARGET_RATIO,
+            "met_samples_per_s": batched_rate >= TARGET_SAMPLES_PER_S,
+        },
+    }
+    print_table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return result
+
+
+def print_table(result: dict) -> None:
+    title = (
+        f"Dataset throughput, seq_len={result['seq_len']}, {result['num_drums']} drums, "
+        f"1 thread ({result['corpus']})"
+    )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        for name, row in result["results"].items():
+            print(f"  {name:40s} {row['samples_per_s']:10.0f} /s  x{row['vs_baseline']:.1f}")
+    else:
+        table = Table(title=title)
+        table.add_column("path")
+        table.add_column("samples/s", justify="right")
+        table.add_column("vs baseline", justify="right")
+        for name, row in result["results"].items():
+            table.add_row(name, f"{row['samples_per_s']:,.0f}", f"{row['vs_baseline']:.1f}x")
+        Console().print(table)
+    t = result["targets"]
+    print(
+        f"targets (batched path): >= {t['vs_baseline']:.0f}x baseline: "
+        f"{'met' if t['met_vs_baseline'] else 'NOT met'}; >= {t['samples_per_s']:,.0f} samples/s: "
+        f"{'met' if t['met_samples_per_s'] else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""DrumCompose-v0: compose a drum sequence one step at a time, rewarded at five levels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from drum_env import render as _render
+from drum_env.core import (
+    ComposeCore,
+    build_config,
+    check_actions,
+    options_window,
+    terms_info,
+)
+from drum_env.rewards import RunningNormalizer, Shaping
+
+__all__ = ["DrumComposeEnv"]
+
+
+class DrumComposeEnv(gym.Env):
+    """Compose drums: after a primer taken from a real groove, write one drum step per env step.
+
+    ## Description
+
+    Each episode draws a reference window of ``seq_len`` steps from a dataset of drum sequences
+    (by default the built-in synthetic corpus of :mod:`dataset.synthetic`; any folder of
+    ``.npz`` files or a :class:`~dataset.hierarchical.CompleteHierarchicalDrumDataset`). Its
+    first ``prompt_bars`` bars are copied to the canvas as the primer; the agent then writes the
+    remaining ``seq_len - prompt_bars * steps_per_bar`` steps, one per env step, choosing which
+    drums hit. It is rewarded for matching the reference's rhythm statistics (not its notes) at
+    the step, bar, phrase, section and song levels.
+
+    ## Action Space
+
+    ``MultiBinary(num_drums)``: 1 = the drum hits on this step. With the default 9-drum data the
+    drums are kick, snare, closed hi-hat, open hi-hat, low tom, mid tom, high tom, crash, ride.
+
+    ## Observation Space
+
+    A ``Dict`` (one level, so Stable-Baselines3's ``MultiInputPolicy`` takes it as it is):
+
+    | key | shape | meaning | range | unit |
+    |---|---|---|---|---|
+    | ``context`` | ``(context_steps * num_drums,)`` | the latest steps of the canvas, oldest first, flattened step-major (``reshape(context_steps, num_drums)`` restores the grid); zeros before step 0 | {0, 1} | hits |
+    | ``position[0:spb]`` | ``(steps_per_bar,)`` | one-hot step in the bar of the step to write | {0, 1} | 16ths |
+    | ``position[spb:spb+bpp]`` | ``(bars_per_phrase,)`` | one-hot bar in the phrase | {0, 1} | bars |
+    | ``position[-2]`` | ``()`` | progress through the current section | [0, 1) | fraction |
+    | ``position[-1]`` | ``()`` | progress through the window, ``t / seq_len`` | [0, 1] | fraction |
+    | ``target`` | ``(11 + num_drums,)`` | the reference window's song features (``rewards.SONG_FEATURE_NAMES``, then each drum's density) | [0, 1] | scaled metrics |
+
+    ## Rewards
+
+    ``r_t = sum_k w_k * n_k(x_k(t))`` over the terms that close at step ``t`` (see
+    :mod:`drum_env.rewards` for every formula): ``step`` (each step: squared error of the hits
+    against the reference's per-position hit rates), ``bar``, ``phrase``, ``section`` (at each
+    unit's end: mean absolute difference of the unit's features and the reference unit's),
+    ``song`` (at the end: the same for the whole window), ``silence`` and ``repetition``
+    (``-1`` for a silent bar or one pattern on every step, where the reference bar is neither).
+    Every raw term lies in ``[-1, 0]``. ``n_k`` is a running normalisation per term (identity
+    for the ``*-raw`` shapings), updated when an episode ends; ``w_k`` comes from ``shaping``.
+    ``info["reward_terms"]`` holds ``"<term>/raw"`` and ``"<term>/norm"`` of the step (0 for
+    terms that did not close).
+
+    ## Starting State
+
+    The canvas holds the primer (the reference's first ``prompt_bars`` bars) and silence after
+    it; the first step to write is ``prompt_bars * steps_per_bar``. The window is drawn
+    uniformly from the data's windows (starting on bar lines) with ``self.np_random``, or chosen
+    with ``reset(options={"window": i})`` or ``{"sequence": j}``.
+
+    ## Episode End
+
+    * Termination: the last step of the window is written (after
+      ``seq_len - prompt_bars * steps_per_bar`` steps). The last step's info holds
+      ``"episode_metrics"``, the song metrics of the composed window.
+    * Truncation: never by the env itself (the episode length is fixed by ``seq_len``).
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``data`` | ``None`` | ``None`` (built-in corpus), a folder of ``.npz`` files, or a dataset |
+    | ``seq_len`` | 128 | steps per window (primer included), a multiple of ``steps_per_bar`` |
+    | ``steps_per_bar`` | 16 | steps in one bar |
+    | ``bars_per_phrase`` | 4 | bars in one phrase |
+    | ``prompt_bars`` | 2 | bars of primer; must leave at least one bar to compose |
+    | ``context_steps`` | 32 | steps of canvas in the observation |
+    | ``sections`` | ``None`` | ``(start, end)`` step spans; ``None``: one per two phrases |
+    | ``shaping`` | ``"hierarchical"`` | a name of ``rewards.SHAPINGS`` or a ``Shaping`` |
+    | ``weights`` | ``None`` | per-term weights that override the shaping's |
+    | ``normalize`` | ``None`` | override the shaping's normalisation |
+    | ``render_mode`` | ``None`` | ``"ansi"`` (text grid) or ``"rgb_array"`` (piano roll) |
+    | ``on_error`` | ``"raise"`` | ``"skip"`` bad ``.npz`` files with one warning |
+    | ``normalizer`` | ``None`` | a ``RunningNormalizer`` to share (the vector env passes one) |
+
+    >>> import gymnasium, drum_env
+    >>> env = gymnasium.make("DrumCompose-v0", seq_len=64, prompt_bars=1)
+    >>> obs, info = env.reset(seed=0)
+    >>> sorted(obs), obs["context"].shape
+    (['context', 'position', 'target'], (288,))
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
+
+    def __init__(
+        self,
+        data: Any = None,
+        seq_len: int = 128,
+        steps_per_bar: int = 16,
+        bars_per_phrase: int = 4,
+        prompt_bars: int = 2,
+        context_steps: int = 32,
+        sections: Sequence[tuple[int, int]] | None = None,
+        shaping: str | Shaping = "hierarchical",
+        weights: Mapping[str, float] | None = None,
+        normalize: bool | None = None,
+        render_mode: str | None = None,
+        on_error: str = "raise",
+        normalizer: RunningNormalizer | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                f"got {render_mode!r}"
+            )
+        self.config, self.data = build_config(
+            data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
+            sections, shaping, weights, normalize, on_error,
+        )  # fmt: skip
+        self.render_mode = render_mode
+        self.observation_space = self.config.observation_space()
+        self.action_space = self.config.action_space()
+        self._core = ComposeCore(self.config, self.data, 1, normalizer)
+        self._started = False
+
+    @property
+    def normalizer(self) -> RunningNormalizer:
+        """The running reward normaliser (see :mod:`drum_env.rewards`)."""
+        return self._core.normalizer
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
+        """Write one step of the canvas; see the class docstring for rewards and episode end."""
+        if not self._started:
+            raise RuntimeError("call reset() before step(), and again after the episode ends")
+        a = check_actions(action, (self.config.num_drums,), self.action_space)
+        result = self._core.step(a[None])
+        terminated = bool(result.terminated[0])
+        info = {"reward_terms": terms_info(result, 0)}
+        if terminated:
+            self._started = False
+            info["episode_metrics"] = {
+                k: v[0] for k, v in self._core.episode_metrics(np.array([0])).items()
+            }
+        return self._get_obs(), float(result.reward[0]), terminated, False, info
+
+    def reset(
+        self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """Start an episode on a reference window drawn with ``self.np_random``.
+
+        Args:
+            seed: seeds ``self.np_random`` (the only source of randomness).
+            options: ``{"window": i}`` or ``{"sequence": j}`` to choose the reference.
+
+        Returns:
+            The first observation and an info dict with the window and its source.
+        """
+        super().reset(seed=seed)
+        window = options_window(options, self.data, self.np_random)
+        self._core.reset(np.array([0]), np.array([window]))
+        self._started = True
+        return self._get_obs(), self._get_info()
+
+    def render(self) -> str | np.ndarray | None:
+        """Render the canvas: a text grid (``"ansi"``) or a piano-roll image (``"rgb_array"``)."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode=...")
+            return None
+        canvas = self.canvas
+        c = self.config
+        if self.render_mode == "ansi":
+            return _render.render_ansi(
+                canvas, c.steps_per_bar, c.prompt_steps, position=int(self._core.t[0])
+            )
+        return _render.render_rgb(
+            canvas, c.steps_per_bar, c.prompt_steps, position=int(self._core.t[0])
+        )
+
+    def close(self) -> None:
+        """Nothing to release; safe to call more than once."""
+
+    @property
+    def canvas(self) -> np.ndarray:
+        """float32 array (seq_len, num_drums): the primer and what the agent wrote so far."""
+        return self._core.canvas[0].astype(np.float32)
+
+    @property
+    def reference(self) -> np.ndarray:
+        """float32 array (seq_len, num_drums): the hits of the episode's reference window."""
+        return self._core.reference[0].astype(np.float32)
+
+    def save(self, path: str | Path, bpm: float = 120.0) -> Path:
+        """Save the canvas as ``.npz`` (key ``sequence``) or MIDI (``.mid`` / ``.midi``).
+
+        Args:
+            path: file to write; the suffix picks the format.
+            bpm: tempo of the MIDI file, quarter notes per minute.
+
+        Returns:
+            The path written.
+        """
+        from dataset.midi import sequence_to_midi
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in (".mid", ".midi"):
+            sequence_to_midi(self.canvas, path, bpm=bpm, steps_per_bar=self.config.steps_per_bar)
+        elif path.suffix == ".npz":
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez_compressed(tmp, sequence=self.canvas)
+            tmp.replace(path)
+        else:
+            raise ValueError(f"path must end in .npz, .mid or .midi, got {str(path)!r}")
+        return path
+
+    def _get_obs(self) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self._core.observe().items()}
+
+    def _get_info(self) -> dict[str, Any]:
+        window = int(self._core.window_ids[0])
+        seq, start = self.data.windows[window]
+        return {"window": window, "sequence": self.data.names[seq], "start": int(start)}

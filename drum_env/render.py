@@ -1,0 +1,443 @@
+"""Text grid and piano-roll rendering of drum sequences.
+
+One render helper shared by :class:`~drum_env.env.DrumComposeEnv` (``render_mode="ansi"`` and
+``"rgb_array"``), :class:`~drum_env.vector.DrumComposeVectorEnv` and the PettingZoo band, and by
+the ``drum-env generate`` command (``save_piano_roll_png``). Every function is pure: it reads the
+sequence and returns a new string, array or file, and never keeps state.
+
+A sequence is a float32 array ``(steps, drums)`` with values in ``[0, 1]``; a hit is a value
+``> 0`` and its value is the velocity. Steps ``< prompt_steps`` are the primer (given to the
+agent, taken from a real sequence); later steps are what the agent composed. ``position`` is the
+cursor: the number of steps written so far, so steps ``>= position`` are not composed yet.
+
+Only numpy is imported with this module; matplotlib is imported inside
+:func:`save_piano_roll_png`, the one function that needs it.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ACCENT_VELOCITY",
+    "DEFAULT_DRUM_NAMES",
+    "default_drum_names",
+    "render_ansi",
+    "render_rgb",
+    "save_piano_roll_png",
+]
+
+DEFAULT_DRUM_NAMES: tuple[str, ...] = (
+    "kick",
+    "snare",
+    "hihat_closed",
+    "hihat_open",
+    "tom_low",
+    "tom_mid",
+    "tom_high",
+    "crash",
+    "ride",
+)
+"""Names of the 9 classes of Magenta's reduced drum mapping, in column order."""
+
+ACCENT_VELOCITY: float = 0.75
+"""Velocity from which a hit is drawn as an accent (upper-case character) in the text grid."""
+
+# Characters of the text grid: (rest, hit, accent), for the primer and the composed part.
+_PRIMER_CHARS = ("-", "o", "O")
+_COMPOSED_CHARS = (".", "x", "X")
+
+# Colours of the piano roll, RGB uint8. Backgrounds are dark so every hit stands out; the primer
+# has a blue tint and its hits a cool colour, the composed part warm hits, so the two read apart.
+_BG_COMPOSED = np.array([34, 34, 34], dtype=np.uint8)
+_BG_PRIMER = np.array([30, 42, 70], dtype=np.uint8)
+_BG_FUTURE = np.array([8, 8, 8], dtype=np.uint8)
+_BAR_LINE = np.array([110, 110, 110], dtype=np.uint8)
+_HIT_COMPOSED = np.array([255, 170, 40], dtype=np.float32)
+_HIT_PRIMER = np.array([110, 200, 255], dtype=np.float32)
+# A hit of velocity v is drawn at _MIN_HIT + (1 - _MIN_HIT) * v of its full colour, so even the
+# softest hit is clearly brighter than every background.
+_MIN_HIT = 0.4
+
+
+def default_drum_names(num_drums: int) -> tuple[str, ...]:
+    """Return the default row labels for ``num_drums`` drums.
+
+    Args:
+        num_drums: Number of drums (columns of a sequence), ``>= 1``.
+
+    Returns:
+        :data:`DEFAULT_DRUM_NAMES` when ``num_drums == 9``, else ``("drum0", "drum1", ...)``.
+
+    Example:
+        >>> default_drum_names(3)
+        ('drum0', 'drum1', 'drum2')
+    """
+    num_drums = _as_int(num_drums, "num_drums")
+    if num_drums < 1:
+        raise ValueError(f"num_drums must be >= 1, got {num_drums}")
+    if num_drums == len(DEFAULT_DRUM_NAMES):
+        return DEFAULT_DRUM_NAMES
+    return tuple(f"drum{i}" for i in range(num_drums))
+
+
+def render_ansi(
+    sequence: np.ndarray,
+    steps_per_bar: int = 16,
+    prompt_steps: int = 0,
+    drum_names: Sequence[str] | None = None,
+    position: int | None = None,
+    max_steps: int | None = None,
+) -> str:
+    """Render a sequence as a text grid, one row per drum and one character per step.
+
+    Layout (plain ASCII, no colour codes, so it reads the same in a log file):
+
+    * a header row ``bar`` with the 1-based bar number after each bar line (left out for a bar
+      too narrow to hold its number);
+    * one row per drum, its name right-aligned to a common width, then ``|`` at every bar line
+      (before the first step, between bars and after the last step) and one character per step:
+
+      ============  =======  ==========================  ==============================
+      part          rest     hit (``0 < v < 0.75``)      accent (``v >= 0.75``)
+      ============  =======  ==========================  ==============================
+      primer        ``-``    ``o``                       ``O``
+      composed      ``.``    ``x``                       ``X``
+      ============  =======  ==========================  ==============================
+
+      where the primer is the steps ``< prompt_steps`` and ``v`` the step's value (binary
+      sequences draw every hit as an accent);
+    * when ``position`` is given, a cursor row with ``^`` under the column of step ``position``
+      (the next step to compose; one column past the grid once the sequence is complete),
+      followed by ``step <position>/<steps>``. When the window (see ``max_steps``) starts after
+      ``position``, the row reads ``< step ...`` instead.
+
+    Steps at or after ``position`` are drawn from their values like any other; an env's canvas
+    holds rests there.
+
+    Args:
+        sequence: float32 array ``(steps, drums)``, values in ``[0, 1]``; a hit is a value
+            ``> 0``.
+        steps_per_bar: Steps per bar (16ths in 4/4: 16), ``>= 1``.
+        prompt_steps: Number of primer steps at the start, in ``[0, steps]``.
+        drum_names: One label per drum; defaults to :func:`default_drum_names`.
+        position: The cursor, steps composed so far, in ``[0, steps]``; ``None`` for no cursor
+            row.
+        max_steps: Show only the last ``max_steps`` steps (``>= 1``), widened to start on a bar
+            line so bar numbers stay true; ``None`` shows every step.
+
+    Returns:
+        The grid: ``1 + drums`` lines (``2 + drums`` with a cursor), each ending in a newline.
+
+    Raises:
+        ValueError: If an argument is out of range; the message names it.
+
+    Example:
+        >>> seq = np.zeros((8, 2), dtype=np.float32)
+        >>> seq[[0, 5], 0] = 0.5
+        >>> seq[[2, 6], 1] = 1.0
+        >>> print(render_ansi(seq, 4, prompt_steps=4, drum_names=["kick", "snare"], position=6),
+        ...       end="")
+          bar |1   |2   |
+         kick |o---|.x..|
+        snare |--O-|..X.|
+                      ^ step 6/8
+    """
+    seq = _check_sequence(sequence)
+    num_steps, num_drums = seq.shape
+    steps_per_bar = _check_steps_per_bar(steps_per_bar)
+    prompt_steps = _check_prompt_steps(prompt_steps, num_steps)
+    names = _check_drum_names(drum_names, num_drums)
+    if position is not None:
+        position = _check_position(position, num_steps)
+    start = 0
+    if max_steps is not None:
+        max_steps = _as_int(max_steps, "max_steps")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+        start = max(0, num_steps - max_steps) // steps_per_bar * steps_per_bar
+
+    steps = np.arange(start, num_steps)
+    window = seq[start:]
+    # Character codes (drums, steps) picked by part (primer/composed) and level (rest/hit/accent).
+    level = (window > 0).astype(np.intp) + (window >= ACCENT_VELOCITY)
+    table = np.array(
+        [[ord(c) for c in _COMPOSED_CHARS], [ord(c) for c in _PRIMER_CHARS]], dtype=np.uint8
+    )
+    part = (steps < prompt_steps).astype(np.intp)
+    codes = table[part[:, None], level].T  # (drums, steps)
+
+    # Split each row at the bar lines: a bar line goes before every step on a bar boundary.
+    bar_starts = list(range(0, len(steps), steps_per_bar))
+    width = max([len("bar"), *(len(n) for n in names)])
+
+    header = []
+    for i in bar_starts:
+        label = str((start + i) // steps_per_bar + 1)
+        bar_len = min(steps_per_bar, len(steps) - i)
+        header.append(label.ljust(bar_len) if len(label) <= bar_len else " " * bar_len)
+    lines = [f"{'bar':>{width}} |" + "".join(h + "|" for h in header)]
+    for d in range(num_drums):
+        row = codes[d].tobytes().decode("ascii")
+        bars = "".join(row[i : i + steps_per_bar] + "|" for i in bar_starts)
+        lines.append(f"{names[d]:>{width}} |" + bars)
+    if position is not None:
+        label = f"step {position}/{num_steps}"
+        if position < start:
+            lines.append(" " * (width + 1) + "< " + label)
+        else:
+            rel = position - start
+            col = width + 2 + rel + rel // steps_per_bar
+            lines.append(" " * col + "^ " + label)
+    return "\n".join(lines) + "\n"
+
+
+def render_rgb(
+    sequence: np.ndarray,
+    steps_per_bar: int = 16,
+    prompt_steps: int = 0,
+    position: int | None = None,
+    cell: tuple[int, int] = (8, 4),
+) -> np.ndarray:
+    """Render a sequence as a piano-roll image.
+
+    Drum ``d`` is the row band ``[d * cell[0], (d + 1) * cell[0])`` (drum 0, the kick by default,
+    at the top, in the same order as :func:`render_ansi`); step ``t`` is the column band
+    ``[t * cell[1], (t + 1) * cell[1])``. Each cell is painted as follows:
+
+    * background: blue-grey for the primer (steps ``< prompt_steps``), dark grey for composed
+      steps, near-black for steps not composed yet (``>= position``, when ``position`` is given;
+      the primer keeps its colour);
+    * a hit of velocity ``v`` is a block of ``(0.4 + 0.6 * v)`` times a full colour, light blue in
+      the primer and orange elsewhere, leaving a one-pixel gap on the cell's left column and bottom
+      row (when the cell is at least two pixels that way) so neighbouring hits stay apart;
+    * a one-pixel grey bar line on the left column of the first step of every bar but the first,
+      drawn on background pixels only, so it never hides a hit.
+
+    Vectorised with broadcast copies, no Python loop over steps or drums (about 0.3 ms for
+    512 steps, 9 drums and the default cell).
+
+    Args:
+        sequence: float32 array ``(steps, drums)``, values in ``[0, 1]``; a hit is a value
+            ``> 0``.
+        steps_per_bar: Steps per bar, ``>= 1``.
+        prompt_steps: Number of primer steps at the start, in ``[0, steps]``.
+        position: The cursor, steps composed so far, in ``[0, steps]``; ``None`` when every step
+            counts as written.
+        cell: ``(height, width)`` of one cell in pixels, each ``>= 1``.
+
+    Returns:
+        uint8 array ``(drums * cell[0], steps * cell[1], 3)``, RGB.
+
+    Raises:
+        ValueError: If an argument is out of range; the message names it.
+
+    Example:
+        >>> render_rgb(np.zeros((32, 9), dtype=np.float32), prompt_steps=16).shape
+        (72, 128, 3)
+    """
+    seq = _check_sequence(sequence)
+    num_steps, num_drums = seq.shape
+    steps_per_bar = _check_steps_per_bar(steps_per_bar)
+    prompt_steps = _check_prompt_steps(prompt_steps, num_steps)
+    if position is not None:
+        position = _check_position(position, num_steps)
+    cell_h, cell_w = _check_cell(cell)
+
+    steps = np.arange(num_steps)
+    primer = steps < prompt_steps
+
+    # Per-step, per-pixel-column background (steps, cell_w, 3), bar lines included.
+    bg = np.empty((num_steps, cell_w, 3), dtype=np.uint8)
+    bg[:] = _BG_COMPOSED
+    if position is not None:
+        bg[steps >= position] = _BG_FUTURE
+    bg[primer] = _BG_PRIMER
+    bar_line = (steps % steps_per_bar == 0) & (steps > 0)
+    bg[bar_line, 0] = _BAR_LINE
+
+    # Per-cell hit colour (drums, steps, 3), brightness by velocity.
+    vel = seq.T  # (drums, steps)
+    hit = vel > 0
+    full = np.where(primer[:, None], _HIT_PRIMER, _HIT_COMPOSED)  # (steps, 3)
+    scale = _MIN_HIT + (1.0 - _MIN_HIT) * vel
+    hit_rgb = np.rint(scale[:, :, None] * full[None, :, :]).astype(np.uint8)  # (drums, steps, 3)
+
+    # A hit covers the cell but for a one-pixel gap on its left column and bottom row. One pixel
+    # row of a drum's band is built per step (drums, steps, cell_w, 3), then copied down the band,
+    # which keeps the work on full-size arrays to plain broadcast copies.
+    gap_w = 1 if cell_w >= 2 else 0
+    gap_h = 1 if cell_h >= 2 else 0
+    hit_row = np.empty((num_drums, num_steps, cell_w, 3), dtype=np.uint8)
+    hit_row[:] = bg
+    hit_row[hit, gap_w:] = hit_rgb[hit][:, None, :]
+    image = np.empty((num_drums, cell_h, num_steps, cell_w, 3), dtype=np.uint8)
+    image[:, : cell_h - gap_h] = hit_row[:, None]
+    image[:, cell_h - gap_h :] = bg
+    return image.reshape(num_drums * cell_h, num_steps * cell_w, 3)
+
+
+def save_piano_roll_png(
+    sequence: np.ndarray,
+    path: str | os.PathLike[str],
+    steps_per_bar: int = 16,
+    prompt_steps: int = 0,
+    drum_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Save a sequence as a labelled piano-roll PNG.
+
+    Draws :func:`render_rgb` (same colours and layout) on a matplotlib figure with the drum names
+    on the y axis and 1-based bar numbers at the bar lines on the x axis. Uses matplotlib's Agg
+    canvas directly, without pyplot, so it needs no display and leaves no figure open. The file
+    is written to a temporary file beside ``path`` and moved into place with :func:`os.replace`,
+    so a reader never sees half a PNG; missing parent folders are created.
+
+    Args:
+        sequence: float32 array ``(steps, drums)``, values in ``[0, 1]``; a hit is a value
+            ``> 0``.
+        path: Where to write the PNG (always PNG, whatever the suffix).
+        steps_per_bar: Steps per bar, ``>= 1``.
+        prompt_steps: Number of primer steps at the start, in ``[0, steps]``; drawn on a shaded
+            background.
+        drum_names: One label per drum; defaults to :func:`default_drum_names`.
+        title: Figure title, or ``None`` for none.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is not installed.
+        ValueError: If an argument is out of range; the message names it.
+    """
+    seq = _check_sequence(sequence)
+    num_steps, num_drums = seq.shape
+    steps_per_bar = _check_steps_per_bar(steps_per_bar)
+    prompt_steps = _check_prompt_steps(prompt_steps, num_steps)
+    names = _check_drum_names(drum_names, num_drums)
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(
+            "save_piano_roll_png needs matplotlib: pip install matplotlib "
+            "(or pip install drum-env, which depends on it)"
+        ) from exc
+
+    image = render_rgb(seq, steps_per_bar, prompt_steps)
+    width_in = float(np.clip(num_steps / 32.0, 6.0, 24.0))
+    height_in = 1.2 + 0.3 * num_drums
+    fig = Figure(figsize=(width_in, height_in), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(
+        image,
+        extent=(0, max(num_steps, 1), num_drums, 0),
+        aspect="auto",
+        interpolation="nearest",
+    )
+    ax.set_yticks(np.arange(num_drums) + 0.5, labels=list(names))
+    num_bars = -(-num_steps // steps_per_bar)
+    every = max(1, -(-num_bars // 16))  # at most 16 bar labels
+    bars = np.arange(0, num_bars, every)
+    ax.set_xticks(bars * steps_per_bar, labels=[str(b + 1) for b in bars])
+    ax.set_xlabel(f"bar ({steps_per_bar} steps per bar)")
+    if title is not None:
+        ax.set_title(title)
+    fig.tight_layout()
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_int(value: object, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(
+            f"{name} must be an integer, got {type(value).__name__} {value!r}"
+        ) from None
+
+
+def _check_sequence(sequence: object) -> np.ndarray:
+    arr = np.asarray(sequence)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"sequence must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"sequence must be 2-D (steps, drums), got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"sequence must have at least one drum, got shape {arr.shape}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError("sequence must hold finite values, found NaN or inf")
+    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise ValueError(
+            f"sequence values must be in [0, 1], got min {arr.min():g}, max {arr.max():g}"
+        )
+    return arr
+
+
+def _check_steps_per_bar(steps_per_bar: object) -> int:
+    value = _as_int(steps_per_bar, "steps_per_bar")
+    if value < 1:
+        raise ValueError(f"steps_per_bar must be >= 1, got {value}")
+    return value
+
+
+def _check_prompt_steps(prompt_steps: object, num_steps: int) -> int:
+    value = _as_int(prompt_steps, "prompt_steps")
+    if not 0 <= value <= num_steps:
+        raise ValueError(f"prompt_steps must be in [0, {num_steps}] (the steps), got {value}")
+    return value
+
+
+def _check_position(position: object, num_steps: int) -> int:
+    value = _as_int(position, "position")
+    if not 0 <= value <= num_steps:
+        raise ValueError(f"position must be in [0, {num_steps}] (the steps), got {value}")
+    return value
+
+
+def _check_cell(cell: object) -> tuple[int, int]:
+    try:
+        cell_h, cell_w = cell  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"cell must be a pair (height, width) of pixels, got {cell!r}") from None
+    cell_h = _as_int(cell_h, "cell[0]")
+    cell_w = _as_int(cell_w, "cell[1]")
+    if cell_h < 1 or cell_w < 1:
+        raise ValueError(f"cell sizes must be >= 1 pixel, got {(cell_h, cell_w)}")
+    return cell_h, cell_w
+
+
+def _check_drum_names(drum_names: Sequence[str] | None, num_drums: int) -> tuple[str, ...]:
+    if drum_names is None:
+        return default_drum_names(num_drums)
+    if isinstance(drum_names, str):
+        raise ValueError("drum_names must be a sequence of strings, got a single string")
+    names = tuple(drum_names)
+    if len(names) != num_drums:
+        raise ValueError(f"drum_names must have one name per drum ({num_drums}), got {len(names)}")
+    if not all(isinstance(n, str) for n in names):
+        raise ValueError(f"drum_names must all be strings, got {names!r}")
+    return names

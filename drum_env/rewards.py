@@ -1,0 +1,449 @@
+"""Reward levels, shaping presets and running normalisation for DrumCompose.
+
+The reward of one env step is
+
+    r_t = sum_k w_k * n_k(x_k(t))        (sum over the terms k that close at step t)
+
+where ``x_k`` is the raw term of level ``k``, ``n_k`` its running normalisation (or the identity
+for an unnormalised shaping) and ``w_k`` the shaping's weight. The terms:
+
+| term | closes | raw value (each in [-1, 0]) |
+|---|---|---|
+| ``step`` | every composed step | ``-mean_d (a_d - p_ref[pos, d])**2``: the step's hits vs the reference window's hit rate of each drum at this position in the bar |
+| ``bar`` | at each composed bar end | ``-mean_k |f_bar(c)_k - f_bar(r)_k|``: :func:`bar_features` of the composed bar vs the reference bar at the same place |
+| ``phrase`` | at each phrase end | the same with :func:`phrase_features` |
+| ``section`` | at each section end | the same with :func:`section_features` |
+| ``song`` | at the episode's end | the same with :func:`song_features` of the whole canvas vs the whole reference window |
+| ``silence`` | at each composed bar end | ``-1`` if the composed bar is silent while the reference bar is not, else 0 |
+| ``repetition`` | at each composed bar end | ``-1`` if the composed bar repeats one non-silent step pattern on every step while the reference bar does not, else 0 |
+
+Every feature is computed by ``dataset.metrics`` (nothing here re-implements a metric) and scaled
+to ``[0, 1]``, so a raw term is a mean absolute feature difference with a minus sign.
+
+Running normalisation (``n_k``): each term keeps a count, mean and variance (Chan's parallel form
+of Welford's algorithm) over all its closed values; ``n_k(x) = clip((x - mean_k) / sqrt(var_k +
+1e-8), -clip, clip)``, and the identity while fewer than two values have been seen. An episode's
+terms join the statistics when the episode ends, so every reward of an episode is scaled by the
+same numbers (and Gymnasium's ``check_env`` sees repeatable rewards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
+
+import numpy as np
+
+from dataset import metrics
+
+__all__ = [
+    "LEVELS",
+    "TERMS",
+    "SHAPINGS",
+    "Shaping",
+    "make_shaping",
+    "step_probabilities",
+    "bar_features",
+    "phrase_features",
+    "section_features",
+    "song_features",
+    "SONG_FEATURE_NAMES",
+    "feature_distance",
+    "RunningNormalizer",
+    "update_moments",
+]
+
+LEVELS: tuple[str, ...] = ("step", "bar", "phrase", "section", "song")
+"""The five hierarchical levels, finest first."""
+
+TERMS: tuple[str, ...] = (*LEVELS, "silence", "repetition")
+"""Every reward term: the five levels, then the two terms against degenerate play."""
+
+
+# ----------------------------------------------------------------------------- shapings
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """A named reward shaping: one weight per term and whether terms are normalised.
+
+    Attributes:
+        name: the preset's name (or "custom").
+        weights: weight of each term of :data:`TERMS` (missing terms weigh 0).
+        normalize: whether each term is divided by its running standard deviation (after
+            subtracting its running mean) before weighting.
+    """
+
+    name: str
+    weights: Mapping[str, float] = field(default_factory=dict)
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(TERMS))
+        if unknown:
+            raise ValueError(f"weights has unknown term(s) {unknown}; known terms: {list(TERMS)}")
+        full = {k: float(self.weights.get(k, 0.0)) for k in TERMS}
+        bad = [k for k, v in full.items() if not np.isfinite(v)]
+        if bad:
+            raise ValueError(f"weights must be finite numbers, got non-finite for {bad}")
+        object.__setattr__(self, "weights", MappingProxyType(full))
+
+    @property
+    def weight_vector(self) -> np.ndarray:
+        """float64 array (len(TERMS),): the weights in :data:`TERMS` order."""
+        return np.array([self.weights[k] for k in TERMS])
+
+
+_ALL = {"step": 1.0, "bar": 1.0, "phrase": 1.0, "section": 1.0, "song": 1.0,
+        "silence": 1.0, "repetition": 1.0}  # fmt: skip
+
+SHAPINGS: Mapping[str, Shaping] = MappingProxyType(
+    {
+        "sparse": Shaping("sparse", {"song": 1.0}, normalize=True),
+        "step": Shaping("step", {"step": 1.0, "song": 1.0}, normalize=True),
+        "bar": Shaping(
+            "bar", {"bar": 1.0, "song": 1.0, "silence": 1.0, "repetition": 1.0}, normalize=True
+        ),
+        "hierarchical": Shaping("hierarchical", _ALL, normalize=True),
+        "hierarchical-raw": Shaping("hierarchical-raw", _ALL, normalize=False),
+    }
+)
+"""The named shapings of the benchmark:
+
+| name | weights (all others 0) | normalised |
+|---|---|---|
+| ``sparse`` | song 1 | yes |
+| ``step`` | step 1, song 1 | yes |
+| ``bar`` | bar 1, song 1, silence 1, repetition 1 | yes |
+| ``hierarchical`` | every term 1 | yes |
+| ``hierarchical-raw`` | every term 1 | no |
+"""
+
+
+def make_shaping(
+    shaping: str | Shaping = "hierarchical",
+    weights: Mapping[str, float] | None = None,
+    normalize: bool | None = None,
+) -> Shaping:
+    """Resolve a shaping name (or object) and optional overrides into a :class:`Shaping`.
+
+    Args:
+        shaping: a name of :data:`SHAPINGS` or a Shaping.
+        weights: per-term weights that replace the preset's for the terms they name.
+        normalize: overrides the preset's normalisation when not None.
+
+    Returns:
+        Shaping (named ``"<preset>+custom"`` when overridden).
+
+    Raises:
+        ValueError: unknown shaping name or term.
+    """
+    if isinstance(shaping, str):
+        if shaping not in SHAPINGS:
+            raise ValueError(f"unknown shaping {shaping!r}; choose one of {list(SHAPINGS)}")
+        base = SHAPINGS[shaping]
+    elif isinstance(shaping, Shaping):
+        base = shaping
+    else:
+        raise ValueError(f"shaping must be a name or a Shaping, got {type(shaping).__name__}")
+    if weights is None and normalize is None:
+        return base
+    merged = dict(base.weights)
+    if weights is not None:
+        unknown = sorted(set(weights) - set(TERMS))
+        if unknown:
+            raise ValueError(f"weights has unknown term(s) {unknown}; known terms: {list(TERMS)}")
+        merged.update({k: float(v) for k, v in weights.items()})
+    norm = base.normalize if normalize is None else bool(normalize)
+    return Shaping(f"{base.name}+custom", merged, norm)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def _entropy_scale(steps: int, drums: int) -> float:
+    """Largest possible pattern entropy of ``steps`` steps, bits (at least 1, to divide by)."""
+    return max(np.log2(min(max(steps, 1), 2.0**drums)), 1.0)
+
+
+def step_probabilities(ref: np.ndarray, steps_per_bar: int) -> np.ndarray:
+    """Hit rate of each drum at each position in the bar, over the complete bars of ``ref``.
+
+    Args:
+        ref: bool array (..., steps, drums), steps a multiple of ``steps_per_bar``.
+        steps_per_bar: steps in one bar.
+
+    Returns:
+        float64 array (..., steps_per_bar, drums), values in [0, 1].
+    """
+    h = metrics.as_hits(ref)
+    bars = h.reshape(*h.shape[:-2], -1, steps_per_bar, h.shape[-1])
+    return bars.mean(axis=-3, dtype=np.float64)
+
+
+def bar_features(bars: np.ndarray, steps_per_bar: int) -> np.ndarray:
+    """Features of bars, each in [0, 1]: per-drum density, mean hits per drum, both syncopations.
+
+    Args:
+        bars: bool array (..., steps_per_bar, drums).
+        steps_per_bar: steps in one bar.
+
+    Returns:
+        float64 array (..., drums + 3).
+    """
+    drums = bars.shape[-1]
+    dens = metrics.hit_density(bars)
+    return np.concatenate(
+        [
+            dens.drum_density,
+            (dens.avg_hits / drums)[..., None],
+            metrics.syncopation(bars, steps_per_bar)[..., None],
+            metrics.metrical_syncopation(bars, steps_per_bar)[..., None],
+        ],
+        axis=-1,
+    )
+
+
+def phrase_features(phrases: np.ndarray, steps_per_bar: int, bars_per_phrase: int) -> np.ndarray:
+    """Features of phrases, each in [0, 1]: bar repetition, fills, entropy, 4-gram diversity.
+
+    ``[bar_repetition, fill_ratio / bars_per_phrase, pattern_entropy / log2(min(L, 2**D)),
+    n_grams(4).diversity]`` for phrases of ``L`` steps.
+
+    Args:
+        phrases: bool array (..., steps_per_bar * bars_per_phrase, drums).
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+
+    Returns:
+        float64 array (..., 4).
+    """
+    steps, drums = phrases.shape[-2:]
+    structure = metrics.phrase_structure(phrases, steps_per_bar, bars_per_phrase)
+    return np.stack(
+        [
+            structure.bar_repetition,
+            structure.fill_ratio / bars_per_phrase,
+            metrics.pattern_entropy(phrases) / _entropy_scale(steps, drums),
+            metrics.n_grams(phrases, 4).diversity,
+        ],
+        axis=-1,
+    )
+
+
+def section_features(sections: np.ndarray, steps_per_bar: int) -> np.ndarray:
+    """Features of sections, each in [0, 1]: per-drum density, per-drum mean IOI, entropy.
+
+    ``[drum_density (D), min(ioi_mean / steps_per_bar, 1) (D), pattern_entropy / log2(...)]``.
+
+    Args:
+        sections: bool array (..., steps, drums).
+        steps_per_bar: steps in one bar (the IOI scale).
+
+    Returns:
+        float64 array (..., 2 * drums + 1).
+    """
+    steps, drums = sections.shape[-2:]
+    return np.concatenate(
+        [
+            metrics.hit_density(sections).drum_density,
+            np.minimum(metrics.ioi_stats(sections).mean / steps_per_bar, 1.0),
+            (metrics.pattern_entropy(sections) / _entropy_scale(steps, drums))[..., None],
+        ],
+        axis=-1,
+    )
+
+
+SONG_FEATURE_NAMES: tuple[str, ...] = (
+    "avg_hits/drums",
+    "syncopation",
+    "metrical_syncopation",
+    "step_entropy/max",
+    "phrase_entropy/max",
+    "ngram_diversity",
+    "bar_repetition",
+    "phrase_repetition",
+    "fill_ratio/bars_per_phrase",
+    "fraction_dense_bars",
+    "fast_runs_per_bar/steps_per_bar",
+)
+"""Names of the scalar song features; :func:`song_features` appends one density per drum."""
+
+
+def song_features(songs: np.ndarray, steps_per_bar: int, bars_per_phrase: int) -> np.ndarray:
+    """Features of whole sequences, each in [0, 1]: :data:`SONG_FEATURE_NAMES`, then densities.
+
+    These are also the target metrics the agent is conditioned on.
+
+    Args:
+        songs: bool array (..., steps, drums).
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+
+    Returns:
+        float64 array (..., len(SONG_FEATURE_NAMES) + drums).
+    """
+    steps, drums = songs.shape[-2:]
+    phrase_len = steps_per_bar * bars_per_phrase
+    dens = metrics.hit_density(songs)
+    structure = metrics.phrase_structure(songs, steps_per_bar, bars_per_phrase)
+    scalars = [
+        dens.avg_hits / drums,
+        metrics.syncopation(songs, steps_per_bar),
+        metrics.metrical_syncopation(songs, steps_per_bar),
+        metrics.pattern_entropy(songs) / _entropy_scale(steps, drums),
+        metrics.phrase_entropy(songs, phrase_len) / _entropy_scale(min(steps, phrase_len), drums),
+        metrics.n_grams(songs, 4).diversity,
+        structure.bar_repetition,
+        structure.phrase_repetition,
+        structure.fill_ratio / bars_per_phrase,
+        metrics.fraction_dense_bars(songs, steps_per_bar),
+        np.minimum(metrics.fast_patterns(songs, 4, steps_per_bar).runs_per_bar / steps_per_bar, 1),
+    ]
+    return np.concatenate([np.stack(scalars, axis=-1), dens.drum_density], axis=-1)
+
+
+def feature_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference of two feature vectors (last axis), in [0, 1] for [0, 1] features.
+
+    Args:
+        a: float array (..., features).
+        b: float array of the same shape.
+
+    Returns:
+        float64 array (...).
+    """
+    return np.abs(a - b).sum(axis=-1) / a.shape[-1]
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+class Moments(NamedTuple):
+    """Count, mean and sum of squared deviations (M2) of a stream of values, per term."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+
+def update_moments(
+    moments: Moments, batch_count: np.ndarray, batch_sum: np.ndarray, batch_sumsq: np.ndarray
+) -> Moments:
+    """Fold a batch, given by its count, sum and sum of squares per term, into running moments.
+
+    Chan et al.'s parallel update of Welford's algorithm; terms with ``batch_count == 0`` are
+    left unchanged.
+
+    Args:
+        moments: the running Moments, arrays (terms,).
+        batch_count: float array (terms,), values in the batch.
+        batch_sum: float array (terms,), their sum.
+        batch_sumsq: float array (terms,), the sum of their squares.
+
+    Returns:
+        The updated Moments (new arrays).
+    """
+    n_b = np.asarray(batch_count, dtype=np.float64)
+    safe = np.maximum(n_b, 1.0)
+    mean_b = batch_sum / safe
+    m2_b = np.maximum(batch_sumsq - batch_sum * mean_b, 0.0)
+    n = moments.count + n_b
+    delta = mean_b - moments.mean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_b > 0, moments.mean + delta * n_b / np.maximum(n, 1.0), moments.mean)
+        m2 = np.where(
+            n_b > 0, moments.m2 + m2_b + delta**2 * moments.count * n_b / np.maximum(n, 1.0),
+            moments.m2,
+        )
+    return Moments(n, mean, m2)
+
+
+class RunningNormalizer:
+    """Per-term running mean and variance, shared by every sub-env that holds a reference to it.
+
+    Args:
+        num_terms: number of terms (``len(TERMS)``).
+        clip: normalised values are clipped to ``[-clip, clip]``.
+        epsilon: added to the variance before the square root.
+    """
+
+    def __init__(self, num_terms: int = len(TERMS), clip: float = 5.0, epsilon: float = 1e-8):
+        self.clip = float(clip)
+        self.epsilon = float(epsilon)
+        zeros = np.zeros(num_terms)
+        self.moments = Moments(zeros.copy(), zeros.copy(), zeros.copy())
+
+    @property
+    def moments(self) -> Moments:
+        """The running count, mean and M2 of each term."""
+        return self._moments
+
+    @moments.setter
+    def moments(self, value: Moments) -> None:
+        # Cache what normalize() needs: it runs every step, the statistics change per episode.
+        self._moments = value
+        self._ready = value.count > 1
+        self._inv_std = 1.0 / np.sqrt(self.var + self.epsilon)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """float64 array (terms,): running mean of each term."""
+        return self.moments.mean
+
+    @property
+    def var(self) -> np.ndarray:
+        """float64 array (terms,): running population variance (0 before two values)."""
+        m = self._moments
+        return np.where(m.count > 1, m.m2 / np.maximum(m.count, 1), 0.0)
+
+    @property
+    def count(self) -> np.ndarray:
+        """float64 array (terms,): values seen per term."""
+        return self.moments.count
+
+    def normalize(self, raw: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """Normalise raw terms.
+
+        Args:
+            raw: float array (..., terms), or (..., len(columns)) with ``columns``.
+            columns: int array, the terms that ``raw``'s last axis holds; None for all.
+
+        Returns:
+            float64 array of ``raw``'s shape.
+        """
+        cols = slice(None) if columns is None else columns
+        scaled = (raw - self._moments.mean[cols]) * self._inv_std[cols]
+        return np.where(self._ready[cols], np.clip(scaled, -self.clip, self.clip), raw)
+
+    def update(self, count: np.ndarray, total: np.ndarray, sumsq: np.ndarray) -> None:
+        """Add the values of finished episodes, given by per-term count, sum and sum of squares."""
+        self.moments = update_moments(self.moments, count, total, sumsq)
+
+    def state_dict(self) -> dict[str, list[float] | float]:
+        """Plain-Python state (lists of floats), safe for ``torch.save`` / JSON."""
+        return {
+            "count": self.moments.count.tolist(),
+            "mean": self.moments.mean.tolist(),
+            "m2": self.moments.m2.tolist(),
+            "clip": self.clip,
+            "epsilon": self.epsilon,
+        }
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore the state written by :meth:`state_dict`.
+
+        Raises:
+            ValueError: if the state's number of terms differs from this normaliser's.
+        """
+        arrays = [np.asarray(state[k], dtype=np.float64) for k in ("count", "mean", "m2")]
+        if any(a.shape != self.moments.count.shape for a in arrays):
+            raise ValueError(
+                f"normaliser state has {arrays[0].shape[0]} terms, expected "
+                f"{self.moments.count.shape[0]}"
+            )
+        self.clip = float(state.get("clip", self.clip))  # type: ignore[arg-type]
+        self.epsilon = float(state.get("epsilon", self.epsilon))  # type: ignore[arg-type]
+        self.moments = Moments(*arrays)

@@ -1,0 +1,212 @@
+"""DrumComposeVectorEnv: ``num_envs`` DrumCompose episodes stepped as numpy batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from drum_env import render as _render
+from drum_env.core import ComposeCore, build_config, check_actions, options_window
+from drum_env.rewards import TERMS, RunningNormalizer, Shaping
+
+__all__ = ["DrumComposeVectorEnv"]
+
+
+class DrumComposeVectorEnv(VectorEnv):
+    """The native vector form of ``DrumCompose-v0``: every sub-env in one numpy batch.
+
+    ``gymnasium.make_vec("DrumCompose-v0", num_envs=N, vectorization_mode="vector_entry_point",
+    **env_kwargs)`` builds it; it takes the same keyword arguments as
+    :class:`~drum_env.env.DrumComposeEnv` (see there for spaces, rewards and episode end).
+
+    Equivalence with ``SyncVectorEnv`` over ``N`` single envs: sub-env ``i`` is seeded with
+    ``seed + i`` (a list gives one seed each) and draws its windows from its own generator, so
+    observations, terminations and raw reward terms are bit-for-bit those of ``SyncVectorEnv``
+    with the same seeds, and so are the rewards of unnormalised shapings. Normalised rewards
+    differ after the first episodes because here one :class:`~drum_env.rewards.RunningNormalizer`
+    is shared by all sub-envs, while each env of a ``SyncVectorEnv`` keeps its own.
+
+    Autoreset is Gymnasium's default ``NEXT_STEP``: the step after a sub-env's episode ends
+    resets it, returns its first observation with reward 0, and ignores its action. The step
+    itself has no Python loop over sub-envs; only resets draw each sub-env's window from its own
+    generator in a short loop.
+
+    Args:
+        num_envs: number of sub-envs ``N``.
+        **kwargs: the arguments of :class:`~drum_env.env.DrumComposeEnv`.
+    """
+
+    metadata = {
+        "render_modes": ["ansi", "rgb_array"],
+        "render_fps": 8,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        data: Any = None,
+        seq_len: int = 128,
+        steps_per_bar: int = 16,
+        bars_per_phrase: int = 4,
+        prompt_bars: int = 2,
+        context_steps: int = 32,
+        sections: Sequence[tuple[int, int]] | None = None,
+        shaping: str | Shaping = "hierarchical",
+        weights: Mapping[str, float] | None = None,
+        normalize: bool | None = None,
+        render_mode: str | None = None,
+        on_error: str = "raise",
+        normalizer: RunningNormalizer | None = None,
+    ) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                f"got {render_mode!r}"
+            )
+        self.config, self.data = build_config(
+            data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
+            sections, shaping, weights, normalize, on_error,
+        )  # fmt: skip
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.single_observation_space = self.config.observation_space()
+        self.single_action_space = self.config.action_space()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._core = ComposeCore(self.config, self.data, self.num_envs, normalizer)
+        self._rngs: list[np.random.Generator] | None = None
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._started = False
+
+    @property
+    def normalizer(self) -> RunningNormalizer:
+        """The reward normaliser shared by every sub-env."""
+        return self._core.normalizer
+
+    @property
+    def np_random_list(self) -> list[np.random.Generator]:
+        """Each sub-env's generator (created unseeded if reset has not seeded them)."""
+        if self._rngs is None:
+            self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
+        return self._rngs
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset every sub-env: ``seed + i`` (or ``seed[i]``) seeds sub-env ``i``.
+
+        Args:
+            seed: an int, one seed per sub-env, or None to keep (or create) the generators.
+            options: as :meth:`DrumComposeEnv.reset`, applied to every sub-env.
+
+        Returns:
+            Batched observation and infos (Gymnasium's vector info layout).
+        """
+        if isinstance(seed, (int, np.integer)):
+            seed = [int(seed) + i for i in range(self.num_envs)]
+        if seed is not None:
+            if len(seed) != self.num_envs:
+                raise ValueError(f"seed must give {self.num_envs} seeds, got {len(seed)}")
+            self._rngs = [
+                seeding.np_random(s)[0] if s is not None else rng
+                for s, rng in zip(seed, self.np_random_list)
+            ]
+        envs = np.arange(self.num_envs)
+        infos = self._reset_envs(envs, options)
+        self._autoreset[:] = False
+        self._started = True
+        return self._core_obs(), infos
+
+    def _reset_envs(self, envs: np.ndarray, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        rngs = self.np_random_list
+        windows = np.array([options_window(options, self.data, rngs[i]) for i in envs])
+        self._core.reset(envs, windows)
+        seq, start = self.data.windows[windows].T
+        names = np.full(self.num_envs, None, dtype=object)
+        names[envs] = [self.data.names[s] for s in seq]
+        mask = np.zeros(self.num_envs, dtype=bool)
+        mask[envs] = True
+        window_arr = np.zeros(self.num_envs, dtype=int)
+        window_arr[envs] = windows
+        start_arr = np.zeros(self.num_envs, dtype=int)
+        start_arr[envs] = start
+        return {
+            "window": window_arr, "_window": mask.copy(),
+            "sequence": names, "_sequence": mask.copy(),
+            "start": start_arr, "_start": mask.copy(),
+        }  # fmt: skip
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every running sub-env; sub-envs whose episode ended last step are reset."""
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        a = check_actions(actions, (self.num_envs, self.config.num_drums), self.action_space)
+        n = self.num_envs
+        rewards = np.zeros(n)
+        terminations = np.zeros(n, dtype=bool)
+        infos: dict[str, Any] = {}
+        resetting = np.flatnonzero(self._autoreset)
+        running = np.flatnonzero(~self._autoreset)
+        if len(resetting):
+            infos.update(self._reset_envs(resetting, None))
+        if len(running):
+            result = self._core.step(a[running], None if len(resetting) == 0 else running)
+            rewards[running] = result.reward
+            terminations[running] = result.terminated
+            mask = np.zeros(n, dtype=bool)
+            mask[running] = True
+            terms: dict[str, np.ndarray] = {}
+            for k, name in enumerate(TERMS):
+                for kind, values in (("raw", result.raw), ("norm", result.normalized)):
+                    arr = np.zeros(n)
+                    arr[running] = values[:, k]
+                    terms[f"{name}/{kind}"] = arr
+                    terms[f"_{name}/{kind}"] = mask
+            infos["reward_terms"] = terms
+            infos["_reward_terms"] = mask
+            ended = running[result.terminated]
+            if len(ended):
+                done_mask = np.zeros(n, dtype=bool)
+                done_mask[ended] = True
+                episode: dict[str, np.ndarray] = {}
+                for key, values in self._core.episode_metrics(ended).items():
+                    arr = np.zeros(n)
+                    arr[ended] = values
+                    episode[key] = arr
+                    episode[f"_{key}"] = done_mask
+                infos["episode_metrics"] = episode
+                infos["_episode_metrics"] = done_mask
+        self._autoreset = terminations.copy()
+        truncations = np.zeros(n, dtype=bool)
+        return self._core_obs(), rewards, terminations, truncations, infos
+
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """Render every sub-env's canvas (a tuple, one entry per sub-env)."""
+        if self.render_mode is None:
+            return None
+        c = self.config
+        draw = _render.render_ansi if self.render_mode == "ansi" else _render.render_rgb
+        return tuple(
+            draw(self._core.canvas[i].astype(np.float32), c.steps_per_bar, c.prompt_steps,
+                 position=int(self._core.t[i]))
+            for i in range(self.num_envs)
+        )  # fmt: skip
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Nothing to release."""
+
+    def _core_obs(self) -> dict[str, np.ndarray]:
+        return self._core.observe()
