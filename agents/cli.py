@@ -7,6 +7,8 @@ Heavy imports (torch, SB3, optuna, matplotlib) happen inside the subcommands tha
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,8 +81,130 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``drum-env`` (every subcommand)."""
+# ----------------------------------------------------------------------------- config plumbing
+
+
+def _field_type(annotation: str, default: object):
+    """The argparse type of a dataclass field, from its annotation string and default."""
+    text = str(annotation).replace("None", "").replace("|", "").strip()
+    for name, kind in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        if text == name:
+            return kind
+    if text.startswith("dict") or isinstance(default, dict):
+        return json.loads
+    return type(default) if default is not None else str
+
+
+def _add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()):
+    """One ``--field-name`` option per field of a config dataclass (defaults from the class)."""
+    group = parser.add_argument_group(f"{cls.__name__} (defaults shown)")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f.type, default)
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"default: {default}")  # fmt: skip
+        else:
+            group.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
+                               help=f"default: {default}")  # fmt: skip
+
+
+def _config_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):
+    """Build ``cls`` from a JSON ``--config`` file (if any) overridden by the given options."""
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config: no such file {str(path)!r}")
+        try:
+            loaded = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--config {str(path)!r} is not valid JSON: {exc}") from None
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(loaded) - names)
+        if unknown:
+            raise ValueError(
+                f"--config {str(path)!r} has unknown key(s) {unknown}; valid keys: {sorted(names)}"
+            )
+        values.update(loaded)
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return cls(**values)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from agents.pretrain import PretrainConfig, pretrain
+
+    result = pretrain(_config_from_args(PretrainConfig, args))
+    _print_rows("pretraining", [
+        ("policy", str(result.policy_path)), ("optimiser steps", str(result.steps)),
+        ("final loss (BCE per drum)", f"{result.final_loss:.4f}"),
+    ])  # fmt: skip
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from agents.ppo import PPOConfig, train
+
+    result = train(_config_from_args(PPOConfig, args))
+    _print_rows("PPO training", [
+        ("policy", str(result.policy_path)), ("checkpoint", str(result.checkpoint_path)),
+        ("env steps", str(result.global_step)), ("iterations", str(result.iterations)),
+        ("mean episode return (last iterations)", f"{result.mean_episode_return:.3f}"),
+        ("mean song term, raw (last iterations)", f"{result.mean_song_raw:.4f}"),
+    ])  # fmt: skip
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from agents.sb3 import BaselineConfig, train_baseline
+
+    result = train_baseline(_config_from_args(BaselineConfig, args))
+    _print_rows(f"Stable-Baselines3 {args.algo or 'ppo'}", [
+        ("model", str(result.model_path)), ("env steps", str(result.global_step)),
+        ("mean episode return (evaluation)", f"{result.mean_episode_return:.3f}"),
+        ("mean song term, raw (evaluation)", f"{result.mean_song_raw:.4f}"),
+    ])  # fmt: skip
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from agents.generate import generate
+
+    env_kwargs = {"seq_len": args.seq_len, "prompt_bars": args.prompt_bars, "data": args.data}
+    result = generate(args.checkpoint, args.out, num=args.num, env_kwargs=env_kwargs,
+                      seed=args.seed, deterministic=args.deterministic)  # fmt: skip
+    rows = [(f"take {i}", f"return {r:.3f}, song term {s:.4f}")
+            for i, (r, s) in enumerate(zip(result.rollouts.returns, result.rollouts.song_raw))]
+    rows.append(("files", f"{len(result.files)} in {args.out}"))
+    _print_rows("generated", rows)
+    return 0
+
+
+def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``drum-env``.
+
+    Args:
+        command: the subcommand about to run; the config options of the training subcommands
+            (which import torch) are only built for that one. ``None`` builds them all.
+    """
     parser = argparse.ArgumentParser(
         prog="drum-env", description="Reinforcement learning on drum sequences."
     )
@@ -105,12 +229,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bpm", type=float, default=None, help="tempo, to report hours")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise")
     p.set_defaults(func=_cmd_stats)
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
+
+    p = sub.add_parser("pretrain", help="supervised next-step pretraining of the policy")
+    p.add_argument("--config", help="JSON file of PretrainConfig fields (options override it)")
+    if wanted("pretrain"):
+        from agents.pretrain import PretrainConfig
+
+        _add_config_args(p, PretrainConfig)
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("train", help="PPO with the custom policy on the native vector env")
+    p.add_argument("--config", help="JSON file of PPOConfig fields, e.g. from `drum-env tune`")
+    if wanted("train"):
+        from agents.ppo import PPOConfig
+
+        _add_config_args(p, PPOConfig)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("baseline", help="Stable-Baselines3 PPO or A2C on the same env")
+    p.add_argument("--config", help="JSON file of BaselineConfig fields")
+    if wanted("baseline"):
+        from agents.sb3 import BaselineConfig
+
+        _add_config_args(p, BaselineConfig, skip=("extra",))
+    p.set_defaults(func=_cmd_baseline)
+
+    p = sub.add_parser("generate", help="compose with a policy: .mid, .npz and .png per take")
+    p.add_argument("checkpoint", help="policy.pt (or a PPO checkpoint.pt)")
+    p.add_argument("--out", required=True, help="folder to write the takes to")
+    p.add_argument("--num", type=int, default=4, help="number of takes")
+    p.add_argument("--data", default=None, help="npz folder of primers (default: built-in)")
+    p.add_argument("--seq-len", type=int, default=64, help="steps per take, primer included")
+    p.add_argument("--prompt-bars", type=int, default=1, help="bars of primer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true", help="hit when p > 0.5")
+    p.set_defaults(func=_cmd_generate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``drum-env`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback
