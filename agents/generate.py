@@ -101,7 +101,8 @@ def generate(
         tmp.replace(stem.with_suffix(".npz"))
         save_piano_roll_png(
             seq, stem.with_suffix(".png"), steps_per_bar=spb, prompt_steps=rollouts.prompt_steps,
-            title=f"take {i}: return {rollouts.returns[i]:.2f}, song term {rollouts.song_raw[i]:.3f}",
+            title=f"take {i}: return {rollouts.returns[i]:.2f}, "
+            f"song term {rollouts.song_raw[i]:.3f}",
         )  # fmt: skip
         files += [stem.with_suffix(s) for s in (".mid", ".npz", ".png")]
         summary.append({"take": i, "return": float(rollouts.returns[i]),

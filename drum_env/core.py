@@ -483,6 +483,8 @@ class ComposeCore:
 
     def observe(self) -> dict[str, np.ndarray]:
         """Batched observation: each single-space key with a leading batch axis (float32)."""
+        if self._ref is None:
+            raise RuntimeError("no episode yet: reset before observing")
         c = self.config
         t0 = int(self.t[0])
         if t0 >= c.context_steps and (self.t == t0).all():  # lockstep: one slice

@@ -65,6 +65,21 @@ TERMS: tuple[str, ...] = (*LEVELS, "silence", "repetition")
 # ----------------------------------------------------------------------------- shapings
 
 
+class _Weights(dict):
+    """A read-only, hashable, picklable dict of term weights."""
+
+    def _readonly(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("shaping weights are read-only; use make_shaping(weights=...)")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self) -> tuple:
+        return (_Weights, (dict(self),))
+
+
 @dataclass(frozen=True)
 class Shaping:
     """A named reward shaping: one weight per term and whether terms are normalised.
@@ -88,7 +103,7 @@ class Shaping:
         bad = [k for k, v in full.items() if not np.isfinite(v)]
         if bad:
             raise ValueError(f"weights must be finite numbers, got non-finite for {bad}")
-        object.__setattr__(self, "weights", MappingProxyType(full))
+        object.__setattr__(self, "weights", _Weights(full))
 
     @property
     def weight_vector(self) -> np.ndarray:
