@@ -71,7 +71,8 @@ class _Weights(dict):
     def _readonly(self, *args: object, **kwargs: object) -> None:
         raise TypeError("shaping weights are read-only; use make_shaping(weights=...)")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __ior__ = _readonly  # type: ignore[assignment]
+    update = pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(sorted(self.items())))

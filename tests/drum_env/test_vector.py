@@ -1,0 +1,307 @@
+"""Tests for drum_env/vector.py: the native vector env against SyncVectorEnv of single envs."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pickle
+import re
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import drum_env  # noqa: F401  (registers DrumCompose-v0)
+from drum_env.rewards import TERMS
+from drum_env.vector import DrumComposeVectorEnv
+
+ENV_ID = "DrumCompose-v0"
+SMALL = {"seq_len": 64, "prompt_bars": 1}
+EPISODE = 64 - 16  # env steps of one episode
+EPISODES = 3
+
+
+def make_native(num_envs: int, **kwargs) -> DrumComposeVectorEnv:
+    return gym.make_vec(
+        ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", **{**SMALL, **kwargs}
+    )
+
+
+def make_sync(num_envs: int, **kwargs) -> SyncVectorEnv:
+    fn = functools.partial(gym.make, ENV_ID, **{**SMALL, **kwargs})
+    return SyncVectorEnv([fn for _ in range(num_envs)])
+
+
+def assert_same(a, b, path="info"):
+    """Recursive exact equality of (nested dicts of) arrays and scalars."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict), path
+        assert set(a) == set(b), (path, sorted(set(a) ^ set(b)))
+        for k in a:
+            assert_same(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b), path
+        for k, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{k}]")
+    else:
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape, (path, a.shape, b.shape)
+        if a.dtype == object or b.dtype == object:
+            assert a.tolist() == b.tolist(), path
+        else:
+            assert a.dtype.kind == b.dtype.kind, (path, a.dtype, b.dtype)
+            assert np.array_equal(a, b), (path, a, b)
+
+
+def raw_terms(info) -> dict:
+    terms = info.get("reward_terms", {})
+    return {k: v for k, v in terms.items() if "/raw" in k}
+
+
+@pytest.mark.parametrize("shaping", ["hierarchical-raw", "sparse", "hierarchical"])
+@pytest.mark.parametrize("num_envs", [1, 3, 8])
+def test_native_matches_sync(num_envs, shaping):
+    native = make_native(num_envs, shaping=shaping)
+    sync = make_sync(num_envs, shaping=shaping)
+    normalised = native.unwrapped.config.shaping.normalize
+    assert native.single_observation_space == sync.single_observation_space
+    assert native.single_action_space == sync.single_action_space
+    assert native.observation_space == sync.observation_space
+    assert native.action_space == sync.action_space
+
+    obs_n, info_n = native.reset(seed=42)
+    obs_s, info_s = sync.reset(seed=42)
+    assert_same(obs_n, obs_s, "reset obs")
+    assert_same(info_n, info_s, "reset info")
+    reset_obs = obs_n
+
+    rng = np.random.default_rng(num_envs)
+    total = EPISODES * (EPISODE + 1) + 5  # includes the autoreset steps
+    actions = (rng.random((total, num_envs, 9)) < 0.3).astype(np.int8)
+    episodes_done = 0
+    autoreset_next = False
+    for i, a in enumerate(actions):
+        obs_n, rew_n, term_n, trunc_n, info_n = native.step(a)
+        obs_s, rew_s, term_s, trunc_s, info_s = sync.step(a)
+        where = f"step {i}"
+        assert_same(obs_n, obs_s, f"{where} obs")
+        assert np.array_equal(term_n, term_s), where
+        assert np.array_equal(trunc_n, trunc_s), where
+        assert not trunc_n.any()
+        assert term_n.dtype == np.bool_ and trunc_n.dtype == np.bool_
+        assert rew_n.shape == (num_envs,)
+        # every raw term, bit for bit (and its mask)
+        assert_same(raw_terms(info_n), raw_terms(info_s), f"{where} raw terms")
+        if not normalised or episodes_done == 0:
+            assert np.array_equal(rew_n, rew_s), (where, rew_n, rew_s)
+            assert_same(info_n, info_s, f"{where} info")
+        if autoreset_next:
+            # Gymnasium's NEXT_STEP autoreset: reward 0, the reset observation, reset info
+            assert np.array_equal(rew_n, np.zeros(num_envs)), where
+            assert not term_n.any()
+            assert "reward_terms" not in info_n
+            assert info_n["_window"].all()
+            np.testing.assert_array_equal(obs_n["position"], reset_obs["position"])
+            assert_same(info_n["window"], info_s["window"], f"{where} window")
+        expected_term = (i % (EPISODE + 1)) == EPISODE - 1
+        assert term_n.all() if expected_term else not term_n.any(), where
+        if term_n.all():
+            episodes_done += 1
+            assert "episode_metrics" in info_n and info_n["_episode_metrics"].all()
+        autoreset_next = bool(term_n.any())
+    assert episodes_done == EPISODES
+
+    # the shared normaliser has seen every sub-env's episodes; each sync env only its own
+    shared = native.unwrapped.normalizer
+    own = [env.unwrapped.normalizer for env in sync.envs]
+    np.testing.assert_array_equal(shared.count, sum(n.count for n in own))
+    per_episode = shared.count / (EPISODES * num_envs)
+    assert per_episode[TERMS.index("step")] == EPISODE
+    assert per_episode[TERMS.index("song")] == 1
+    # and its mean is the pooled mean of theirs
+    pooled = sum(n.count * n.mean for n in own) / shared.count
+    np.testing.assert_allclose(shared.mean, pooled, rtol=1e-12, atol=1e-15)
+    native.close()
+    sync.close()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"seq_len": 128, "prompt_bars": 1, "sections": ((0, 40), (40, 100), (100, 128))},
+        {"seq_len": 256, "prompt_bars": 2, "context_steps": 8},
+        {"seq_len": 48, "prompt_bars": 2, "steps_per_bar": 8, "bars_per_phrase": 2},
+    ],
+    ids=["sections", "long", "8-steps-per-bar"],
+)
+def test_native_matches_sync_mid_episode_closes(config):
+    """Phrases and sections that close before the episode ends, other bar geometry."""
+    native = make_native(4, shaping="hierarchical-raw", **config)
+    sync = make_sync(4, shaping="hierarchical-raw", **config)
+    episode = native.unwrapped.config.episode_steps
+    assert_same(native.reset(seed=9), sync.reset(seed=9))
+    rng = np.random.default_rng(1)
+    for i in range(2 * (episode + 1)):
+        a = (rng.random((4, 9)) < 0.4).astype(np.int8)
+        out_n, out_s = native.step(a), sync.step(a)
+        assert_same(out_n[0], out_s[0], f"step {i} obs")
+        for k in (1, 2, 3):
+            assert np.array_equal(out_n[k], out_s[k]), (i, k)
+        assert_same(out_n[4], out_s[4], f"step {i} info")
+
+
+def test_normalised_rewards_diverge_only_after_the_first_episode():
+    """The documented difference: one shared normaliser vs one per sub-env."""
+    native = make_native(3, shaping="hierarchical")
+    sync = make_sync(3, shaping="hierarchical")
+    native.reset(seed=0)
+    sync.reset(seed=0)
+    actions = (np.random.default_rng(0).random((2 * (EPISODE + 1), 3, 9)) < 0.3).astype(np.int8)
+    differ = []
+    for a in actions:
+        rew_n = native.step(a)[1]
+        rew_s = sync.step(a)[1]
+        differ.append(not np.array_equal(rew_n, rew_s))
+    assert not any(differ[: EPISODE + 1])
+    assert any(differ[EPISODE + 1 :])
+
+
+def test_normaliser_count_grows_per_episode():
+    native = make_native(4, shaping="hierarchical")
+    native.reset(seed=1)
+    norm = native.unwrapped.normalizer
+    step = TERMS.index("step")
+    actions = np.zeros((4, 9), np.int8)
+    for k in range(1, 3):
+        for _ in range(EPISODE - 1):
+            native.step(actions)
+            assert norm.count[step] == (k - 1) * 4 * EPISODE  # frozen within an episode
+        native.step(actions)
+        assert norm.count[step] == k * 4 * EPISODE
+        native.step(actions)  # autoreset
+        assert norm.count[step] == k * 4 * EPISODE
+
+
+def test_seed_list_and_determinism():
+    a, b = make_native(3), make_native(3)
+    obs_a, info_a = a.reset(seed=[5, 6, 7])
+    obs_b, info_b = b.reset(seed=5)
+    assert_same(obs_a, obs_b)
+    assert_same(info_a, info_b)
+    single = gym.make(ENV_ID, **SMALL)
+    for i in range(3):
+        _, info = single.reset(seed=5 + i)
+        assert info["window"] == info_a["window"][i]
+    with pytest.raises(ValueError, match="seed"):
+        a.reset(seed=[1, 2])
+
+
+def test_reset_options_apply_to_every_sub_env():
+    env = make_native(3)
+    obs, info = env.reset(seed=0, options={"window": 7})
+    assert info["window"].tolist() == [7, 7, 7]
+    with pytest.raises(ValueError, match="window"):
+        env.reset(seed=0, options={"window": -1})
+
+
+def test_metadata_autoreset_mode():
+    env = make_native(2)
+    assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert isinstance(env.unwrapped, DrumComposeVectorEnv)
+    assert env.num_envs == 2
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [
+        np.zeros((3, 8), np.int8),
+        np.zeros((2, 9), np.int8),
+        np.zeros(9, np.int8),
+        np.full((3, 9), 2),
+        np.full((3, 9), 0.5),
+        np.full((3, 9), np.nan),
+    ],
+    ids=["drums", "envs", "single", "two", "half", "nan"],
+)
+def test_action_validation(actions):
+    env = make_native(3)
+    env.reset(seed=0)
+    # the batched space: Gymnasium's batch_space turns MultiBinary(9) into Box(0, 1, (3, 9), int8)
+    assert str(env.action_space) == "Box(0, 1, (3, 9), int8)"
+    with pytest.raises(ValueError, match=re.escape(str(env.action_space))):
+        env.step(actions)
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="num_envs"):
+        DrumComposeVectorEnv(num_envs=0, **SMALL)
+    with pytest.raises(ValueError, match="no-such"):
+        make_native(2, shaping="no-such")
+    with pytest.raises(ValueError, match="prompt_bars"):
+        make_native(2, seq_len=64, prompt_bars=4)
+    with pytest.raises(RuntimeError, match="reset"):
+        make_native(2).step(np.zeros((2, 9), np.int8))
+
+
+def test_vector_env_basic_contract():
+    """What Gymnasium's vector tests check: spaces, seeding, dtypes, render, close twice."""
+    env = make_native(4, render_mode="ansi")
+    obs, _ = env.reset(seed=3)
+    assert env.observation_space.contains(obs)
+    obs2, _ = env.reset(seed=3)
+    assert_same(obs, obs2)
+    env.action_space.seed(0)
+    for _ in range(EPISODE + 3):
+        obs, rew, term, trunc, _ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        assert rew.dtype == np.float64 and rew.shape == (4,)
+    frames = env.render()
+    assert isinstance(frames, tuple) and len(frames) == 4
+    assert all(isinstance(f, str) for f in frames)
+    env.close()
+    env.close()
+
+
+def test_pickle_round_trip_continues_identically():
+    env = make_native(3, shaping="hierarchical")
+    env.reset(seed=2)
+    actions = (np.random.default_rng(2).random((2 * (EPISODE + 1), 3, 9)) < 0.3).astype(np.int8)
+    for a in actions[:10]:
+        env.step(a)
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.normalizer is not env.normalizer
+    for i, a in enumerate(actions[10:]):
+        assert_same(env.step(a), clone.step(a), f"step {i}")
+    np.testing.assert_array_equal(clone.normalizer.count, env.normalizer.count)
+
+
+def _find_vector_checker():
+    candidates = [
+        ("gymnasium.utils.env_checker", "check_vector_env"),
+        ("gymnasium.utils.env_checker", "check_vec_env"),
+        ("gymnasium.vector.utils", "check_vector_env"),
+        ("gymnasium.utils.vector_env_checker", "check_vector_env"),
+    ]
+    for module, name in candidates:
+        try:
+            fn = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if fn is not None:
+            return fn
+    return None
+
+
+def test_gymnasium_vector_env_checker():
+    checker = _find_vector_checker()
+    if checker is None:
+        pytest.skip(
+            f"gymnasium {gym.__version__} ships no vector env checker (gymnasium/utils/"
+            "env_checker.py checks single envs only); test_native_matches_sync and "
+            "test_vector_env_basic_contract cover the vector contract"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checker(make_native(3))
