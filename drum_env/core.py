@@ -278,7 +278,11 @@ class ComposeCore:
         self.window_ids = np.zeros(b, dtype=np.int64)
         self._feature_cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._ref: _RefFeatures | None = None
-        self._ep = np.zeros((3, b, len(TERMS)))  # per-episode count, sum, sum of squares
+        # This episode's raw terms and which closed, per step: the normaliser takes them when
+        # the episode ends (one write per step instead of three running sums).
+        self._raw_hist = np.zeros((b, t, len(TERMS)))
+        self._closed_hist = np.zeros((b, t, len(TERMS)), dtype=bool)
+        self._rows = np.arange(b)
         self._weights = c.shaping.weight_vector
         # Which section (index) closes when step t-1 is written, by t; -1 for none.
         self._section_at = np.full(t + 1, -1, dtype=np.int64)
@@ -372,7 +376,8 @@ class ComposeCore:
         self.canvas[env_ids, : c.prompt_steps] = ref[:, : c.prompt_steps]
         self.t[env_ids] = c.prompt_steps
         self.window_ids[env_ids] = window_ids
-        self._ep[:, env_ids] = 0.0
+        self._raw_hist[env_ids] = 0.0
+        self._closed_hist[env_ids] = False
         if self._ref is None:
             if len(env_ids) != self.num_envs:
                 raise ValueError("the first reset must start every sub-env")
@@ -384,6 +389,7 @@ class ComposeCore:
         for mine, new in zip((*self._ref[:5], *self._ref.section, self._ref.song),
                              (*feats[:5], *feats.section, feats.song)):  # fmt: skip
             mine[env_ids] = new
+        self._target = self._ref.song.astype(np.float32)  # the observation's target, per episode
 
     def step(self, actions: np.ndarray, env_ids: np.ndarray | None = None) -> StepResult:
         """Write one step in sub-envs ``env_ids`` (all by default).
@@ -396,7 +402,7 @@ class ComposeCore:
             StepResult with one row per stepped sub-env.
         """
         c, ref = self.config, self._ref
-        rows = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids)
+        rows = self._rows if env_ids is None else np.asarray(env_ids)
         m = len(rows)
         pos = self.t[rows]
         self.canvas[rows, pos] = actions
@@ -463,15 +469,16 @@ class ComposeCore:
         else:
             values = raw  # raw is 0 wherever a term did not close
         reward = (values * self._weights).sum(axis=-1)
-        ep = self._ep if env_ids is None else self._ep[:, rows]
-        ep[0] += closed
-        ep[1] += raw  # raw is 0 where a term did not close
-        ep[2] += raw * raw
-        if env_ids is not None:
-            self._ep[:, rows] = ep
+        self._raw_hist[rows, pos] = raw
+        self._closed_hist[rows, pos] = closed
         if any_flags & _SONG:
-            done = ep[:, terminated].sum(axis=1)
-            self.normalizer.update(done[0], done[1], done[2])
+            done = rows[terminated]
+            raw_done = self._raw_hist[done]  # 0 wherever a term did not close
+            self.normalizer.update(
+                self._closed_hist[done].sum(axis=(0, 1)),
+                raw_done.sum(axis=(0, 1)),
+                np.square(raw_done).sum(axis=(0, 1)),
+            )
         return StepResult(raw, closed, values, reward, terminated)
 
     def _slices(self, env_ids: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
@@ -496,7 +503,7 @@ class ComposeCore:
         return {
             "context": context.reshape(self.num_envs, -1).astype(np.float32),
             "position": self._position[self.t],
-            "target": self._ref.song.astype(np.float32),
+            "target": self._target.copy(),  # never hand out the same array twice
         }
 
     def episode_metrics(self, env_ids: np.ndarray) -> dict[str, np.ndarray]:

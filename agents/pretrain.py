@@ -1,0 +1,362 @@
+"""Pretraining the DrumCompose policy: next-step prediction on drum windows, teacher forced.
+
+One optimiser step, in one linear pass (:func:`pretrain`):
+
+1. a batch of windows from :func:`dataset.loader.get_complete_rl_dataloader` (windows start on
+   bar lines: ``stride = steps_per_bar``), ``step`` (B, L, D) velocities -> hits in {0, 1};
+2. the conditioning target of each window, as the env computes its ``target`` observation:
+   ``clip(song_features(hits of the whole unpadded window), 0, 1)`` (:func:`window_targets`);
+3. with ``phase_offsets``, a random prefix of ``r`` in ``[0, phrase_len)`` steps is dropped (the
+   same for the whole batch), so that the first token of the fed window sits at any phase, as the
+   first step of the env's context window does; without it, position ``p`` would always come with
+   phase ``p mod phrase_len`` and the model could read the metre from the position embedding,
+   which means nothing in the env;
+4. the model reads steps ``0 .. L - 2`` and predicts steps ``1 .. L - 1``; the loss is the binary
+   cross-entropy per drum, averaged over the drums and the predicted steps that are real
+   (``mask[:, 1:]``): padding never counts (:func:`next_step_loss`);
+5. backward under ``torch.autocast`` (bf16 on CPU, fp16 with ``GradScaler`` on CUDA), gradient
+   norm clipped to ``max_grad_norm``, AdamW step.
+
+Phase convention: the env's ``position`` observation counts steps from the start of its window
+(which starts on a bar line), so window position ``i`` has phase ``i mod phrase_len``; the same
+convention holds here.
+
+Randomness: the model initialisation and dropout draw from the torch generator seeded with
+``seed`` (inside :func:`torch.random.fork_rng`, so the caller's global state is left as it was),
+the loader shuffles with its own generator seeded with ``seed``, the phase offsets come from a
+third generator seeded with ``seed``. The same config on the same machine gives the same weights.
+
+The policy is saved with ``dropout = 0`` in its config: dropout is a pretraining regulariser, and
+PPO needs a deterministic forward pass (its rollout and update log-probs must agree). The weights
+do not depend on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from agents.policy import DrumPolicy, PolicyConfig, save_policy
+
+__all__ = [
+    "PretrainConfig",
+    "PretrainResult",
+    "pretrain",
+    "window_targets",
+    "next_step_loss",
+    "autocast_dtype",
+]
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything that defines a pretraining run. Validated on construction."""
+
+    data: str | None = None
+    """Folder of ``.npz`` drum sequences; ``None``: the built-in synthetic corpus."""
+    seq_len: int = 128
+    """Window length, steps (>= 2, at most ``max(context_steps, 1024) + 1``): one sample. Use the
+    env's ``seq_len``: the target features then describe windows of the same length."""
+    steps_per_bar: int = 16
+    """Steps in one bar; windows start on bar lines (loader stride)."""
+    bars_per_phrase: int = 4
+    """Bars in one phrase."""
+    batch_size: int = 32
+    """Windows per optimiser step."""
+    epochs: int = 2
+    """Passes over the windows."""
+    lr: float = 3e-4
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    d_model: int = 64
+    """Transformer width (see :class:`~agents.policy.PolicyConfig`)."""
+    n_layers: int = 2
+    """Transformer layers."""
+    n_heads: int = 4
+    """Attention heads."""
+    dropout: float = 0.1
+    """Dropout during pretraining, in [0, 1); the saved policy has dropout 0."""
+    context_steps: int = 32
+    """The saved policy's ``context_steps`` (the env's context window); pretraining itself feeds
+    whole windows, the position embedding covers ``max(context_steps, 1024)`` tokens."""
+    seed: int = 0
+    """Seed of the initialisation, dropout, shuffling and phase offsets."""
+    device: str = "cpu"
+    """Torch device, e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``."""
+    amp: bool = True
+    """Mixed precision: bf16 autocast on CPU, fp16 autocast with a ``GradScaler`` on CUDA."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (> 0)."""
+    out: str = "runs/pretrain"
+    """Output folder: ``policy.pt`` and the TensorBoard events."""
+    log_every: int = 50
+    """Optimiser steps between TensorBoard points (means over those steps)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    max_steps: int | None = None
+    """Stop after this many optimiser steps (``None``: run all epochs)."""
+    phase_offsets: bool = True
+    """Drop a random prefix of ``0 .. phrase_len - 1`` steps per batch so that window positions
+    and phases are not tied together (see the module docstring)."""
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+
+        for name in ("steps_per_bar", "bars_per_phrase", "batch_size", "epochs", "log_every"):
+            positive_int(name)
+        positive_int("seq_len", 2)
+        positive_int("seed", 0)
+        if self.max_steps is not None:
+            positive_int("max_steps")
+        if self.data is not None and not isinstance(self.data, (str, Path)):
+            raise ValueError(f"data must be a folder path or None, got {self.data!r}")
+        for name, low in (("lr", 0.0), ("max_grad_norm", 0.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v < math.inf):
+                raise ValueError(f"{name} must be a finite number > {low}, got {v!r}")
+        wd = self.weight_decay
+        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0 <= wd < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {wd!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be a torch device string, got {self.device!r}") from exc
+        max_len = self.policy_config_for(9).max_len  # validates d_model, n_heads, dropout, ...
+        if self.seq_len - 1 > max_len:
+            raise ValueError(
+                f"seq_len must be at most {max_len + 1} (the position embedding covers "
+                f"max(context_steps, 1024) = {max_len} tokens), got {self.seq_len}"
+            )
+
+    @property
+    def phrase_len(self) -> int:
+        """Steps in one phrase."""
+        return self.steps_per_bar * self.bars_per_phrase
+
+    def policy_config_for(self, num_drums: int) -> PolicyConfig:
+        """The config of the policy trained on data with ``num_drums`` drums (with this dropout).
+
+        Its ``target_size`` is ``len(SONG_FEATURE_NAMES) + num_drums``, as the env's.
+        """
+        from drum_env.rewards import SONG_FEATURE_NAMES
+
+        return PolicyConfig(
+            num_drums=num_drums,
+            context_steps=self.context_steps,
+            steps_per_bar=self.steps_per_bar,
+            bars_per_phrase=self.bars_per_phrase,
+            target_size=len(SONG_FEATURE_NAMES) + num_drums,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            dropout=self.dropout,
+        )
+
+
+class PretrainResult(NamedTuple):
+    """What :func:`pretrain` produced."""
+
+    policy_path: Path
+    """The saved policy (``out/policy.pt``)."""
+    final_loss: float
+    """Mean loss over the last ``min(log_every, steps)`` optimiser steps."""
+    losses: list[float]
+    """Loss of every optimiser step, in order (length ``steps``)."""
+    steps: int
+    """Optimiser steps taken."""
+
+
+def autocast_dtype(device_type: str) -> torch.dtype:
+    """The autocast dtype used on a device type: float16 on CUDA, bfloat16 elsewhere."""
+    return torch.float16 if device_type == "cuda" else torch.bfloat16
+
+
+def window_targets(
+    step: Tensor, lengths: Tensor, steps_per_bar: int, bars_per_phrase: int
+) -> Tensor:
+    """The conditioning target of each window, as the env's ``target`` observation.
+
+    Args:
+        step: float tensor (B, L, D): windows, zero-padded at the end; a hit is a value > 0.
+        lengths: int tensor (B,): real steps of each window.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+
+    Returns:
+        float32 tensor (B, K) on CPU, ``K = 11 + D``: ``clip(song_features(window), 0, 1)`` of each
+        unpadded window (computed in one batch per distinct length).
+    """
+    from drum_env.rewards import song_features
+
+    hits = step.detach().cpu().numpy() > 0
+    lens = lengths.cpu().numpy()
+    out = None
+    for length in np.unique(lens):
+        rows = np.flatnonzero(lens == length)
+        feats = song_features(hits[rows, :length], steps_per_bar, bars_per_phrase)
+        if out is None:
+            out = np.zeros((len(lens), feats.shape[-1]), dtype=np.float32)
+        out[rows] = np.clip(feats, 0.0, 1.0)
+    return torch.from_numpy(out)
+
+
+def next_step_loss(
+    policy: DrumPolicy, hits: Tensor, mask: Tensor, target: Tensor, start_phase: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Teacher-forced next-step binary cross-entropy over whole windows, padding masked out.
+
+    Token ``i`` reads step ``i`` and predicts step ``i + 1``, whose phase is
+    ``(start_phase + i + 1) mod phrase_len``.
+
+    Args:
+        policy: the model.
+        hits: float tensor (B, L, D) of 0 / 1, ``L >= 2``, zero-padded at the end.
+        mask: bool tensor (B, L): True on real steps.
+        target: float tensor (B, K): conditioning.
+        start_phase: phase of step 0 of the windows (0 for windows that start on a phrase
+            phase of 0, as the loader's windows do).
+
+    Returns:
+        loss: float32 scalar, the mean BCE per drum over the real predicted steps (0 if none);
+        count: int64 scalar, the number of real predicted steps (the loss's weight).
+    """
+    length = hits.shape[1]
+    if length < 2:
+        raise ValueError(f"windows need at least 2 steps to predict one, got {length}")
+    phrase_len = policy.config.phrase_len
+    last = (start_phase + length - 1) % phrase_len  # phase of step L - 1, predicted by token L - 2
+    phase = torch.full((hits.shape[0],), last, dtype=torch.long)
+    out = policy(hits[:, :-1], phase.to(hits.device), target)
+    bce = F.binary_cross_entropy_with_logits(out.logits, hits[:, 1:].float(), reduction="none")
+    valid = mask[:, 1:].to(bce.dtype)
+    count = valid.sum()
+    loss = (bce.mean(-1) * valid).sum() / count.clamp(min=1.0)
+    return loss, count.long()
+
+
+def pretrain(config: PretrainConfig) -> PretrainResult:
+    """Pretrain a :class:`~agents.policy.DrumPolicy` by next-step prediction and save it.
+
+    Args:
+        config: the run.
+
+    Returns:
+        PretrainResult; the policy is at ``Path(config.out) / "policy.pt"``.
+    """
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    else:
+        devices = []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(config.seed)
+        return _pretrain(config, device)
+
+
+def _log(writer: Any, bar: Any, window: list[tuple[float, float]], step: int) -> None:
+    """TensorBoard points (means over ``window``, (loss, grad_norm) pairs) at ``step``."""
+    loss = float(np.mean([w[0] for w in window]))
+    writer.add_scalar("pretrain/loss", loss, step)
+    writer.add_scalar("pretrain/grad_norm", float(np.mean([w[1] for w in window])), step)
+    bar.set_postfix(loss=f"{loss:.4f}")
+    window.clear()
+
+
+def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
+    from tqdm import tqdm
+
+    from dataset.loader import get_complete_rl_dataloader, set_loader_epoch
+
+    c = config
+    loader = get_complete_rl_dataloader(
+        c.data, c.seq_len, c.steps_per_bar, c.bars_per_phrase, batch_size=c.batch_size,
+        shuffle=True, seed=c.seed, stride=c.steps_per_bar, pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    num_drums = int(loader.dataset.num_drums)
+    policy_config = c.policy_config_for(num_drums)
+    policy = DrumPolicy(policy_config).to(device)
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    amp = c.amp and device.type in ("cpu", "cuda")
+    amp_dtype = autocast_dtype(device.type)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    offsets = torch.Generator().manual_seed(c.seed)
+
+    out = Path(c.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from torch.utils.tensorboard import SummaryWriter  # heavy: only when training
+
+    writer = SummaryWriter(str(out))
+    writer.add_text("pretrain/config", json.dumps(asdict(c), default=str))
+    total = c.epochs * len(loader)
+    if c.max_steps is not None:
+        total = min(total, c.max_steps)
+    losses: list[float] = []
+    window: list[tuple[float, float]] = []
+    step = 0
+    try:
+        with tqdm(total=total, desc="pretrain", unit="step", disable=not c.progress) as bar:
+            for epoch in range(c.epochs):
+                set_loader_epoch(loader, epoch)
+                for batch in loader:
+                    if step >= total:
+                        break
+                    lengths = batch["lengths"]
+                    target = window_targets(
+                        batch["step"], lengths, c.steps_per_bar, c.bars_per_phrase
+                    )
+                    # pinned batch -> device, asynchronously; hits and crop on the device
+                    hits = (batch["step"].to(device, non_blocking=True) > 0).float()
+                    mask = batch["mask"].to(device, non_blocking=True)
+                    target = target.to(device, non_blocking=True)
+                    r = 0
+                    if c.phase_offsets:
+                        r = int(torch.randint(c.phrase_len, (1,), generator=offsets))
+                        r = min(r, max(int(lengths.min()) - 2, 0))  # keep >= 2 steps per window
+                        hits, mask = hits[:, r:], mask[:, r:]
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                        loss, count = next_step_loss(policy, hits, mask, target, start_phase=r)
+                    if int(count) == 0:
+                        continue
+                    value = float(loss.detach())
+                    if not math.isfinite(value) and not scaler.is_enabled():
+                        raise FloatingPointError(
+                            f"pretraining loss is {value} at step {step + 1}: lower lr, or "
+                            "set amp=False"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    step += 1
+                    losses.append(value)
+                    window.append((value, float(grad_norm)))
+                    bar.update(1)
+                    if step % c.log_every == 0:
+                        _log(writer, bar, window, step)
+                if step >= total:
+                    break
+            if window:
+                _log(writer, bar, window, step)
+    finally:
+        writer.close()
+    final = DrumPolicy(dataclasses.replace(policy_config, dropout=0.0))
+    final.load_state_dict(policy.state_dict())
+    path = save_policy(out / "policy.pt", final)
+    tail = losses[-min(c.log_every, len(losses)) :] if losses else [math.nan]
+    return PretrainResult(path, float(np.mean(tail)), losses, step)
