@@ -87,11 +87,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _field_type(annotation: str, default: object):
     """The argparse type of a dataclass field, from its annotation string and default."""
     text = str(annotation).replace("None", "").replace("|", "").strip()
+    if text.startswith(("dict", "tuple", "Mapping")) or isinstance(default, dict):
+        return json.loads  # e.g. --weights '{"step": 0.5}'
     for name, kind in (("bool", bool), ("int", int), ("float", float), ("str", str)):
         if text == name:
             return kind
-    if text.startswith("dict") or isinstance(default, dict):
-        return json.loads
     return type(default) if default is not None else str
 
 

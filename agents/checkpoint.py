@@ -1,0 +1,244 @@
+"""Crash-safe checkpoint files and random-number-generator state as plain data.
+
+Checkpoints are written by :func:`atomic_torch_save`: the object goes to a temporary file in the
+target's folder, is flushed and ``fsync``-ed, then renamed over the target with
+:func:`os.replace` (atomic on POSIX and Windows), and the folder is ``fsync``-ed so the rename
+itself survives a power loss. A process killed at any moment therefore leaves either the old
+checkpoint or the new one, never a truncated file under the checkpoint's name.
+
+:func:`load_checkpoint` reads with ``torch.load(weights_only=True)`` (torch >= 2.6; see
+CVE-2025-32434), so a checkpoint may hold only tensors, plain containers, numbers and strings.
+The RNG helpers turn every generator's state into such data: torch states are ``uint8`` tensors,
+numpy bit-generator states are nested dicts whose 128-bit integers (PCG64) are stored as decimal
+strings, and Python's :mod:`random` state is a list of ints.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "atomic_torch_save",
+    "load_checkpoint",
+    "numpy_rng_state",
+    "set_numpy_rng_state",
+    "capture_rng_state",
+    "restore_rng_state",
+]
+
+_INT64 = 2**63
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically: the file is whole or untouched.
+
+    Writes a temporary file beside ``path``, flushes and fsyncs it, renames it over ``path``
+    (:func:`os.replace`) and fsyncs the folder. If anything fails before the rename (a pickling
+    error, a full disk, the process being killed), ``path`` keeps its previous content; the
+    temporary file is removed when the failure is an exception.
+
+    Args:
+        obj: what to save (tensors, plain containers, numbers, strings for
+            :func:`load_checkpoint` to read it back).
+        path: the target file; its folder is created if missing.
+
+    Returns:
+        The target path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`atomic_torch_save` with ``weights_only=True``.
+
+    Args:
+        path: the checkpoint file.
+        map_location: passed to :func:`torch.load` (tensors land on the CPU by default).
+
+    Returns:
+        The saved dict.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it).
+        ValueError: ``path`` is not a readable checkpoint: truncated, random bytes, not a dict,
+            or holding objects that ``weights_only`` loading refuses (the message names it).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} is not a file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds a {type(state).__name__}, expected a dict"
+        )
+    return state
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+
+def _to_plain(value: Any) -> Any:
+    """Bit-generator state -> ints that fit int64, strings for bigger ints, lists for arrays."""
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        return v if -_INT64 <= v < _INT64 else {"__int__": str(v)}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value  # strings, floats
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if set(value) == {"__int__"}:
+            return int(value["__int__"])
+        if set(value) == {"__ndarray__", "dtype"}:
+            return np.asarray(value["__ndarray__"], dtype=value["dtype"])
+        return {k: _from_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    return value
+
+
+def numpy_rng_state(generator: np.random.Generator) -> dict[str, Any]:
+    """A numpy Generator's bit-generator state as plain data (``weights_only``-loadable).
+
+    Args:
+        generator: any ``np.random.Generator`` (PCG64, MT19937, Philox, SFC64).
+
+    Returns:
+        dict: the ``bit_generator.state`` dict with integers beyond int64 as
+        ``{"__int__": "<decimal>"}`` and arrays as ``{"__ndarray__": list, "dtype": str}``.
+    """
+    return _to_plain(generator.bit_generator.state)
+
+
+def set_numpy_rng_state(generator: np.random.Generator, state: Mapping[str, Any]) -> None:
+    """Restore a state written by :func:`numpy_rng_state` into ``generator`` (in place).
+
+    Raises:
+        ValueError: the state belongs to another bit generator than ``generator``'s.
+    """
+    plain = _from_plain(state)
+    mine = type(generator.bit_generator).__name__
+    if plain.get("bit_generator") != mine:
+        raise ValueError(
+            f"numpy RNG state is for {plain.get('bit_generator')!r}, the generator uses {mine!r}"
+        )
+    generator.bit_generator.state = plain
+
+
+def capture_rng_state(
+    numpy_generators: Sequence[np.random.Generator] = (),
+    torch_generators: Mapping[str, torch.Generator] | None = None,
+    python_random: bool = True,
+) -> dict[str, Any]:
+    """Every RNG state a training process depends on, as plain data.
+
+    Args:
+        numpy_generators: generators to capture (e.g. a vector env's ``np_random_list``).
+        torch_generators: named ``torch.Generator`` objects (e.g. action sampling, shuffling).
+        python_random: also capture the global :mod:`random` state.
+
+    Returns:
+        dict with ``"torch"`` (global CPU state, uint8 tensor), ``"cuda"`` (one uint8 tensor
+        per device, empty list without CUDA), ``"numpy"`` (list of :func:`numpy_rng_state`),
+        ``"generators"`` (name -> uint8 tensor) and ``"python"`` (list, or None).
+    """
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    py = None
+    if python_random:
+        version, internal, gauss = random.getstate()
+        py = [version, list(internal), gauss]
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(cuda),
+        "numpy": [numpy_rng_state(g) for g in numpy_generators],
+        "generators": {k: g.get_state() for k, g in (torch_generators or {}).items()},
+        "python": py,
+    }
+
+
+def restore_rng_state(
+    state: Mapping[str, Any],
+    numpy_generators: Sequence[np.random.Generator] = (),
+    torch_generators: Mapping[str, torch.Generator] | None = None,
+) -> None:
+    """Restore what :func:`capture_rng_state` captured into the given generators and globals.
+
+    The CUDA states are restored only when the number of visible devices matches.
+
+    Raises:
+        ValueError: the numbers of numpy generators differ, or a named torch generator is
+            missing from the state.
+    """
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    saved = state.get("numpy") or []
+    if len(saved) != len(numpy_generators):
+        raise ValueError(
+            f"RNG state holds {len(saved)} numpy generator(s), {len(numpy_generators)} given"
+        )
+    for g, s in zip(numpy_generators, saved):
+        set_numpy_rng_state(g, s)
+    gens = state.get("generators") or {}
+    for name, g in (torch_generators or {}).items():
+        if name not in gens:
+            raise ValueError(f"RNG state has no torch generator {name!r} (has {sorted(gens)})")
+        g.set_state(gens[name])
+    if state.get("python") is not None:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))

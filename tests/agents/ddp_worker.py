@@ -1,0 +1,58 @@
+"""Run a tiny PPO training under torchrun; each rank writes its final weights to OUT/rank{r}.pt.
+
+Usage (from the repository root)::
+
+    python -m torch.distributed.run --standalone --nproc_per_node=2 \
+        tests/agents/ddp_worker.py OUT [--stop-at K] [--resume]
+
+``--stop-at K`` stops after iteration K (the callback returns False, a checkpoint is written);
+``--resume`` continues from ``OUT/checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agents.ppo import PPOConfig, train  # noqa: E402
+
+
+def tiny_config(out: str, resume: bool = False) -> PPOConfig:
+    """The config the DDP test runs on every rank."""
+    return PPOConfig(
+        num_envs=2, num_steps=16, total_timesteps=2 * 2 * 16 * 4, seq_len=32, d_model=16,
+        n_layers=1, n_heads=2, device="cpu", out=out, checkpoint_every=100, resume=resume,
+        progress=False, tensorboard=False, seed=5, learn_weights=True,
+    )  # fmt: skip
+
+
+def main() -> int:
+    """Train, then save this rank's weights."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--stop-at", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rank = int(os.environ.get("RANK", "0"))
+
+    def callback(metrics: dict[str, float]) -> bool:
+        return not (args.stop_at and metrics["iteration"] >= args.stop_at)
+
+    result = train(tiny_config(args.out, args.resume), callback=callback)
+    state = {k: v.detach().cpu().clone() for k, v in result.policy.state_dict().items()}
+    torch.save(
+        {"model": state, "global_step": result.global_step, "iterations": result.iterations},
+        Path(args.out) / f"rank{rank}.pt",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""Tests of agents/ppo.py: config, GAE and KL oracles, reward, training, exact resume, DDP."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import drum_env  # noqa: F401
+from agents.checkpoint import atomic_torch_save, load_checkpoint
+from agents.policy import DrumPolicy, PolicyConfig, load_policy, save_policy
+from agents.ppo import (
+    PPOConfig,
+    RewardWeights,
+    bernoulli_kl,
+    compute_gae,
+    get_env_state,
+    reward_terms,
+    set_env_state,
+    train,
+    update_config,
+    weighted_reward,
+)
+from drum_env.rewards import TERMS, make_shaping
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = dict(
+    num_envs=4, num_steps=16, total_timesteps=512, seq_len=32, d_model=16, n_layers=1,
+    n_heads=2, progress=False, tensorboard=False, device="cpu", seed=3,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(tmp_path: Path, name: str = "run", **changes) -> PPOConfig:
+    return PPOConfig(**{**TINY, "out": str(tmp_path / name), **changes})
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k].cpu(), b[k].cpu()), k
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_config_derived_values_and_hashable():
+    cfg = PPOConfig(num_envs=8, num_steps=32, num_minibatches=4, total_timesteps=10_000,
+                    weights={"step": 0.5, "song": 2})  # fmt: skip
+    assert (cfg.batch_size, cfg.minibatch_size, cfg.num_iterations) == (256, 64, 39)
+    assert cfg.iterations(2) == 19
+    assert cfg.weights == (("step", 0.5), ("song", 2.0))
+    assert cfg.weight_mapping == {"step": 0.5, "song": 2.0}
+    assert cfg.to_dict()["weights"] == {"step": 0.5, "song": 2.0}
+    hash(cfg)
+    assert update_config(cfg, lr=1e-3).lr == 1e-3 and cfg.lr == 3e-4
+    assert cfg.learnable_terms == ("step", "bar", "phrase", "section", "silence", "repetition")
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"total_timesteps": 0}, "total_timesteps"),
+        ({"total_timesteps": 100}, "total_timesteps"),  # less than one batch of 16 * 64
+        ({"lr": -1.0}, "lr"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"num_minibatches": 3}, "num_minibatches"),
+        ({"seq_len": 40}, "seq_len"),
+        ({"prompt_bars": 4}, "prompt_bars"),
+        ({"shaping": "nope"}, "shaping"),
+        ({"weights": {"nope": 1.0}}, "weights"),
+        ({"kl_coef": 0.1}, "kl_coef"),
+        ({"device": "tpu"}, "device"),
+        ({"d_model": 30, "n_heads": 4}, "d_model"),
+        ({"learn_weights": True, "shaping": "sparse"}, "learn_weights"),
+        ({"target_kl": 0.0}, "target_kl"),
+        ({"amp": "yes"}, "amp"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_config_rejects_bad_values(changes, field):
+    with pytest.raises(ValueError, match=field):
+        PPOConfig(**changes)
+
+
+def test_update_config_unknown_key_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"learning_rate.*valid fields.*'lr'"):
+        update_config(PPOConfig(), learning_rate=1e-3)
+    with pytest.raises(ValueError, match="gamma"):
+        update_config(PPOConfig(), gamma=-0.1)
+
+
+# ----------------------------------------------------------------------------- oracles
+
+
+def test_gae_matches_per_episode_oracle_and_masks_reset_steps():
+    gamma, lam = 0.9, 0.8
+    # one sub-env: episode A ends at t=2, t=3 is the reset step, episode B runs t=4..5
+    rewards = torch.tensor([[1.0], [2.0], [3.0], [0.0], [4.0], [5.0]])
+    values = torch.tensor([[0.5], [0.4], [0.3], [9.0], [0.2], [0.1]])
+    terms = torch.tensor([[False], [False], [True], [False], [False], [False]])
+    valid = torch.tensor([[True], [True], [True], [False], [True], [True]])
+    next_value = torch.tensor([0.7])
+    adv, ret = compute_gae(rewards, values, terms, valid, next_value, gamma, lam)
+
+    def oracle(r, v, bootstrap):
+        out, last = [], 0.0
+        v_next = [*v[1:], bootstrap]
+        for t in reversed(range(len(r))):
+            delta = r[t] + gamma * v_next[t] - v[t]
+            last = delta + gamma * lam * last
+            out.append(last)
+        return out[::-1]
+
+    expected = oracle([1, 2, 3], [0.5, 0.4, 0.3], 0.0) + [0.0] + oracle([4, 5], [0.2, 0.1], 0.7)
+    torch.testing.assert_close(adv[:, 0], torch.tensor(expected), rtol=0, atol=1e-6)
+    torch.testing.assert_close(ret, adv + values)
+    assert adv[3, 0] == 0.0  # the reset step carries nothing
+
+
+def test_bernoulli_kl_matches_torch():
+    g = torch.Generator().manual_seed(0)
+    p, q = torch.randn(5, 9, generator=g) * 3, torch.randn(5, 9, generator=g) * 3
+    expected = torch.distributions.kl_divergence(
+        DrumPolicy.distribution(p), DrumPolicy.distribution(q)
+    )
+    torch.testing.assert_close(bernoulli_kl(p, q), expected, rtol=1e-5, atol=1e-5)
+    assert torch.all(bernoulli_kl(p, p).abs() < 1e-6)
+
+
+@pytest.mark.parametrize("shaping, weights", [("hierarchical", None), ("bar", {"bar": 0.3}),
+                                              ("hierarchical-raw", {"step": 0.7})])  # fmt: skip
+def test_fixed_weight_reward_equals_env_reward(shaping, weights):
+    env = gym.make_vec("DrumCompose-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                       seq_len=32, prompt_bars=1, shaping=shaping, weights=weights)  # fmt: skip
+    w = RewardWeights(make_shaping(shaping, weights).weight_vector)().detach().double().numpy()
+    w64 = make_shaping(shaping, weights).weight_vector
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(80):  # several episodes: the normaliser moves between them
+        _, reward, term, _, info = env.step(rng.integers(0, 2, (3, 9)))
+        mine = weighted_reward(reward_terms(info, "norm", 3), w64)
+        np.testing.assert_array_equal(mine, reward)
+        np.testing.assert_allclose(weighted_reward(reward_terms(info, "norm", 3), w), reward,
+                                   rtol=1e-6, atol=1e-6)  # fmt: skip
+        ended += int(term.sum())
+    assert ended >= 6
+
+
+def test_env_state_round_trip_continues_exactly():
+    kwargs = dict(num_envs=3, vectorization_mode="vector_entry_point", seq_len=32, prompt_bars=1)
+    a = gym.make_vec("DrumCompose-v0", **kwargs)
+    a.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(23):  # mid-episode, after one autoreset
+        a.step(rng.integers(0, 2, (3, 9)))
+    path = atomic_torch_save({"env": get_env_state(a)}, Path(os.environ.get("TMPDIR", "/tmp"))
+                             / f"env_state_{os.getpid()}.pt")  # fmt: skip
+    b = gym.make_vec("DrumCompose-v0", **kwargs)
+    b.reset(seed=99)
+    obs_b = set_env_state(b, load_checkpoint(path)["env"])
+    path.unlink()
+    obs_a = a.unwrapped._core.observe()
+    for k in obs_a:
+        np.testing.assert_array_equal(obs_a[k], obs_b[k])
+    for _ in range(40):
+        act = rng.integers(0, 2, (3, 9))
+        ra, rb = a.step(act), b.step(act)
+        for k in ra[0]:
+            np.testing.assert_array_equal(ra[0][k], rb[0][k])
+        np.testing.assert_array_equal(ra[1], rb[1])
+        np.testing.assert_array_equal(ra[2], rb[2])
+
+    state = get_env_state(a)
+    with pytest.raises(ValueError, match="sub-envs"):
+        set_env_state(gym.make_vec("DrumCompose-v0", **{**kwargs, "num_envs": 2}), state)
+    other = gym.make_vec("DrumCompose-v0", **{**kwargs, "seq_len": 48})
+    with pytest.raises(ValueError, match="buffer"):
+        set_env_state(other, state)  # reset on the way: a fresh env can be restored
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@pytest.mark.slow
+def test_tiny_run_completes_and_repeats(tmp_path):
+    a = train(tiny(tmp_path, "a", tensorboard=True, checkpoint_every=3))
+    assert a.global_step == 512 and a.iterations == 8 and len(a.history) == 8
+    assert a.policy_path.is_file() and a.checkpoint_path.is_file()
+    assert list((tmp_path / "a" / "tb").iterdir())  # TensorBoard event file
+    for row in a.history:
+        for key in ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl",
+                    "losses/grad_norm", "charts/fps", "charts/lr"):  # fmt: skip
+            assert math.isfinite(row[key]), key
+    assert -1.0 <= a.mean_song_raw <= 0.0 and math.isfinite(a.mean_episode_return)
+    assert a.history[-1]["charts/lr"] < a.history[0]["charts/lr"]  # annealed
+    assert all(row["losses/skipped_updates"] == 0 for row in a.history)  # no scaler on CPU
+
+    state = load_checkpoint(a.checkpoint_path)
+    assert state["iteration"] == 8 and state["global_step"] == 512 and state["seed"] == 3
+    assert state["config"]["num_envs"] == 4
+    loaded = load_policy(a.policy_path)
+    assert_same_weights(loaded.state_dict(), a.policy.state_dict())
+    assert_same_weights(state["model"], a.policy.state_dict())
+
+    b = train(tiny(tmp_path, "b"))
+    assert_same_weights(a.policy.state_dict(), b.policy.state_dict())
+    other = train(tiny(tmp_path, "c", seed=4))
+    assert not torch.equal(other.policy.policy_head.weight, a.policy.policy_head.weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("amp", [False, True])
+def test_resume_is_exact(tmp_path, amp):
+    cfg = dict(amp=amp, learn_weights=True, checkpoint_every=100, total_timesteps=640)
+    full = train(tiny(tmp_path, "full", **cfg))
+
+    stop_at = 4
+    part = train(tiny(tmp_path, "part", **cfg), callback=lambda m: m["iteration"] < stop_at)
+    assert part.iterations == stop_at
+    assert load_checkpoint(part.checkpoint_path)["iteration"] == stop_at
+    resumed = train(tiny(tmp_path, "part", resume=True, **cfg))
+    assert resumed.iterations == full.iterations == 10
+    assert_same_weights(full.policy.state_dict(), resumed.policy.state_dict())
+    a = load_checkpoint(full.checkpoint_path)
+    b = load_checkpoint(resumed.checkpoint_path)
+    assert_same_weights(a["reward_weights"], b["reward_weights"])
+    assert a["ranks"][0]["env"]["normalizer"] == b["ranks"][0]["env"]["normalizer"]
+    assert len(a["history"]) == len(b["history"]) == 10
+    for ra, rb in zip(a["history"], b["history"]):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            if k != "charts/fps":  # wall-clock
+                assert ra[k] == rb[k] or (math.isnan(ra[k]) and math.isnan(rb[k])), k
+
+
+_CHILD = """
+import sys, time, torch
+torch.set_num_threads(1)
+from agents.ppo import PPOConfig, train
+cfg = PPOConfig(**{cfg!r})
+
+def callback(metrics):
+    print("iteration", int(metrics["iteration"]), flush=True)
+    if metrics["iteration"] >= 2:
+        time.sleep(0.3)  # leave time for the kill
+
+train(cfg, callback=callback)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    cfg = {**TINY, "total_timesteps": 64 * 12, "checkpoint_every": 1,
+           "out": str(tmp_path / "killed")}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_CHILD.format(cfg=cfg))], cwd=ROOT,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < 4 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "the training subprocess exited early"
+            if line.startswith("iteration"):
+                seen = int(line.split()[1])
+        assert seen == 4
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    state = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")  # whole, not corrupt
+    assert 3 <= state["iteration"] < 12  # killed mid-run
+    assert not (tmp_path / "killed" / "policy.pt").exists()
+
+    resumed = train(PPOConfig(**{**cfg, "resume": True}))
+    full = train(PPOConfig(**{**cfg, "out": str(tmp_path / "full")}))
+    assert resumed.iterations == full.iterations == 12
+    assert_same_weights(full.policy.state_dict(), resumed.policy.state_dict())
+
+
+def _torchrun(out: Path, *extra: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(ROOT / "tests" / "agents" / "ddp_worker.py"), str(out), *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
+    _torchrun(tmp_path / "full")
+    r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
+    assert_same_weights(r0["model"], r1["model"])
+    assert r0["global_step"] == 2 * 2 * 16 * 4 and r0["iterations"] == 4
+    state = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2
+    envs = [r["env"]["core"] for r in state["ranks"]]
+    assert not torch.equal(envs[0]["window_ids"], envs[1]["window_ids"])  # seeds offset by rank
+    assert (tmp_path / "full" / "policy.pt").is_file()
+    assert not (tmp_path / "full" / "rank0").exists()
+
+    _torchrun(tmp_path / "split", "--stop-at", "2")
+    _torchrun(tmp_path / "split", "--resume")
+    s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
+    s1 = torch.load(tmp_path / "split" / "rank1.pt", weights_only=True)
+    assert_same_weights(s0["model"], s1["model"])
+    assert_same_weights(r0["model"], s0["model"])
+
+
+@pytest.mark.slow
+def test_learned_weights_move_and_stay_non_negative(tmp_path):
+    result = train(tiny(tmp_path, learn_weights=True, weights_lr=0.05, total_timesteps=640,
+                        seq_len=64))  # fmt: skip
+    first, last = result.history[0], result.history[-1]
+    learned = [k for k in TERMS if k != "song"]
+    assert all(f"weights/{k}" in last for k in TERMS)
+    assert last["weights/song"] == 1.0  # the target's own weight is fixed
+    moved = [k for k in learned if abs(last[f"weights/{k}"] - 1.0) > 1e-3]
+    assert "step" in moved and "bar" in moved
+    for row in result.history:
+        assert all(row[f"weights/{k}"] >= 0.0 for k in TERMS)
+        assert row["losses/weights_fit"] >= 0.0 or math.isnan(row["losses/weights_fit"])
+    assert first["weights/step"] != last["weights/step"]
+
+
+@pytest.mark.slow
+def test_kl_penalty_to_pretrained(tmp_path):
+    torch.manual_seed(123)  # another initialisation than the trainer's seed
+    env_cfg = gym.make_vec("DrumCompose-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                           seq_len=32, prompt_bars=1).unwrapped.config  # fmt: skip
+    pre = DrumPolicy(PolicyConfig.from_env_config(env_cfg, d_model=16, n_layers=1, n_heads=2))
+    path = save_policy(tmp_path / "pre.pt", pre)
+    result = train(tiny(tmp_path, pretrained=str(path), kl_coef=0.5, lr=3e-3, anneal_lr=False,
+                        total_timesteps=256))  # fmt: skip
+    kls = [row["losses/kl_pretrained"] for row in result.history]
+    assert kls[0] >= 0.0 and kls[-1] > 0.0 and all(math.isfinite(k) for k in kls)
+    assert kls[-1] > kls[0]  # the pretrained policy initialises the weights: KL starts at 0
+    # without a penalty, KL is not computed
+    plain = train(tiny(tmp_path, "plain", total_timesteps=128))
+    assert all(row["losses/kl_pretrained"] == 0.0 for row in plain.history)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_resume_missing_checkpoint_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        train(tiny(tmp_path, resume=True, total_timesteps=64))
+
+
+def test_resume_corrupt_checkpoint_names_it(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ValueError, match="checkpoint.pt"):
+        train(tiny(tmp_path, resume=True, total_timesteps=64))
+
+
+@pytest.mark.slow
+def test_resume_with_other_model_or_env_names_fields(tmp_path):
+    train(tiny(tmp_path, total_timesteps=64))
+    with pytest.raises(ValueError, match=r"d_model \(checkpoint 16, config 32\)"):
+        train(tiny(tmp_path, resume=True, total_timesteps=128, d_model=32))
+    with pytest.raises(ValueError, match="n_layers"):
+        train(tiny(tmp_path, resume=True, total_timesteps=128, n_layers=2))
+    with pytest.raises(ValueError, match="num_envs"):
+        train(tiny(tmp_path, resume=True, total_timesteps=128, num_envs=2))
+    with pytest.raises(ValueError, match="shaping"):
+        train(tiny(tmp_path, resume=True, total_timesteps=128, shaping="bar"))
+
+
+def test_pretrained_of_another_shape_is_refused(tmp_path):
+    pre = DrumPolicy(PolicyConfig(d_model=32, n_layers=1, n_heads=2, context_steps=32,
+                                  target_size=20))  # fmt: skip
+    path = save_policy(tmp_path / "pre.pt", pre)
+    with pytest.raises(ValueError, match="d_model"):
+        train(tiny(tmp_path, pretrained=str(path), total_timesteps=64))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        train(tiny(tmp_path, pretrained=str(tmp_path / "missing.pt"), total_timesteps=64))
