@@ -186,6 +186,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from agents.benchmark import config_from_args, run_benchmark
+
+    command = "drum-env benchmark " + " ".join(sys.argv[2:])
+    print(run_benchmark(config_from_args(args, command=command)).md_path.read_text())
+    return 0
+
+
 def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -267,6 +275,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true", help="hit when p > 0.5")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("benchmark", help="reward shapings x agents, scored on held-out data")
+    from agents.benchmark import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_cmd_benchmark)
     return parser
 
 

@@ -715,8 +715,9 @@ class _Dist(NamedTuple):
 
 
 def _setup_distributed(config: PPOConfig) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    # Under torchrun (which always sets WORLD_SIZE) run DDP even with one process, so the
+    # nccl / gloo path can be checked on a single-GPU machine.
+    if "WORLD_SIZE" not in os.environ:
         return _Dist(0, 1, 0, False, False)
     import torch.distributed as dist
 
@@ -857,6 +858,11 @@ def _train(
     rank, world = d.rank, d.world_size
     main = rank == 0
     device = _resolve_device(config, d)
+    if device.type == "cuda":
+        # Exact resume needs a repeatable run: deterministic cuBLAS workspaces and kernels
+        # (index_add in embedding backward, ...). Process-wide, as torch only offers it so.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     num_iterations = config.iterations(world)
     if num_iterations < 1:
         raise ValueError(

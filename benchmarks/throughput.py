@@ -1,0 +1,178 @@
+"""All throughput benchmarks in one command: dataset, env and training; one JSON, one table.
+
+Runs, each in its own process (so each sets its own thread limits and nothing is shared):
+
+* ``benchmarks/dataset_throughput.py``: samples/s of the hierarchical dataset vs the seed's
+  loop-based baseline (``--quick``: fewer samples and repeats);
+* ``benchmarks/env_throughput.py``: env steps/s, single env, native vector env vs Sync, cost
+  per step against the episode length (its own ``--quick``);
+* ``benchmarks/train_throughput.py``: env steps/s of the custom PPO (AMP on / off) vs SB3 PPO
+  (its own ``--quick``).
+
+Each writes its JSON to a temporary folder (the per-benchmark files under
+``benchmarks/results`` are left as their own runs wrote them, unless ``--update-parts``); this
+script collects them into ``benchmarks/results/throughput.json`` and writes the headline
+numbers with their targets as ``benchmarks/results/throughput.md``.
+
+Run: ``python benchmarks/throughput.py [--quick] [--only dataset env train]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PARTS = {
+    "dataset": ("dataset_throughput.py", ["--samples", "512", "--repeats", "3"]),
+    "env": ("env_throughput.py", ["--quick"]),
+    "train": ("train_throughput.py", ["--quick"]),
+}
+"""name -> (script, extra arguments with ``--quick``)."""
+
+
+def run_part(name: str, quick: bool, out: Path) -> dict:
+    script, quick_args = PARTS[name]
+    cmd = [sys.executable, str(HERE / script), "--out", str(out), *(quick_args if quick else [])]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=HERE.parent, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"error": f"exit code {proc.returncode}", "stderr": proc.stderr[-4000:],
+                "command": " ".join(cmd), "wall_s": wall}  # fmt: skip
+    data = json.loads(out.read_text())
+    data["_command"] = " ".join(cmd[1:])
+    data["_wall_s"] = wall
+    return data
+
+
+def _fmt(x: float | None, suffix: str = "") -> str:
+    return "-" if x is None else f"{x:,.0f}{suffix}"
+
+
+def _met(flag: bool | None) -> str:
+    return "-" if flag is None else ("met" if flag else "**not met**")
+
+
+def markdown(result: dict) -> str:
+    """The headline numbers of every part with their targets."""
+    parts = result["parts"]
+    lines = [
+        "# Throughput",
+        "",
+        f"Made by: `{result['command']}` on {result['date']} "
+        f"({result['machine']}); one thread per benchmark.",
+        "",
+        "| benchmark | measure | value | target | status |",
+        "|---|---|---:|---:|---|",
+    ]
+    d = parts.get("dataset", {})
+    if "error" in d:
+        lines.append(f"| dataset | failed: {d['error']} | - | - | - |")
+    elif d:
+        res, t = d.get("results", {}), d.get("targets", {})
+        batched = next((v for k, v in res.items() if k.startswith("__getitems__ (")), {})
+        lines.append(
+            f"| dataset | samples/s, batched `__getitems__` (seq_len {d.get('seq_len')}) | "
+            f"{_fmt(batched.get('samples_per_s'))} | {_fmt(t.get('samples_per_s'))} | "
+            f"{_met(t.get('met_samples_per_s'))} |"
+        )
+        lines.append(
+            f"| dataset | batched vs the seed's loops | {batched.get('vs_baseline', 0):.1f}x | "
+            f"{t.get('vs_baseline', 0):.0f}x | {_met(t.get('met_vs_baseline'))} |"
+        )
+    e = parts.get("env", {})
+    if "error" in e:
+        lines.append(f"| env | failed: {e['error']} | - | - | - |")
+    elif e:
+        t = e.get("targets", {})
+        lines.append(
+            f"| env | steps/s, single env | {_fmt(e.get('single_env', {}).get('steps_per_s'))} |"
+            f" {_fmt(t.get('single_env_steps_per_s'))} | {_met(t.get('met_single_env'))} |"
+        )
+        for n, row in e.get("vector", {}).items():
+            target = f"{t.get('native_vs_sync_at_256', 0):.0f}x" if n == "256" else "-"
+            status = _met(t.get("met_native_vs_sync")) if n == "256" else "-"
+            lines.append(
+                f"| env | native vector env, N = {n}: steps/s (vs Sync) | "
+                f"{_fmt(row.get('native_env_steps_per_s'))} ({row.get('native_vs_sync', 0):.0f}x)"
+                f" | {target} | {status} |"
+            )
+        ratio = e.get("seq_len_cost", {}).get("cost_ratio_1024_vs_64")
+        if ratio is not None:
+            lines.append(
+                f"| env | cost per step, seq_len 1024 / 64 | {ratio:.2f} | <= "
+                f"{t.get('cost_ratio_1024_vs_64', 0):.1f} | {_met(t.get('met_cost_ratio'))} |"
+            )
+    tr = parts.get("train", {})
+    if "error" in tr:
+        lines.append(f"| train | failed: {tr['error']} | - | - | - |")
+    elif tr:
+        t = tr.get("targets", {})
+        target = f"{t.get('custom_vs_sb3', 0):.0f}x SB3"
+        for name, row in tr.get("results", {}).items():
+            is_custom = name.startswith("custom")
+            lines.append(
+                f"| train | env steps/s, {name} ({tr.get('env_steps_per_trainer', 0):,} steps) | "
+                f"{_fmt(row.get('steps_per_s'))} ({row.get('vs_sb3', 0):.2f}x SB3) | "
+                f"{target if is_custom else '-'} | "
+                f"{_met(t.get('met_custom_vs_sb3')) if is_custom else '-'} |"
+            )
+    lines += ["", f"Total: {result['wall_s']:.0f} s. Details: `throughput.json`."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every part's quick setting")
+    parser.add_argument("--only", nargs="+", choices=list(PARTS), default=list(PARTS))
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of throughput.*")
+    parser.add_argument("--update-parts", action="store_true",
+                        help="also write each part's own JSON under --out")  # fmt: skip
+    args = parser.parse_args(argv)
+    argv_used = sys.argv[1:] if argv is None else argv
+    start = time.perf_counter()
+    parts: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.only:
+            print(f"running {name} ...", flush=True)
+            target = (args.out / f"{PARTS[name][0][:-3]}.json" if args.update_parts
+                      else Path(tmp) / f"{name}.json")  # fmt: skip
+            target.parent.mkdir(parents=True, exist_ok=True)
+            parts[name] = run_part(name, args.quick, target)
+            part = parts[name]
+            status = f" FAILED ({part['error']})" if "error" in part else ""
+            print(f"  {name}: {part.get('_wall_s', part.get('wall_s', 0)):.0f} s{status}")
+    result = {
+        "benchmark": "throughput",
+        "command": "python benchmarks/throughput.py " + " ".join(argv_used),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"Python {platform.python_version()}",
+        "quick": args.quick,
+        "parts": parts,
+        "wall_s": time.perf_counter() - start,
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result)
+    (args.out / "throughput.md").write_text(md)
+    print(md)
+    failed = [n for n, p in parts.items() if "error" in p]
+    if failed:
+        for n in failed:
+            print(f"{n} failed:\n{parts[n]['stderr']}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(1 if any("error" in p for p in main()["parts"].values()) else 0)

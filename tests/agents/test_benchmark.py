@@ -1,0 +1,193 @@
+import csv
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.benchmark import (
+    AGENTS,
+    CSV_COLUMNS,
+    SHAPING_NAMES,
+    BenchmarkConfig,
+    _split_indices,
+    add_arguments,
+    config_from_args,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "compare_shapings.py"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _smoke(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--no-progress", "--out", str(out),
+         "--work", str(out / "work"), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    start = time.perf_counter()
+    proc = _smoke(out)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, elapsed, proc
+
+
+@pytest.mark.slow
+def test_smoke_runs_end_to_end_under_a_minute(smoke):
+    out, elapsed, proc = smoke
+    assert elapsed < 60
+    for name in ("shapings.csv", "shapings.md", "shapings.png", "shapings.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert (out / "shapings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "shapings.md" in proc.stdout
+
+
+@pytest.mark.slow
+def test_smoke_csv_has_the_columns_and_one_final_row_per_cell(smoke):
+    out, _, _ = smoke
+    rows = _rows(out / "shapings.csv")
+    assert tuple(rows[0]) == CSV_COLUMNS
+    cells = {(r["shaping"], r["agent"], r["seed"]) for r in rows}
+    assert cells == {("hierarchical", "ppo", "0"), ("hierarchical", "sb3-ppo", "0"),
+                     ("any", "random", "0")}  # fmt: skip
+    for cell in cells:
+        mine = [r for r in rows if (r["shaping"], r["agent"], r["seed"]) == cell]
+        assert [r["final"] for r in mine].count("1") == 1 and mine[-1]["final"] == "1"
+        steps = [int(r["env_steps"]) for r in mine]
+        assert steps == sorted(steps)
+        if cell[1] != "random":  # learning curve: the initial policy, then the end
+            assert steps[0] == 0 and steps[-1] >= 1024
+        for r in mine:
+            assert 0.0 <= float(r["headline"]) <= 1.0
+            assert -1.0 <= float(r["song_raw"]) <= 0.0
+
+
+@pytest.mark.slow
+def test_smoke_markdown_marks_a_best_per_column_and_the_references(smoke):
+    out, _, _ = smoke
+    md = (out / "shapings.md").read_text()
+    assert "**" in md and "best per column" in md
+    for label in ("ceiling: real vs real", "floor: uniform random",
+                  "floor: density-matched random", "floor: silence", "random agent"):  # fmt: skip
+        assert label in md
+    assert "--smoke" in md  # the command that made it
+    assert "discriminative families" in md
+    assert "Groove" not in md  # built-in corpus: no attribution line
+    # one shaping per column: the only value is the best one
+    table = md.split("## Final headline score")[1].split("\n\n")[1]
+    assert re.search(r"\| hierarchical \| \*\*0\.\d{3}\*\* \| \*\*0\.\d{3}\*\* \|", table)
+
+
+@pytest.mark.slow
+def test_random_agent_is_below_the_ceiling(smoke):
+    out, _, _ = smoke
+    data = json.loads((out / "shapings.json").read_text())
+    ceiling = data["references"]["ceiling"][0]
+    random_final = data["summary"]["any"]["random"]["headline"]
+    assert random_final < ceiling
+    assert data["references"]["silence"][0] < ceiling
+    assert set(data["discriminative"]) <= set(data["families"])
+
+
+@pytest.mark.slow
+def test_resume_skips_finished_cells_and_reruns_unfinished_ones(smoke, tmp_path):
+    out, _, _ = smoke
+    target = tmp_path / "resume"
+    target.mkdir()
+    for name in ("shapings.csv", "shapings.config.json"):
+        (target / name).write_bytes((out / name).read_bytes())
+    rows = _rows(out / "shapings.csv")
+    # the sb3-ppo run was killed after its first evaluation: only a non-final row remains
+    kept = [r for r in rows if r["agent"] != "sb3-ppo" or r["final"] == "0"]
+    with (target / "shapings.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+    proc = _smoke(target, "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = _rows(target / "shapings.csv")
+    finished = [r for r in rows if r["agent"] != "sb3-ppo"]
+    assert after[: len(finished)] == finished  # finished cells untouched, not rerun
+    redone = [r for r in after if r["agent"] == "sb3-ppo"]
+    assert [r["final"] for r in redone] == [r["final"] for r in rows if r["agent"] == "sb3-ppo"]
+    assert len(after) == len(rows)
+
+    # a resume with other settings is refused, naming the field
+    proc = _smoke(target, "--resume", "--budget", "2048")
+    assert proc.returncode == 2 and "total_timesteps" in proc.stderr
+
+
+def test_config_cells_skip_learned_sb3_and_run_random_once_per_seed():
+    cfg = BenchmarkConfig(seeds=(0, 1))
+    cells = cfg.cells()
+    assert ("learned", "sb3-ppo", 0) not in cells and ("learned", "ppo", 1) in cells
+    assert [c for c in cells if c[1] == "random"] == [("any", "random", 0), ("any", "random", 1)]
+    learners = [a for a in AGENTS if a != "random"]
+    assert len(cells) == 2 * (len(SHAPING_NAMES) * len(learners) - 2 + 1)
+    assert cfg.estimated_seconds() > 0
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [({"shapings": ("dense",)}, "shapings"), ({"agents": ("dqn",)}, "agents"),
+     ({"seeds": ()}, "seeds"), ({"total_timesteps": 100}, "total_timesteps"),
+     ({"eval_episodes": 1}, "eval_episodes"), ({"heldout_fraction": 1.0}, "heldout_fraction"),
+     ({"seq_len": 70}, "seq_len"), ({"prompt_bars": 4}, "prompt_bars"),
+     ({"kl_coef": -1.0}, "kl_coef")],
+)  # fmt: skip
+def test_config_rejects_bad_values_naming_the_field(changes, field):
+    with pytest.raises(ValueError, match=field):
+        BenchmarkConfig(**changes)
+
+
+def test_presets_and_command_line():
+    import argparse
+
+    assert BenchmarkConfig.preset("quick").seeds == (0, 1)
+    assert BenchmarkConfig.preset("default") == BenchmarkConfig()
+    with pytest.raises(ValueError, match="budget"):
+        BenchmarkConfig.preset("huge")
+    parser = add_arguments(argparse.ArgumentParser())
+    cfg = config_from_args(parser.parse_args(["--quick", "--seeds", "3", "--budget", "2048",
+                                              "--agents", "ppo", "random"]))  # fmt: skip
+    assert cfg.seeds == (3,) and cfg.total_timesteps == 2048 and cfg.agents == ("ppo", "random")
+    assert cfg.eval_points == BenchmarkConfig.preset("quick").eval_points
+
+
+def test_split_is_seeded_disjoint_and_follows_a_split_csv(tmp_path):
+    names = [f"d/{i}" for i in range(20)]
+    cfg = BenchmarkConfig(split_seed=3)
+    train, held = _split_indices(cfg, names)
+    assert sorted(train + held) == list(range(20)) and len(held) == 5
+    assert (train, held) == _split_indices(BenchmarkConfig(split_seed=3), names)
+    assert held != _split_indices(BenchmarkConfig(split_seed=4), names)[1]
+
+    info = tmp_path / "info.csv"
+    info.write_text("midi_filename,split\n" + "".join(
+        f"d/{i}.mid,{'test' if i % 4 == 0 else 'train'}\n" for i in range(20)
+    ))  # fmt: skip
+    train, held = _split_indices(BenchmarkConfig(split_csv=str(info)), names)
+    assert held == [0, 4, 8, 12, 16] and len(train) == 15
+    with pytest.raises(ValueError, match="no midi_filename matches"):
+        _split_indices(BenchmarkConfig(split_csv=str(info)), ["x/1"])
+
+
+def test_csv_columns_follow_the_evaluation_families():
+    from dataset.evaluation import FAMILIES
+
+    assert [c[3:] for c in CSV_COLUMNS if c.startswith("oa_")] == list(FAMILIES)
+    assert np.all([c in CSV_COLUMNS for c in ("env_steps", "headline", "song_raw", "train_s")])
