@@ -167,11 +167,11 @@ class BenchmarkConfig:
     """Steps in one bar."""
     bars_per_phrase: int = 4
     """Bars in one phrase."""
-    context_steps: int = 32
+    context_steps: int = 16
     """Steps of canvas the custom policy sees (and pretraining uses)."""
-    ppo_num_envs: int = 16
+    ppo_num_envs: int = 64
     """Sub-envs of the custom PPO."""
-    ppo_num_steps: int = 64
+    ppo_num_steps: int = 32
     """Steps per sub-env per custom PPO rollout."""
     kl_coef: float = 0.1
     """KL penalty towards the pretrained policy for ``ppo+pretrain`` (>= 0)."""
@@ -337,7 +337,8 @@ class BenchmarkConfig:
             "smoke": dict(
                 shapings=("hierarchical",), agents=("ppo", "sb3-ppo", "random"), seeds=(0,),
                 total_timesteps=1024, eval_points=1, eval_episodes=16, baseline_splits=2,
-                sb3_num_envs=4, sb3_n_steps=32, pretrain_steps=5,
+                sb3_num_envs=4, sb3_n_steps=32, pretrain_steps=5, ppo_num_envs=16,
+                ppo_num_steps=32,
             ),
             "quick": dict(
                 seeds=(0, 1), total_timesteps=4096, eval_points=2, eval_episodes=32,

@@ -11,7 +11,7 @@ import numpy as np
 
 from agents.rollout import Rollouts, rollout_episodes
 
-__all__ = ["GenerateResult", "policy_fn", "generate"]
+__all__ = ["GenerateResult", "load_any_policy", "policy_fn", "generate"]
 
 
 class GenerateResult(NamedTuple):
@@ -19,6 +19,24 @@ class GenerateResult(NamedTuple):
 
     files: list[Path]
     rollouts: Rollouts
+
+
+def load_any_policy(path: str | Path):
+    """A :class:`~agents.policy.DrumPolicy` from ``policy.pt`` or a PPO ``checkpoint.pt``.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is neither (the message names it).
+    """
+    from agents.checkpoint import load_checkpoint
+    from agents.policy import DrumPolicy, PolicyConfig, load_policy
+
+    payload = load_checkpoint(path)
+    if "policy_config" in payload and "model" in payload:  # a PPO training checkpoint
+        policy = DrumPolicy(PolicyConfig(**payload["policy_config"]))
+        policy.load_state_dict(payload["model"])
+        return policy
+    return load_policy(path)
 
 
 def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
@@ -77,11 +95,10 @@ def generate(
     Returns:
         GenerateResult.
     """
-    from agents.policy import load_policy
     from dataset.midi import sequence_to_midi
     from drum_env.render import save_piano_roll_png
 
-    policy = load_policy(policy_path)
+    policy = load_any_policy(policy_path)
     cfg = policy.config
     kwargs = {"context_steps": cfg.context_steps, "steps_per_bar": cfg.steps_per_bar,
               "bars_per_phrase": cfg.bars_per_phrase, **dict(env_kwargs or {})}  # fmt: skip

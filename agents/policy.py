@@ -99,7 +99,7 @@ class PolicyConfig:
 
     num_drums: int = 9
     """Drums per step ``D``: input features of a token and Bernoulli outputs per step."""
-    context_steps: int = 32
+    context_steps: int = 16
     """Steps of the env's ``context`` observation ``C``; the position embedding covers
     ``max(context_steps, 1024)`` tokens (:attr:`max_len`)."""
     steps_per_bar: int = 16
@@ -108,11 +108,11 @@ class PolicyConfig:
     """Bars in one phrase: size of the bar-in-phrase embedding."""
     target_size: int = 20
     """Length ``K`` of the target-feature vector (the env's ``target`` observation)."""
-    d_model: int = 64
+    d_model: int = 32
     """Width of the Transformer; a multiple of ``n_heads``."""
-    n_layers: int = 2
+    n_layers: int = 1
     """Transformer encoder layers."""
-    n_heads: int = 4
+    n_heads: int = 2
     """Attention heads per layer."""
     dropout: float = 0.0
     """Dropout in the Transformer layers, in [0, 1). Keep 0 for PPO (log-probs of the rollout and
@@ -234,8 +234,15 @@ class DrumPolicy(nn.Module):
 
     # ------------------------------------------------------------------------- model
 
-    def _features(self, steps: Tensor, phase: Tensor, target: Tensor) -> Tensor:
-        """Trunk features (B, L, d_model) of every token."""
+    def _features(
+        self, steps: Tensor, phase: Tensor, target: Tensor, last_only: bool = False
+    ) -> Tensor:
+        """Trunk features (B, L, d_model) of every token, or (B, d_model) of the last one.
+
+        With ``last_only`` the final layer computes the last token alone (its query against
+        every key): the same numbers as the full pass's last token, at a fraction of the cost
+        when the policy acts and only the newest token matters.
+        """
         c = self.config
         if steps.dim() != 3 or steps.shape[-1] != c.num_drums:
             raise ValueError(
@@ -264,7 +271,17 @@ class DrumPolicy(nn.Module):
             + self.target_proj(target.float())[:, None, :]
         )
         causal = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
-        return self.trunk(x, mask=causal, is_causal=True)
+        if not last_only:
+            return self.trunk(x, mask=causal, is_causal=True)
+        *lower, top = self.trunk.layers
+        for layer in lower:
+            x = layer(x, src_mask=causal, is_causal=True)
+        keys = top.norm1(x)
+        query = keys[:, -1:]
+        attended = top.self_attn(query, keys, keys, need_weights=False)[0]
+        h = x[:, -1:] + top.dropout1(attended)
+        h = h + top._ff_block(top.norm2(h))
+        return self.trunk.norm(h[:, 0])
 
     def _heads(self, h: Tensor) -> PolicyOutput:
         logits = self.policy_head(h).float()
@@ -313,8 +330,7 @@ class DrumPolicy(nn.Module):
         steps = context.reshape(context.shape[0], -1, c.num_drums)
         spb, bpp = c.steps_per_bar, c.bars_per_phrase
         phase = position[:, :spb].argmax(-1) + spb * position[:, spb : spb + bpp].argmax(-1)
-        h = self._features(steps, phase, obs["target"])
-        return self._heads(h[:, -1])
+        return self._heads(self._features(steps, phase, obs["target"], last_only=True))
 
     # ------------------------------------------------------------------------- acting
 
@@ -438,9 +454,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# The fields that shape the parameters. ``context_steps`` is not one: the policy reads any
+# context length up to ``max_len``, so a policy pretrained on 32 steps of context acts on 16.
 _ARCH_FIELDS = (
-    "num_drums", "context_steps", "steps_per_bar", "bars_per_phrase", "target_size",
-    "d_model", "n_layers", "n_heads",
+    "num_drums", "steps_per_bar", "bars_per_phrase", "target_size", "d_model", "n_layers",
+    "n_heads",
 )  # fmt: skip
 
 
@@ -490,7 +508,8 @@ def load_policy(
     Args:
         path: the checkpoint file.
         map_location: device of the loaded policy.
-        expected: if given, the checkpoint's architecture (every field but ``dropout``) must
+        expected: if given, the checkpoint's architecture (every field but ``dropout`` and
+            ``context_steps``) must
             equal it, e.g. ``PolicyConfig.from_env_config(env_config, d_model=...)``.
 
     Returns:

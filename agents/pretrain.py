@@ -78,15 +78,15 @@ class PretrainConfig:
     """AdamW learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
-    d_model: int = 64
+    d_model: int = 32
     """Transformer width (see :class:`~agents.policy.PolicyConfig`)."""
-    n_layers: int = 2
+    n_layers: int = 1
     """Transformer layers."""
-    n_heads: int = 4
+    n_heads: int = 2
     """Attention heads."""
     dropout: float = 0.1
     """Dropout during pretraining, in [0, 1); the saved policy has dropout 0."""
-    context_steps: int = 32
+    context_steps: int = 16
     """The saved policy's ``context_steps`` (the env's context window); pretraining itself feeds
     whole windows, the position embedding covers ``max(context_steps, 1024)`` tokens."""
     seed: int = 0

@@ -10,8 +10,10 @@ Measures, in one run on the same data and the same sample indices, on one CPU th
   time (Python loops, ``collections.Counter``).
 
 Song metrics are cached per file by both implementations and warmed before timing, so the
-figures are the per-window cost. Before timing, the baseline's samples are checked equal to the
-dataset's (float32 tolerance), so both compute the same thing.
+figures are the per-window cost. Each path runs once untimed, then the paths take turns for
+``--repeats`` timed runs and each one's best is reported (all runs are in the JSON). Before
+timing, the baseline's samples are checked equal to the dataset's (float32 tolerance), so both
+compute the same thing.
 
 Run: ``python benchmarks/dataset_throughput.py`` (writes
 ``benchmarks/results/dataset_throughput.json``).
@@ -61,14 +63,21 @@ def load_corpus(num_drums: int, seed: int) -> tuple[list[np.ndarray], str]:
     return default_corpus(), "built-in synthetic corpus (dataset.synthetic.default_corpus)"
 
 
-def best_rate(fn: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
-    """Best samples/s of ``repeats`` runs of ``fn`` (which returns the samples it made)."""
-    rates = []
+def interleaved_rates(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, list[float]]:
+    """Samples/s of ``repeats`` timed runs of each ``fn`` (which returns the samples it made).
+
+    Every path runs once untimed first (the first pass over the data is slower), then the
+    paths take turns, run by run, so that a change in machine load hits them all alike.
+    """
+    for fn in fns.values():
+        fn()
+    rates: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        n = fn()
-        rates.append(n / (time.perf_counter() - start))
-    return max(rates), rates
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            n = fn()
+            rates[name].append(n / (time.perf_counter() - start))
+    return rates
 
 
 def check_agreement(
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--samples", type=int, default=2048, help="samples per timed run")
     parser.add_argument("--baseline-samples", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--augment", action="store_true", help="roll windows (both sides)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -139,15 +148,16 @@ def main(argv: list[str] | None = None) -> dict:
             base[int(i)]
         return len(base_indices)
 
-    rows = {}
-    for name, fn in [
-        ("__getitem__", per_item),
-        (f"__getitems__ (batch {args.batch_size})", batched),
-        (f"__getitems__ + collate (batch {args.batch_size})", loader),
-        ("seed baseline __getitem__", baseline),
-    ]:
-        best, rates = best_rate(fn, args.repeats)
-        rows[name] = {"samples_per_s": best, "runs_samples_per_s": rates}
+    paths = {
+        "__getitem__": per_item,
+        f"__getitems__ (batch {args.batch_size})": batched,
+        f"__getitems__ + collate (batch {args.batch_size})": loader,
+        "seed baseline __getitem__": baseline,
+    }
+    rows = {
+        name: {"samples_per_s": max(rates), "runs_samples_per_s": rates}
+        for name, rates in interleaved_rates(paths, args.repeats).items()
+    }
     base_rate = rows["seed baseline __getitem__"]["samples_per_s"]
     for row in rows.values():
         row["vs_baseline"] = row["samples_per_s"] / base_rate

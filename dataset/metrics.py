@@ -22,6 +22,8 @@ into the flat ``{"level/name": value}`` dictionaries that the dataset returns.
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -57,6 +59,12 @@ __all__ = [
 ]
 
 
+_F32_EXACT = 2**24  # integers below this are exact in float32
+_MAX_PAIR_DRUMS = 10  # most drums for the per-pattern tables (_bits, _pair_bits: 2**10 rows)
+_HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0
+_CHUNK_BYTES = 1 << 18  # size of the float32 temporaries that are made chunk by chunk
+
+
 def as_hits(seq: np.ndarray) -> np.ndarray:
     """Boolean hits of a sequence.
 
@@ -82,7 +90,33 @@ def _per_step(h: np.ndarray) -> np.ndarray:
 
     A matrix product: much faster than a reduction along the short drum axis.
     """
-    return h.astype(np.float32) @ np.ones(h.shape[-1], dtype=np.float32)
+    return _per_step_f(h.astype(np.float32))
+
+
+def _per_step_f(hf: np.ndarray) -> np.ndarray:
+    """:func:`_per_step` of hits already as float32 (exact: a step has at most ``drums`` hits)."""
+    return hf @ np.ones(hf.shape[-1], dtype=np.float32)
+
+
+def _hit_products(h: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``h.astype(float32) @ weights`` for hits (..., steps, drums) and weights (drums, k).
+
+    Chunk by chunk of steps, so that the float32 copy of the hits stays small (a large
+    temporary array costs more in fresh memory than in arithmetic). Float32 matrix products of
+    0/1 hits with integer weights: exact while the results stay below 2**24.
+
+    Returns:
+        float32 array (..., steps, k).
+    """
+    drums = h.shape[-1]
+    n = math.prod(h.shape[:-1])
+    flat = h.reshape(n, drums)
+    out = np.empty((n, weights.shape[1]), dtype=np.float32)
+    chunk = max(1, _CHUNK_BYTES // (4 * max(drums, 1)))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        np.matmul(flat[start:stop].astype(np.float32), weights, out=out[start:stop])
+    return out.reshape(*h.shape[:-1], weights.shape[1])
 
 
 def _time_last(h: np.ndarray) -> np.ndarray:
@@ -96,6 +130,69 @@ def _safe_div(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:
     if den.ndim == 0:
         return np.asarray(num, dtype=np.float64) / den if den > 0 else np.zeros(np.shape(num))
     return np.asarray(num, dtype=np.float64) / np.where(den > 0, den, np.inf)
+
+
+def _sum_last(x: np.ndarray, size: int, bound: int) -> np.ndarray:
+    """Sums of consecutive chunks of ``size`` along the last axis: (..., n * size) -> (..., n).
+
+    ``x`` holds integers in ``[0, bound]``. The sums are exact, so their order does not matter:
+    a float32 matrix product while they stay below 2**24, else a float64 sum.
+
+    Returns:
+        float64 array (..., n).
+    """
+    chunks = x.reshape(*x.shape[:-1], x.shape[-1] // size, size)
+    if size * bound < _F32_EXACT:
+        ones = np.ones(size, dtype=np.float32)
+        return (chunks.astype(np.float32, copy=False) @ ones).astype(np.float64)
+    return chunks.sum(axis=-1, dtype=np.float64)
+
+
+class _HitList(NamedTuple):
+    """Every hit of a sequence, in (batch..., drum, step) order.
+
+    The sparse form that the IOI, fast-run and per-drum counts work on: O(hits) work instead of
+    scans over every step of every drum. A row is one drum of one sequence of the batch.
+    """
+
+    pos: np.ndarray
+    """(hits,) int64 ``row * steps + step`` of each hit, increasing."""
+    bounds: np.ndarray
+    """(rows + 1,) int64: the hits of row ``r`` are ``pos[bounds[r] : bounds[r + 1]]``."""
+    gap: np.ndarray
+    """(hits - 1,) ``pos[k + 1] - pos[k]``: steps to the next hit, where that is of this row."""
+    same: np.ndarray
+    """(hits - 1,) bool: hit ``k + 1`` is of the same row as hit ``k``."""
+
+
+def _row_bounds(pos: np.ndarray, rows: int, steps: int) -> np.ndarray:
+    """Where each row starts among increasing flat positions ``pos = row * steps + step``.
+
+    Returns:
+        int64 array (rows + 1,): the entries of row ``r`` are ``pos[bounds[r] : bounds[r + 1]]``.
+    """
+    return np.searchsorted(pos, np.arange(rows + 1, dtype=np.int64) * steps)
+
+
+def _same_row(bounds: np.ndarray, n: int) -> np.ndarray:
+    """(n - 1,) bool: entries ``k`` and ``k + 1`` lie in the same row of :func:`_row_bounds`."""
+    same = np.ones(max(n - 1, 0), dtype=bool)
+    inner = bounds[1:-1]
+    same[inner[(inner > 0) & (inner < n)] - 1] = False
+    return same
+
+
+def _hit_list(h: np.ndarray) -> _HitList:
+    """:class:`_HitList` of hits ``h`` (..., steps, drums)."""
+    rows = math.prod(h.shape[:-2]) * h.shape[-1]
+    pos = np.flatnonzero(_time_last(h))  # row * steps + t, increasing
+    bounds = _row_bounds(pos, rows, h.shape[-2])
+    return _HitList(pos, bounds, np.diff(pos), _same_row(bounds, pos.size))
+
+
+def _drum_hits(hl: _HitList, shape: tuple[int, ...]) -> np.ndarray:
+    """Hits of each drum, (..., drums) int64, from the hit list of a sequence of ``shape``."""
+    return np.diff(hl.bounds).reshape(*shape[:-2], shape[-1])
 
 
 # ----------------------------------------------------------------------------- densities
@@ -130,8 +227,17 @@ def hit_density(seq: np.ndarray) -> HitDensity:
     """
     h = as_hits(seq)
     steps = h.shape[-2]
-    per_step = _per_step(h)
-    drum_density = _safe_div(h.sum(axis=-2), steps)
+    hf = h.astype(np.float32)
+    if steps < _F32_EXACT:  # a matrix product, exact: counts below 2**24
+        drum_hits = np.ones(steps, dtype=np.float32) @ hf
+    else:
+        drum_hits = h.sum(axis=-2)
+    return _hit_density(_per_step_f(hf), drum_hits, steps)
+
+
+def _hit_density(per_step: np.ndarray, drum_hits: np.ndarray, steps: int) -> HitDensity:
+    """:func:`hit_density` from :func:`_per_step` and the integer hits of each drum."""
+    drum_density = _safe_div(drum_hits, steps)
     avg_hits = _safe_div(per_step.sum(axis=-1), steps)
     max_hits = per_step.max(axis=-1, initial=0).astype(np.float64)
     return HitDensity(avg_hits, drum_density, max_hits)
@@ -152,11 +258,14 @@ def bar_density(seq: np.ndarray, steps_per_bar: int = 16) -> np.ndarray:
     """
     h = as_hits(seq)
     _check_positive(steps_per_bar, "steps_per_bar")
-    n_bars = h.shape[-2] // steps_per_bar
-    bars = h[..., : n_bars * steps_per_bar, :].reshape(
-        *h.shape[:-2], n_bars, steps_per_bar, h.shape[-1]
-    )
-    return bars.sum(axis=(-1, -2)) / steps_per_bar
+    return _chunks(h, steps_per_bar).sum(axis=(-1, -2)) / steps_per_bar
+
+
+def _bar_density(per_step: np.ndarray, steps_per_bar: int, drums: int) -> np.ndarray:
+    """:func:`bar_density` from :func:`_per_step` of ``drums`` drums: exact sums, one division."""
+    n_bars = per_step.shape[-1] // steps_per_bar
+    per_bar = _sum_last(per_step[..., : n_bars * steps_per_bar], steps_per_bar, drums)
+    return per_bar / steps_per_bar
 
 
 def fraction_dense_bars(
@@ -176,7 +285,11 @@ def fraction_dense_bars(
     Returns:
         float64 array (...), in [0, 1]; 0 when there is no complete bar.
     """
-    density = bar_density(seq, steps_per_bar)
+    return _fraction_dense(bar_density(seq, steps_per_bar), dense_threshold)
+
+
+def _fraction_dense(density: np.ndarray, dense_threshold: float = 1.0) -> np.ndarray:
+    """:func:`fraction_dense_bars` from :func:`bar_density`."""
     return _safe_div((density >= dense_threshold).sum(axis=-1), density.shape[-1])
 
 
@@ -214,25 +327,40 @@ def ioi_stats(seq: np.ndarray, max_ioi: int = 16) -> IOIStats:
     """
     h = as_hits(seq)
     _check_positive(max_ioi, "max_ioi")
-    h_t = _time_last(h)  # (..., drums, steps): accumulate along the contiguous axis
-    steps = h_t.shape[-1]
-    t = np.arange(steps, dtype=np.int32)
-    # Index of the latest hit strictly before each step (-1 if none).
-    last = np.maximum.accumulate(np.where(h_t, t, np.int32(-1)), axis=-1)
-    prev = np.empty_like(last)
-    prev[..., :1] = -1
-    prev[..., 1:] = last[..., :-1]
-    has_ioi = h_t & (prev >= 0)
-    ioi = np.where(has_ioi, t - prev, 0)
-    count = has_ioi.sum(axis=-1)
-    mean = _safe_div(ioi.sum(axis=-1), count)
-    var = np.maximum(_safe_div(np.square(ioi, dtype=np.float64).sum(axis=-1), count) - mean**2, 0.0)
-    # Histogram: one bincount over (batch * drum, bin) cells.
-    flat = np.flatnonzero(has_ioi)
-    cells = count.size
-    bins = np.minimum(ioi.ravel()[flat], max_ioi) - 1
-    counts = np.bincount((flat // max(steps, 1)) * max_ioi + bins, minlength=cells * max_ioi)
-    hist = _safe_div(counts.reshape(*count.shape, max_ioi), count[..., None])
+    return _ioi_stats(_hit_list(h), h.shape, max_ioi)
+
+
+def _ioi_stats(hl: _HitList, shape: tuple[int, ...], max_ioi: int = 16) -> IOIStats:
+    """:func:`ioi_stats` from the hit list of a sequence of ``shape`` (..., steps, drums).
+
+    The IOIs of a row are the gaps between its consecutive hits; every sum below is a sum of
+    integers, hence exact, so the statistics do not depend on the summation order.
+    """
+    rows = hl.bounds.size - 1
+    hits = np.diff(hl.bounds)
+    count = np.maximum(hits - 1, 0)
+    has = np.flatnonzero(hits)
+    first = hl.bounds[has]
+    last = hl.bounds[has + 1] - 1
+    # A row's IOIs add up to the distance from its first hit to its last one.
+    total = np.zeros(rows, dtype=np.int64)
+    total[has] = hl.pos[last] - hl.pos[first]
+    # Squares: segment sums over the gaps, those between two rows set to 0.
+    sq_total = np.zeros(rows, dtype=np.int64)
+    if has.size:
+        square = np.zeros(hl.pos.size, dtype=np.int64)  # one more entry: the last segment's end
+        np.multiply(hl.gap, hl.gap, out=square[:-1], where=hl.same)
+        sq_total[has] = np.add.reduceat(square, first)
+    cells = (*shape[:-2], shape[-1])
+    count = count.reshape(cells)
+    mean = _safe_div(total.reshape(cells), count)
+    var = np.maximum(_safe_div(sq_total.reshape(cells), count) - mean**2, 0.0)
+    # Histogram: one bincount over (batch * drum, bin) cells, gaps between rows in a spare one.
+    key = np.repeat(np.arange(rows, dtype=np.int64) * max_ioi, hits)[1:]
+    key += np.minimum(hl.gap, max_ioi) - 1
+    key[~hl.same] = rows * max_ioi
+    counts = np.bincount(key, minlength=rows * max_ioi + 1)[:-1]
+    hist = _safe_div(counts.reshape(*cells, max_ioi), count[..., None])
     return IOIStats(mean, var, hist)
 
 
@@ -247,9 +375,39 @@ def co_occurrence(seq: np.ndarray) -> np.ndarray:
     Returns:
         float64 array (..., drums, drums), symmetric, values in [0, 1].
     """
-    h = as_hits(seq).astype(np.float32)
-    counts = np.matmul(np.swapaxes(h, -1, -2), h)  # exact: integer counts < 2**24
-    return _safe_div(counts, h.shape[-2])
+    return _co_occurrence(as_hits(seq).astype(np.float32))
+
+
+def _co_occurrence(hf: np.ndarray) -> np.ndarray:
+    """:func:`co_occurrence` of hits as float32."""
+    counts = np.matmul(np.swapaxes(hf, -1, -2), hf)  # exact: integer counts < 2**24
+    return _safe_div(counts, hf.shape[-2])
+
+
+@lru_cache(maxsize=16)
+def _pair_bits(drums: int) -> np.ndarray:
+    """Which pairs of drums each step pattern holds.
+
+    Returns:
+        float32 array (2**drums, drums * drums): entry ``(c, i * drums + j)`` is 1 when pattern
+        ``c`` holds both drum ``i`` and drum ``j``, else 0.
+    """
+    bits = _bits(drums)
+    out = (bits[:, :, None] * bits[:, None, :]).reshape(2**drums, drums * drums)
+    out.setflags(write=False)  # cached: shared by every caller
+    return out
+
+
+def _co_occurrence_of_counts(counts: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`co_occurrence` from the full pattern histogram of :func:`_pattern_counts`.
+
+    ``counts`` is (rows, 2**drums) for a sequence of ``shape`` (..., steps, drums). One small
+    matrix product: ``C[i, j]`` sums the counts of the patterns holding both ``i`` and ``j``
+    (exact integer counts in float32, as in :func:`_co_occurrence`).
+    """
+    drums = shape[-1]
+    pairs = counts.astype(np.float32) @ _pair_bits(drums)
+    return _safe_div(pairs.reshape(*shape[:-2], drums, drums), shape[-2])
 
 
 # ----------------------------------------------------------------------------- patterns
@@ -266,13 +424,22 @@ def step_codes(seq: np.ndarray) -> np.ndarray:
     """
     h = as_hits(seq)
     drums = h.shape[-1]
-    if drums > 62:
-        raise ValueError(f"step_codes supports at most 62 drums, got {drums}")
+    _check_drums(drums)
     if drums <= 24:  # exact in float32: a fast matrix product
-        weights = np.exp2(np.arange(drums, dtype=np.float32))
-        return (h.astype(np.float32) @ weights).astype(np.int64)
+        return _step_codes_f(h.astype(np.float32))
     weights = np.left_shift(np.int64(1), np.arange(drums, dtype=np.int64))
     return (h.astype(np.int64) * weights).sum(axis=-1)
+
+
+def _check_drums(drums: int) -> None:
+    if drums > 62:
+        raise ValueError(f"step_codes supports at most 62 drums, got {drums}")
+
+
+def _step_codes_f(hf: np.ndarray) -> np.ndarray:
+    """:func:`step_codes` of hits as float32 with at most 24 drums (exact in float32)."""
+    weights = np.exp2(np.arange(hf.shape[-1], dtype=np.float32))
+    return (hf @ weights).astype(np.int64)
 
 
 class NGramStats(NamedTuple):
@@ -306,8 +473,11 @@ def n_grams(seq: np.ndarray, n: int = 4) -> NGramStats:
         NGramStats.
     """
     _check_positive(n, "n")
-    code = step_codes(seq)
-    drums = np.shape(seq)[-1]
+    return _n_grams(step_codes(seq), np.shape(seq)[-1], n)
+
+
+def _n_grams(code: np.ndarray, drums: int, n: int = 4) -> NGramStats:
+    """:func:`n_grams` from :func:`step_codes` of a sequence with ``drums`` drums."""
     steps = code.shape[-1]
     count = max(steps - n + 1, 0)
     if n * drums <= 63:
@@ -325,6 +495,61 @@ def n_grams(seq: np.ndarray, n: int = 4) -> NGramStats:
         ordered = np.sort(grams, axis=-1)
         distinct = 1.0 + (np.diff(ordered, axis=-1) != 0).sum(axis=-1)
     return NGramStats(grams, distinct, _safe_div(distinct, count))
+
+
+def _distinct_ngrams(
+    code: np.ndarray, drums: int, n: int, counts: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Number of distinct n-grams of each sequence, float64 (...), or None where not done so.
+
+    Each step pattern is replaced by its rank among the patterns of its sequence (from the
+    pattern histogram ``counts`` of :func:`_pattern_counts`, small alphabet only), so an n-gram
+    is a number below ``radix ** n``. Where that fits in 32 bits the n-grams are sorted as
+    uint32 (several times faster than int64); the count is that of the exact n-gram codes.
+    Needs ``steps >= n`` and n-gram codes that are exact (``n * drums <= 63``), not hashed.
+    """
+    steps = code.shape[-1]
+    count = steps - n + 1
+    if counts is None:
+        if not _small_alphabet(drums, steps):
+            return None
+        counts = _pattern_counts(code, drums)
+    rows, alphabet = counts.shape
+    if rows == 0:
+        return None
+    present = counts > 0
+    radix = int(present.sum(axis=-1).max())
+    if radix**n > 2**32:
+        return None
+    rank = np.cumsum(present, axis=-1) - 1
+    ids = code.reshape(rows, steps) + (np.arange(rows) * alphabet)[:, None]
+    digit = rank.ravel().take(ids).astype(np.uint32)  # (rows, steps), values < radix
+    grams = digit[:, :count].copy()
+    for k in range(1, n):  # below radix ** n <= 2**32 at every step: exact in uint32
+        grams *= np.uint32(radix)
+        grams += digit[:, k : k + count]
+    grams.sort(axis=-1)
+    distinct = 1.0 + np.count_nonzero(grams[:, 1:] != grams[:, :-1], axis=-1)
+    return distinct.reshape(code.shape[:-1])[()]  # [()]: a scalar for one sequence
+
+
+def _ngram_diversity(
+    code: np.ndarray, drums: int, n: int = 4, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """``n_grams(seq, n).diversity`` from :func:`step_codes` of ``seq``.
+
+    ``counts``: :func:`_pattern_counts` of ``code`` with a small alphabet, if at hand. Long
+    sequences (where sorting int64 n-gram codes is slow) go through :func:`_distinct_ngrams`.
+    """
+    count = max(code.shape[-1] - n + 1, 0)
+    if count >= _LONG_NGRAMS and n * drums <= 63:
+        distinct = _distinct_ngrams(code, drums, n, counts)
+        if distinct is not None:
+            return _safe_div(distinct, count)
+    return _n_grams(code, drums, n).diversity
+
+
+_LONG_NGRAMS = 256  # n-grams per sequence from which _distinct_ngrams is the faster count
 
 
 class FastPatterns(NamedTuple):
@@ -355,17 +580,33 @@ def fast_patterns(
     h = as_hits(seq)
     _check_positive(fast_threshold, "fast_threshold")
     _check_positive(steps_per_bar, "steps_per_bar")
-    h_t = _time_last(h)  # (..., drums, steps)
-    steps = h_t.shape[-1]
-    t = np.arange(steps, dtype=np.int32)
-    last_rest = np.maximum.accumulate(np.where(h_t, np.int32(-1), t), axis=-1)
-    rev = np.where(h_t, np.int32(steps), t)[..., ::-1]
-    next_rest = np.minimum.accumulate(rev, axis=-1)[..., ::-1]
-    run_len = next_rest - last_rest - 1
-    in_fast = h_t & (run_len >= fast_threshold)
-    run_start = in_fast & (last_rest == t - 1)
-    fraction = _safe_div(in_fast.sum(axis=-1), h_t.sum(axis=-1))
-    runs_per_bar = _safe_div(run_start.sum(axis=(-1, -2)) * steps_per_bar, steps)
+    return _fast_patterns(_hit_list(h), h.shape, fast_threshold, steps_per_bar)
+
+
+def _fast_patterns(
+    hl: _HitList, shape: tuple[int, ...], fast_threshold: int = 4, steps_per_bar: int = 16
+) -> FastPatterns:
+    """:func:`fast_patterns` from the hit list of a sequence of ``shape`` (..., steps, drums).
+
+    A run is a stretch of hits of one row each one step after the one before; its length is
+    the number of hits in it (integer counts throughout).
+    """
+    steps, drums = shape[-2], shape[-1]
+    batch = shape[:-2]
+    rows = hl.bounds.size - 1
+    n_hits = hl.pos.size
+    # Hit k + 1 starts a new run unless it follows hit k on the next step of the same row.
+    starts = np.flatnonzero(~(hl.same & (hl.gap == 1))) + 1
+    starts = np.concatenate(([0], starts)) if n_hits else starts
+    lengths = np.diff(starts, append=n_hits)
+    fast = lengths >= fast_threshold
+    fast_rows = np.searchsorted(hl.bounds, starts[fast], side="right") - 1
+    fast_hits = np.bincount(fast_rows, weights=lengths[fast], minlength=rows)
+    hits = np.diff(hl.bounds)
+    fraction = _safe_div(fast_hits.reshape(*batch, drums), hits.reshape(*batch, drums))
+    n_seq = rows // drums if drums else math.prod(batch)
+    n_runs = np.bincount(fast_rows // max(drums, 1), minlength=n_seq).reshape(batch)
+    runs_per_bar = _safe_div(n_runs * steps_per_bar, steps)
     return FastPatterns(fraction, runs_per_bar)
 
 
@@ -385,16 +626,91 @@ def transitions(seq: np.ndarray) -> np.ndarray:
         float64 array (..., drums, drums), rows summing to 1 or 0.
     """
     h = as_hits(seq)
-    steps = h.shape[-2]
-    onset = h.any(axis=-1)
-    t = np.arange(steps)
-    # First onset strictly after t (steps if none).
-    nxt_incl = np.flip(np.minimum.accumulate(np.flip(np.where(onset, t, steps), -1), -1), -1)
-    nxt = np.concatenate([nxt_incl[..., 1:], np.full_like(nxt_incl[..., :1], steps)], axis=-1)
-    valid = nxt < steps
-    follower = np.take_along_axis(h, np.minimum(nxt, max(steps - 1, 0))[..., None], axis=-2)
-    src = (h & valid[..., None]).astype(np.float32)
-    counts = np.matmul(np.swapaxes(src, -1, -2), follower.astype(np.float32))
+    hf = h.astype(np.float32)
+    if h.shape[-1] <= _MAX_PAIR_DRUMS and h.shape[-2] < _F32_EXACT:
+        return _transitions_of_codes(_step_codes_f(hf), h.shape[-1])
+    return _transitions(hf, _per_step_f(hf))
+
+
+def _next_onset_hits(hf: np.ndarray, per_step: np.ndarray) -> np.ndarray:
+    """The hits of the next onset, at each onset step that has one; 0 on every other step.
+
+    Returns:
+        float32 array (..., steps, drums), the shape of ``hf``.
+    """
+    steps, drums = hf.shape[-2], hf.shape[-1]
+    flat = hf.reshape(per_step.size, drums)
+    follow = np.zeros_like(flat)
+    onset = np.flatnonzero(per_step > 0)  # flat (batch..., step) index, increasing
+    if onset.size > 1 and drums:
+        bounds = _row_bounds(onset, per_step.size // steps, steps)
+        pair = np.flatnonzero(_same_row(bounds, onset.size))  # onset k + 1 follows onset k
+        src, dst = onset[pair], onset[pair + 1]
+        if flat.flags.c_contiguous:  # move whole rows at once, as opaque items
+            row = np.dtype((np.void, flat.itemsize * drums))
+            follow.view(row)[src] = flat.view(row)[dst]
+        else:
+            follow[src] = flat[dst]
+    return follow.reshape(hf.shape)
+
+
+def _transitions(hf: np.ndarray, per_step: np.ndarray) -> np.ndarray:
+    """:func:`transitions` of hits as float32, with :func:`_per_step` of them."""
+    follow = _next_onset_hits(hf, per_step)
+    counts = np.matmul(np.swapaxes(hf, -1, -2), follow)  # exact: integer counts < 2**24
+    return _safe_div(counts, counts.sum(axis=-1, keepdims=True))
+
+
+def _take_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``table[index]`` of a 2-D ``table``: rows of (..., columns), the shape of ``index``.
+
+    Each row of a C-contiguous table moves as one opaque item: several times faster than fancy
+    indexing of short rows.
+    """
+    if table.shape[1] == 0 or not table.flags.c_contiguous:
+        return table[index]
+    row = np.dtype((np.void, table.itemsize * table.shape[1]))
+    out = table.view(row).reshape(-1).take(index)
+    return out.view(table.dtype).reshape(*index.shape, table.shape[1])
+
+
+@lru_cache(maxsize=16)
+def _bits(drums: int) -> np.ndarray:
+    """The hits of each step pattern: (2**drums, drums) float32, row ``c`` is ``c`` in binary.
+
+    Least significant bit (drum 0) first. Cached, read-only.
+    """
+    out = ((np.arange(2**drums)[:, None] >> np.arange(drums)) & 1).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _transitions_of_codes(code: np.ndarray, drums: int) -> np.ndarray:
+    """:func:`transitions` from :func:`step_codes` (..., steps), for few drums (small tables).
+
+    The onsets of each sequence, in order, padded with silence to the same number, as hits
+    (one row of :func:`_bits` each); then batched products of each onset with the next, a
+    chunk of sequences at a time. The counts are those of :func:`_transitions`, exact integers
+    in float32.
+    """
+    batch, steps = code.shape[:-1], code.shape[-1]
+    n_seq = math.prod(batch)
+    flat = code.reshape(n_seq * steps)
+    onset = np.flatnonzero(flat)  # a step with a hit has a non-zero code
+    bounds = _row_bounds(onset, n_seq, steps)
+    n_onsets = np.diff(bounds)
+    width = int(n_onsets.max()) if n_seq else 0
+    onset_codes = np.zeros(onset.size + 1, dtype=np.int64)
+    onset_codes[:-1] = flat[onset]  # and a last entry 0: silence
+    counts = np.empty((n_seq, drums, drums), dtype=np.float32)
+    chunk = max(1, _CHUNK_BYTES // (4 * max(drums, 1) * max(width, 1)))  # sequences
+    for start in range(0, n_seq, chunk):
+        stop = min(start + chunk, n_seq)
+        slot = bounds[start:stop, None] + np.arange(width)  # index into onset
+        slot[slot >= bounds[start + 1 : stop + 1, None]] = onset.size  # past the last onset
+        hits = _take_rows(_bits(drums), onset_codes.take(slot))  # (sequences, width, drums)
+        np.matmul(np.swapaxes(hits[:, :-1], -1, -2), hits[:, 1:], out=counts[start:stop])
+    counts = counts.reshape(*batch, drums, drums)
     return _safe_div(counts, counts.sum(axis=-1, keepdims=True))
 
 
@@ -412,8 +728,12 @@ def syncopation(seq: np.ndarray, steps_per_bar: int = 16) -> np.ndarray:
     """
     h = as_hits(seq)
     _check_positive(steps_per_bar, "steps_per_bar")
-    per_step = _per_step(h)
-    off = (np.arange(h.shape[-2]) % steps_per_bar) != 0
+    return _syncopation(_per_step(h), steps_per_bar)
+
+
+def _syncopation(per_step: np.ndarray, steps_per_bar: int = 16) -> np.ndarray:
+    """:func:`syncopation` from :func:`_per_step`."""
+    off = (np.arange(per_step.shape[-1]) % steps_per_bar) != 0
     return _safe_div((per_step * off).sum(axis=-1), per_step.sum(axis=-1))
 
 
@@ -462,8 +782,14 @@ def metrical_syncopation(
         float64 array (...), in [0, 1].
     """
     h = as_hits(seq)
-    per_step = _per_step(h)
-    w = np.resize(metrical_weights(steps_per_bar, beats_per_bar), h.shape[-2])
+    return _metrical_syncopation(_per_step(h), steps_per_bar, beats_per_bar)
+
+
+def _metrical_syncopation(
+    per_step: np.ndarray, steps_per_bar: int = 16, beats_per_bar: int = 4
+) -> np.ndarray:
+    """:func:`metrical_syncopation` from :func:`_per_step`."""
+    w = np.resize(metrical_weights(steps_per_bar, beats_per_bar), per_step.shape[-1])
     return _safe_div((per_step * w).sum(axis=-1), per_step.sum(axis=-1))
 
 
@@ -480,25 +806,78 @@ def pattern_entropy(seq: np.ndarray) -> np.ndarray:
     Returns:
         float64 array (...), bits.
     """
-    code = step_codes(seq)
-    steps = code.shape[-1]
-    batch = code.shape[:-1]
+    return _pattern_entropy(step_codes(seq), np.shape(seq)[-1])
+
+
+@lru_cache(maxsize=64)
+def _plogp(steps: int) -> np.ndarray:
+    """``p log2 p`` of ``p = c / steps`` for every count ``c`` in ``0..steps`` (0 for ``c = 0``).
+
+    Element by element the same expression as on a whole array of counts, so looking counts up
+    here gives the same numbers as computing them (with one logarithm per distinct count).
+    Cached (read-only): a window, its phrases and its sections need few distinct lengths.
+    """
+    counts = np.arange(steps + 1)
+    p = counts / steps
+    out = np.where(counts > 0, p * np.log2(np.where(counts > 0, p, 1.0)), 0.0)
+    out.setflags(write=False)
+    return out
+
+
+def _pattern_entropy(code: np.ndarray, drums: int) -> np.ndarray:
+    """:func:`pattern_entropy` from :func:`step_codes` (..., steps) of ``drums`` drums.
+
+    A chunk of sequences at a time where their histograms would be large (each sequence's
+    entropy is computed on its own, so chunks change nothing).
+    """
+    batch, steps = code.shape[:-1], code.shape[-1]
     if steps == 0:
         return np.zeros(batch)
-    rows = int(np.prod(batch, dtype=np.int64))
-    drums = np.shape(seq)[-1]
-    if 2**drums <= 4 * steps:  # small alphabet: count every pattern directly
+    rows = math.prod(batch)
+    width = 2**drums if _small_alphabet(drums, steps) else steps
+    chunk = max(1, _CHUNK_BYTES // (8 * width))  # sequences
+    if rows <= chunk:
+        return _entropy_of_counts(_pattern_counts(code, drums), steps, batch)
+    flat = code.reshape(rows, steps)
+    out = np.empty(rows)
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        part = flat[start:stop]
+        out[start:stop] = _entropy_of_counts(_pattern_counts(part, drums), steps, (stop - start,))
+    return out.reshape(batch)
+
+
+def _small_alphabet(drums: int, steps: int) -> bool:
+    """Whether :func:`_pattern_counts` counts every one of the ``2**drums`` patterns."""
+    return 2**drums <= 4 * steps
+
+
+def _pattern_counts(code: np.ndarray, drums: int) -> np.ndarray:
+    """How often each step pattern occurs in each sequence, (rows, k) int64 for ``steps > 0``.
+
+    With a small alphabet (:func:`_small_alphabet`) column ``c`` counts pattern ``c``;
+    otherwise the columns hold the counts of the distinct patterns in increasing order, then 0.
+    """
+    steps = code.shape[-1]
+    rows = math.prod(code.shape[:-1])
+    if _small_alphabet(drums, steps):  # small alphabet: count every pattern directly
         alphabet = 2**drums
         ids = code.reshape(rows, steps) + (np.arange(rows) * alphabet)[:, None]
-        counts = np.bincount(ids.ravel(), minlength=rows * alphabet).reshape(rows, alphabet)
-    else:  # large alphabet: sort, then count runs of equal codes
-        flat = np.sort(code.reshape(rows, steps), axis=-1)
-        start = np.ones_like(flat, dtype=bool)
-        start[:, 1:] = flat[:, 1:] != flat[:, :-1]
-        run_id = np.cumsum(start, axis=-1) - 1 + (np.arange(rows) * steps)[:, None]
-        counts = np.bincount(run_id.ravel(), minlength=rows * steps).reshape(rows, steps)
-    p = counts / steps
-    plogp = np.where(counts > 0, p * np.log2(np.where(counts > 0, p, 1.0)), 0.0)
+        return np.bincount(ids.ravel(), minlength=rows * alphabet).reshape(rows, alphabet)
+    # large alphabet: sort, then count runs of equal codes
+    flat = code.reshape(rows, steps)
+    if drums <= 15:  # the same order, sorted faster as int16
+        flat = flat.astype(np.int16)
+    flat = np.sort(flat, axis=-1)
+    start = np.ones_like(flat, dtype=bool)
+    start[:, 1:] = flat[:, 1:] != flat[:, :-1]
+    run_id = np.cumsum(start, axis=-1) - 1 + (np.arange(rows) * steps)[:, None]
+    return np.bincount(run_id.ravel(), minlength=rows * steps).reshape(rows, steps)
+
+
+def _entropy_of_counts(counts: np.ndarray, steps: int, batch: tuple[int, ...]) -> np.ndarray:
+    """Entropy, bits, of each row of :func:`_pattern_counts` over ``steps`` steps."""
+    plogp = _plogp(steps).take(counts)
     return np.maximum(-plogp.sum(axis=-1), 0.0).reshape(batch)
 
 
@@ -517,16 +896,23 @@ def phrase_entropy(seq: np.ndarray, phrase_len: int = 64) -> np.ndarray:
     """
     h = as_hits(seq)
     _check_positive(phrase_len, "phrase_len")
-    steps = h.shape[-2]
+    if h.shape[-2] == 0:
+        return np.zeros(h.shape[:-2])
+    return _phrase_entropy(step_codes(h), h.shape[-1], phrase_len)
+
+
+def _phrase_entropy(code: np.ndarray, drums: int, phrase_len: int = 64) -> np.ndarray:
+    """:func:`phrase_entropy` from :func:`step_codes` (..., steps) of ``drums`` drums."""
+    steps = code.shape[-1]
     full = steps // phrase_len
     parts = []
     if full:
-        phrases = h[..., : full * phrase_len, :].reshape(*h.shape[:-2], full, phrase_len, -1)
-        parts.append(pattern_entropy(phrases))
+        phrases = code[..., : full * phrase_len].reshape(*code.shape[:-1], full, phrase_len)
+        parts.append(_pattern_entropy(phrases, drums))
     if steps % phrase_len:
-        parts.append(pattern_entropy(h[..., full * phrase_len :, :])[..., None])
+        parts.append(_pattern_entropy(code[..., full * phrase_len :], drums)[..., None])
     if not parts:
-        return np.zeros(h.shape[:-2])
+        return np.zeros(code.shape[:-1])
     return np.concatenate(parts, axis=-1).mean(axis=-1)
 
 
@@ -563,18 +949,6 @@ class PhraseStructure(NamedTuple):
     of the phrase), in [0, bars_per_phrase]; a silent phrase gives 0; 0 without phrases."""
 
 
-def _chunks(h: np.ndarray, size: int) -> np.ndarray:
-    """Complete chunks of ``size`` steps: (..., steps, drums) -> (..., n, size, drums)."""
-    n = h.shape[-2] // size
-    return h[..., : n * size, :].reshape(*h.shape[:-2], n, size, h.shape[-1])
-
-
-def _mean_consecutive_jaccard(chunks: np.ndarray) -> np.ndarray:
-    if chunks.shape[-3] < 2:
-        return np.zeros(chunks.shape[:-3])
-    return jaccard(chunks[..., 1:, :, :], chunks[..., :-1, :, :]).mean(axis=-1)
-
-
 def phrase_structure(
     seq: np.ndarray, steps_per_bar: int = 16, bars_per_phrase: int = 4
 ) -> PhraseStructure:
@@ -591,15 +965,100 @@ def phrase_structure(
     h = as_hits(seq)
     _check_positive(steps_per_bar, "steps_per_bar")
     _check_positive(bars_per_phrase, "bars_per_phrase")
+    return _phrase_structure_of_views(h, steps_per_bar, bars_per_phrase)
+
+
+def _c_like(h: np.ndarray) -> bool:
+    """Whether the batch and step axes of ``h`` lie in memory in their order (outer to inner).
+
+    That is the case of C-ordered arrays and of their slices, and then every per-chunk array
+    that the structure metrics average (sums over views of bars, phrases or sections) is
+    C-ordered too, as are the arrays that :func:`window_metrics` builds instead. Otherwise (a
+    transposed layout) numpy lays those arrays out, and so adds up their means, in another
+    order: then :func:`window_metrics` sums over the views, to give the same numbers bit for
+    bit.
+    """
+    strides = [abs(st) for st, n in zip(h.strides[:-1], h.shape[:-1], strict=True) if n > 1 and st]
+    return all(a >= b for a, b in zip(strides, strides[1:]))
+
+
+def _chunks(h: np.ndarray, size: int) -> np.ndarray:
+    """Complete chunks of ``size`` steps: (..., steps, drums) -> (..., n, size, drums)."""
+    n = h.shape[-2] // size
+    return h[..., : n * size, :].reshape(*h.shape[:-2], n, size, h.shape[-1])
+
+
+def _phrase_structure_of_views(
+    h: np.ndarray, steps_per_bar: int, bars_per_phrase: int
+) -> PhraseStructure:
+    """:func:`phrase_structure` by sums over views of the bars and phrases of ``h``.
+
+    Cheap for short sequences; :func:`window_metrics` uses :func:`_phrase_structure`, which
+    shares its intermediate results, where the layout of ``h`` allows (see :func:`_c_like`).
+    """
     bars = _chunks(h, steps_per_bar)
     phrases = _chunks(h, steps_per_bar * bars_per_phrase)
-    bar_rep = _mean_consecutive_jaccard(bars)
-    phrase_rep = _mean_consecutive_jaccard(phrases)
+    reps = []
+    for chunks in (bars, phrases):
+        if chunks.shape[-3] < 2:
+            reps.append(np.zeros(chunks.shape[:-3]))
+        else:
+            reps.append(jaccard(chunks[..., 1:, :, :], chunks[..., :-1, :, :]).mean(axis=-1))
     n_phr = phrases.shape[-3]
     if n_phr == 0:
         fill = np.zeros(h.shape[:-2])
     else:
-        hits_per_bar = bar_density(phrases, steps_per_bar)  # (..., phrases, bars)
+        hits_per_bar = _chunks(phrases, steps_per_bar).sum(axis=(-1, -2)) / steps_per_bar
+        fill = _safe_div(hits_per_bar[..., -1], hits_per_bar.mean(axis=-1)).mean(axis=-1)
+    return PhraseStructure(reps[0], reps[1], fill)
+
+
+def _consecutive_jaccard(
+    h: np.ndarray, per_step: np.ndarray, size: int, code: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean :func:`jaccard` of each complete chunk of ``size`` steps with the chunk before it.
+
+    0 with fewer than two chunks. From hits ``h`` and :func:`_per_step` of them, or their
+    :func:`step_codes` when given; the intersections and unions are exact integer counts (per
+    step, then summed).
+    """
+    n, drums = h.shape[-2] // size, h.shape[-1]
+    if n < 2:
+        return np.zeros(h.shape[:-2])
+    stop = n * size
+    if code is not None and _HAS_BITWISE_COUNT:  # bit counts of the step codes
+        later, earlier = code[..., size:stop], code[..., : stop - size]
+        inter = _sum_last(np.bitwise_count(later & earlier), size, drums)
+        union = _sum_last(np.bitwise_count(later | earlier), size, drums)
+    else:
+        both = _per_step(h[..., size:stop, :] & h[..., : stop - size, :])
+        inter = _sum_last(both, size, drums)
+        union = per_step[..., size:stop] + per_step[..., : stop - size] - both
+        union = _sum_last(union, size, drums)
+    return np.where(union > 0, _safe_div(inter, union), 1.0).mean(axis=-1)
+
+
+def _phrase_structure(
+    h: np.ndarray,
+    per_step: np.ndarray,
+    bar_dens: np.ndarray,
+    steps_per_bar: int = 16,
+    bars_per_phrase: int = 4,
+    code: np.ndarray | None = None,
+) -> PhraseStructure:
+    """:func:`phrase_structure` from hits, their per-step counts and bar densities.
+
+    With their :func:`step_codes` (optional), the Jaccard similarities count bits of the codes.
+    """
+    bar_rep = _consecutive_jaccard(h, per_step, steps_per_bar, code)
+    phrase_rep = _consecutive_jaccard(h, per_step, steps_per_bar * bars_per_phrase, code)
+    n_phr = bar_dens.shape[-1] // bars_per_phrase
+    if n_phr == 0:
+        fill = np.zeros(h.shape[:-2])
+    else:
+        hits_per_bar = bar_dens[..., : n_phr * bars_per_phrase].reshape(
+            *bar_dens.shape[:-1], n_phr, bars_per_phrase
+        )  # (..., phrases, bars)
         fill = _safe_div(hits_per_bar[..., -1], hits_per_bar.mean(axis=-1)).mean(axis=-1)
     return PhraseStructure(bar_rep, phrase_rep, fill)
 
@@ -647,28 +1106,59 @@ def section_metrics(
     """
     h = as_hits(seq)
     _check_positive(phrase_len, "phrase_len")
-    steps = h.shape[-2]
+    spans = _spans(h.shape[-2], sections, phrase_len)
+    if not spans:
+        empty = np.zeros((*h.shape[:-2], 0))
+        return SectionMetrics(empty, empty, np.zeros(h.shape[:-2]))
+    return _section_metrics(h, step_codes(h), spans)
+
+
+def _spans(
+    steps: int, sections: list[tuple[int, int]] | None, phrase_len: int
+) -> list[tuple[int, int]]:
+    """The non-empty sections of :func:`section_metrics`, clipped to ``steps``."""
     if sections is None:
         sections = default_sections(steps, phrase_len)
     spans = [(max(0, int(s)), min(steps, int(e))) for s, e in sections]
-    spans = [(s, e) for s, e in spans if e > s]
-    batch = h.shape[:-2]
-    if not spans:
-        empty = np.zeros((*batch, 0))
-        return SectionMetrics(empty, empty, np.zeros(batch))
+    return [(s, e) for s, e in spans if e > s]
+
+
+def _section_metrics(
+    h: np.ndarray,
+    code: np.ndarray,
+    spans: list[tuple[int, int]],
+    per_step: np.ndarray | None = None,
+) -> SectionMetrics:
+    """:func:`section_metrics` of hits ``h`` over the non-empty clipped ``spans`` (at least one).
+
+    From the :func:`step_codes` of ``h`` and, optionally, its :func:`_per_step` counts. Without
+    them, or when the layout of ``h`` is not C-like (see :func:`_c_like`), the densities are
+    sums over views of ``h``.
+    """
+    batch, drums = h.shape[:-2], h.shape[-1]
+    by_step = per_step is not None and _c_like(h)
     size = spans[0][1] - spans[0][0]
     if all(e - s == size for s, e in spans) and all(
         s == spans[0][0] + k * size for k, (s, _) in enumerate(spans)
     ):  # contiguous equal spans (the default): one reshape, no Python loop
         start = spans[0][0]
-        parts = h[..., start : start + len(spans) * size, :].reshape(
-            *batch, len(spans), size, h.shape[-1]
-        )
-        density = parts.sum(axis=(-1, -2)) / size
-        entropy = pattern_entropy(parts)
+        stop = start + len(spans) * size
+        if per_step is not None and by_step:
+            density = _sum_last(per_step[..., start:stop], size, drums) / size
+        else:
+            parts = h[..., start:stop, :].reshape(*batch, len(spans), size, drums)
+            density = parts.sum(axis=(-1, -2)) / size
+        entropy = _pattern_entropy(code[..., start:stop].reshape(*batch, len(spans), size), drums)
     else:
-        density = np.stack([hit_density(h[..., s:e, :]).avg_hits for s, e in spans], axis=-1)
-        entropy = np.stack([pattern_entropy(h[..., s:e, :]) for s, e in spans], axis=-1)
+        if per_step is not None and by_step:
+            densities = [
+                _safe_div(np.ascontiguousarray(per_step[..., s:e]).sum(axis=-1), e - s)
+                for s, e in spans
+            ]
+        else:
+            densities = [hit_density(h[..., s:e, :]).avg_hits for s, e in spans]
+        density = np.stack(densities, axis=-1)
+        entropy = np.stack([_pattern_entropy(code[..., s:e], drums) for s, e in spans], axis=-1)
     return SectionMetrics(density, entropy, density.std(axis=-1))
 
 
@@ -706,32 +1196,74 @@ def window_metrics(
     """
     h = as_hits(seq)
     phrase_len = steps_per_bar * bars_per_phrase
-    dens = hit_density(h)
-    ioi = ioi_stats(h)
-    fast = fast_patterns(h, fast_threshold, steps_per_bar)
-    struct = phrase_structure(h, steps_per_bar, bars_per_phrase)
-    sect = section_metrics(h, sections, phrase_len)
+    # The checks of the functions below, in the order in which they would raise.
+    _check_positive(fast_threshold, "fast_threshold")
+    _check_positive(steps_per_bar, "steps_per_bar")
+    _check_positive(bars_per_phrase, "bars_per_phrase")
+    _check_positive(phrase_len, "phrase_len")
+    steps, drums = h.shape[-2], h.shape[-1]
+    spans = _spans(steps, sections, phrase_len)
+    _check_drums(drums)
+    # Intermediate results shared by the metrics (each computed once).
+    weights = np.ones((drums, 2), dtype=np.float32)
+    weights[:, 1] = np.exp2(np.arange(drums, dtype=np.float32))  # step codes, exact below 25
+    products = _hit_products(h, weights)
+    per_step = np.ascontiguousarray(products[..., 0])
+    codes = products[..., 1].astype(np.int64) if drums <= 24 else step_codes(h)
+    del products
+    bar_dens = _bar_density(per_step, steps_per_bar, drums)
+    if _c_like(h):
+        struct = _phrase_structure(h, per_step, bar_dens, steps_per_bar, bars_per_phrase, codes)
+    else:
+        struct = _phrase_structure_of_views(h, steps_per_bar, bars_per_phrase)
+    # A histogram of every step pattern of each window, where the alphabet is small.
+    counts = _pattern_counts(codes, drums) if steps and _small_alphabet(drums, steps) else None
+    # Few drums: transitions and co-occurrence from the codes (small tables, exact counts).
+    if drums <= _MAX_PAIR_DRUMS and steps < _F32_EXACT:
+        trans = _transitions_of_codes(codes, drums)
+        if counts is not None:
+            co_occ = _co_occurrence_of_counts(counts, h.shape)
+        else:
+            co_occ = _co_occurrence(h.astype(np.float32))
+    else:
+        hf = h.astype(np.float32)
+        trans, co_occ = _transitions(hf, per_step), _co_occurrence(hf)
+        del hf
+    hits = _hit_list(h)
+    dens = _hit_density(per_step, _drum_hits(hits, h.shape), steps)
+    ioi = _ioi_stats(hits, h.shape)
+    fast = _fast_patterns(hits, h.shape, fast_threshold, steps_per_bar)
+    del hits
+    if spans:
+        sect = _section_metrics(h, codes, spans, per_step)
+    else:
+        empty = np.zeros((*h.shape[:-2], 0))
+        sect = SectionMetrics(empty, empty, np.zeros(h.shape[:-2]))
+    if counts is None:
+        entropy = _pattern_entropy(codes, drums)
+    else:
+        entropy = _entropy_of_counts(counts, steps, h.shape[:-2])
     return {
         "step/avg_hits": dens.avg_hits,
         "step/drum_density": dens.drum_density,
         "step/max_hits": dens.max_hits,
-        "step/co_occurrence": co_occurrence(h),
-        "step/transitions": transitions(h),
+        "step/co_occurrence": co_occ,
+        "step/transitions": trans,
         "step/ioi_mean": ioi.mean,
         "step/ioi_var": ioi.var,
         "step/ioi_hist": ioi.hist,
-        "step/entropy": pattern_entropy(h),
-        "bar/density": bar_density(h, steps_per_bar),
-        "bar/fraction_dense": fraction_dense_bars(h, steps_per_bar),
-        "bar/syncopation": syncopation(h, steps_per_bar),
-        "bar/metrical_syncopation": metrical_syncopation(h, steps_per_bar),
+        "step/entropy": entropy,
+        "bar/density": bar_dens,
+        "bar/fraction_dense": _fraction_dense(bar_dens),
+        "bar/syncopation": _syncopation(per_step, steps_per_bar),
+        "bar/metrical_syncopation": _metrical_syncopation(per_step, steps_per_bar),
         "bar/fast_fraction": fast.fraction,
         "bar/fast_runs_per_bar": fast.runs_per_bar,
-        "bar/ngram_diversity": n_grams(h, 4).diversity,
+        "bar/ngram_diversity": _ngram_diversity(codes, drums, 4, counts),
         "phrase/bar_repetition": struct.bar_repetition,
         "phrase/phrase_repetition": struct.phrase_repetition,
         "phrase/fill_ratio": struct.fill_ratio,
-        "phrase/entropy": phrase_entropy(h, phrase_len),
+        "phrase/entropy": _phrase_entropy(codes, drums, phrase_len),
         "section/density": sect.density,
         "section/entropy": sect.entropy,
         "section/contrast": sect.contrast,

@@ -61,7 +61,7 @@ def run(tmp_path_factory) -> PretrainResult:
         ({"max_steps": 0}, "max_steps"),
         ({"seed": -1}, "seed"),
         ({"device": "toaster"}, "device"),
-        ({"d_model": 30}, "d_model"),
+        ({"d_model": 31}, "d_model"),
         ({"n_layers": 0}, "n_layers"),
         ({"dropout": 1.0}, "dropout"),
         ({"data": 3}, "data"),
@@ -78,7 +78,7 @@ def test_policy_config_matches_the_env():
     cfg = PretrainConfig(context_steps=16, d_model=32)
     env = DrumComposeConfig(seq_len=64, prompt_bars=1, context_steps=16)
     assert dataclasses.replace(cfg.policy_config_for(9), dropout=0.0) == (
-        PolicyConfig.from_env_config(env, d_model=32)
+        PolicyConfig.from_env_config(env, d_model=32, n_layers=1, n_heads=2)
     )
 
 
