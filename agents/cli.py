@@ -176,10 +176,11 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from agents.generate import generate
 
-    env_kwargs = {"seq_len": args.seq_len, "prompt_bars": args.prompt_bars, "data": args.data}
+    env_kwargs = {"seq_len": args.seq_len, "prompt_bars": args.prompt_bars, "data": args.data,
+                  "shaping": "hierarchical-raw"}  # returns on one fixed scale
     result = generate(args.checkpoint, args.out, num=args.num, env_kwargs=env_kwargs,
                       seed=args.seed, deterministic=args.deterministic)  # fmt: skip
-    rows = [(f"take {i}", f"return {r:.3f}, song term {s:.4f}")
+    rows = [(f"take {i}", f"raw return {r:.3f}, song term {s:.4f}")
             for i, (r, s) in enumerate(zip(result.rollouts.returns, result.rollouts.song_raw))]
     rows.append(("files", f"{len(result.files)} in {args.out}"))
     _print_rows("generated", rows)
