@@ -195,6 +195,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from agents.tune import run_from_args
+
+    return run_from_args(args)
+
+
 def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -282,6 +288,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("tune", help="Optuna study over reward weights and PPO hyperparameters")
+    from agents.tune import add_arguments as add_tune_arguments
+
+    add_tune_arguments(p)  # brings its own --config
+    p.set_defaults(func=_cmd_tune)
     return parser
 
 

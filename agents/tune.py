@@ -1,0 +1,1188 @@
+"""Optuna over reward weights and PPO hyperparameters, scored on a validation split.
+
+One study searches the reward weights of every term of :data:`drum_env.rewards.TERMS` (the five
+levels plus ``silence`` and ``repetition``), the learning rate, dropout, the model width, the
+entropy coefficient and (with a pretrained policy) the KL coefficient. Each trial trains
+:func:`agents.ppo.train` for ``budget`` env steps and returns the shaping-independent headline
+score of :mod:`dataset.evaluation` on a *validation* split (higher is better; the study
+maximises it). The reward never judges itself.
+
+* :class:`TuneConfig`: the study, the objective's fixed settings and the search-space bounds;
+  frozen and validated (errors name the field).
+* :func:`run_study`: ``run_study(config) -> StudyResult``.
+* :func:`open_study`: create or load the study, with the storage and clash checks.
+* :func:`export_best`: the best trial's :class:`~agents.ppo.PPOConfig` as a JSON file that
+  ``drum-env train --config FILE`` accepts.
+* :func:`add_arguments`, :func:`config_from_args`, :func:`run_from_args`, :func:`main`: the
+  ``drum-env tune`` command.
+
+## Search space
+
+| parameter | Optuna name | distribution | default bounds |
+|---|---|---|---|
+| weight of each term ``k`` of ``weight_terms`` | ``w_<k>`` | uniform (see below) | [0, 2] |
+| ``lr`` | ``lr`` | log-uniform | [1e-5, 1e-3] |
+| ``dropout`` | ``dropout`` | uniform | [0, 0.2] |
+| ``d_model`` | ``d_model`` | categorical, each a multiple of ``n_heads`` | {32, 64, 128} |
+| ``ent_coef`` | ``ent_coef`` | log-uniform | [1e-4, 5e-2] |
+| ``kl_coef`` | ``kl_coef`` | log-uniform, **only with** ``pretrained`` | [1e-3, 1] |
+
+The weights are uniform, not log-uniform: 0 must be reachable, it switches a term off. They
+replace the base ``shaping``'s weights for the terms they name; the shaping still decides
+whether terms are normalised (``hierarchical``: running normalisation, ``hierarchical-raw``:
+raw terms).
+
+The KL penalty only means something towards a pretrained policy, so ``kl_coef`` is sampled only
+when ``pretrained`` names a policy file (``drum-env pretrain``), and is 0 otherwise. A
+pretrained policy fixes the architecture: ``d_model``, ``n_layers`` and ``n_heads`` are then
+read from it and ``d_model`` is not searched. (Pretraining once per study inside the tuner was
+the alternative; a file given by the user keeps the study cheap and its workers identical.)
+
+## Objective and pruning
+
+The data are split twice with the benchmark's own functions (``agents.benchmark``): first into
+a test part (``test_fraction``, ``split_seed``, or a Groove ``split_csv``), *exactly as the
+benchmark holds it out* when its ``heldout_fraction`` / ``split_seed`` / ``split_csv`` are the
+same, and which the tuner never reads; then the rest into training and validation
+(``validation_fraction``). A trial trains on the training part; every ``eval_every`` env steps
+(rounded down to whole PPO iterations of ``num_envs * num_steps``) it plays ``eval_episodes``
+episodes on the validation part (reset seed ``eval_seed``: the same primers for every trial)
+and reports the headline (mean overlapping area over the discriminative feature families,
+against ceiling and floors computed on the validation windows) with ``trial.report(score,
+env_steps)``. When the pruner says so, training stops and the trial ends PRUNED. The last
+evaluation (after ``budget`` env steps) is the trial's value. Evaluations read the checkpoint
+that :func:`agents.ppo.train` writes every ``eval_every`` steps, so a report lags training by
+one iteration (the callback of iteration ``i + 1`` scores the policy of iteration ``i``).
+
+Pruners: ``"median"`` (Optuna's ``MedianPruner``: after ``pruner_startup_trials`` finished
+trials and ``pruner_warmup_steps`` env steps, stop a trial whose report is worse than the
+median of the other trials at the same step), ``"hyperband"`` (``HyperbandPruner`` with
+``min_resource = eval_every``, ``max_resource = budget``) or ``"none"``.
+
+Trial ``n`` trains with seed ``seed + n`` (model, env resets, action sampling); the evaluation
+samples actions with the same seed. A trial that raises is recorded FAIL (with its error in the
+trial's ``error`` user attribute) and the next trial runs; after ``max_failures`` failures in a
+row a worker stops. A worker that dies leaves its trial RUNNING until the heartbeat
+(``heartbeat_s``) lapses, then the next worker to start a trial marks it FAIL. Neither touches
+the finished trials.
+
+## Storage, workers, resume
+
+By default the study lives in a SQLite file, ``out/<study_name>.db`` (``runs/tune/
+drum-env.db``). ``storage`` takes any SQLAlchemy URL Optuna's ``RDBStorage`` accepts, e.g.
+PostgreSQL (``pip install 'drum-env[postgres]'`` for the driver) so workers on several
+machines share one study::
+
+    # once: create the study (runs no trial)
+    drum-env tune --storage postgresql://user:pw@db/drumenv --study-name s1 --n-trials 0
+    # then on every machine, as many workers as you like:
+    drum-env tune --storage postgresql://user:pw@db/drumenv --study-name s1 --resume --n-trials 10
+
+Without ``--resume`` an existing study is an error (so a typo never mixes two experiments);
+``--resume`` continues a study, with new trial numbers after the existing ones, and requires
+that it exists and was created with the same search space and objective settings (the study
+stores them as its user attributes ``search_space`` and ``objective``; a clash names the
+fields that differ). Data paths, the device and the storage may differ between workers.
+``n_trials`` counts the trials of one worker.
+
+## Export and the dashboard
+
+After every run the best trial's config is written to ``out/<study_name>/best_config.json``
+(``best_config`` to change it): every :class:`~agents.ppo.PPOConfig` field, with the data
+folder given to the tuner, the trial's seed and ``total_timesteps = budget``; train it with
+``drum-env train --config runs/tune/drum-env/best_config.json`` (options after it override,
+e.g. ``--total-timesteps 100000``). ``--resume --n-trials 0`` only exports.
+
+Open the Optuna dashboard on the same storage URL::
+
+    pip install optuna-dashboard
+    optuna-dashboard sqlite:///runs/tune/drum-env.db     # then open http://127.0.0.1:8080
+
+Each trial shows its intermediate scores (x axis: env steps), its parameters and its user
+attributes (the full PPO config, the seed, the validation song term and return).
+
+>>> TuneConfig(budget=4096, num_envs=8, num_steps=64).iterations
+8
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import optuna
+
+    from agents.ppo import PPOConfig
+
+__all__ = [
+    "PRUNERS",
+    "TuneConfig",
+    "StudyResult",
+    "run_study",
+    "open_study",
+    "export_best",
+    "add_arguments",
+    "config_from_args",
+    "run_from_args",
+    "main",
+]
+
+PRUNERS: tuple[str, ...] = ("median", "hyperband", "none")
+"""Pruner names: Optuna's ``MedianPruner``, ``HyperbandPruner``, or no pruning."""
+
+_FORMAT_VERSION = 1  # of the study's user attributes
+_DIRECTION = "maximize"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """One Optuna study: storage, budget, data, fixed PPO settings and search-space bounds.
+
+    Frozen; validated on construction (errors name the field and the allowed range). Derived
+    values (``batch_size``, ``iterations``, ``storage_url``, ...) are properties.
+    """
+
+    # --- study
+    study_name: str = "drum-env"
+    """Name of the study in the storage."""
+    storage: str | None = None
+    """An Optuna RDB URL (``postgresql://user:pw@host/db``, ``sqlite:///file.db``, ...);
+    ``None``: the SQLite file ``out/<study_name>.db``."""
+    resume: bool = False
+    """Continue an existing study (it must exist and match); without it the study must be
+    new."""
+    n_trials: int | None = 20
+    """Trials this worker runs (``None``: until ``timeout``); 0 only creates or checks the
+    study and exports the best config."""
+    timeout: float | None = None
+    """Seconds after which this worker starts no new trial; ``None``: no limit."""
+    pruner: str = "median"
+    """``"median"``, ``"hyperband"`` or ``"none"``."""
+    pruner_startup_trials: int = 4
+    """Median pruner: finished trials before any trial is pruned."""
+    pruner_warmup_steps: int = 0
+    """Median pruner: env steps of a trial before it can be pruned."""
+    hyperband_reduction_factor: int = 3
+    """Hyperband: the reduction factor ``eta`` (>= 2)."""
+    sampler_seed: int | None = 0
+    """Seed of the TPE sampler (``None``: random). Workers sharing a study should use different
+    seeds, or their first (random) trials repeat each other's parameters."""
+    max_failures: int = 3
+    """Failed trials in a row after which this worker stops."""
+    heartbeat_s: int | None = 60
+    """Seconds between heartbeats of a running trial; a trial silent for twice as long (its
+    worker died) is marked FAIL by the next worker. ``None``: no heartbeat."""
+
+    # --- objective
+    budget: int = 16_384
+    """Env steps of one trial's training; at least one PPO iteration (``num_envs *
+    num_steps``), rounded down to whole iterations."""
+    eval_every: int = 4096
+    """Env steps between validation evaluations (reports to the pruner), rounded down to whole
+    iterations (at least one); the final evaluation always runs."""
+    eval_episodes: int = 32
+    """Validation episodes per evaluation (>= 2); the ceiling and floors use twice as many
+    validation windows."""
+    eval_seed: int = 12_345
+    """Reset seed of the validation episodes: the same primers for every trial."""
+    seed: int = 0
+    """Trial ``n`` trains with seed ``seed + n``."""
+
+    # --- data and split
+    data: str | None = None
+    """Folder of ``.npz`` sequences; ``None``: the built-in synthetic corpus."""
+    split_csv: str | None = None
+    """A Groove ``info.csv``: its ``test`` rows form the test part (as in the benchmark)."""
+    test_fraction: float = 0.25
+    """Share held out as the test part (never read by the tuner), in (0, 1); use the
+    benchmark's ``heldout_fraction``."""
+    validation_fraction: float = 0.25
+    """Share of the rest that forms the validation part, in (0, 1)."""
+    split_seed: int = 0
+    """Seed of both splits and of the validation baselines; use the benchmark's
+    ``split_seed``."""
+    seq_len: int = 64
+    """Steps per episode, primer included; a multiple of ``steps_per_bar``."""
+    prompt_bars: int = 1
+    """Bars of primer."""
+    steps_per_bar: int = 16
+    """Steps in one bar."""
+    bars_per_phrase: int = 4
+    """Bars in one phrase."""
+    context_steps: int = 16
+    """Steps of canvas the policy sees."""
+
+    # --- fixed PPO settings
+    shaping: str = "hierarchical"
+    """Base shaping (a name of ``drum_env.SHAPINGS``): decides the normalisation; the sampled
+    weights replace its weights of ``weight_terms``."""
+    num_envs: int = 64
+    """Sub-envs of the vector env."""
+    num_steps: int = 32
+    """Steps per sub-env per rollout."""
+    num_minibatches: int = 4
+    """Minibatches per PPO epoch; must divide ``num_envs * num_steps``."""
+    n_layers: int = 1
+    """Transformer layers (from the policy file when ``pretrained``)."""
+    n_heads: int = 2
+    """Attention heads; divides every ``d_model_choices`` (from the policy file when
+    ``pretrained``)."""
+    pretrained: str | None = None
+    """A policy file (``drum-env pretrain``): initialises every trial, is the KL reference, and
+    turns on the ``kl_coef`` search; ``None``: ``kl_coef = 0``."""
+
+    # --- search space
+    weight_terms: tuple[str, ...] | None = None
+    """Terms whose weight is searched; ``None``: every term of ``drum_env.rewards.TERMS``."""
+    weight_low: float = 0.0
+    """Lower bound of each weight (uniform), >= 0."""
+    weight_high: float = 2.0
+    """Upper bound of each weight."""
+    lr_low: float = 1e-5
+    """Lower bound of the learning rate (log-uniform), > 0."""
+    lr_high: float = 1e-3
+    """Upper bound of the learning rate."""
+    dropout_low: float = 0.0
+    """Lower bound of dropout (uniform), >= 0."""
+    dropout_high: float = 0.2
+    """Upper bound of dropout, < 1."""
+    d_model_choices: tuple[int, ...] = (32, 64, 128)
+    """Transformer widths to choose from; each a multiple of ``n_heads``."""
+    ent_coef_low: float = 1e-4
+    """Lower bound of the entropy coefficient (log-uniform), > 0."""
+    ent_coef_high: float = 5e-2
+    """Upper bound of the entropy coefficient."""
+    kl_coef_low: float = 1e-3
+    """Lower bound of the KL coefficient (log-uniform, only with ``pretrained``), > 0."""
+    kl_coef_high: float = 1.0
+    """Upper bound of the KL coefficient."""
+
+    # --- system
+    device: str = "cpu"
+    """Training device of the trials (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``);
+    evaluation runs on the CPU."""
+    amp: bool = False
+    """Autocast in training (bf16 on CPU is slower than float32 without bf16 units)."""
+    threads: int = 1
+    """torch threads while the study runs."""
+    out: str = "runs/tune"
+    """Folder of the default SQLite file and of ``<study_name>/`` (trial runs, best config)."""
+    best_config: str | None = None
+    """Where to write the best trial's PPO config; ``None``: ``out/<study_name>/
+    best_config.json``."""
+    keep_checkpoints: bool = False
+    """Keep every trial's ``checkpoint.pt`` (its ``policy.pt`` is always kept)."""
+    progress: bool = True
+    """Log every finished trial (Optuna's INFO log)."""
+
+    def __post_init__(self) -> None:
+        for name in ("storage", "data", "split_csv", "pretrained", "best_config"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+            elif value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
+        if isinstance(self.out, os.PathLike):
+            object.__setattr__(self, "out", os.fspath(self.out))
+        if not isinstance(self.out, str) or not self.out:
+            raise ValueError(f"out must be a non-empty path, got {self.out!r}")
+        if not isinstance(self.study_name, str) or not self.study_name.strip():
+            raise ValueError(f"study_name must be a non-empty string, got {self.study_name!r}")
+        if any(c in self.study_name for c in "/\\") or self.study_name in (".", ".."):
+            raise ValueError(f"study_name must not be a path, got {self.study_name!r}")
+        for name in ("resume", "amp", "keep_checkpoints", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+        # budget first: the most common mistake gets the clearest message
+        batch = self.num_envs * self.num_steps if all(
+            _is_int(getattr(self, n)) and getattr(self, n) >= 1 for n in ("num_envs", "num_steps")
+        ) else None  # fmt: skip
+        if not _is_int(self.budget) or self.budget < 1:
+            raise ValueError(
+                f"budget must be an integer >= 1 env steps per trial (at least one PPO "
+                f"iteration, num_envs * num_steps = {batch}), got {self.budget!r}"
+            )
+        minimum = {
+            "eval_every": 1, "eval_episodes": 2, "eval_seed": 0, "seed": 0, "split_seed": 0,
+            "seq_len": 1, "prompt_bars": 0, "steps_per_bar": 1, "bars_per_phrase": 1,
+            "context_steps": 1, "num_envs": 1, "num_steps": 1, "num_minibatches": 1,
+            "n_layers": 1, "n_heads": 1, "threads": 1, "max_failures": 1,
+            "pruner_startup_trials": 0, "pruner_warmup_steps": 0, "hyperband_reduction_factor": 2,
+        }  # fmt: skip
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.budget < self.batch_size:
+            raise ValueError(
+                f"budget={self.budget} env steps is less than one PPO iteration (num_envs * "
+                f"num_steps = {self.batch_size})"
+            )
+        if self.n_trials is not None and (not _is_int(self.n_trials) or self.n_trials < 0):
+            raise ValueError(f"n_trials must be an integer >= 0 or None, got {self.n_trials!r}")
+        if self.timeout is not None and (not _is_number(self.timeout) or self.timeout <= 0):
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, got "
+                             f"{self.timeout!r}")  # fmt: skip
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("n_trials and timeout are both None: give at least one of them")
+        for name in ("sampler_seed", "heartbeat_s"):
+            value, low = getattr(self, name), 0 if name == "sampler_seed" else 1
+            if value is not None and (not _is_int(value) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"pruner must be one of {list(PRUNERS)}, got {self.pruner!r}")
+        for name in ("test_fraction", "validation_fraction"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 < value < 1:
+                raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+
+        # search space
+        def bounds(stem: str, low_min: float, low_open: bool, high_max: float | None) -> None:
+            lo, hi = getattr(self, f"{stem}_low"), getattr(self, f"{stem}_high")
+            for name, value in ((f"{stem}_low", lo), (f"{stem}_high", hi)):
+                if not _is_number(value):
+                    raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if lo < low_min or (low_open and lo == low_min):
+                raise ValueError(f"{stem}_low must be {'>' if low_open else '>='} {low_min}, "
+                                 f"got {lo!r}")  # fmt: skip
+            if high_max is not None and hi >= high_max:
+                raise ValueError(f"{stem}_high must be < {high_max}, got {hi!r}")
+            if lo > hi:
+                raise ValueError(f"{stem}_low={lo} must be <= {stem}_high={hi}")
+
+        bounds("weight", 0.0, False, None)
+        bounds("lr", 0.0, True, None)
+        bounds("dropout", 0.0, False, 1.0)
+        bounds("ent_coef", 0.0, True, None)
+        bounds("kl_coef", 0.0, True, None)
+        choices = self.d_model_choices
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
+            raise ValueError(f"d_model_choices must be a sequence of integers, got {choices!r}")
+        object.__setattr__(self, "d_model_choices", tuple(choices))
+        choices = self.d_model_choices
+        if not choices or len(set(choices)) != len(choices):
+            raise ValueError(f"d_model_choices must be non-empty and unique, got {choices!r}")
+        for c in choices:
+            if not _is_int(c) or c < 1 or c % self.n_heads:
+                raise ValueError(
+                    f"d_model_choices: every width must be a positive multiple of n_heads="
+                    f"{self.n_heads}, got {c!r}"
+                )
+
+        from drum_env.rewards import SHAPINGS, TERMS
+
+        if self.shaping not in SHAPINGS:
+            raise ValueError(f"shaping must be one of {list(SHAPINGS)}, got {self.shaping!r}")
+        terms = self.weight_terms
+        if terms is None:
+            terms = TERMS
+        if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence):
+            raise ValueError(f"weight_terms must be a sequence of term names, got {terms!r}")
+        unknown = sorted(set(terms) - set(TERMS))
+        if unknown:
+            raise ValueError(f"weight_terms: unknown term(s) {unknown}; known terms: "
+                             f"{list(TERMS)}")  # fmt: skip
+        if len(set(terms)) != len(terms):
+            raise ValueError(f"weight_terms has duplicates: {list(terms)!r}")
+        object.__setattr__(self, "weight_terms", tuple(t for t in TERMS if t in terms))
+
+        # the fixed PPO settings must make a valid PPOConfig (env arguments, minibatches, ...)
+        try:
+            self.ppo_config({"d_model": choices[0], "lr": self.lr_low,
+                             "ent_coef": self.ent_coef_low, "dropout": self.dropout_low},
+                            seed=0, arch=None)  # fmt: skip
+        except ValueError as exc:
+            raise ValueError(f"the fixed PPO settings are invalid: {exc}") from None
+
+    # ------------------------------------------------------------------------- derived
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per PPO iteration: ``num_envs * num_steps``."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def iterations(self) -> int:
+        """PPO iterations per trial: ``budget // batch_size``."""
+        return self.budget // self.batch_size
+
+    @property
+    def eval_iterations(self) -> int:
+        """Iterations between evaluations: ``max(1, eval_every // batch_size)``."""
+        return max(1, self.eval_every // self.batch_size)
+
+    @property
+    def study_dir(self) -> Path:
+        """``out/<study_name>``: the trials' runs and the best config."""
+        return Path(self.out) / self.study_name
+
+    @property
+    def storage_url(self) -> str:
+        """``storage``, or the URL of the default SQLite file ``out/<study_name>.db``."""
+        if self.storage is not None:
+            return self.storage
+        return "sqlite:///" + (Path(self.out) / f"{self.study_name}.db").as_posix()
+
+    @property
+    def best_config_path(self) -> Path:
+        """Where :func:`run_study` writes the best trial's PPO config."""
+        if self.best_config is not None:
+            return Path(self.best_config)
+        return self.study_dir / "best_config.json"
+
+    def search_space(self) -> dict[str, Any]:
+        """The bounds a study is created with (stored as its ``search_space`` attribute).
+
+        ``kl_coef`` is ``None`` without ``pretrained``; ``d_model`` is ``None`` with it (the
+        policy file fixes the width).
+        """
+        pre = self.pretrained is not None
+        return {
+            "weight_terms": list(self.weight_terms or ()),
+            "weight": [self.weight_low, self.weight_high],
+            "lr": [self.lr_low, self.lr_high],
+            "dropout": [self.dropout_low, self.dropout_high],
+            "d_model": None if pre else list(self.d_model_choices),
+            "ent_coef": [self.ent_coef_low, self.ent_coef_high],
+            "kl_coef": [self.kl_coef_low, self.kl_coef_high] if pre else None,
+        }
+
+    def objective_settings(self) -> dict[str, Any]:
+        """The fixed settings that make trial scores comparable (stored as ``objective``).
+
+        Paths (data, split CSV, policy file), the device, the storage and the worker options are
+        left out: they may differ between the machines of one study.
+        """
+        names = (
+            "budget", "eval_every", "eval_episodes", "eval_seed", "seed", "test_fraction",
+            "validation_fraction", "split_seed", "seq_len", "prompt_bars", "steps_per_bar",
+            "bars_per_phrase", "context_steps", "shaping", "num_envs", "num_steps",
+            "num_minibatches", "n_layers", "n_heads", "amp",
+        )  # fmt: skip
+        settings: dict[str, Any] = {n: getattr(self, n) for n in names}
+        settings["pretrained"] = self.pretrained is not None
+        settings["split"] = "csv" if self.split_csv is not None else "random"
+        return settings
+
+    def ppo_config(
+        self,
+        params: Mapping[str, Any],
+        seed: int,
+        arch: tuple[int, int, int] | None = None,
+        **changes: Any,
+    ) -> PPOConfig:
+        """The :class:`~agents.ppo.PPOConfig` of a trial's parameters.
+
+        Args:
+            params: Optuna parameters: ``w_<term>`` for each of ``weight_terms``, ``lr``,
+                ``dropout``, ``ent_coef``, ``d_model`` (unless ``arch``) and ``kl_coef`` (with
+                ``pretrained``; 0 when absent).
+            seed: the run's seed (``seed + trial.number``).
+            arch: ``(d_model, n_layers, n_heads)`` of the pretrained policy, or ``None``.
+            **changes: other PPOConfig fields (``data``, ``out``, ...).
+
+        Returns:
+            PPOConfig, with ``data = self.data`` and ``total_timesteps = budget`` unless changed.
+        """
+        from agents.ppo import PPOConfig
+
+        weights = {k[2:]: float(v) for k, v in params.items() if k.startswith("w_")}
+        d_model, n_layers, n_heads = arch if arch else (params["d_model"], self.n_layers,
+                                                        self.n_heads)  # fmt: skip
+        values: dict[str, Any] = dict(
+            data=self.data, seq_len=self.seq_len, steps_per_bar=self.steps_per_bar,
+            bars_per_phrase=self.bars_per_phrase, prompt_bars=self.prompt_bars,
+            context_steps=self.context_steps, shaping=self.shaping, weights=weights or None,
+            num_envs=self.num_envs, num_steps=self.num_steps, total_timesteps=self.budget,
+            num_minibatches=self.num_minibatches, lr=float(params["lr"]),
+            ent_coef=float(params["ent_coef"]), kl_coef=float(params.get("kl_coef", 0.0)),
+            pretrained=self.pretrained, d_model=int(d_model), n_layers=int(n_layers),
+            n_heads=int(n_heads), dropout=float(params["dropout"]), amp=self.amp,
+            device=self.device, seed=int(seed), out=f"runs/tuned/{self.study_name}",
+        )  # fmt: skip
+        values.update(changes)
+        return PPOConfig(**values)
+
+
+class StudyResult(NamedTuple):
+    """What :func:`run_study` returns."""
+
+    study: Any
+    """The ``optuna.Study`` (its storage stays open)."""
+    storage: str
+    """The storage URL, password hidden."""
+    trials_run: int
+    """Trials this call ran (any state)."""
+    complete: int
+    """COMPLETE trials in the study (all workers)."""
+    pruned: int
+    """PRUNED trials in the study."""
+    failed: int
+    """FAIL trials in the study."""
+    best_trial: int | None
+    """Number of the best trial; ``None`` while no trial completed."""
+    best_value: float | None
+    """Its validation headline score, in [0, 1]."""
+    best_params: dict[str, Any]
+    """Its Optuna parameters."""
+    best_config_path: Path | None
+    """The JSON file of its PPO config (``None`` while no trial completed)."""
+    stopped: str | None
+    """Why this worker stopped before ``n_trials`` (``max_failures`` reached), else ``None``."""
+    wall_s: float
+    """Seconds this call took."""
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def _shown(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show it without any user info
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a database error (the driver's own message when there is one)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _storage(config: TuneConfig):  # -> optuna.storages.RDBStorage
+    """Open the study's RDB storage; bad or unreachable URLs raise with the URL named.
+
+    Raises:
+        ValueError: the URL cannot be parsed, or its database driver is missing.
+        ConnectionError: the database cannot be reached or opened.
+    """
+    import sqlalchemy.exc
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage
+    from sqlalchemy.engine import make_url
+
+    url, shown = config.storage_url, _shown(config.storage_url)
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise ValueError(
+            f"storage {shown!r} is not a database URL ({exc}); give an Optuna RDB URL such as "
+            "'sqlite:///runs/tune/study.db' or 'postgresql://user:password@host/db'"
+        ) from None
+    explicit = "+" in parsed.drivername  # e.g. postgresql+psycopg2://
+    if backend == "postgresql" and not explicit:
+        # SQLAlchemy's default driver for postgresql:// is psycopg2 (1.4, 2.0) or psycopg 3
+        # (2.1): use whichever of the two is installed
+        for module in ("psycopg", "psycopg2"):
+            if importlib.util.find_spec(module) is not None:
+                parsed = parsed.set(drivername=f"postgresql+{module}")
+                url = parsed.render_as_string(hide_password=False)
+                break
+    engine_kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        engine_kwargs["connect_args"] = {"timeout": 60}  # workers on one file wait for the lock
+        if config.storage is None:
+            Path(config.out).mkdir(parents=True, exist_ok=True)
+    elif backend in ("postgresql", "mysql"):
+        # long trials: re-check pooled connections; an unreachable host fails in seconds
+        engine_kwargs["pool_pre_ping"] = True
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    heartbeat = config.heartbeat_s
+    try:
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ExperimentalWarning)
+                    return RDBStorage(
+                        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                        grace_period=None if heartbeat is None else 2 * heartbeat,
+                    )  # fmt: skip
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+                # workers creating Optuna's tables in a fresh database at the same moment
+                # collide (PostgreSQL: duplicate key in pg_type); the tables exist a moment later
+                if attempt == 2:
+                    raise ValueError(
+                        f"cannot set up Optuna's tables in {shown!r}: {_reason(exc)}"
+                    ) from None
+                time.sleep(1.0 + attempt)
+        raise AssertionError("unreachable")
+    except ImportError as exc:
+        cause = exc.__cause__ or exc
+        hint = " (pip install 'drum-env[postgres]')" if backend == "postgresql" else ""
+        if backend == "postgresql" and not explicit:
+            cause = "neither psycopg (3) nor psycopg2 is installed"
+        raise ValueError(f"storage {shown!r} needs a database driver: {cause}{hint}") from None
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise ValueError(f"storage {shown!r} is not a valid database URL: {exc}") from None
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        raise ConnectionError(
+            f"cannot reach the Optuna storage {shown!r}: {_reason(exc)}"
+        ) from None
+
+
+def _diff(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    keys = sorted(set(stored) | set(given))
+    return [f"{k}: stored {stored.get(k)!r}, given {given.get(k)!r}" for k in keys
+            if stored.get(k) != given.get(k)]  # fmt: skip
+
+
+def _check_study(study: optuna.Study, config: TuneConfig, shown: str) -> None:
+    """Raise if ``study`` was created with another search space or objective."""
+    attrs = study.user_attrs
+    name = config.study_name
+    if "search_space" not in attrs:
+        if study.trials:
+            raise ValueError(
+                f"study {name!r} in {shown!r} was not created by drum-env tune (it has no "
+                "search_space attribute); choose another --study-name"
+            )
+        _record_settings(study, config)  # an empty study another worker is still setting up
+        return
+    if [d.name.lower() for d in study.directions] != [_DIRECTION]:
+        raise ValueError(f"study {name!r} in {shown!r} does not maximise one value")
+    for key, given in (("search_space", config.search_space()),
+                       ("objective", config.objective_settings())):  # fmt: skip
+        diff = _diff(attrs.get(key, {}), json.loads(json.dumps(given)))
+        if diff:
+            what = "search space" if key == "search_space" else "objective settings"
+            raise ValueError(
+                f"study {name!r} in {shown!r} was created with a different {what}: "
+                f"{'; '.join(diff)}. Use the stored values, or another --study-name"
+            )
+
+
+def _record_settings(study: optuna.Study, config: TuneConfig) -> None:
+    study.set_user_attr("search_space", config.search_space())
+    study.set_user_attr("objective", config.objective_settings())
+    study.set_user_attr("drum_env_tune_version", _FORMAT_VERSION)
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental API: only the dashboard's axis label
+        study.set_metric_names(["validation headline"])
+
+
+def open_study(
+    config: TuneConfig,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    check: bool = True,
+) -> optuna.Study:
+    """Create the study (``resume=False``) or load it (``resume=True``).
+
+    Args:
+        config: the study.
+        sampler: the sampler of this worker (default: Optuna's).
+        pruner: the pruner of this worker (default: Optuna's).
+        check: on load, require the stored search space and objective settings to equal
+            ``config``'s.
+
+    Returns:
+        optuna.Study, direction maximise.
+
+    Raises:
+        ValueError: a bad URL or missing driver; without ``resume`` an existing study; with
+            ``resume`` a missing study, or one created with other settings (named).
+        ConnectionError: the storage cannot be reached.
+    """
+    import optuna
+
+    storage = _storage(config)
+    shown, name = _shown(config.storage_url), config.study_name
+    if config.resume:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                                      pruner=pruner)  # fmt: skip
+        except KeyError:
+            names = optuna.get_all_study_names(storage)
+            held = f"{names[:10]}{' ...' if len(names) > 10 else ''}"
+            raise ValueError(
+                f"--resume: no study {name!r} in {shown!r} (it holds {held}); run once without "
+                "--resume to create it"
+            ) from None
+        if check:
+            _check_study(study, config, shown)
+        return study
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction=_DIRECTION,
+                                    sampler=sampler, pruner=pruner)  # fmt: skip
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ValueError(
+            f"study {name!r} already exists in {shown!r}; pass --resume (resume=True) to "
+            "continue it, or choose another --study-name"
+        ) from None
+    _record_settings(study, config)
+    return study
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class _Data(NamedTuple):
+    train_dir: Path  # the tuner's training part (npz folder)
+    bench: Any  # agents.benchmark.BenchmarkConfig of the validation evaluation
+    env_kwargs: dict[str, Any]  # DrumCompose-v0 kwargs on the validation part
+    reference: Any  # agents.benchmark._Reference: ceiling and floors on validation windows
+    arch: tuple[int, int, int] | None  # (d_model, n_layers, n_heads) of the pretrained policy
+
+
+@contextlib.contextmanager
+def _prepared_data(config: TuneConfig) -> Iterator[_Data]:
+    """Split the data (test | train | validation) into a folder of this worker; remove it after.
+
+    Uses the benchmark's split and evaluation functions, so the test part is the benchmark's
+    held-out part for equal ``split_seed`` / fraction / CSV.
+    """
+    from agents.benchmark import BenchmarkConfig, _env_kwargs, _reference, _write_split
+    from dataset.hierarchical import CompleteHierarchicalDrumDataset
+
+    config.study_dir.mkdir(parents=True, exist_ok=True)
+    # one folder per worker process: workers on one machine never rewrite each other's split
+    work = Path(tempfile.mkdtemp(prefix=f"split-{socket.gethostname()}-{os.getpid()}-",
+                                 dir=config.study_dir))  # fmt: skip
+    try:
+        first = BenchmarkConfig(
+            data=config.data, split_csv=config.split_csv, heldout_fraction=config.test_fraction,
+            split_seed=config.split_seed, shapings=("hierarchical",), agents=("random",),
+            seeds=(0,), eval_episodes=config.eval_episodes, eval_seed=config.eval_seed,
+            baseline_splits=1, seq_len=config.seq_len, prompt_bars=config.prompt_bars,
+            steps_per_bar=config.steps_per_bar, bars_per_phrase=config.bars_per_phrase,
+            context_steps=config.context_steps, out=str(work), work=str(work / "test"),
+            progress=False,
+        )  # fmt: skip
+        outer = _write_split(first)  # train+validation | test (never read below)
+        second = dataclasses.replace(
+            first, data=str(outer.train_dir), split_csv=None,
+            heldout_fraction=config.validation_fraction, work=str(work / "validation"),
+        )  # fmt: skip
+        inner = _write_split(second)
+        validation = CompleteHierarchicalDrumDataset(
+            inner.heldout_dir, config.seq_len, config.steps_per_bar, config.bars_per_phrase,
+            stride=config.steps_per_bar, as_numpy=True,
+        )  # fmt: skip
+        try:
+            reference = _reference(second, validation)
+        except ValueError as exc:
+            raise ValueError(f"validation split: {exc}") from None
+        arch = _pretrained_arch(config) if config.pretrained is not None else None
+        yield _Data(inner.train_dir, second, _env_kwargs(second, validation, config.shaping),
+                    reference, arch)  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _pretrained_arch(config: TuneConfig) -> tuple[int, int, int]:
+    """``(d_model, n_layers, n_heads)`` of the pretrained policy, checked against the env."""
+    from agents.policy import load_policy
+
+    assert config.pretrained is not None
+    pc = load_policy(config.pretrained).config
+    for name in ("context_steps", "steps_per_bar", "bars_per_phrase"):
+        if getattr(pc, name) != getattr(config, name):
+            raise ValueError(
+                f"pretrained policy {config.pretrained!r} has {name}={getattr(pc, name)}, the "
+                f"study {name}={getattr(config, name)}"
+            )
+    return pc.d_model, pc.n_layers, pc.n_heads
+
+
+# ----------------------------------------------------------------------------- objective
+
+
+def _suggest(trial: optuna.Trial, config: TuneConfig, data: _Data) -> dict[str, Any]:
+    """Sample one point of the search space (see the module docstring's table)."""
+    params: dict[str, Any] = {}
+    for term in config.weight_terms or ():
+        params[f"w_{term}"] = trial.suggest_float(f"w_{term}", config.weight_low,
+                                                  config.weight_high)  # fmt: skip
+    params["lr"] = trial.suggest_float("lr", config.lr_low, config.lr_high, log=True)
+    params["dropout"] = trial.suggest_float("dropout", config.dropout_low, config.dropout_high)
+    if data.arch is None:
+        params["d_model"] = trial.suggest_categorical("d_model", list(config.d_model_choices))
+    params["ent_coef"] = trial.suggest_float("ent_coef", config.ent_coef_low,
+                                             config.ent_coef_high, log=True)  # fmt: skip
+    if config.pretrained is not None:
+        params["kl_coef"] = trial.suggest_float("kl_coef", config.kl_coef_low,
+                                                config.kl_coef_high, log=True)  # fmt: skip
+    return params
+
+
+def _validation_score(data: _Data, policy: Any, seed: int) -> dict[str, float]:
+    """Score ``policy`` on the validation episodes (the benchmark's ``_evaluate``).
+
+    Returns:
+        ``headline`` (in [0, 1], higher is better), ``song_raw``, ``episode_return``,
+        ``oa_<family>``.
+    """
+    from agents.benchmark import _evaluate
+    from agents.generate import policy_fn
+
+    return _evaluate(policy_fn(policy, seed=seed), data.bench, data.env_kwargs, data.reference)
+
+
+def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
+    """Train one trial, reporting validation scores; returns the final validation headline."""
+    import optuna
+
+    from agents.benchmark import _policy_from_checkpoint
+    from agents.ppo import train
+
+    params = _suggest(trial, config, data)
+    seed = config.seed + trial.number
+    out = config.study_dir / f"trial_{trial.number:05d}"
+    shutil.rmtree(out, ignore_errors=True)  # a leftover of an earlier study of the same name
+    run = config.ppo_config(
+        params, seed, data.arch, data=str(data.train_dir), out=str(out),
+        checkpoint_every=config.eval_iterations, progress=False, tensorboard=False,
+    )  # fmt: skip
+    exported = dataclasses.replace(
+        run,
+        data=config.data,
+        out=f"runs/tuned/{config.study_name}",
+        checkpoint_every=10,
+        progress=True,
+        tensorboard=True,
+    )
+    trial.set_user_attr("ppo_config", exported.to_dict())
+    trial.set_user_attr("seed", seed)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("run_dir", str(out))
+
+    every, iterations, batch = config.eval_iterations, run.num_iterations, run.batch_size
+    checkpoint = out / "checkpoint.pt"
+    pruned_at: list[int] = []
+
+    def callback(metrics: dict[str, float]) -> bool:
+        done = int(metrics["iteration"]) - 1  # the checkpoint on disk is iteration i - 1's
+        if done >= 1 and done % every == 0 and done < iterations:
+            policy, at = _policy_from_checkpoint(checkpoint)
+            if at != done:
+                raise RuntimeError(f"expected the checkpoint of iteration {done}, found {at}")
+            score = _validation_score(data, policy, seed)["headline"]
+            trial.report(score, done * batch)
+            if trial.should_prune():
+                pruned_at.append(done * batch)
+                return False
+        return True
+
+    try:
+        try:
+            result = train(run, callback)
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        if pruned_at:
+            raise optuna.TrialPruned(f"pruned after {pruned_at[0]} env steps")
+        try:
+            row = _validation_score(data, result.policy.cpu(), seed)
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        trial.report(row["headline"], result.global_step)
+        trial.set_user_attr("env_steps", int(result.global_step))
+        for key in ("song_raw", "episode_return"):
+            trial.set_user_attr(f"validation_{key}", float(row[key]))
+        return float(row["headline"])
+    finally:
+        if not config.keep_checkpoints:
+            checkpoint.unlink(missing_ok=True)
+
+
+def _make_pruner(config: TuneConfig):  # -> optuna.pruners.BasePruner
+    import optuna
+
+    if config.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=config.pruner_startup_trials,
+            n_warmup_steps=config.pruner_warmup_steps,
+        )
+    if config.pruner == "hyperband":
+        step = config.eval_iterations * config.batch_size
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min(step, config.iterations * config.batch_size),
+            max_resource=config.iterations * config.batch_size,
+            reduction_factor=config.hyperband_reduction_factor,
+        )
+    return optuna.pruners.NopPruner()
+
+
+# ----------------------------------------------------------------------------- study
+
+
+def run_study(config: TuneConfig) -> StudyResult:
+    """Create or resume the study, run ``n_trials`` trials (or until ``timeout``), export the best.
+
+    Args:
+        config: the study.
+
+    Returns:
+        StudyResult.
+
+    Raises:
+        ValueError: bad data or split, a bad storage URL, a study that exists (without
+            ``resume``), is missing (with ``resume``) or was created with other settings.
+        ConnectionError: the storage cannot be reached.
+    """
+    import optuna
+    import torch
+
+    t_start = time.perf_counter()
+    sampler = optuna.samplers.TPESampler(seed=config.sampler_seed)
+    pruner = _make_pruner(config)
+    ran: list[int] = []
+    stopped: list[str] = []
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO if config.progress
+                                 else optuna.logging.WARNING)  # fmt: skip
+    try:
+        if config.n_trials == 0:
+            study = open_study(config, sampler, pruner)
+        else:
+            with _prepared_data(config) as data:  # bad data fails before a study is created
+                study = open_study(config, sampler, pruner)
+                streak = [0]
+
+                def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+                    ran.append(trial.number)
+                    streak[0] = streak[0] + 1 if trial.state.name == "FAIL" else 0
+                    if streak[0] >= config.max_failures:
+                        stopped.append(f"{streak[0]} trials in a row failed (max_failures)")
+                        study.stop()
+
+                threads = torch.get_num_threads()
+                torch.set_num_threads(config.threads)
+                try:
+                    study.optimize(
+                        lambda trial: _objective(trial, config, data), n_trials=config.n_trials,
+                        timeout=config.timeout, catch=(Exception,), callbacks=[after_trial],
+                        gc_after_trial=True,
+                    )  # fmt: skip
+                finally:
+                    torch.set_num_threads(threads)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    complete = states.count("COMPLETE")
+    best_path = None
+    best_trial = best_value = None
+    best_params: dict[str, Any] = {}
+    if complete:
+        best = study.best_trial
+        best_trial, best_value, best_params = best.number, float(best.value), dict(best.params)
+        best_path = export_best(study, config.best_config_path)
+    return StudyResult(
+        study, _shown(config.storage_url), len(ran), complete, states.count("PRUNED"),
+        states.count("FAIL"), best_trial, best_value, best_params, best_path,
+        stopped[0] if stopped else None, time.perf_counter() - t_start,
+    )  # fmt: skip
+
+
+def export_best(source: TuneConfig | optuna.Study, path: str | Path | None = None) -> Path:
+    """Write the best trial's :class:`~agents.ppo.PPOConfig` as JSON for ``drum-env train``.
+
+    Args:
+        source: a study, or a config naming one (loaded without the settings check).
+        path: the file; default: ``config.best_config_path`` for a config,
+            ``runs/tune/<study>/best_config.json`` for a study.
+
+    Returns:
+        The path written (atomically; folders created).
+
+    Raises:
+        ValueError: no trial of the study has completed, or the study is missing.
+    """
+    from agents.ppo import PPOConfig
+
+    if isinstance(source, TuneConfig):
+        study = open_study(dataclasses.replace(source, resume=True), check=False)
+        default = source.best_config_path
+    else:
+        study = source
+        default = Path("runs/tune") / study.study_name / "best_config.json"
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not done:
+        raise ValueError(f"study {study.study_name!r} has no completed trial to export yet")
+    best = study.best_trial
+    values = best.user_attrs.get("ppo_config")
+    if not isinstance(values, dict):
+        raise ValueError(f"trial {best.number} of study {study.study_name!r} has no ppo_config "
+                         "attribute (not a drum-env tune study)")  # fmt: skip
+    values = PPOConfig(**values).to_dict()  # validates; the same keys `drum-env train` accepts
+    path = Path(default if path is None else path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(values, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------- command line
+
+_HELP = {
+    "study_name": "study name in the storage",
+    "storage": "Optuna RDB URL, e.g. postgresql://user:pw@host/db (default: sqlite file "
+               "OUT/STUDY_NAME.db)",
+    "resume": "continue an existing study (same search space and settings)",
+    "n_trials": "trials of this worker ('none': until --timeout; 0: create/check and export)",
+    "timeout": "seconds after which this worker starts no new trial",
+    "pruner": f"one of {', '.join(PRUNERS)}",
+    "budget": "env steps of training per trial",
+    "eval_every": "env steps between validation scores reported to the pruner",
+    "data": "npz folder (default: the built-in corpus)",
+    "pretrained": "policy file (drum-env pretrain): initialises trials, enables the kl_coef "
+                  "search",
+    "weight_terms": "terms whose weight is searched (default: all)",
+    "d_model_choices": "Transformer widths to choose from",
+    "best_config": "where to write the best PPO config (default OUT/STUDY_NAME/"
+                   "best_config.json)",
+    "out": "folder of the default storage and of the trial runs",
+}  # fmt: skip
+
+
+def _parse_optional(kind: type):
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one ``--field-name`` option per :class:`TuneConfig` field (and ``--config FILE``).
+
+    Options left out keep the field's default (or the ``--config`` JSON's value). ``none``
+    sets an optional field to ``None``.
+    """
+    parser.add_argument("--config", help="JSON file of TuneConfig fields (options override it)")
+    defaults = TuneConfig.__dataclass_fields__
+    for f in dataclasses.fields(TuneConfig):
+        text = str(f.type).replace(" ", "")
+        optional = "|None" in text
+        base = text.replace("|None", "")
+        default = defaults[f.name].default
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})"
+        if base == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_)  # fmt: skip
+            continue
+        kinds = {"int": int, "float": float, "str": str}
+        if base.startswith("tuple["):
+            kind = kinds[base[len("tuple[") :].split(",")[0]]
+            parser.add_argument(flag, nargs="+", type=kind, default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=help_)  # fmt: skip
+            continue
+        kind = kinds[base]
+        parser.add_argument(
+            flag, type=_parse_optional(kind) if optional else kind, default=argparse.SUPPRESS,
+            metavar=f.name.upper(), choices=PRUNERS if f.name == "pruner" else None, help=help_,
+        )  # fmt: skip
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TuneConfig:
+    """The :class:`TuneConfig` of parsed :func:`add_arguments` options."""
+    names = [f.name for f in dataclasses.fields(TuneConfig)]
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config: no such file {str(path)!r}")
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--config {str(path)!r} is not valid JSON: {exc}") from None
+        unknown = sorted(set(loaded) - set(names))
+        if unknown:
+            raise ValueError(f"--config {str(path)!r} has unknown key(s) {unknown}; valid keys: "
+                             f"{names}")  # fmt: skip
+        values.update(loaded)
+    values.update({n: getattr(args, n) for n in names if hasattr(args, n)})
+    for name in ("weight_terms", "d_model_choices"):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
+    return TuneConfig(**values)
+
+
+def run_from_args(args: argparse.Namespace, prog: str = "drum-env tune") -> int:
+    """Run the study of parsed options and print a summary; returns the exit code.
+
+    Bad input (config, data, storage, study clash) prints one ``error:`` line and returns 2; a
+    worker stopped by ``max_failures`` returns 1.
+    """
+    try:
+        config = config_from_args(args)
+        result = run_study(config)
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"study {config.study_name!r} in {result.storage}: {result.trials_run} trial(s) run "
+          f"now; {result.complete} complete, {result.pruned} pruned, {result.failed} failed in "
+          f"the study ({result.wall_s:.0f} s)")  # fmt: skip
+    if result.best_trial is not None:
+        print(f"best: trial {result.best_trial}, validation headline {result.best_value:.4f}, "
+              f"{json.dumps(result.best_params)}")  # fmt: skip
+        print(f"wrote {result.best_config_path}; train it with: drum-env train --config "
+              f"{result.best_config_path}")  # fmt: skip
+    hidden = "***@" in result.storage
+    print(f"dashboard: optuna-dashboard '{result.storage}'"
+          + (" (with the password in place of ***)" if hidden else ""))  # fmt: skip
+    if result.stopped:
+        print(f"{prog}: stopped early: {result.stopped}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "drum-env tune") -> int:
+    """Run ``drum-env tune`` from the command line; returns the exit code.
+
+    Args:
+        argv: options (default ``sys.argv[1:]``).
+        prog: how the command is named in the help and in messages.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = add_arguments(argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0]))
+    return run_from_args(parser.parse_args(argv), prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
