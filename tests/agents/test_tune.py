@@ -23,7 +23,7 @@ from drum_env.rewards import TERMS
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get("DRUM_ENV_TEST_POSTGRES_URL")
-HAS_PSYCOPG2 = importlib.util.find_spec("psycopg2") is not None
+HAS_PSYCOPG2 = any(importlib.util.find_spec(m) is not None for m in ("psycopg", "psycopg2"))
 
 # 2 PPO iterations of 4 x 32 env steps, a 16-wide one-layer model, 4 validation episodes
 TINY = dict(
@@ -132,7 +132,10 @@ def test_defaults_and_derived_values(tmp_path):
 # ----------------------------------------------------------------------------- storage
 
 
-@pytest.mark.skipif(not HAS_PSYCOPG2, reason="psycopg2 missing: pip install 'drum-env[postgres]'")
+NO_DRIVER = "no PostgreSQL driver (psycopg): pip install 'drum-env[postgres]'"
+
+
+@pytest.mark.skipif(not HAS_PSYCOPG2, reason=NO_DRIVER)
 def test_unreachable_postgres_url_is_named_without_its_password(tmp_path):
     cfg = tiny(tmp_path, storage="postgresql://drumenv:secret@127.0.0.1:1/x", n_trials=0)
     start = time.perf_counter()
@@ -379,7 +382,7 @@ _WORKER = textwrap.dedent(
     reason="DRUM_ENV_TEST_POSTGRES_URL unset: start a server with scripts/start_postgres.sh "
     "(.ci/run does) and export the URL it prints",
 )
-@pytest.mark.skipif(not HAS_PSYCOPG2, reason="psycopg2 missing: pip install 'drum-env[postgres]'")
+@pytest.mark.skipif(not HAS_PSYCOPG2, reason=NO_DRIVER)
 def test_two_workers_share_one_postgres_study(tmp_path):
     name = f"test-two-workers-{uuid.uuid4().hex[:10]}"
     base = {**TINY, "storage": POSTGRES_URL, "study_name": name, "out": str(tmp_path / "tune")}
