@@ -30,7 +30,20 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
    independent: one cell per seed, shaping ``any``).
 5. **Shapings.** The presets of :data:`drum_env.SHAPINGS` plus ``learned``: the custom PPO with
    ``learn_weights=True`` from ``hierarchical``'s weights. SB3 has no learned weights, so the
-   ``learned`` x SB3 cells are skipped (``n/a`` in the tables).
+   ``learned`` x SB3 cells are skipped (``n/a`` in the tables). Opt-in rows (custom PPO only,
+   SB3 ``n/a``; not in the default list):
+
+   * ``tuned``: the ``shaping`` and ``weights`` of a ``best_config.json`` written by
+     :mod:`agents.tune` (``tuned_config``, ``--tuned FILE``; giving the file adds the row).
+     Only the reward weights are taken from it: every other setting is the other cells', so the
+     row compares reward weights. The tuning run must use the benchmark's split settings (the
+     same ``data``, ``split_csv`` or ``heldout_fraction`` and ``split_seed``): the tuner then
+     trains and validates inside the benchmark's training split and never sees its held-out
+     part. The file's path and weights are part of the settings ``resume`` checks.
+   * ``hierarchical/batch`` and ``hierarchical/epoch``: ``hierarchical`` with the trainer's
+     per-batch or per-epoch reward normalisation (:attr:`agents.ppo.PPOConfig.reward_norm`)
+     instead of the env's running one (``<shaping>/<reward_norm>``). Opt-in because each
+     adds a full row of custom PPO runs (about a sixth more runtime with every agent).
 
 Learning curves: every run is evaluated at 0 env steps (the initial or pretrained policy), at
 about ``eval_points`` evenly spaced points and at the end. The custom PPO is evaluated from its
@@ -74,6 +87,7 @@ import numpy as np
 __all__ = [
     "AGENTS",
     "SHAPING_NAMES",
+    "DEFAULT_SHAPINGS",
     "CSV_COLUMNS",
     "BenchmarkConfig",
     "BenchmarkResult",
@@ -85,11 +99,19 @@ __all__ = [
 
 AGENTS: tuple[str, ...] = ("ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "random")
 """Agent names, in table order."""
-SHAPING_NAMES: tuple[str, ...] = (
+DEFAULT_SHAPINGS: tuple[str, ...] = (
     "sparse", "step", "bar", "hierarchical", "hierarchical-raw", "learned",
 )  # fmt: skip
-"""Shaping names, in table order: the presets of :data:`drum_env.SHAPINGS` and ``learned``."""
+"""The shapings run by default: the presets of :data:`drum_env.SHAPINGS` and ``learned``."""
+SHAPING_NAMES: tuple[str, ...] = (
+    *DEFAULT_SHAPINGS, "tuned", "hierarchical/batch", "hierarchical/epoch",
+)  # fmt: skip
+"""Every shaping name, in table order: :data:`DEFAULT_SHAPINGS`, then the opt-in ``tuned``
+(weights of a tuning run) and ``hierarchical/batch``, ``hierarchical/epoch`` (the trainer's
+reward normalisation per batch or per epoch instead of the env's running one)."""
 _SB3 = {"sb3-ppo": "ppo", "sb3-a2c": "a2c"}
+# Shapings only the custom PPO has (learned weights, tuned weights, trainer-side normalisation).
+_CUSTOM_ONLY = ("learned", "tuned", "hierarchical/batch", "hierarchical/epoch")
 _PPO_AGENTS = ("ppo", "ppo+pretrain")
 _ANY = "any"  # the shaping of the shaping-independent random agent
 
@@ -140,8 +162,14 @@ class BenchmarkConfig:
     """Share of the sequences held out, in (0, 1), when ``split_csv`` is not given."""
     split_seed: int = 0
     """Seed of the split and of the baseline windows (not of the runs)."""
-    shapings: tuple[str, ...] = SHAPING_NAMES
-    """Shapings to train with, names of :data:`SHAPING_NAMES`."""
+    shapings: tuple[str, ...] = DEFAULT_SHAPINGS
+    """Shapings to train with, names of :data:`SHAPING_NAMES` (default
+    :data:`DEFAULT_SHAPINGS`); ``tuned`` needs ``tuned_config``, which adds it."""
+    tuned_config: str | None = None
+    """A ``best_config.json`` of :mod:`agents.tune` (PPOConfig fields): its ``shaping`` and
+    ``weights`` (only those) make the ``tuned`` row. Tune with the benchmark's split settings
+    (same data, ``split_csv`` / ``heldout_fraction``, ``split_seed``) so that the held-out data
+    stay unseen."""
     agents: tuple[str, ...] = AGENTS
     """Agents, names of :data:`AGENTS`."""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -169,7 +197,7 @@ class BenchmarkConfig:
     """Bars in one phrase."""
     context_steps: int = 16
     """Steps of canvas the custom policy sees (and pretraining uses)."""
-    ppo_num_envs: int = 64
+    ppo_num_envs: int = 16
     """Sub-envs of the custom PPO."""
     ppo_num_steps: int = 32
     """Steps per sub-env per custom PPO rollout."""
@@ -247,7 +275,7 @@ class BenchmarkConfig:
                     f"total_timesteps={self.total_timesteps} is less than one custom PPO "
                     f"iteration (ppo_num_envs * ppo_num_steps = {batch})"
                 )
-        for name in ("data", "split_csv", "command"):
+        for name in ("data", "split_csv", "command", "tuned_config"):
             value = getattr(self, name)
             if isinstance(value, Path):
                 object.__setattr__(self, name, str(value))
@@ -258,6 +286,53 @@ class BenchmarkConfig:
             object.__setattr__(self, name, str(value))
             if not getattr(self, name):
                 raise ValueError(f"{name} must be a non-empty path")
+        if self.tuned_config is not None:
+            self.tuned_reward()  # readable and valid, or a ValueError naming tuned_config
+            if "tuned" not in self.shapings:
+                object.__setattr__(self, "shapings", (*self.shapings, "tuned"))
+        elif "tuned" in self.shapings:
+            raise ValueError("shapings: 'tuned' needs tuned_config (--tuned FILE), a "
+                             "best_config.json of drum-env tune")  # fmt: skip
+
+    def tuned_reward(self) -> tuple[str, dict[str, float] | None]:
+        """The ``(shaping, weights)`` of ``tuned_config`` (read and validated now).
+
+        Raises:
+            ValueError: no ``tuned_config``, or a file that cannot be read or holds no valid
+                ``shaping`` / ``weights`` (the message names ``tuned_config`` and the file).
+        """
+        if self.tuned_config is None:
+            raise ValueError("tuned_config is not set")
+        path = self.tuned_config
+        try:
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"tuned_config: cannot read {path!r} ({exc})") from exc
+        if not isinstance(values, dict) or "shaping" not in values:
+            raise ValueError(f"tuned_config: {path!r} holds no PPO config with a 'shaping' "
+                             "(a best_config.json of drum-env tune)")  # fmt: skip
+        from agents.ppo import PPOConfig
+
+        try:  # PPOConfig's own checks of the shaping name and the weights
+            cfg = PPOConfig(shaping=values["shaping"], weights=values.get("weights"))
+        except ValueError as exc:
+            raise ValueError(f"tuned_config: {path!r}: {exc}") from exc
+        return cfg.shaping, cfg.weight_mapping
+
+    def reward_setup(self, shaping: str) -> tuple[str, dict[str, float] | None, str]:
+        """The env shaping, weights and :attr:`PPOConfig.reward_norm` of a benchmark shaping.
+
+        ``learned`` (and the random player's ``any``) use ``hierarchical``; ``tuned`` the
+        tuned file's shaping and weights; ``<preset>/<norm>`` the preset with that
+        normalisation.
+        """
+        if shaping == "tuned":
+            name, weights = self.tuned_reward()
+            return name, weights, "running"
+        if "/" in shaping:
+            name, norm = shaping.split("/", 1)
+            return name, None, norm
+        return ("hierarchical" if shaping in ("learned", _ANY) else shaping), None, "running"
 
     @property
     def prompt_steps(self) -> int:
@@ -277,13 +352,14 @@ class BenchmarkConfig:
     def cells(self) -> list[tuple[str, str, int]]:
         """The ``(shaping, agent, seed)`` runs, seed by seed.
 
-        ``random`` runs once per seed, with shaping ``"any"``; ``learned`` x SB3 is left out.
+        ``random`` runs once per seed, with shaping ``"any"``; ``learned``, ``tuned`` and the
+        trainer-normalised shapings x SB3 are left out.
         """
         out = []
         for seed in self.seeds:
             for shaping in self.shapings:
                 for agent in self.agents:
-                    if agent == "random" or (agent in _SB3 and shaping == "learned"):
+                    if agent == "random" or (agent in _SB3 and shaping in _CUSTOM_ONLY):
                         continue
                     out.append((shaping, agent, seed))
             if "random" in self.agents:
@@ -313,7 +389,11 @@ class BenchmarkConfig:
     def result_fields(self) -> dict[str, Any]:
         """The fields that decide the numbers (a resumed run must match them)."""
         skip = {"out", "work", "resume", "progress", "command", "seeds", "shapings", "agents"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        if self.tuned_config is not None:  # absent otherwise: earlier records stay resumable
+            shaping, weights = self.tuned_reward()
+            fields["tuned_reward"] = {"shaping": shaping, "weights": weights}
+        return fields
 
     @classmethod
     def preset(cls, budget: str = "default", **changes: Any) -> BenchmarkConfig:
@@ -321,9 +401,9 @@ class BenchmarkConfig:
 
         * ``"smoke"``: one shaping, PPO and SB3 PPO (plus the random player), one seed, one
           PPO iteration; seconds (the test suite runs it).
-        * ``"quick"``: every shaping and agent, 2 seeds, 4,096 env steps per run; under
+        * ``"quick"``: every default shaping and agent, 2 seeds, 4,096 env steps per run; under
           15 minutes on 2 CPU cores.
-        * ``"default"``: every shaping and agent, 3 seeds, 16,384 env steps per run; about
+        * ``"default"``: every default shaping and agent, 3 seeds, 16,384 env steps per run; about
           30-40 minutes on 2 CPU cores (the README's table).
 
         Args:
@@ -519,12 +599,19 @@ class _Context(NamedTuple):
 
 
 def _env_kwargs(config: BenchmarkConfig, data: Any, shaping: str) -> dict[str, Any]:
-    return {
+    name, weights, _ = config.reward_setup(shaping)
+    kwargs = {
         "data": data, "seq_len": config.seq_len, "steps_per_bar": config.steps_per_bar,
         "bars_per_phrase": config.bars_per_phrase, "prompt_bars": config.prompt_bars,
-        "context_steps": config.context_steps,
-        "shaping": "hierarchical" if shaping in ("learned", _ANY) else shaping,
+        "context_steps": config.context_steps, "shaping": name,
     }  # fmt: skip
+    if weights is not None:
+        kwargs["weights"] = weights
+    return kwargs
+
+
+def _run_dir(config: BenchmarkConfig, shaping: str, agent: str, seed: int) -> Path:
+    return Path(config.work) / "runs" / shaping.replace("/", "_") / agent / f"seed{seed}"
 
 
 class _Recorder:
@@ -609,14 +696,15 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     rec.start = time.perf_counter()  # pretraining is shared by the seed's runs: not counted
     iterations = c.total_timesteps // c.ppo_batch
     every = max(1, iterations // c.eval_points)
+    env_shaping, weights, reward_norm = c.reward_setup(shaping)
     cfg = PPOConfig(
         data=str(ctx.split.train_dir), seq_len=c.seq_len, steps_per_bar=c.steps_per_bar,
         bars_per_phrase=c.bars_per_phrase, prompt_bars=c.prompt_bars,
-        context_steps=c.context_steps, shaping=_env_kwargs(c, None, shaping)["shaping"],
-        learn_weights=shaping == "learned", num_envs=c.ppo_num_envs, num_steps=c.ppo_num_steps,
-        total_timesteps=c.total_timesteps, kl_coef=c.kl_coef if pretrained else 0.0,
-        pretrained=pretrained, amp=c.amp, device="cpu", seed=seed,
-        out=str(Path(c.work) / "runs" / shaping / agent / f"seed{seed}"),
+        context_steps=c.context_steps, shaping=env_shaping, weights=weights,
+        reward_norm=reward_norm, learn_weights=shaping == "learned", num_envs=c.ppo_num_envs,
+        num_steps=c.ppo_num_steps, total_timesteps=c.total_timesteps,
+        kl_coef=c.kl_coef if pretrained else 0.0, pretrained=pretrained, amp=c.amp,
+        device="cpu", seed=seed, out=str(_run_dir(c, shaping, agent, seed)),
         checkpoint_every=every, progress=False, tensorboard=False,
     )  # fmt: skip
 
@@ -670,7 +758,7 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
 
     c = ctx.config
     rec = _Recorder(ctx, shaping, agent, seed)
-    out = Path(c.work) / "runs" / shaping / agent / f"seed{seed}"
+    out = _run_dir(c, shaping, agent, seed)
     base = BaselineConfig(
         algo=_SB3[agent], data=str(ctx.split.train_dir), seq_len=c.seq_len,
         prompt_bars=c.prompt_bars, shaping=shaping, num_envs=c.sb3_num_envs,
@@ -842,7 +930,7 @@ def _table(
     for s in shapings:
         cells = []
         for a in agents:
-            if a in _SB3 and s == "learned":
+            if a in _SB3 and s in _CUSTOM_ONLY:
                 cells.append("n/a")
                 continue
             c = summary.get(s, {}).get(a)
@@ -853,6 +941,29 @@ def _table(
             cells.append(f"**{text}**" if best[a] is not None and c[key] == best[a] else text)
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _notes(config: BenchmarkConfig, shapings: Sequence[str]) -> list[str]:
+    """The report's notes on the opt-in rows (``tuned``, reward normalisation)."""
+    lines = ["Notes:", ""]
+    if "tuned" in shapings and config.tuned_config is not None:
+        name, weights = config.tuned_reward()
+        shown = ", ".join(f"{k} {v:g}" for k, v in (weights or {}).items()) or "its own"
+        lines.append(f"* `tuned`: shaping `{name}` with the weights of `{config.tuned_config}` "
+                     f"({shown}); every other setting as the other rows. The tuning run must "
+                     "use this benchmark's split settings (data, split_csv or heldout_fraction, "
+                     "split_seed) so that the held-out data stay unseen.")  # fmt: skip
+    norms = [s for s in shapings if "/" in s]
+    if norms:
+        lines.append("* " + ", ".join(f"`{s}`" for s in norms) + ": the custom PPO normalises "
+                     "each reward term over its rollout batch (`batch`) or with statistics "
+                     "frozen during an iteration (`epoch`) instead of the env's running "
+                     "normaliser (the other rows).")  # fmt: skip
+    lines.append("* The rows `hierarchical/batch` and `hierarchical/epoch` (reward normalisation "
+                 "per batch / per epoch) and `tuned` are opt-in: `--shapings ... "
+                 "hierarchical/batch hierarchical/epoch`, `--tuned FILE`; each adds a row of "
+                 "custom PPO runs, so they are not in the default list.")  # fmt: skip
+    return [*lines, ""]
 
 
 def _markdown(
@@ -889,9 +1000,12 @@ def _markdown(
         *_table(summary, shapings, agents, "headline"),
         "",
     ]
-    if "learned" in shapings and any(a in _SB3 for a in agents):
-        lines += ["`learned` x SB3: not applicable (the learned reward weights are part of the "
-                  "custom trainer); those runs are skipped.", ""]  # fmt: skip
+    custom = [s for s in shapings if s in _CUSTOM_ONLY]
+    if custom and any(a in _SB3 for a in agents):
+        lines += [", ".join(f"`{s}`" for s in custom) + " x SB3: not applicable (learned "
+                  "weights, tuned weights and the reward normalisation per batch / epoch are "
+                  "part of the custom trainer); those runs are skipped.", ""]  # fmt: skip
+    lines += _notes(config, shapings)
     lines += [
         "## Final song term (raw, in [-1, 0]; 0 = the song features match; higher is better)",
         "",
@@ -1205,7 +1319,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="Groove info.csv: hold out its 'test' split")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds")
     parser.add_argument("--budget", type=int, default=None, help="env steps per run")
-    parser.add_argument("--shapings", nargs="+", default=None, choices=SHAPING_NAMES)
+    parser.add_argument("--shapings", nargs="+", default=None, choices=SHAPING_NAMES,
+                        help="default: " + " ".join(DEFAULT_SHAPINGS))  # fmt: skip
+    parser.add_argument("--tuned", default=None, metavar="FILE",
+                        help="best_config.json of drum-env tune (run with the same split "
+                             "settings): adds the 'tuned' row")  # fmt: skip
     parser.add_argument("--agents", nargs="+", default=None, choices=AGENTS)
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--seq-len", type=int, default=None)
@@ -1223,7 +1341,7 @@ def config_from_args(args: argparse.Namespace, command: str | None = None) -> Be
     changes: dict[str, Any] = {
         "data": args.data, "split_csv": args.split_csv, "out": args.out, "work": args.work,
         "resume": args.resume, "threads": args.threads, "progress": not args.no_progress,
-        "command": command,
+        "command": command, "tuned_config": args.tuned,
     }  # fmt: skip
     for name, field in (("seeds", "seeds"), ("budget", "total_timesteps"),
                         ("shapings", "shapings"), ("agents", "agents"),

@@ -117,6 +117,11 @@ class PolicyConfig:
     dropout: float = 0.0
     """Dropout in the Transformer layers, in [0, 1). Keep 0 for PPO (log-probs of the rollout and
     of the update must agree)."""
+    init_hit_rate: float = 0.1
+    """Hit probability of every drum before training, in (0, 1): the policy head's bias starts at
+    ``logit(init_hit_rate)``. Drummers hit each drum on about 1 step in 10 (the Groove subset's
+    mean drum density is 0.13, the built-in corpus's 0.11); starting at 0.5 makes a fresh agent
+    spend its first updates learning to play less. Pretrained weights replace it."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -132,6 +137,8 @@ class PolicyConfig:
             raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.init_hit_rate, bool) or not 0.0 < float(self.init_hit_rate) < 1.0:
+            raise ValueError(f"init_hit_rate must be in (0, 1), got {self.init_hit_rate!r}")
 
     @property
     def phrase_len(self) -> int:
@@ -226,6 +233,8 @@ class DrumPolicy(nn.Module):
             layer, c.n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False
         )
         self.policy_head = _orthogonal(nn.Linear(d, c.num_drums), 0.01)
+        rate = float(c.init_hit_rate)
+        nn.init.constant_(self.policy_head.bias, float(np.log(rate / (1.0 - rate))))
         self.value_head = nn.Sequential(
             _orthogonal(nn.Linear(d, d), float(np.sqrt(2.0))),
             nn.Tanh(),

@@ -40,6 +40,27 @@ that is not part of the reward. The dense part of the return thus learns to pred
 outcome. Under DDP the gradient is averaged over the episodes of every rank, so every rank holds
 the same weights.
 
+## Reward normalisation (``reward_norm``)
+
+``n_k`` is chosen by ``reward_norm``; each is computed over the steps where term ``k`` *closed*
+(``info["reward_terms"]["<k>/closed"]``: every step for ``step``, bar ends for ``bar``,
+``silence`` and ``repetition``, phrase / section ends, the episode's end for ``song``; a raw 0
+cannot tell "not closed" from "closed with 0"), and is 0 where it did not close:
+
+* ``"running"`` (default): the env's running normaliser (``<k>/norm``), updated whenever an
+  episode ends; the trainer's reward is the env's reward bit for bit.
+* ``"batch"``: the raw terms of the whole rollout (``num_steps x num_envs``) are normalised by
+  that rollout's own mean and (population) standard deviation of each term over its closed
+  steps, ``(x - mean) / sqrt(var + 1e-8)``, without clipping: zero mean and unit variance per
+  term over each batch. The reward is known once the rollout is complete (GAE needs no more).
+* ``"epoch"``: a trainer-side :class:`~drum_env.rewards.RunningNormalizer` (clipped to +-5
+  like the env's) whose statistics are frozen during an iteration and updated with all of the
+  iteration's closed raw terms at its end; it is saved in the checkpoint.
+
+The batch and epoch statistics are per rank under DDP (like the env's normaliser). Both need a
+normalised shaping (not ``*-raw``), and with ``learn_weights`` the fit uses the trainer's
+normalised terms (``S_{e,k}`` and ``y_e``).
+
 ## Mixed precision, clipping, schedule
 
 Forward passes run under ``torch.autocast`` (bfloat16 on CPU, float16 on CUDA) when ``amp``;
@@ -100,7 +121,7 @@ from agents.checkpoint import (
     set_numpy_rng_state,
 )
 from agents.policy import DrumPolicy, PolicyConfig, load_policy, obs_to_tensors, save_policy
-from drum_env.rewards import SHAPINGS, TERMS, make_shaping
+from drum_env.rewards import SHAPINGS, TERMS, RunningNormalizer, make_shaping
 
 __all__ = [
     "PPOConfig",
@@ -111,6 +132,10 @@ __all__ = [
     "bernoulli_kl",
     "reward_terms",
     "weighted_reward",
+    "batch_normalize",
+    "epoch_normalize",
+    "update_normalizer",
+    "REWARD_NORMS",
     "RewardWeights",
     "get_env_state",
     "set_env_state",
@@ -122,8 +147,13 @@ _CKPT_VERSION = 1
 # Fields that fix the env and its state: a checkpoint can only resume with the same values.
 _ENV_FIELDS = (
     "data", "seq_len", "steps_per_bar", "bars_per_phrase", "prompt_bars", "context_steps",
-    "shaping", "weights", "learn_weights", "num_envs",
+    "shaping", "weights", "learn_weights", "num_envs", "reward_norm",
 )  # fmt: skip
+# Their values in checkpoints written before the field existed.
+_FIELD_DEFAULTS = {"reward_norm": "running"}
+
+REWARD_NORMS: tuple[str, ...] = ("running", "batch", "epoch")
+"""The values of :attr:`PPOConfig.reward_norm`."""
 
 
 # ----------------------------------------------------------------------------- config
@@ -170,9 +200,14 @@ class PPOConfig:
     them."""
     weights_lr: float = 1e-2
     """Adam learning rate of the learned reward weights (one step per iteration)."""
+    reward_norm: str = "running"
+    """How each term is normalised before weighting (see the module docstring): ``"running"``
+    (the env's running normaliser: the env's own reward), ``"batch"`` (this rollout's mean and
+    std of each term) or ``"epoch"`` (a trainer normaliser frozen during an iteration, updated at
+    its end). ``"batch"`` and ``"epoch"`` need a normalised shaping."""
 
     # --- rollout
-    num_envs: int = 64
+    num_envs: int = 16
     """Sub-envs of the vector env (per rank under DDP)."""
     num_steps: int = 32
     """Steps per sub-env per rollout: a rollout is ``batch_size = num_envs * num_steps``."""
@@ -339,6 +374,16 @@ class PPOConfig:
             self.seq_len, self.steps_per_bar, self.bars_per_phrase, self.prompt_bars,
             self.context_steps, None, self.shaping_object,
         )  # fmt: skip
+        if self.reward_norm not in REWARD_NORMS:
+            raise ValueError(
+                f"reward_norm must be one of {list(REWARD_NORMS)}, got {self.reward_norm!r}"
+            )
+        if self.reward_norm != "running" and not self.shaping_object.normalize:
+            raise ValueError(
+                f"reward_norm={self.reward_norm!r} normalises the terms, but shaping "
+                f"{self.shaping!r} is unnormalised; use reward_norm='running' (raw terms) or a "
+                "normalised shaping"
+            )
         if self.learn_weights and not self.learnable_terms:
             raise ValueError(
                 f"learn_weights=True but shaping {self.shaping!r} weights no dense term (only "
@@ -515,16 +560,63 @@ def reward_terms(info: Mapping[str, Any], kind: str, num_envs: int) -> np.ndarra
 
     Args:
         info: the infos of ``DrumComposeVectorEnv.step``.
-        kind: ``"norm"`` (the normalised terms the reward weighs) or ``"raw"``.
+        kind: ``"norm"`` (the env's normalised terms), ``"raw"`` or ``"closed"`` (whether the
+            term closed on the step).
         num_envs: sub-envs ``N`` (a step where every sub-env resets has no reward terms: zeros).
 
     Returns:
-        float64 array (N, len(TERMS)), columns in ``TERMS`` order.
+        array (N, len(TERMS)), columns in ``TERMS`` order: float64, bool for ``"closed"``.
     """
+    dtype = np.bool_ if kind == "closed" else np.float64
     terms = info.get("reward_terms")
     if terms is None:
-        return np.zeros((num_envs, len(TERMS)))
-    return np.stack([np.asarray(terms[f"{k}/{kind}"], dtype=np.float64) for k in TERMS], -1)
+        return np.zeros((num_envs, len(TERMS)), dtype=dtype)
+    return np.stack([np.asarray(terms[f"{k}/{kind}"], dtype=dtype) for k in TERMS], -1)
+
+
+def batch_normalize(raw: np.ndarray, closed: np.ndarray, epsilon: float = 1e-8) -> np.ndarray:
+    """``reward_norm="batch"``: normalise each term over a batch's closed steps.
+
+    Args:
+        raw: float array (..., len(TERMS)): raw terms of a rollout, e.g. (T, N, terms).
+        closed: bool array of the same shape: where each term closed.
+        epsilon: added to the variance before the square root.
+
+    Returns:
+        float64 array of ``raw``'s shape: ``(raw - mean_k) / sqrt(var_k + epsilon)`` where
+        ``closed``, 0 elsewhere; ``mean_k``, ``var_k`` (population) over term ``k``'s closed
+        entries (a term that closed once is 0).
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    closed = np.asarray(closed, dtype=bool)
+    axes = tuple(range(raw.ndim - 1))
+    count = closed.sum(axis=axes)
+    mean = np.where(closed, raw, 0.0).sum(axis=axes) / np.maximum(count, 1)
+    var = np.where(closed, np.square(raw - mean), 0.0).sum(axis=axes) / np.maximum(count, 1)
+    return np.where(closed, (raw - mean) / np.sqrt(var + epsilon), 0.0)
+
+
+def epoch_normalize(raw: np.ndarray, closed: np.ndarray, normalizer: RunningNormalizer
+                    ) -> np.ndarray:  # fmt: skip
+    """``reward_norm="epoch"``: normalise with ``normalizer``'s current (frozen) statistics.
+
+    Args:
+        raw: float array (..., len(TERMS)).
+        closed: bool array of the same shape.
+        normalizer: read only; update it with :func:`update_normalizer` after the iteration.
+
+    Returns:
+        float64 array of ``raw``'s shape: ``normalizer.normalize(raw)`` where ``closed``, else 0.
+    """
+    return np.where(closed, normalizer.normalize(np.asarray(raw, dtype=np.float64)), 0.0)
+
+
+def update_normalizer(normalizer: RunningNormalizer, raw: np.ndarray, closed: np.ndarray) -> None:
+    """Add the closed entries of ``raw`` (..., len(TERMS)) to ``normalizer``'s statistics."""
+    axes = tuple(range(np.ndim(raw) - 1))
+    values = np.where(closed, np.asarray(raw, dtype=np.float64), 0.0)
+    normalizer.update(np.sum(closed, axis=axes).astype(np.float64), values.sum(axis=axes),
+                      np.square(values).sum(axis=axes))  # fmt: skip
 
 
 def weighted_reward(norm_terms: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -806,8 +898,9 @@ def _check_resume(state: Mapping[str, Any], config: PPOConfig, policy_cfg: Polic
         )
     saved_cfg = state["config"]
     mine_cfg = config.to_dict()
-    diffs = [f"{k} (checkpoint {saved_cfg.get(k)!r}, config {mine_cfg[k]!r})"
-             for k in _ENV_FIELDS if saved_cfg.get(k) != mine_cfg[k]]  # fmt: skip
+    diffs = [f"{k} (checkpoint {saved_cfg.get(k, _FIELD_DEFAULTS.get(k))!r}, config "
+             f"{mine_cfg[k]!r})" for k in _ENV_FIELDS
+             if saved_cfg.get(k, _FIELD_DEFAULTS.get(k)) != mine_cfg[k]]  # fmt: skip
     if diffs:
         raise ValueError(
             f"checkpoint {str(path)!r} was trained on another env; differing fields: "
@@ -922,6 +1015,8 @@ def _train(
     learned = config.learnable_terms if config.learn_weights else ()
     reward_weights = RewardWeights(shaping.weight_vector, learned).to(device)
     weights_optimizer = torch.optim.Adam(reward_weights.parameters(), lr=config.weights_lr)
+    # reward_norm="epoch": frozen during an iteration, updated at its end (per rank)
+    epoch_normalizer = RunningNormalizer(num_terms)
 
     # --- generators: per rank, derived from (seed, rank)
     seeds = np.random.SeedSequence([config.seed, rank]).generate_state(3)
@@ -953,6 +1048,8 @@ def _train(
             ep_return = local["episode"]["return"].numpy().copy()
             ep_norm = local["episode"]["norm"].numpy().copy()
             ep_raw = local["episode"]["raw"].numpy().copy()
+            if "reward_normalizer" in local:  # absent in checkpoints from before reward_norm
+                epoch_normalizer.load_state_dict(local["reward_normalizer"])
             restore_rng_state(local["rng"], (), generators)
         except (KeyError, IndexError, TypeError, RuntimeError) as exc:
             raise ValueError(
@@ -972,6 +1069,7 @@ def _train(
                 "raw": _np_to_tensor(ep_raw),
             },  # fmt: skip
             "rng": capture_rng_state((), generators),
+            "reward_normalizer": epoch_normalizer.state_dict(),
         }
         if d.enabled:
             import torch.distributed as dist
@@ -1020,6 +1118,11 @@ def _train(
     terminations = torch.zeros((steps, n), dtype=torch.bool, device=device)
     valid = torch.zeros((steps, n), dtype=torch.bool, device=device)
     values = torch.zeros((steps, n), device=device)
+    # the reward terms of the rollout (the reward is weighed once it is complete)
+    raw_buf = np.zeros((steps, n, num_terms))
+    norm_buf = np.zeros((steps, n, num_terms))
+    closed_buf = np.zeros((steps, n, num_terms), dtype=bool)
+    term_buf = np.zeros((steps, n), dtype=bool)
 
     # sub-envs whose next step is an autoreset step (their episode just ended)
     next_reset = venv._autoreset.copy()
@@ -1047,8 +1150,22 @@ def _train(
                 values[step] = out_t.value.float()
                 actions[step] = action
                 next_obs, _, term, _, info = env.step(action.to(torch.int8).cpu().numpy())
-                norm = reward_terms(info, "norm", n)
-                raw = reward_terms(info, "raw", n)
+                norm_buf[step] = reward_terms(info, "norm", n)
+                raw_buf[step] = reward_terms(info, "raw", n)
+                closed_buf[step] = reward_terms(info, "closed", n)
+                term_buf[step] = term
+                terminations[step] = torch.as_tensor(term, device=device)
+                next_reset = term  # NEXT_STEP autoreset: the next step resets these sub-envs
+            global_step += steps * n * world
+
+            # --- reward: the normalised terms, weighted; episode sums
+            if config.reward_norm == "batch":
+                norm_buf[...] = batch_normalize(raw_buf, closed_buf)
+            elif config.reward_norm == "epoch":
+                norm_buf[...] = epoch_normalize(raw_buf, closed_buf, epoch_normalizer)
+                update_normalizer(epoch_normalizer, raw_buf, closed_buf)
+            for step in range(steps):
+                norm, raw, term = norm_buf[step], raw_buf[step], term_buf[step]
                 reward = weighted_reward(norm, weights_np)
                 ep_return += reward
                 ep_norm += norm
@@ -1059,9 +1176,6 @@ def _train(
                 ep_norm[term] = 0.0
                 ep_raw[term] = 0.0
                 rewards[step] = torch.as_tensor(reward, dtype=torch.float32, device=device)
-                terminations[step] = torch.as_tensor(term, device=device)
-                next_reset = term  # NEXT_STEP autoreset: the next step resets these sub-envs
-            global_step += steps * n * world
             policy.train()
 
             # --- learned reward weights: one step on this iteration's episodes (all ranks)

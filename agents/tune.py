@@ -244,7 +244,7 @@ class TuneConfig:
     shaping: str = "hierarchical"
     """Base shaping (a name of ``drum_env.SHAPINGS``): decides the normalisation; the sampled
     weights replace its weights of ``weight_terms``."""
-    num_envs: int = 64
+    num_envs: int = 16
     """Sub-envs of the vector env."""
     num_steps: int = 32
     """Steps per sub-env per rollout."""

@@ -533,14 +533,21 @@ def check_actions(actions: Any, shape: tuple[int, ...], space: spaces.Space) -> 
 
 
 def terms_info(result: StepResult, row: int | slice) -> dict[str, Any]:
-    """``info["reward_terms"]``: ``"<term>/raw"`` and ``"<term>/norm"`` for every term."""
-    return dict(zip(_RAW_KEYS, result.raw[row].tolist())) | dict(
-        zip(_NORM_KEYS, result.normalized[row].tolist())
+    """``info["reward_terms"]``: ``"<term>/raw"``, ``"<term>/norm"``, ``"<term>/closed"``.
+
+    One of each for every term; ``closed`` (bool) says whether the term closed on this step, so
+    that a raw 0 of a closed term is told apart from "did not close".
+    """
+    return (
+        dict(zip(_RAW_KEYS, result.raw[row].tolist()))
+        | dict(zip(_NORM_KEYS, result.normalized[row].tolist()))
+        | dict(zip(_CLOSED_KEYS, result.closed[row].tolist()))
     )
 
 
 _RAW_KEYS = tuple(f"{name}/raw" for name in TERMS)
 _NORM_KEYS = tuple(f"{name}/norm" for name in TERMS)
+_CLOSED_KEYS = tuple(f"{name}/closed" for name in TERMS)
 
 
 def options_window(

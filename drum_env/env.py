@@ -64,7 +64,8 @@ class DrumComposeEnv(gym.Env):
     Every raw term lies in ``[-1, 0]``. ``n_k`` is a running normalisation per term (identity
     for the ``*-raw`` shapings), updated when an episode ends; ``w_k`` comes from ``shaping``.
     ``info["reward_terms"]`` holds ``"<term>/raw"`` and ``"<term>/norm"`` of the step (0 for
-    terms that did not close).
+    terms that did not close) and ``"<term>/closed"`` (bool: whether the term closed on this
+    step; a closed term may be 0 too).
 
     ## Starting State
 

@@ -175,6 +175,10 @@ class DrumComposeVectorEnv(VectorEnv):
                     arr[running] = values[:, k]
                     terms[f"{name}/{kind}"] = arr
                     terms[f"_{name}/{kind}"] = mask
+                closed = np.zeros(n, dtype=bool)
+                closed[running] = result.closed[:, k]
+                terms[f"{name}/closed"] = closed
+                terms[f"_{name}/closed"] = mask
             infos["reward_terms"] = terms
             infos["_reward_terms"] = mask
             ended = running[result.terminated]

@@ -12,9 +12,11 @@ import pytest
 from agents.benchmark import (
     AGENTS,
     CSV_COLUMNS,
+    DEFAULT_SHAPINGS,
     SHAPING_NAMES,
     BenchmarkConfig,
     _split_indices,
+    _table,
     add_arguments,
     config_from_args,
 )
@@ -137,8 +139,88 @@ def test_config_cells_skip_learned_sb3_and_run_random_once_per_seed():
     assert ("learned", "sb3-ppo", 0) not in cells and ("learned", "ppo", 1) in cells
     assert [c for c in cells if c[1] == "random"] == [("any", "random", 0), ("any", "random", 1)]
     learners = [a for a in AGENTS if a != "random"]
-    assert len(cells) == 2 * (len(SHAPING_NAMES) * len(learners) - 2 + 1)
+    assert len(cells) == 2 * (len(DEFAULT_SHAPINGS) * len(learners) - 2 + 1)
     assert cfg.estimated_seconds() > 0
+    assert set(DEFAULT_SHAPINGS) < set(SHAPING_NAMES)
+    assert not {"tuned", "hierarchical/batch", "hierarchical/epoch"} & set(cfg.shapings)
+
+
+def _tuned_file(path: Path, weights: dict[str, float]) -> Path:
+    from agents.ppo import PPOConfig
+
+    # what agents.tune.export_best writes: every PPOConfig field
+    values = PPOConfig(shaping="hierarchical", weights=weights, lr=1e-3, seed=7).to_dict()
+    path.write_text(json.dumps(values))
+    return path
+
+
+def test_tuned_and_reward_norm_rows_are_custom_ppo_only(tmp_path):
+    tuned = _tuned_file(tmp_path / "best_config.json", {"step": 0.25, "song": 2.0})
+    cfg = BenchmarkConfig(shapings=("hierarchical", "hierarchical/batch", "hierarchical/epoch"),
+                          tuned_config=str(tuned), seeds=(0,))  # fmt: skip
+    assert cfg.shapings[-1] == "tuned"  # the file adds the row
+    cells = cfg.cells()
+    for s in ("tuned", "hierarchical/batch", "hierarchical/epoch"):
+        assert (s, "ppo", 0) in cells and (s, "ppo+pretrain", 0) in cells
+        assert (s, "sb3-ppo", 0) not in cells and (s, "sb3-a2c", 0) not in cells
+    assert ("hierarchical", "sb3-a2c", 0) in cells
+    assert cfg.reward_setup("tuned") == ("hierarchical", {"step": 0.25, "song": 2.0}, "running")
+    assert cfg.reward_setup("hierarchical/batch") == ("hierarchical", None, "batch")
+    assert cfg.reward_setup("hierarchical/epoch") == ("hierarchical", None, "epoch")
+    assert cfg.reward_setup("learned") == ("hierarchical", None, "running")
+    fields = cfg.result_fields()
+    assert fields["tuned_config"] == str(tuned)
+    assert fields["tuned_reward"] == {"shaping": "hierarchical",
+                                      "weights": {"step": 0.25, "song": 2.0}}  # fmt: skip
+    assert "tuned_reward" not in BenchmarkConfig().result_fields()
+
+    cell = {"headline": 0.5, "headline_std": 0.0, "seeds": 1.0}
+    table = _table({"tuned": {"ppo": cell}, "hierarchical/epoch": {"ppo": cell}},
+                   ["tuned", "hierarchical/epoch"], ["ppo", "sb3-ppo"], "headline")  # fmt: skip
+    assert table[2:] == ["| tuned | **0.500** | n/a |", "| hierarchical/epoch | **0.500** | n/a |"]
+
+    with pytest.raises(ValueError, match="tuned_config"):
+        BenchmarkConfig(shapings=("tuned",))
+    with pytest.raises(ValueError, match="tuned_config"):
+        BenchmarkConfig(tuned_config=str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text(json.dumps({"shaping": "hierarchical",
+                                                   "weights": {"nope": 1.0}}))  # fmt: skip
+    with pytest.raises(ValueError, match="tuned_config"):
+        BenchmarkConfig(tuned_config=str(tmp_path / "bad.json"))
+
+
+@pytest.mark.slow
+def test_smoke_with_tuned_and_batch_normalisation_rows(tmp_path):
+    import torch
+
+    tuned = _tuned_file(tmp_path / "best_config.json", {"step": 0.25, "bar": 1.5, "song": 2.0})
+    out = tmp_path / "bench"
+    args = ("--shapings", "hierarchical/batch", "tuned", "--tuned", str(tuned))
+    proc = _smoke(out, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(out / "shapings.csv")
+    cells = {(r["shaping"], r["agent"]) for r in rows}
+    assert cells == {("hierarchical/batch", "ppo"), ("tuned", "ppo"), ("any", "random")}
+    md = (out / "shapings.md").read_text()
+    for s in ("tuned", "hierarchical/batch"):  # only the ppo column: no sb3 cells ran
+        assert re.search(rf"\| {s} \| (\*\*)?0\.\d{{3}}(\*\*)? \|\n", md), s
+    assert "opt-in" in md and "step 0.25" in md and "split settings" in md
+    runs = out / "work" / "runs"
+    batch = torch.load(runs / "hierarchical_batch" / "ppo" / "seed0" / "checkpoint.pt",
+                       weights_only=True)["config"]  # fmt: skip
+    assert batch["reward_norm"] == "batch" and batch["shaping"] == "hierarchical"
+    cfg = torch.load(runs / "tuned" / "ppo" / "seed0" / "checkpoint.pt",
+                     weights_only=True)["config"]  # fmt: skip
+    # only the reward weights come from the tuned file
+    assert cfg["weights"] == {"step": 0.25, "bar": 1.5, "song": 2.0}
+    assert cfg["reward_norm"] == "running" and cfg["lr"] != 1e-3 and cfg["seed"] == 0
+    recorded = json.loads((out / "shapings.config.json").read_text())
+    assert recorded["tuned_reward"]["weights"] == cfg["weights"]
+
+    # other tuned weights: a resume is refused, naming the field
+    _tuned_file(tuned, {"step": 0.5})
+    proc = _smoke(out, *args, "--resume")
+    assert proc.returncode == 2 and "tuned_reward" in proc.stderr
 
 
 @pytest.mark.parametrize(

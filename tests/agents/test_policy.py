@@ -208,9 +208,11 @@ def test_initialisation_is_seeded_and_heads_are_small():
         assert ka == kb and torch.equal(va, vb)
     c = make_policy(seed=6)
     assert not torch.equal(a.input_proj.weight, c.input_proj.weight)
-    # CleanRL's gain 0.01: the initial policy is close to uniform
+    # CleanRL's gain 0.01: the initial policy barely depends on its input, and hits every drum
+    # with probability init_hit_rate
     steps, phase, target = random_inputs(SMALL, 2, 6)
-    assert a(steps, phase, target).logits.abs().max() < 0.1
+    probs = torch.sigmoid(a(steps, phase, target).logits)
+    assert (probs - SMALL.init_hit_rate).abs().max() < 0.01
     assert all(isinstance(v, torch.Tensor) for v in a.state_dict().values())
 
 
@@ -405,3 +407,16 @@ def test_load_with_expected_config(tmp_path: Path):
     with pytest.raises(ValueError, match="steps_per_bar") as info:
         load_policy(path, expected=other)
     assert "target_size" in str(info.value) and "d_model" not in str(info.value)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0, -0.2, True])
+def test_init_hit_rate_must_be_a_probability(rate):
+    with pytest.raises(ValueError, match="init_hit_rate"):
+        PolicyConfig(init_hit_rate=rate)
+
+
+def test_fresh_policy_plays_at_its_init_hit_rate():
+    policy = DrumPolicy(PolicyConfig(init_hit_rate=0.2))
+    steps = torch.zeros(4, 8, 9)
+    probs = torch.sigmoid(policy(steps, torch.zeros(4, dtype=torch.long), torch.rand(4, 20)).logits)
+    assert torch.allclose(probs, torch.full_like(probs, 0.2), atol=0.01)

@@ -22,16 +22,19 @@ from agents.policy import DrumPolicy, PolicyConfig, load_policy, save_policy
 from agents.ppo import (
     PPOConfig,
     RewardWeights,
+    batch_normalize,
     bernoulli_kl,
     compute_gae,
+    epoch_normalize,
     get_env_state,
     reward_terms,
     set_env_state,
     train,
     update_config,
+    update_normalizer,
     weighted_reward,
 )
-from drum_env.rewards import TERMS, make_shaping
+from drum_env.rewards import TERMS, RunningNormalizer, make_shaping
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +97,8 @@ def test_config_derived_values_and_hashable():
         ({"target_kl": 0.0}, "target_kl"),
         ({"amp": "yes"}, "amp"),
         ({"dropout": 1.0}, "dropout"),
+        ({"reward_norm": "episode"}, "reward_norm"),
+        ({"reward_norm": "batch", "shaping": "hierarchical-raw"}, "reward_norm"),
     ],
 )
 def test_config_rejects_bad_values(changes, field):
@@ -198,7 +203,87 @@ def test_env_state_round_trip_continues_exactly():
         set_env_state(other, state)  # reset on the way: a fresh env can be restored
 
 
+def test_batch_normalize_matches_oracle_over_closed_steps():
+    rng = np.random.default_rng(0)
+    shape = (6, 5, len(TERMS))
+    raw = -rng.random(shape)
+    closed = rng.random(shape) < 0.4
+    closed[..., 0] = True  # a term that closes every step
+    closed[..., 1] = False  # one that never closes
+    closed[..., 2] = False
+    closed[3, 2, 2] = True  # one that closes once
+    raw = np.where(closed, raw, 0.0)
+    raw[0, 0, 0] = 0.0  # closed with the value 0: still counted
+    got = batch_normalize(raw, closed)
+    assert got.shape == shape and got.dtype == np.float64
+    assert np.all(got[~closed] == 0.0)
+    for k in range(shape[-1]):
+        x = raw[..., k][closed[..., k]]
+        if len(x) == 0:
+            continue
+        expected = (x - x.mean()) / np.sqrt(x.var() + 1e-8)  # oracle: numpy's population std
+        np.testing.assert_allclose(got[..., k][closed[..., k]], expected, atol=1e-12)
+        if len(x) > 1:
+            assert abs(got[..., k][closed[..., k]].mean()) < 1e-12
+            assert got[..., k][closed[..., k]].std() == pytest.approx(1.0, abs=1e-6)
+    assert got[3, 2, 2] == 0.0
+
+
+def test_epoch_normalize_is_frozen_until_updated():
+    rng = np.random.default_rng(1)
+    shape = (4, 3, len(TERMS))
+    norm = RunningNormalizer(len(TERMS))
+    first = -rng.random(shape)
+    closed = rng.random(shape) < 0.5
+    # an empty normaliser is the identity (on closed entries), and reading does not update it
+    np.testing.assert_array_equal(epoch_normalize(first, closed, norm),
+                                  np.where(closed, first, 0.0))  # fmt: skip
+    assert norm.count.sum() == 0
+    update_normalizer(norm, first, closed)
+    np.testing.assert_array_equal(norm.count, closed.sum(axis=(0, 1)))
+    for k in range(len(TERMS)):
+        x = first[..., k][closed[..., k]]
+        assert norm.mean[k] == pytest.approx(x.mean() if len(x) else 0.0, abs=1e-12)
+        if len(x) > 1:
+            assert norm.var[k] == pytest.approx(x.var(), abs=1e-12)
+    state = norm.state_dict()
+    second = -rng.random(shape)
+    got = epoch_normalize(second, np.ones(shape, bool), norm)
+    assert norm.state_dict() == state
+    # every row uses the same statistics: each row alone gives the same values
+    for t in range(shape[0]):
+        np.testing.assert_array_equal(got[t], epoch_normalize(second[t], np.ones(shape[1:], bool),
+                                                              norm))  # fmt: skip
+    np.testing.assert_array_equal(got, norm.normalize(second))
+
+
 # ----------------------------------------------------------------------------- training
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reward_norm", ["running", "epoch"])
+def test_epoch_statistics_frozen_within_an_iteration(tmp_path, reward_norm):
+    # 16 steps per episode, 40 per rollout: episodes end (and the env's running normaliser
+    # updates) within the first iteration; the epoch normaliser stays empty (the identity)
+    # until its end, so iteration 1's return is the weighted sum of the raw terms.
+    cfg = tiny(tmp_path, reward_norm, reward_norm=reward_norm, num_steps=40,
+               total_timesteps=320, seq_len=32, prompt_bars=1)  # fmt: skip
+    result = train(cfg)
+    w = cfg.shaping_object.weights
+    first = result.history[0]
+    assert first["charts/episodes"] > cfg.num_envs  # a second episode started and ended
+    weighted_raw = sum(w[k] * first[f"reward/{k}"] for k in TERMS)
+    if reward_norm == "epoch":
+        assert first["charts/episode_return"] == pytest.approx(weighted_raw, abs=1e-9)
+        state = load_checkpoint(result.checkpoint_path)["ranks"][0]["reward_normalizer"]
+        episodes = sum(row["charts/episodes"] for row in result.history)
+        assert state["count"][TERMS.index("song")] == episodes  # every closed term, once
+        second = result.history[1]
+        assert second["charts/episode_return"] != pytest.approx(
+            sum(w[k] * second[f"reward/{k}"] for k in TERMS), abs=1e-6
+        )
+    else:  # the env normalises the second episodes with the first ones' statistics
+        assert first["charts/episode_return"] != pytest.approx(weighted_raw, abs=1e-6)
 
 
 @pytest.mark.slow
@@ -229,9 +314,12 @@ def test_tiny_run_completes_and_repeats(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amp", [False, True])
-def test_resume_is_exact(tmp_path, amp):
-    cfg = dict(amp=amp, learn_weights=True, checkpoint_every=100, total_timesteps=640)
+@pytest.mark.parametrize(
+    "amp, reward_norm", [(False, "running"), (True, "running"), (False, "batch"), (False, "epoch")]
+)
+def test_resume_is_exact(tmp_path, amp, reward_norm):
+    cfg = dict(amp=amp, learn_weights=True, checkpoint_every=100, total_timesteps=640,
+               reward_norm=reward_norm)  # fmt: skip
     full = train(tiny(tmp_path, "full", **cfg))
 
     stop_at = 4
@@ -245,6 +333,9 @@ def test_resume_is_exact(tmp_path, amp):
     b = load_checkpoint(resumed.checkpoint_path)
     assert_same_weights(a["reward_weights"], b["reward_weights"])
     assert a["ranks"][0]["env"]["normalizer"] == b["ranks"][0]["env"]["normalizer"]
+    assert a["ranks"][0]["reward_normalizer"] == b["ranks"][0]["reward_normalizer"]
+    if reward_norm == "epoch":
+        assert sum(a["ranks"][0]["reward_normalizer"]["count"]) > 0
     assert len(a["history"]) == len(b["history"]) == 10
     for ra, rb in zip(a["history"], b["history"]):
         assert ra.keys() == rb.keys()

@@ -334,7 +334,12 @@ def test_raw_terms_match_pure_function_oracle(config, policy):
             a = np.ones(c.num_drums, np.int64)
         _, reward, terminated, _, info = env.step(a)
         terms = info["reward_terms"]
-        assert set(terms) == {f"{k}/{kind}" for k in TERMS for kind in ("raw", "norm")}
+        kinds = ("raw", "norm", "closed")
+        assert set(terms) == {f"{k}/{kind}" for k in TERMS for kind in kinds}
+        assert terms["step/closed"] is True and terms["song/closed"] == terminated
+        for k in ("bar", "silence", "repetition"):
+            assert terms[f"{k}/closed"] == ((t + 1) % spb == 0), (k, t)
+        assert all(terms[f"{k}/closed"] or terms[f"{k}/raw"] == 0.0 for k in TERMS)
         expected = oracle_terms(u.canvas, u.reference, t + 1, spb, bpp, sections, seq_len, a)
         got = {k: terms[f"{k}/raw"] for k in TERMS}
         for k in TERMS:
