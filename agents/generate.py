@@ -95,6 +95,7 @@ def generate(
     Returns:
         GenerateResult.
     """
+    from dataset.io import atomic_write
     from dataset.midi import sequence_to_midi
     from drum_env.render import save_piano_roll_png
 
@@ -113,9 +114,8 @@ def generate(
     for i, (seq, ref) in enumerate(zip(rollouts.sequences, rollouts.references)):
         stem = out / f"take{i}"
         sequence_to_midi(seq, stem.with_suffix(".mid"), bpm=bpm, steps_per_bar=spb)
-        tmp = stem.with_name(stem.name + ".tmp.npz")
-        np.savez_compressed(tmp, sequence=seq, reference=ref, prompt_steps=rollouts.prompt_steps)
-        tmp.replace(stem.with_suffix(".npz"))
+        atomic_write(stem.with_suffix(".npz"), lambda f, s=seq, r=ref: np.savez_compressed(
+            f, sequence=s, reference=r, prompt_steps=rollouts.prompt_steps))
         save_piano_roll_png(
             seq, stem.with_suffix(".png"), steps_per_bar=spb, prompt_steps=rollouts.prompt_steps,
             title=f"take {i}: return {rollouts.returns[i]:.2f}, "

@@ -54,9 +54,7 @@ Checkpoints (:func:`save_policy`, :func:`load_policy`) hold ``{"format", "versio
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -67,6 +65,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent
+
+from dataset.io import atomic_write
 
 if TYPE_CHECKING:
     from drum_env.core import DrumComposeConfig
@@ -435,32 +435,7 @@ def save_policy(path: str | Path, policy: DrumPolicy) -> Path:
         "config": asdict(policy.config),
         "state_dict": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 # The fields that shape the parameters. ``context_steps`` is not one: the policy reads any

@@ -1041,18 +1041,10 @@ def export_best(source: TuneConfig | optuna.Study, path: str | Path | None = Non
         raise ValueError(f"trial {best.number} of study {study.study_name!r} has no ppo_config "
                          "attribute (not a drum-env tune study)")  # fmt: skip
     values = PPOConfig(**values).to_dict()  # validates; the same keys `drum-env train` accepts
-    path = Path(default if path is None else path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(values, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from dataset.io import atomic_write
+
+    text = json.dumps(values, indent=1) + "\n"
+    return atomic_write(Path(default if path is None else path), lambda f: f.write(text.encode()))
 
 
 # ----------------------------------------------------------------------------- command line

@@ -20,17 +20,21 @@ and an error is raised only if no file is left.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
 import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 
 import numpy as np
 
 __all__ = [
+    "atomic_write",
     "DataError",
     "DataWarning",
     "LoadedCorpus",
@@ -288,3 +292,52 @@ def load_npz_folder(
             stacklevel=2,
         )
     return LoadedCorpus(files, sequences)
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[BinaryIO], object], durable: bool = True
+) -> Path:
+    """Write a file whole or not at all: through a temporary file beside it, then a rename.
+
+    ``write(file_object)`` fills a hidden temporary file in ``path``'s folder (created if
+    missing; opened with ``"xb"``, so it gets the usual umask permissions); it is flushed and,
+    with ``durable``, fsynced; :func:`os.replace` renames it over ``path`` (atomic on POSIX and
+    Windows) and the folder is fsynced so the rename survives a power cut. If anything fails
+    before the rename (an exception, a full disk, the process killed), ``path`` keeps its old
+    content; on an exception the temporary file is removed. Every file drum-env writes (npz,
+    MIDI, checkpoints, policies) goes through here.
+
+    Args:
+        path: the target file.
+        write: callable that writes the content to a binary file object.
+        durable: fsync the file and its folder (checkpoints); False skips the fsyncs.
+
+    Returns:
+        The target path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        try:
+            fd = os.open(path.parent, os.O_RDONLY)
+        except OSError:  # Windows cannot open folders
+            return path
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return path

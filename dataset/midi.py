@@ -44,17 +44,17 @@ length rounded to the bar that holds the last hit.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pretty_midi
+
+from dataset.io import atomic_write
 
 __all__ = [
     "DRUM_NAMES",
@@ -303,7 +303,7 @@ def sequence_to_midi(
             )
         )
     pm.instruments.append(drums)
-    _atomic_write(Path(path), pm.write)
+    atomic_write(Path(path), pm.write)
 
 
 def convert_folder(
@@ -367,7 +367,7 @@ def convert_folder(
             failed.append((source, str(exc)))
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(
+            atomic_write(
                 target,
                 lambda f, r=result: np.savez_compressed(
                     f,
@@ -479,18 +479,3 @@ def _bar_end(position: float, bars: list[tuple[float, float]]) -> float:
         k = math.floor((position - start) / bar_len + _EPS) + 1
         return min(start + k * bar_len, next_start)
     raise AssertionError("unreachable: the last segment extends to infinity")
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file through ``write(file_object)`` to a temp file, then rename it over path."""
-    # A fresh unique name opened with "xb" (not mkstemp) so the file gets the usual umask
-    # permissions rather than 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -68,18 +68,18 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
 import os
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from dataset.io import atomic_write
 
 __all__ = [
     "CORPUS_VERSION",
@@ -674,24 +674,6 @@ def generate_corpus(
     return corpus
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through a hidden temporary file in its folder and ``os.replace``.
-
-    Args:
-        path: destination.
-        write: callable taking a binary file object.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_corpus(
     out_dir: str | os.PathLike[str],
     *,
@@ -742,7 +724,7 @@ def write_corpus(
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{item.name}.npz"
         sequence = item.sequence
-        _atomic_write(path, lambda fh, s=sequence: np.savez_compressed(fh, sequence=s))
+        atomic_write(path, lambda fh, s=sequence: np.savez_compressed(fh, sequence=s))
         paths.append(path)
     return sorted(paths)
 
@@ -794,7 +776,7 @@ def ensure_default_corpus() -> Path:
         "files": [p.relative_to(folder).as_posix() for p in paths],
     }
     text = json.dumps(record, indent=1).encode("utf-8")
-    _atomic_write(folder / _MARKER, lambda fh: fh.write(text))
+    atomic_write(folder / _MARKER, lambda fh: fh.write(text))
     return folder
 
 

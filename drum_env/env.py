@@ -227,9 +227,10 @@ class DrumComposeEnv(gym.Env):
         if path.suffix in (".mid", ".midi"):
             sequence_to_midi(self.canvas, path, bpm=bpm, steps_per_bar=self.config.steps_per_bar)
         elif path.suffix == ".npz":
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez_compressed(tmp, sequence=self.canvas)
-            tmp.replace(path)
+            from dataset.io import atomic_write
+
+            canvas = self.canvas
+            atomic_write(path, lambda f: np.savez_compressed(f, sequence=canvas))
         else:
             raise ValueError(f"path must end in .npz, .mid or .midi, got {str(path)!r}")
         return path
