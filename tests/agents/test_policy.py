@@ -25,14 +25,6 @@ SMALL = PolicyConfig(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_policy(config: PolicyConfig = SMALL, seed: int = 0) -> DrumPolicy:
     torch.manual_seed(seed)
     return DrumPolicy(config)

@@ -44,14 +44,6 @@ TINY = dict(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(tmp_path: Path, name: str = "run", **changes) -> PPOConfig:
     return PPOConfig(**{**TINY, "out": str(tmp_path / name), **changes})
 

@@ -23,14 +23,6 @@ FAST = {"seq_len": 64, "batch_size": 16, "d_model": 32, "n_heads": 4, "max_steps
         "lr": 2e-3, "progress": False, "log_every": 10}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> PretrainResult:
     threads = torch.get_num_threads()
