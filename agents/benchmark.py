@@ -68,13 +68,10 @@ All runs train on the CPU with ``threads`` torch threads (default 1) and AMP off
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
 import math
-import shlex
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -84,6 +81,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from agents.heldout import (
+    FAMILIES,
+    HeldoutConfig,
+    Reference,
+    Split,
+    evaluate,
+    heldout_dataset,
+    write_split,
+)
+from agents.heldout import reference as reference_players
+from agents.task import check_bool, check_int, check_number, check_path
+
 __all__ = [
     "AGENTS",
     "SHAPING_NAMES",
@@ -92,9 +101,6 @@ __all__ = [
     "BenchmarkConfig",
     "BenchmarkResult",
     "run_benchmark",
-    "add_arguments",
-    "config_from_args",
-    "main",
 ]
 
 AGENTS: tuple[str, ...] = ("ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "random")
@@ -115,15 +121,9 @@ _CUSTOM_ONLY = ("learned", "tuned", "hierarchical/batch", "hierarchical/epoch")
 _PPO_AGENTS = ("ppo", "ppo+pretrain")
 _ANY = "any"  # the shaping of the shaping-independent random agent
 
-# Families as in dataset.evaluation.FAMILIES (kept literal so the columns are known without
-# importing it; a test checks they agree).
-_FAMILIES = (
-    "density", "ioi", "syncopation", "transitions", "ngram_diversity", "entropy",
-    "empty_bars", "pattern_consistency",
-)  # fmt: skip
 CSV_COLUMNS: tuple[str, ...] = (
     "shaping", "agent", "seed", "env_steps", "final", "headline", "song_raw", "episode_return",
-    *(f"oa_{f}" for f in _FAMILIES), "train_s", "eval_s", "wall_s",
+    *(f"oa_{f}" for f in FAMILIES), "train_s", "eval_s", "wall_s",
 )  # fmt: skip
 """Columns of ``shapings.csv``: ``final`` is 1 on a run's last evaluation; ``oa_<family>`` the
 family's mean overlapping area (empty when the family has no feature for this data);
@@ -147,21 +147,15 @@ _GROOVE_ATTRIBUTION = (
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig:
+class BenchmarkConfig(HeldoutConfig):
     """One benchmark: the grid, the budgets, the data and where to write. Frozen, validated.
 
-    Build one by hand, or from a budget with :meth:`preset`.
+    The task and the held-out evaluation settings come from
+    :class:`~agents.heldout.HeldoutConfig`; the task's ``shaping`` (and ``weights``) is the
+    reward under which the players that do not train (``random``) report their return. Build
+    one by hand, or from a budget with :meth:`preset`.
     """
 
-    data: str | None = None
-    """Folder of ``.npz`` sequences; ``None``: the built-in synthetic corpus."""
-    split_csv: str | None = None
-    """A Groove ``info.csv``: files whose ``midi_filename`` row says ``split = test`` are held
-    out, all others train; ``None``: a seeded random split (``heldout_fraction``)."""
-    heldout_fraction: float = 0.25
-    """Share of the sequences held out, in (0, 1), when ``split_csv`` is not given."""
-    split_seed: int = 0
-    """Seed of the split and of the baseline windows (not of the runs)."""
     shapings: tuple[str, ...] = DEFAULT_SHAPINGS
     """Shapings to train with, names of :data:`SHAPING_NAMES` (default
     :data:`DEFAULT_SHAPINGS`); ``tuned`` needs ``tuned_config``, which adds it."""
@@ -181,22 +175,6 @@ class BenchmarkConfig:
     eval_points: int = 4
     """Evaluations during a run, evenly spaced (besides the one at 0 steps; the last is the
     final one)."""
-    eval_episodes: int = 64
-    """Episodes per evaluation (>= 2); the baselines use twice as many held-out windows."""
-    eval_seed: int = 12_345
-    """Reset seed of the evaluation episodes: the same primers for every run."""
-    baseline_splits: int = 5
-    """Random halvings of the baseline windows for the spread of ceiling and floors (>= 1)."""
-    seq_len: int = 64
-    """Steps per episode, primer included; a multiple of ``steps_per_bar``."""
-    prompt_bars: int = 1
-    """Bars of primer."""
-    steps_per_bar: int = 16
-    """Steps in one bar."""
-    bars_per_phrase: int = 4
-    """Bars in one phrase."""
-    context_steps: int = 16
-    """Steps of canvas the custom policy sees (and pretraining uses)."""
     ppo_num_envs: int = 16
     """Sub-envs of the custom PPO."""
     ppo_num_steps: int = 32
@@ -207,8 +185,8 @@ class BenchmarkConfig:
     """Optimiser steps of pretraining (batch 32) for ``ppo+pretrain``, once per seed."""
     sb3_num_envs: int = 8
     """Envs of SB3's DummyVecEnv."""
-    sb3_n_steps: int = 64
-    """SB3 rollout length per env."""
+    sb3_num_steps: int = 64
+    """SB3 rollout length per env (SB3's ``n_steps``)."""
     amp: bool = False
     """Autocast (bf16 on CPU) in the custom PPO and pretraining."""
     threads: int = 1
@@ -225,6 +203,8 @@ class BenchmarkConfig:
     """The command line recorded in the report (``None``: the config is shown instead)."""
 
     def __post_init__(self) -> None:
+        self._check_task()
+        self._check_heldout()
         for name in ("shapings", "agents", "seeds"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
@@ -241,33 +221,13 @@ class BenchmarkConfig:
         if bad:
             raise ValueError(f"agents: unknown {bad}; choose from {list(AGENTS)}")
         for s in self.seeds:
-            if not _is_int(s) or s < 0:
-                raise ValueError(f"seeds must be integers >= 0, got {s!r}")
-        minimum = {
-            "total_timesteps": 1, "eval_points": 1, "eval_episodes": 2, "baseline_splits": 1,
-            "seq_len": 1, "prompt_bars": 0, "steps_per_bar": 1, "bars_per_phrase": 1,
-            "context_steps": 1, "ppo_num_envs": 1, "ppo_num_steps": 1, "pretrain_steps": 1,
-            "sb3_num_envs": 1, "sb3_n_steps": 1, "threads": 1, "split_seed": 0, "eval_seed": 0,
-        }  # fmt: skip
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.seq_len % self.steps_per_bar:
-            raise ValueError(
-                f"seq_len must be a multiple of steps_per_bar={self.steps_per_bar}, "
-                f"got {self.seq_len}"
-            )
-        if self.prompt_steps >= self.seq_len:
-            raise ValueError(
-                f"prompt_bars={self.prompt_bars} leaves nothing to compose in seq_len="
-                f"{self.seq_len} steps"
-            )
-        if not (isinstance(self.heldout_fraction, (int, float)) and 0 < self.heldout_fraction < 1):
-            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction!r}")
-        if not (isinstance(self.kl_coef, (int, float)) and math.isfinite(self.kl_coef)
-                and self.kl_coef >= 0):  # fmt: skip
-            raise ValueError(f"kl_coef must be a finite number >= 0, got {self.kl_coef!r}")
+            check_int("seeds", s, 0)
+        for name in ("total_timesteps", "eval_points", "ppo_num_envs", "ppo_num_steps",
+                     "pretrain_steps", "sb3_num_envs", "sb3_num_steps", "threads"):
+            check_int(name, getattr(self, name), 1)  # fmt: skip
+        check_number("kl_coef", self.kl_coef, 0.0)
+        for name in ("amp", "resume", "progress"):
+            check_bool(name, getattr(self, name))
         if any(a in _PPO_AGENTS for a in self.agents):
             batch = self.ppo_num_envs * self.ppo_num_steps
             if self.total_timesteps < batch:
@@ -275,17 +235,11 @@ class BenchmarkConfig:
                     f"total_timesteps={self.total_timesteps} is less than one custom PPO "
                     f"iteration (ppo_num_envs * ppo_num_steps = {batch})"
                 )
-        for name in ("data", "split_csv", "command", "tuned_config"):
-            value = getattr(self, name)
-            if isinstance(value, Path):
-                object.__setattr__(self, name, str(value))
-            elif value is not None and not isinstance(value, str):
-                raise ValueError(f"{name} must be a string or None, got {value!r}")
-        for name in ("out", "work"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, str(value))
-            if not getattr(self, name):
-                raise ValueError(f"{name} must be a non-empty path")
+        check_path(self, "tuned_config")
+        if self.command is not None and not isinstance(self.command, str):
+            raise ValueError(f"command must be a string or None, got {self.command!r}")
+        check_path(self, "out", optional=False)
+        check_path(self, "work", optional=False)
         if self.tuned_config is not None:
             self.tuned_reward()  # readable and valid, or a ValueError naming tuned_config
             if "tuned" not in self.shapings:
@@ -322,17 +276,19 @@ class BenchmarkConfig:
     def reward_setup(self, shaping: str) -> tuple[str, dict[str, float] | None, str]:
         """The env shaping, weights and :attr:`PPOConfig.reward_norm` of a benchmark shaping.
 
-        ``learned`` (and the random player's ``any``) use ``hierarchical``; ``tuned`` the
-        tuned file's shaping and weights; ``<preset>/<norm>`` the preset with that
-        normalisation.
+        ``learned`` uses ``hierarchical``; the random player's ``any`` the task's ``shaping``
+        and ``weights``; ``tuned`` the tuned file's shaping and weights; ``<preset>/<norm>``
+        the preset with that normalisation.
         """
         if shaping == "tuned":
             name, weights = self.tuned_reward()
             return name, weights, "running"
+        if shaping == _ANY:
+            return self.shaping, self.weight_mapping, "running"
         if "/" in shaping:
             name, norm = shaping.split("/", 1)
             return name, None, norm
-        return ("hierarchical" if shaping in ("learned", _ANY) else shaping), None, "running"
+        return ("hierarchical" if shaping == "learned" else shaping), None, "running"
 
     @property
     def prompt_steps(self) -> int:
@@ -347,7 +303,7 @@ class BenchmarkConfig:
     @property
     def sb3_batch(self) -> int:
         """Env steps per SB3 rollout: ``sb3_num_envs * sb3_n_steps``."""
-        return self.sb3_num_envs * self.sb3_n_steps
+        return self.sb3_num_envs * self.sb3_num_steps
 
     def cells(self) -> list[tuple[str, str, int]]:
         """The ``(shaping, agent, seed)`` runs, seed by seed.
@@ -417,7 +373,7 @@ class BenchmarkConfig:
             "smoke": dict(
                 shapings=("hierarchical",), agents=("ppo", "sb3-ppo", "random"), seeds=(0,),
                 total_timesteps=1024, eval_points=1, eval_episodes=16, baseline_splits=2,
-                sb3_num_envs=4, sb3_n_steps=32, pretrain_steps=5, ppo_num_envs=16,
+                sb3_num_envs=4, sb3_num_steps=32, pretrain_steps=5, ppo_num_envs=16,
                 ppo_num_steps=32,
             ),
             "quick": dict(
@@ -431,183 +387,23 @@ class BenchmarkConfig:
         return cls(**{**presets[budget], **changes})
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-# ----------------------------------------------------------------------------- data
-
-
-class _Split(NamedTuple):
-    train_dir: Path
-    heldout_dir: Path
-    train_names: list[str]
-    heldout_names: list[str]
-    source: str
-
-
-def _load_sequences(config: BenchmarkConfig) -> tuple[list[str], list[np.ndarray], str]:
-    """Names (relative paths without suffix) and sequences of the benchmark's data."""
-    if config.data is None:
-        from dataset.synthetic import default_corpus
-
-        seqs = default_corpus()
-        return [f"builtin/{i:03d}" for i in range(len(seqs))], seqs, "the built-in corpus"
-    from dataset.io import load_npz_folder
-
-    root = Path(config.data)
-    corpus = load_npz_folder(root)
-    names = [p.relative_to(root).with_suffix("").as_posix() for p in corpus.files]
-    return names, list(corpus.sequences), f"data folder {config.data!r}"
-
-
-def _split_indices(config: BenchmarkConfig, names: Sequence[str]) -> tuple[list[int], list[int]]:
-    n = len(names)
-    if config.split_csv is not None:
-        with open(config.split_csv, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"midi_filename", "split"} <= set(reader.fieldnames):
-                raise ValueError(
-                    f"split_csv {config.split_csv!r} needs the columns 'midi_filename' and "
-                    f"'split', has {reader.fieldnames}"
-                )
-            split = {Path(r["midi_filename"]).with_suffix("").as_posix(): r["split"]
-                     for r in reader}  # fmt: skip
-        matched = [name for name in names if name in split]
-        if not matched:
-            raise ValueError(
-                f"split_csv {config.split_csv!r}: no midi_filename matches a file of "
-                f"{config.data!r} (compared without suffix, e.g. {names[0]!r})"
-            )
-        held = [i for i, name in enumerate(names) if split.get(name) == "test"]
-        train = [i for i in range(n) if i not in set(held)]
-    else:
-        order = np.random.default_rng(config.split_seed).permutation(n)
-        k = max(1, int(round(config.heldout_fraction * n)))
-        held, train = sorted(order[:k].tolist()), sorted(order[k:].tolist())
-    if not held or not train:
-        raise ValueError(
-            f"the split leaves {len(train)} training and {len(held)} held-out sequences; both "
-            "must be non-empty"
-        )
-    return train, held
-
-
-def _write_split(config: BenchmarkConfig) -> _Split:
-    """Split the data and write both parts as ``.npz`` folders under ``work/split``."""
-    names, seqs, source = _load_sequences(config)
-    train, held = _split_indices(config, names)
-    root = Path(config.work) / "split"
-    dirs = {"train": root / "train", "heldout": root / "heldout"}
-    for d in dirs.values():
-        for old in d.rglob("*.npz"):  # only files this function wrote: a stale split must go
-            old.unlink()
-    for part, idx in (("train", train), ("heldout", held)):
-        for i in idx:
-            path = dirs[part] / f"{names[i]}.npz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(path, sequence=np.asarray(seqs[i], dtype=np.float32))
-    return _Split(
-        dirs["train"], dirs["heldout"], [names[i] for i in train], [names[i] for i in held],
-        source,
-    )  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-
-class _Reference(NamedTuple):
-    baselines: Any  # dataset.evaluation.Baselines (split seed split_seed)
-    headline: dict[str, tuple[float, float]]  # player -> (mean, std) over baseline_splits
-    windows: int  # held-out windows the baselines were computed on
-    heldout_windows: int  # full windows in the held-out split
-
-
-def _reference(config: BenchmarkConfig, heldout: Any) -> _Reference:
-    """Ceiling and floors on the continuations of ``2 * eval_episodes`` held-out windows."""
-    from dataset.evaluation import compare_to_baselines
-
-    lengths = np.array([len(s) for s in heldout.sequences])
-    idx = np.asarray(heldout.sample_indices).reshape(-1, 2)
-    full = idx[idx[:, 1] + config.seq_len <= lengths[idx[:, 0]]]
-    if len(full) < 4:
-        raise ValueError(
-            f"the held-out split has {len(full)} windows of seq_len={config.seq_len} steps; the "
-            "baselines need at least 4 (hold out more data or lower seq_len)"
-        )
-    rng = np.random.default_rng(config.split_seed)
-    pick = rng.choice(len(full), size=min(len(full), 2 * config.eval_episodes), replace=False)
-    p = config.prompt_steps
-    windows = [
-        np.asarray(heldout.sequences[s][st + p : st + config.seq_len], dtype=np.float32)
-        for s, st in full[np.sort(pick)]
-    ]
-    kw = {"steps_per_bar": config.steps_per_bar, "bars_per_phrase": config.bars_per_phrase}
-    base = compare_to_baselines(windows, seed=config.split_seed, **kw)
-    runs = [base] + [
-        compare_to_baselines(windows, seed=config.split_seed + k, bootstrap=0, **kw)
-        for k in range(1, config.baseline_splits)
-    ]
-    players = {"ceiling": "real_vs_real", "uniform_random": "uniform_random",
-               "density_random": "density_random", "silence": "silence"}  # fmt: skip
-    headline = {}
-    for name, attr in players.items():
-        values = [base.headline(getattr(b, attr)) for b in runs]
-        headline[name] = (float(np.mean(values)), float(np.std(values)))
-    return _Reference(base, headline, len(windows), len(full))
-
-
-def _evaluate(
-    policy: Callable[[dict[str, np.ndarray]], np.ndarray],
-    config: BenchmarkConfig,
-    env_kwargs: Mapping[str, Any],
-    reference: _Reference,
-) -> dict[str, float]:
-    """Play the evaluation episodes and score what was composed against the references."""
-    from agents.rollout import rollout_episodes
-    from dataset.evaluation import score_sets
-
-    r = rollout_episodes(
-        policy, env_kwargs, episodes=config.eval_episodes, num_envs=min(16, config.eval_episodes),
-        seed=config.eval_seed,
-    )  # fmt: skip
-    p = r.prompt_steps
-    score = score_sets(
-        r.sequences[:, p:], r.references[:, p:], config.steps_per_bar, config.bars_per_phrase
-    )
-    row = {
-        "headline": reference.baselines.headline(score),
-        "song_raw": float(r.song_raw.mean()),
-        "episode_return": float(r.returns.mean()),
-    }
-    for f in _FAMILIES:
-        row[f"oa_{f}"] = float(score.families.get(f, math.nan))
-    return row
-
-
 # ----------------------------------------------------------------------------- runs
 
 
 class _Context(NamedTuple):
     config: BenchmarkConfig
-    split: _Split
+    split: Split
     heldout: Any  # CompleteHierarchicalDrumDataset of the held-out split (the eval env's data)
-    reference: _Reference
+    reference: Reference
     train_rates: np.ndarray  # float64 (drums,): hits per step of each drum in the train split
     pretrained: dict[int, str]  # seed -> pretrained policy path (filled lazily)
     notes: dict[str, Any]
 
 
 def _env_kwargs(config: BenchmarkConfig, data: Any, shaping: str) -> dict[str, Any]:
+    """The env arguments of a benchmark shaping (its preset, weights) on ``data``."""
     name, weights, _ = config.reward_setup(shaping)
-    kwargs = {
-        "data": data, "seq_len": config.seq_len, "steps_per_bar": config.steps_per_bar,
-        "bars_per_phrase": config.bars_per_phrase, "prompt_bars": config.prompt_bars,
-        "context_steps": config.context_steps, "shaping": name,
-    }  # fmt: skip
-    if weights is not None:
-        kwargs["weights"] = weights
-    return kwargs
+    return config.env_kwargs(data, shaping=name, weights=weights)
 
 
 def _run_dir(config: BenchmarkConfig, shaping: str, agent: str, seed: int) -> Path:
@@ -629,7 +425,7 @@ class _Recorder:
 
     def evaluate(self, policy: Callable, env_steps: int, train_s: float | None = None) -> None:
         t = time.perf_counter()
-        scores = _evaluate(policy, self.ctx.config, self.env_kwargs, self.ctx.reference)
+        scores = evaluate(policy, self.ctx.config, self.env_kwargs, self.ctx.reference)
         spent = time.perf_counter() - t
         train = self.elapsed_training() if train_s is None else train_s
         self.eval_total += spent
@@ -655,10 +451,9 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     if not (c.resume and path.is_file()):
         t = time.perf_counter()
         result = pretrain(PretrainConfig(
-            data=str(ctx.split.train_dir), seq_len=c.seq_len, steps_per_bar=c.steps_per_bar,
-            bars_per_phrase=c.bars_per_phrase, context_steps=c.context_steps, epochs=10_000,
+            **{**c.task_fields(), "data": str(ctx.split.train_dir)}, epochs=10_000,
             max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device="cpu", out=str(out),
-            progress=False,
+            force=True, progress=False,
         ))  # fmt: skip
         ctx.notes.setdefault("pretrain", {})[str(seed)] = {
             "steps": result.steps, "final_loss": result.final_loss,
@@ -668,25 +463,11 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     return str(path)
 
 
-def _policy_from_checkpoint(path: Path) -> tuple[Any, int]:
-    """The policy of a PPO checkpoint (its ``policy_config`` and ``model``) and its iteration."""
-    import torch
-
-    from agents.checkpoint import load_checkpoint
-    from agents.policy import DrumPolicy, PolicyConfig
-
-    state = load_checkpoint(path)
-    with torch.random.fork_rng():  # building a module draws from the global generator
-        policy = DrumPolicy(PolicyConfig(**state["policy_config"]))
-    policy.load_state_dict(state["model"])
-    return policy, int(state["iteration"])
-
-
 def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
     import gymnasium as gym
     import torch
 
-    from agents.generate import policy_fn
+    from agents.generate import load_any_policy, policy_fn
     from agents.policy import DrumPolicy, PolicyConfig, load_policy
     from agents.ppo import PPOConfig, train
 
@@ -698,14 +479,12 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     every = max(1, iterations // c.eval_points)
     env_shaping, weights, reward_norm = c.reward_setup(shaping)
     cfg = PPOConfig(
-        data=str(ctx.split.train_dir), seq_len=c.seq_len, steps_per_bar=c.steps_per_bar,
-        bars_per_phrase=c.bars_per_phrase, prompt_bars=c.prompt_bars,
-        context_steps=c.context_steps, shaping=env_shaping, weights=weights,
-        reward_norm=reward_norm, learn_weights=shaping == "learned", num_envs=c.ppo_num_envs,
-        num_steps=c.ppo_num_steps, total_timesteps=c.total_timesteps,
+        **{**c.task_fields(), "data": str(ctx.split.train_dir), "shaping": env_shaping,
+           "weights": weights}, reward_norm=reward_norm, learn_weights=shaping == "learned",
+        num_envs=c.ppo_num_envs, num_steps=c.ppo_num_steps, total_timesteps=c.total_timesteps,
         kl_coef=c.kl_coef if pretrained else 0.0, pretrained=pretrained, amp=c.amp,
         device="cpu", seed=seed, out=str(_run_dir(c, shaping, agent, seed)),
-        checkpoint_every=every, progress=False, tensorboard=False,
+        checkpoint_every=every, force=True, progress=False, tensorboard=False,
     )  # fmt: skip
 
     # env step 0: the pretrained policy, or the initialisation train() makes (same seed)
@@ -732,9 +511,7 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
         trained_s[i] = rec.elapsed_training()
         done = i - 1  # the checkpoint on disk now is the one of iteration i - 1
         if done >= 1 and done % every == 0 and done < iterations:
-            policy, at = _policy_from_checkpoint(checkpoint)
-            if at != done:
-                raise RuntimeError(f"expected the checkpoint of iteration {done}, found {at}")
+            policy = load_any_policy(checkpoint)
             rec.evaluate(policy_fn(policy, seed=seed), done * c.ppo_batch, trained_s[done])
         return True
 
@@ -749,35 +526,19 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
 
 def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
     """SB3 as :func:`agents.sb3.train_baseline` sets it up, trained in evaluated chunks."""
-    import gymnasium as gym
-    from stable_baselines3 import A2C, PPO
-    from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from agents.sb3 import BaselineConfig, _sb3_policy_fn
+    from agents.sb3 import BaselineConfig, build_model, sb3_policy_fn
 
     c = ctx.config
     rec = _Recorder(ctx, shaping, agent, seed)
-    out = _run_dir(c, shaping, agent, seed)
+    env_shaping, weights, _ = c.reward_setup(shaping)
     base = BaselineConfig(
-        algo=_SB3[agent], data=str(ctx.split.train_dir), seq_len=c.seq_len,
-        prompt_bars=c.prompt_bars, shaping=shaping, num_envs=c.sb3_num_envs,
-        total_timesteps=c.total_timesteps, n_steps=c.sb3_n_steps, seed=seed, eval_every=0,
-        out=str(out), tensorboard=False,
+        **{**c.task_fields(), "data": str(ctx.split.train_dir), "shaping": env_shaping,
+           "weights": weights}, algo=_SB3[agent], num_envs=c.sb3_num_envs,
+        num_steps=c.sb3_num_steps, total_timesteps=c.total_timesteps, seed=seed, eval_every=0,
+        out=str(_run_dir(c, shaping, agent, seed)), tensorboard=False,
     )  # fmt: skip
-    kwargs = _env_kwargs(c, str(ctx.split.train_dir), shaping)
-    set_random_seed(seed)
-    venv = DummyVecEnv([lambda: gym.make("DrumCompose-v0", **kwargs)] * base.num_envs)
-    venv.seed(seed)
-    extra = dict(base.extra)
-    if base.algo == "ppo":
-        extra.setdefault("batch_size", min(256, base.n_steps * base.num_envs))
-    algo = PPO if base.algo == "ppo" else A2C
-    model = algo(
-        "MultiInputPolicy", venv, learning_rate=base.learning_rate, n_steps=base.n_steps,
-        ent_coef=base.ent_coef, seed=seed, device="cpu", verbose=0, **extra,
-    )  # fmt: skip
-    rec.evaluate(_sb3_policy_fn(model), 0, 0.0)
+    model, venv = build_model(base)
+    rec.evaluate(sb3_policy_fn(model), 0, 0.0)
     rec.start = time.perf_counter() - rec.eval_total
     batch = c.sb3_batch
     targets = sorted({max(batch, (k * c.total_timesteps // c.eval_points) // batch * batch)
@@ -785,7 +546,7 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     for target in targets:
         if target > model.num_timesteps:
             model.learn(target - model.num_timesteps, reset_num_timesteps=False)
-            rec.evaluate(_sb3_policy_fn(model), model.num_timesteps)
+            rec.evaluate(sb3_policy_fn(model), model.num_timesteps)
     venv.close()
     return rec.finish()
 
@@ -878,7 +639,7 @@ def _summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[st
     out: dict[str, dict[str, dict[str, float]]] = {}
     for (shaping, agent), rs in groups.items():
         cell: dict[str, float] = {"seeds": float(len(rs))}
-        for key in ("headline", "song_raw", "episode_return", *(f"oa_{f}" for f in _FAMILIES)):
+        for key in ("headline", "song_raw", "episode_return", *(f"oa_{f}" for f in FAMILIES)):
             values = np.array([r[key] for r in rs], dtype=np.float64)
             ok = values[np.isfinite(values)]
             cell[key] = float(ok.mean()) if len(ok) else math.nan
@@ -1213,7 +974,6 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     import torch
     from tqdm.auto import tqdm
 
-    from dataset.hierarchical import CompleteHierarchicalDrumDataset
     from dataset.metrics import as_hits
 
     t_start = time.perf_counter()
@@ -1231,28 +991,23 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     rows = [r for r in rows if (r["shaping"], r["agent"], r["seed"]) in done]  # drop unfinished
     _write_csv(csv_path, rows, append=False)
 
-    split = _write_split(config)
-    heldout = CompleteHierarchicalDrumDataset(
-        split.heldout_dir, config.seq_len, config.steps_per_bar, config.bars_per_phrase,
-        stride=config.steps_per_bar, as_numpy=True,
-    )  # fmt: skip
-    train_ds = CompleteHierarchicalDrumDataset(
-        split.train_dir, config.seq_len, config.steps_per_bar, config.bars_per_phrase,
-        stride=config.steps_per_bar, as_numpy=True,
-    )  # fmt: skip
+    split = write_split(config, config.work)
+    heldout = heldout_dataset(config, split.heldout_dir)
+    train_ds = heldout_dataset(config, split.train_dir)
     hits = sum(as_hits(s).sum(axis=0) for s in train_ds.sequences)
     rates = np.asarray(hits, dtype=np.float64) / float(sum(len(s) for s in train_ds.sequences))
-    reference = _reference(config, heldout)
+    reference = reference_players(config, heldout)
     ctx = _Context(config, split, heldout, reference, rates, {}, {})
 
-    from dataset.evaluation import FAMILIES
+    from dataset.evaluation import FAMILIES as EVAL_FAMILIES
 
-    assert tuple(FAMILIES) == _FAMILIES, "CSV columns out of date with dataset.evaluation"
+    assert tuple(EVAL_FAMILIES) == FAMILIES, "CSV columns out of date with dataset.evaluation"
     ctx_info = {
         "command": config.command or f"run_benchmark({config!r})",
         "data": split.source,
-        "split": f"by {config.split_csv}" if config.split_csv else
-                 f"seeded random split, {config.heldout_fraction:.0%} held out",
+        "split": (f"leave players out: {', '.join(config.heldout_players)} held out"
+                  if config.heldout_players else f"by {config.split_csv}" if config.split_csv
+                  else f"seeded random split, {config.heldout_fraction:.0%} held out"),
         "train_sequences": len(split.train_names), "heldout_sequences": len(split.heldout_names),
         "heldout_names": split.heldout_names,
         "baseline_windows": reference.windows, "heldout_windows": reference.heldout_windows,
@@ -1304,71 +1059,3 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
         summary, reference.headline, tuple(reference.baselines.discriminative), ran,
         time.perf_counter() - t_start,
     )  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the benchmark's options to ``parser`` (``drum-env benchmark`` uses this too)."""
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--smoke", action="store_true", help="seconds: the test suite's run")
-    budget.add_argument("--quick", action="store_true", help="under 15 min on 2 CPU cores")
-    parser.add_argument("--data", default=None, help="npz folder (default: built-in corpus)")
-    parser.add_argument("--split-csv", default=None,
-                        help="Groove info.csv: hold out its 'test' split")  # fmt: skip
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds")
-    parser.add_argument("--budget", type=int, default=None, help="env steps per run")
-    parser.add_argument("--shapings", nargs="+", default=None, choices=SHAPING_NAMES,
-                        help="default: " + " ".join(DEFAULT_SHAPINGS))  # fmt: skip
-    parser.add_argument("--tuned", default=None, metavar="FILE",
-                        help="best_config.json of drum-env tune (run with the same split "
-                             "settings): adds the 'tuned' row")  # fmt: skip
-    parser.add_argument("--agents", nargs="+", default=None, choices=AGENTS)
-    parser.add_argument("--eval-episodes", type=int, default=None)
-    parser.add_argument("--seq-len", type=int, default=None)
-    parser.add_argument("--out", default="benchmarks/results", help="report folder")
-    parser.add_argument("--work", default="runs/benchmark", help="runs and split folder")
-    parser.add_argument("--resume", action="store_true", help="skip runs already in the CSV")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace, command: str | None = None) -> BenchmarkConfig:
-    """The :class:`BenchmarkConfig` of parsed :func:`add_arguments` options."""
-    budget = "smoke" if args.smoke else "quick" if args.quick else "default"
-    changes: dict[str, Any] = {
-        "data": args.data, "split_csv": args.split_csv, "out": args.out, "work": args.work,
-        "resume": args.resume, "threads": args.threads, "progress": not args.no_progress,
-        "command": command, "tuned_config": args.tuned,
-    }  # fmt: skip
-    for name, field in (("seeds", "seeds"), ("budget", "total_timesteps"),
-                        ("shapings", "shapings"), ("agents", "agents"),
-                        ("eval_episodes", "eval_episodes"), ("seq_len", "seq_len")):  # fmt: skip
-        value = getattr(args, name)
-        if value is not None:
-            changes[field] = tuple(value) if isinstance(value, list) else value
-    return BenchmarkConfig.preset(budget, **changes)
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "drum-env benchmark") -> int:
-    """Run the benchmark from the command line; returns the exit code.
-
-    Args:
-        argv: options (default ``sys.argv[1:]``).
-        prog: how the command is named in the help and in the report.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = add_arguments(argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0]))
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args, command=" ".join([prog, *map(shlex.quote, argv)]))
-        result = run_benchmark(config)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print(result.md_path.read_text(encoding="utf-8"))
-    print(f"wrote {result.csv_path}, {result.md_path}, {result.png_path}, {result.json_path} "
-          f"({result.ran} run(s), {result.wall_s:.0f} s)")  # fmt: skip
-    return 0

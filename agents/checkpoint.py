@@ -29,6 +29,11 @@ from dataset.io import atomic_write
 __all__ = [
     "atomic_torch_save",
     "load_checkpoint",
+    "arrays_to_tensors",
+    "tensors_to_arrays",
+    "TRAINING_FORMAT",
+    "save_training_state",
+    "load_training_state",
     "numpy_rng_state",
     "set_numpy_rng_state",
     "capture_rng_state",
@@ -36,6 +41,10 @@ __all__ = [
 ]
 
 _INT64 = 2**63
+
+TRAINING_FORMAT = "drum-env/ppo-checkpoint"
+"""The ``format`` key of a trainer checkpoint (:func:`save_training_state`)."""
+_TRAINING_VERSION = 2  # 2: the env saves its own state; PPOConfig derives from TaskConfig
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -213,3 +222,128 @@ def restore_rng_state(
     if state.get("python") is not None:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
+
+
+# ----------------------------------------------------------------------------- trees
+
+
+def arrays_to_tensors(tree: Any) -> Any:
+    """A plain-data tree (an env's ``state_dict()``) with numpy arrays turned into tensors.
+
+    numpy arrays become tensors (``weights_only``-loadable); integers beyond int64 (PCG64
+    states) become ``{"__int__": "<decimal>"}``; tuples become lists; everything else is kept.
+    :func:`tensors_to_arrays` inverts it.
+    """
+    if isinstance(tree, Mapping):
+        return {k: arrays_to_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(tree).copy())
+    if isinstance(tree, (list, tuple)):
+        return [arrays_to_tensors(v) for v in tree]
+    if isinstance(tree, (int, np.integer)) and not isinstance(tree, (bool, np.bool_)):
+        v = int(tree)
+        return v if -_INT64 <= v < _INT64 else {"__int__": str(v)}
+    return tree
+
+
+def tensors_to_arrays(tree: Any) -> Any:
+    """Invert :func:`arrays_to_tensors`: tensors become numpy arrays, big ints ints again."""
+    if isinstance(tree, Mapping):
+        if set(tree) == {"__int__"}:
+            return int(tree["__int__"])
+        return {k: tensors_to_arrays(v) for k, v in tree.items()}
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu().numpy().copy()
+    if isinstance(tree, list):
+        return [tensors_to_arrays(v) for v in tree]
+    return tree
+
+
+# ----------------------------------------------------------------------------- trainer state
+
+
+def save_training_state(
+    path: str | os.PathLike[str], *, config: Mapping[str, Any], policy_config: Mapping[str, Any],
+    world_size: int, iteration: int, global_step: int, modules: Mapping[str, Any],
+    history: Sequence[Mapping[str, float]], ranks: Sequence[Any],
+) -> Path:  # fmt: skip
+    """Write a trainer checkpoint atomically (read back with :func:`load_training_state`).
+
+    Args:
+        path: ``out/checkpoint.pt``.
+        config: the run's config (plain data).
+        policy_config: the model's :class:`~agents.policy.PolicyConfig` as a dict.
+        world_size: DDP ranks of the run.
+        iteration: iterations done.
+        global_step: env steps done, all ranks.
+        modules: name -> object with ``state_dict()`` (model, optimisers, scheduler, scaler).
+        history: the per-iteration metrics so far.
+        ranks: per rank, its own state (env state as tensors, episode sums, RNG states).
+
+    Returns:
+        The path.
+    """
+    state = {
+        "format": TRAINING_FORMAT, "version": _TRAINING_VERSION, "config": dict(config),
+        "policy_config": dict(policy_config), "seed": config.get("seed"),
+        "world_size": int(world_size), "iteration": int(iteration),
+        "global_step": int(global_step), "history": list(history), "ranks": list(ranks),
+    }  # fmt: skip
+    state.update({name: obj.state_dict() for name, obj in modules.items()})
+    return atomic_torch_save(state, path)
+
+
+def load_training_state(
+    path: str | os.PathLike[str], *, config: Mapping[str, Any],
+    policy_config: Mapping[str, Any], world_size: int, resumable: Sequence[str] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """Load a trainer checkpoint and check that it is this run's.
+
+    A resume is honest: the checkpoint's config must equal ``config`` in every field except
+    those in ``resumable``; the model's config and the number of DDP ranks must be equal; and
+    ``total_timesteps`` (when resumable) may not end the run before the checkpoint's step.
+
+    Args:
+        path: the checkpoint.
+        config: the resuming run's config (plain data).
+        policy_config: the resuming run's model config as a dict.
+        world_size: DDP ranks of the resuming run.
+        resumable: config fields that may differ.
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        FileNotFoundError: no checkpoint.
+        ValueError: not a trainer checkpoint of this version, or one of another run; the
+            message names every differing field with both values.
+    """
+    state = load_checkpoint(path)
+    where = f"checkpoint {str(path)!r}"
+    if state.get("format") != TRAINING_FORMAT:
+        raise ValueError(f"{where} is not a PPO checkpoint of drum-env")
+    if state.get("version") != _TRAINING_VERSION:
+        raise ValueError(
+            f"{where} was written by another version of drum-env (checkpoint format "
+            f"{state.get('version')}, this one reads {_TRAINING_VERSION}); start a new run"
+        )
+    saved = state["policy_config"]
+    diffs = [f"{k} (checkpoint {saved.get(k)!r}, now {v!r})" for k, v in policy_config.items()
+             if saved.get(k) != v]  # fmt: skip
+    if diffs:
+        raise ValueError(f"{where} holds a model of another shape; differing: {', '.join(diffs)}")
+    saved = state["config"]
+    keys = sorted((set(saved) | set(config)) - set(resumable))
+    diffs = [f"{k} (checkpoint {saved.get(k)!r}, now {config.get(k)!r})" for k in keys
+             if saved.get(k) != config.get(k)]  # fmt: skip
+    if diffs:
+        raise ValueError(
+            f"{where}: a resumed run keeps its config, but these differ: {', '.join(diffs)}; "
+            f"only {', '.join(resumable)} may change on --resume"
+        )
+    if int(state["world_size"]) != world_size:
+        raise ValueError(
+            f"{where} was written by {state['world_size']} DDP rank(s), this run has "
+            f"{world_size}: resume with the same number of processes"
+        )
+    return state

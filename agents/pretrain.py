@@ -45,7 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from agents.distributed import check_device
 from agents.policy import DrumPolicy, PolicyConfig, save_policy
+from agents.runs import prepare_run_dir
+from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
 
 __all__ = [
     "PretrainConfig",
@@ -58,26 +61,23 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """Everything that defines a pretraining run. Validated on construction."""
+class PretrainConfig(TaskConfig):
+    """Everything that defines a pretraining run. Validated on construction.
 
-    data: str | None = None
-    """Folder of ``.npz`` drum sequences; ``None``: the built-in synthetic corpus."""
-    seq_len: int = 128
-    """Window length, steps (>= 2, at most ``max(context_steps, 1024) + 1``): one sample. Use the
-    env's ``seq_len``: the target features then describe windows of the same length."""
-    steps_per_bar: int = 16
-    """Steps in one bar; windows start on bar lines (loader stride)."""
-    bars_per_phrase: int = 4
-    """Bars in one phrase."""
+    The task settings come from :class:`~agents.task.TaskConfig` (pretraining reads ``data``,
+    ``seq_len``, ``steps_per_bar``, ``bars_per_phrase`` and ``context_steps``; the reward
+    settings are accepted so that ``pretrain`` and ``train`` take the same flags, and unused).
+    Use the env's ``seq_len``: the target features then describe windows of the same length.
+    """
+
     batch_size: int = 32
     """Windows per optimiser step."""
     epochs: int = 2
     """Passes over the windows."""
-    lr: float = 3e-4
+    learning_rate: float = 3e-4
     """AdamW learning rate."""
     weight_decay: float = 0.0
-    """AdamW weight decay."""
+    """AdamW weight decay, >= 0."""
     d_model: int = 32
     """Transformer width (see :class:`~agents.policy.PolicyConfig`)."""
     n_layers: int = 1
@@ -86,23 +86,22 @@ class PretrainConfig:
     """Attention heads."""
     dropout: float = 0.1
     """Dropout during pretraining, in [0, 1); the saved policy has dropout 0."""
-    context_steps: int = 16
-    """The saved policy's ``context_steps`` (the env's context window); pretraining itself feeds
-    whole windows, the position embedding covers ``max(context_steps, 1024)`` tokens."""
     seed: int = 0
     """Seed of the initialisation, dropout, shuffling and phase offsets."""
     device: str = "cpu"
-    """Torch device, e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``."""
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     amp: bool = True
     """Mixed precision: bf16 autocast on CPU, fp16 autocast with a ``GradScaler`` on CUDA."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (> 0)."""
     out: str = "runs/pretrain"
-    """Output folder: ``policy.pt`` and the TensorBoard events."""
+    """Run folder: ``config.json``, ``policy.pt`` and ``tb/``."""
+    force: bool = False
+    """Replace a previous run in ``out`` (its files are deleted) instead of refusing."""
     log_every: int = 50
     """Optimiser steps between TensorBoard points (means over those steps)."""
     progress: bool = True
-    """Show a tqdm progress bar."""
+    """Show a progress bar."""
     max_steps: int | None = None
     """Stop after this many optimiser steps (``None``: run all epochs)."""
     phase_offsets: bool = True
@@ -110,30 +109,18 @@ class PretrainConfig:
     and phases are not tied together (see the module docstring)."""
 
     def __post_init__(self) -> None:
-        def positive_int(name: str, minimum: int = 1) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-
-        for name in ("steps_per_bar", "bars_per_phrase", "batch_size", "epochs", "log_every"):
-            positive_int(name)
-        positive_int("seq_len", 2)
-        positive_int("seed", 0)
-        if self.max_steps is not None:
-            positive_int("max_steps")
-        if self.data is not None and not isinstance(self.data, (str, Path)):
-            raise ValueError(f"data must be a folder path or None, got {self.data!r}")
-        for name, low in (("lr", 0.0), ("max_grad_norm", 0.0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v < math.inf):
-                raise ValueError(f"{name} must be a finite number > {low}, got {v!r}")
-        wd = self.weight_decay
-        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0 <= wd < math.inf:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {wd!r}")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device must be a torch device string, got {self.device!r}") from exc
+        self._check_task()
+        check_path(self, "out", optional=False)
+        for name in ("batch_size", "epochs", "log_every", "d_model", "n_layers", "n_heads"):
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
+        check_int("max_steps", self.max_steps, 1, optional=True)
+        check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_number("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+        check_number("weight_decay", self.weight_decay, 0.0)
+        for name in ("amp", "progress", "phase_offsets", "force"):
+            check_bool(name, getattr(self, name))
+        check_device(self.device)
         max_len = self.policy_config_for(9).max_len  # validates d_model, n_heads, dropout, ...
         if self.seq_len - 1 > max_len:
             raise ValueError(
@@ -256,7 +243,10 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     Returns:
         PretrainResult; the policy is at ``Path(config.out) / "policy.pt"``.
     """
-    device = torch.device(config.device)
+    if config.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(config.device)
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
     else:
@@ -289,17 +279,18 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     policy_config = c.policy_config_for(num_drums)
     policy = DrumPolicy(policy_config).to(device)
     policy.train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
+    )
     amp = c.amp and device.type in ("cpu", "cuda")
     amp_dtype = autocast_dtype(device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     offsets = torch.Generator().manual_seed(c.seed)
 
-    out = Path(c.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(c.out, c.to_dict(), force=c.force)
     from torch.utils.tensorboard import SummaryWriter  # heavy: only when training
 
-    writer = SummaryWriter(str(out))
+    writer = SummaryWriter(str(out / "tb"))
     writer.add_text("pretrain/config", json.dumps(asdict(c), default=str))
     total = c.epochs * len(loader)
     if c.max_steps is not None:

@@ -8,43 +8,47 @@ custom agent's: :class:`DrumEvalCallback` plays whole episodes with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from agents.rollout import rollout_episodes
+from agents.runs import prepare_run_dir
+from agents.task import TaskConfig, check_bool, check_choice, check_int, check_number, check_path
 
-__all__ = ["BaselineConfig", "BaselineResult", "DrumEvalCallback", "train_baseline"]
+__all__ = [
+    "ALGOS", "BaselineConfig", "BaselineResult", "DrumEvalCallback", "build_model",
+    "sb3_policy_fn", "train_baseline",
+]  # fmt: skip
 
 ALGOS = ("ppo", "a2c")
+"""SB3 algorithms with ``MultiBinary`` actions: PPO and A2C."""
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
-    """A Stable-Baselines3 run on DrumCompose-v0."""
+class BaselineConfig(TaskConfig):
+    """A Stable-Baselines3 run on DrumCompose-v0. Frozen, validated.
+
+    The task settings come from :class:`~agents.task.TaskConfig`.
+    """
 
     algo: str = "ppo"
-    """``"ppo"`` or ``"a2c"`` (SB3 supports MultiBinary actions with these two only)."""
-    data: str | None = None
-    """npz folder of reference drums; ``None``: the built-in corpus."""
-    seq_len: int = 64
-    """Steps per episode window (primer included)."""
-    prompt_bars: int = 1
-    """Bars of primer."""
-    shaping: str = "hierarchical"
-    """Reward shaping name (``drum_env.SHAPINGS``)."""
+    """``ppo`` or ``a2c`` (SB3 supports MultiBinary actions with these two only)."""
     num_envs: int = 8
     """Envs in SB3's DummyVecEnv."""
+    num_steps: int = 64
+    """Rollout length per env and update (SB3's ``n_steps``; PPO: ``num_steps * num_envs`` per
+    batch)."""
     total_timesteps: int = 20_000
     """Env steps to train for, over all envs."""
-    n_steps: int = 64
-    """Rollout length per env and update (PPO: ``n_steps * num_envs`` per batch)."""
     learning_rate: float = 3e-4
     """Adam (PPO) / RMSprop (A2C) learning rate."""
     ent_coef: float = 0.01
-    """Entropy bonus coefficient."""
+    """Entropy bonus coefficient, >= 0."""
     seed: int = 0
     """Seeds SB3 (``set_random_seed``) and the env resets."""
     eval_every: int = 5_000
@@ -52,28 +56,71 @@ class BaselineConfig:
     eval_episodes: int = 8
     """Episodes per evaluation."""
     out: str = "runs/sb3"
-    """Folder for the model, TensorBoard logs and evaluations."""
+    """Run folder: ``config.json``, ``model.zip`` and ``tb/``."""
+    force: bool = False
+    """Replace a previous run in ``out`` (its files are deleted) instead of refusing."""
     tensorboard: bool = True
     """Write TensorBoard logs under ``out/tb``."""
     progress: bool = False
     """Show SB3's progress bar."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Further keyword arguments for the SB3 algorithm."""
+    """Further keyword arguments of the SB3 algorithm, as JSON (``'{"gae_lambda": 0.9}'``)."""
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
-        for name in ("num_envs", "total_timesteps", "n_steps", "eval_episodes", "seq_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        self._check_task()
+        check_choice("algo", self.algo, ALGOS)
+        for name in ("num_envs", "total_timesteps", "num_steps", "eval_episodes"):
+            check_int(name, getattr(self, name), 1)
+        check_int("eval_every", self.eval_every, 0)
+        check_int("seed", self.seed, 0)
+        check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_number("ent_coef", self.ent_coef, 0.0)
+        check_path(self, "out", optional=False)
+        for name in ("tensorboard", "progress", "force"):
+            check_bool(name, getattr(self, name))
+        extra = self.extra
+        if isinstance(extra, str):
+            try:
+                extra = json.loads(extra)
+            except ValueError as exc:
+                raise ValueError(f"extra must be a JSON object: {exc}") from exc
+        if not isinstance(extra, Mapping):
+            raise ValueError(f"extra must be a mapping of SB3 keyword arguments, got {extra!r}")
+        object.__setattr__(self, "extra", dict(extra))
 
-    @property
-    def env_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of DrumCompose-v0."""
-        return {"data": self.data, "seq_len": self.seq_len, "prompt_bars": self.prompt_bars,
-                "shaping": self.shaping}  # fmt: skip
+
+def build_model(config: BaselineConfig, data: Any = None) -> tuple[Any, Any]:
+    """The SB3 model and its ``DummyVecEnv`` for ``config`` (seeded, not trained).
+
+    Args:
+        config: the run.
+        data: replaces ``config.data`` for the training envs (e.g. a split's folder).
+
+    Returns:
+        ``(model, venv)``; close ``venv`` when done.
+    """
+    import gymnasium as gym
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import drum_env  # noqa: F401  (registers DrumCompose-v0)
+
+    set_random_seed(config.seed)
+    kwargs = config.env_kwargs(data)
+    venv = DummyVecEnv([lambda: gym.make("DrumCompose-v0", **kwargs)] * config.num_envs)
+    venv.seed(config.seed)
+    extra = dict(config.extra)
+    if config.algo == "ppo":
+        extra.setdefault("batch_size", min(256, config.num_steps * config.num_envs))
+    algo = PPO if config.algo == "ppo" else A2C
+    tb = str(Path(config.out) / "tb") if config.tensorboard else None
+    model = algo(
+        "MultiInputPolicy", venv, learning_rate=config.learning_rate, n_steps=config.num_steps,
+        ent_coef=config.ent_coef, seed=config.seed, device="cpu", verbose=0,
+        tensorboard_log=tb, **extra,
+    )  # fmt: skip
+    return model, venv
 
 
 class BaselineResult(NamedTuple):
@@ -86,7 +133,9 @@ class BaselineResult(NamedTuple):
     evaluations: list[dict[str, float]]
 
 
-def _sb3_policy_fn(model: Any, deterministic: bool = False):
+def sb3_policy_fn(model: Any, deterministic: bool = False):
+    """A policy function (batched obs dict -> int8 actions) from an SB3 model's ``predict``."""
+
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         actions, _ = model.predict(obs, deterministic=deterministic)
         return np.asarray(actions, dtype=np.int8)
@@ -124,7 +173,7 @@ class DrumEvalCallback(_make_callback_base()):  # type: ignore[misc]
     def evaluate(self) -> dict[str, float]:
         """Play the evaluation episodes now and log them."""
         rollouts = rollout_episodes(
-            _sb3_policy_fn(self.model), self.env_kwargs, self.episodes, seed=self.seed
+            sb3_policy_fn(self.model), self.env_kwargs, self.episodes, seed=self.seed
         )
         row = {
             "step": float(self.num_timesteps),
@@ -151,45 +200,23 @@ def train_baseline(config: BaselineConfig) -> BaselineResult:
 
     Returns:
         BaselineResult; the model is saved as ``out/model.zip``.
+
+    Raises:
+        agents.runs.RunDirError: ``out`` holds another run (and ``force`` is not set).
     """
-    import gymnasium as gym
-    from stable_baselines3 import A2C, PPO
-    from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    import drum_env  # noqa: F401
-
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    set_random_seed(config.seed)
-    kwargs = config.env_kwargs
-    venv = DummyVecEnv([lambda: gym.make("DrumCompose-v0", **kwargs)] * config.num_envs)
-    venv.seed(config.seed)
-    algo = PPO if config.algo == "ppo" else A2C
-    extra = dict(config.extra)
-    if config.algo == "ppo":
-        extra.setdefault("batch_size", min(256, config.n_steps * config.num_envs))
-    model = algo(
-        "MultiInputPolicy", venv, learning_rate=config.learning_rate, n_steps=config.n_steps,
-        ent_coef=config.ent_coef, seed=config.seed, device="cpu", verbose=0,
-        tensorboard_log=str(out / "tb") if config.tensorboard else None, **extra,
-    )  # fmt: skip
-    callback = DrumEvalCallback(kwargs, config.eval_every, config.eval_episodes, config.seed)
+    out = prepare_run_dir(config.out, config.to_dict(), force=config.force)
+    model, venv = build_model(config)
+    callback = DrumEvalCallback(
+        config.env_kwargs(), config.eval_every, config.eval_episodes, config.seed
+    )
     model.learn(config.total_timesteps, callback=callback, progress_bar=config.progress)
     evals = callback.evaluations
     final = evals[-1] if evals and evals[-1]["step"] == model.num_timesteps else None
     final = final or callback.evaluate()
     model_path = out / "model.zip"
     model.save(model_path)
-    (out / "config.json").write_text(_json(asdict(config)))
     venv.close()
     return BaselineResult(
         model_path, int(model.num_timesteps), final["episode_return"], final["song_raw"],
         callback.evaluations,
     )  # fmt: skip
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, sort_keys=True)

@@ -3,8 +3,8 @@
 One study searches the reward weights of every term of :data:`drum_env.rewards.TERMS` (the five
 levels plus ``silence`` and ``repetition``), the learning rate, dropout, the model width, the
 entropy coefficient and (with a pretrained policy) the KL coefficient. Each trial trains
-:func:`agents.ppo.train` for ``budget`` env steps and returns the shaping-independent headline
-score of :mod:`dataset.evaluation` on a *validation* split (higher is better; the study
+:func:`agents.ppo.train` for ``total_timesteps`` env steps and returns the shaping-independent
+headline score of :mod:`dataset.evaluation` on a *validation* split (higher is better; the study
 maximises it). The reward never judges itself.
 
 * :class:`TuneConfig`: the study, the objective's fixed settings and the search-space bounds;
@@ -41,7 +41,7 @@ the alternative; a file given by the user keeps the study cheap and its workers 
 ## Objective and pruning
 
 The data are split twice with the benchmark's own functions (``agents.benchmark``): first into
-a test part (``test_fraction``, ``split_seed``, or a Groove ``split_csv``), *exactly as the
+a test part (``heldout_fraction``, ``split_seed``, or a Groove ``split_csv``), *exactly as the
 benchmark holds it out* when its ``heldout_fraction`` / ``split_seed`` / ``split_csv`` are the
 same, and which the tuner never reads; then the rest into training and validation
 (``validation_fraction``). A trial trains on the training part; every ``eval_every`` env steps
@@ -50,9 +50,10 @@ episodes on the validation part (reset seed ``eval_seed``: the same primers for 
 and reports the headline (mean overlapping area over the discriminative feature families,
 against ceiling and floors computed on the validation windows) with ``trial.report(score,
 env_steps)``. When the pruner says so, training stops and the trial ends PRUNED. The last
-evaluation (after ``budget`` env steps) is the trial's value. Evaluations read the checkpoint
-that :func:`agents.ppo.train` writes every ``eval_every`` steps, so a report lags training by
-one iteration (the callback of iteration ``i + 1`` scores the policy of iteration ``i``).
+evaluation (after ``total_timesteps`` env steps) is the trial's value. Evaluations read the
+checkpoint that :func:`agents.ppo.train` writes every ``eval_every`` steps, so a report
+lags training by one iteration (the callback of iteration ``i + 1`` scores the policy of
+iteration ``i``).
 
 Pruners: ``"median"`` (Optuna's ``MedianPruner``: after ``pruner_startup_trials`` finished
 trials and ``pruner_warmup_steps`` env steps, stop a trial whose report is worse than the
@@ -89,7 +90,7 @@ fields that differ). Data paths, the device and the storage may differ between w
 
 After every run the best trial's config is written to ``out/<study_name>/best_config.json``
 (``best_config`` to change it): every :class:`~agents.ppo.PPOConfig` field, with the data
-folder given to the tuner, the trial's seed and ``total_timesteps = budget``; train it with
+folder given to the tuner, the trial's seed and ``total_timesteps``; train it with
 ``drum-env train --config runs/tune/drum-env/best_config.json`` (options after it override,
 e.g. ``--total-timesteps 100000``). ``--resume --n-trials 0`` only exports.
 
@@ -101,13 +102,12 @@ Open the Optuna dashboard on the same storage URL::
 Each trial shows its intermediate scores (x axis: env steps), its parameters and its user
 attributes (the full PPO config, the seed, the validation song term and return).
 
->>> TuneConfig(budget=4096, num_envs=8, num_steps=64).iterations
+>>> TuneConfig(total_timesteps=4096, num_envs=8, num_steps=64).iterations
 8
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib.util
@@ -116,7 +116,6 @@ import math
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 import warnings
@@ -124,6 +123,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from agents.heldout import HeldoutConfig
 
 if TYPE_CHECKING:
     import optuna
@@ -137,10 +138,6 @@ __all__ = [
     "run_study",
     "open_study",
     "export_best",
-    "add_arguments",
-    "config_from_args",
-    "run_from_args",
-    "main",
 ]
 
 PRUNERS: tuple[str, ...] = ("median", "hyperband", "none")
@@ -163,10 +160,15 @@ def _is_number(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class TuneConfig:
+class TuneConfig(HeldoutConfig):
     """One Optuna study: storage, budget, data, fixed PPO settings and search-space bounds.
 
-    Frozen; validated on construction (errors name the field and the allowed range). Derived
+    The task (its ``shaping`` is the base shaping: it decides the normalisation, and the sampled
+    weights replace its weights of ``weight_terms``) and the split come from
+    :class:`~agents.heldout.HeldoutConfig`: ``heldout_players`` / ``split_csv`` /
+    ``heldout_fraction`` make the *test* part, never read by the tuner (use the benchmark's
+    settings), and ``validation_fraction`` of the rest is validated on. Frozen; validated on
+    construction (errors name the field and the allowed range). Derived
     values (``batch_size``, ``iterations``, ``storage_url``, ...) are properties.
     """
 
@@ -202,7 +204,7 @@ class TuneConfig:
     worker died) is marked FAIL by the next worker. ``None``: no heartbeat."""
 
     # --- objective
-    budget: int = 16_384
+    total_timesteps: int = 16_384
     """Env steps of one trial's training; at least one PPO iteration (``num_envs *
     num_steps``), rounded down to whole iterations."""
     eval_every: int = 4096
@@ -211,39 +213,15 @@ class TuneConfig:
     eval_episodes: int = 32
     """Validation episodes per evaluation (>= 2); the ceiling and floors use twice as many
     validation windows."""
-    eval_seed: int = 12_345
-    """Reset seed of the validation episodes: the same primers for every trial."""
     seed: int = 0
     """Trial ``n`` trains with seed ``seed + n``."""
 
-    # --- data and split
-    data: str | None = None
-    """Folder of ``.npz`` sequences; ``None``: the built-in synthetic corpus."""
-    split_csv: str | None = None
-    """A Groove ``info.csv``: its ``test`` rows form the test part (as in the benchmark)."""
-    test_fraction: float = 0.25
-    """Share held out as the test part (never read by the tuner), in (0, 1); use the
-    benchmark's ``heldout_fraction``."""
     validation_fraction: float = 0.25
     """Share of the rest that forms the validation part, in (0, 1)."""
     split_seed: int = 0
     """Seed of both splits and of the validation baselines; use the benchmark's
     ``split_seed``."""
-    seq_len: int = 64
-    """Steps per episode, primer included; a multiple of ``steps_per_bar``."""
-    prompt_bars: int = 1
-    """Bars of primer."""
-    steps_per_bar: int = 16
-    """Steps in one bar."""
-    bars_per_phrase: int = 4
-    """Bars in one phrase."""
-    context_steps: int = 16
-    """Steps of canvas the policy sees."""
-
     # --- fixed PPO settings
-    shaping: str = "hierarchical"
-    """Base shaping (a name of ``drum_env.SHAPINGS``): decides the normalisation; the sampled
-    weights replace its weights of ``weight_terms``."""
     num_envs: int = 16
     """Sub-envs of the vector env."""
     num_steps: int = 32
@@ -304,7 +282,9 @@ class TuneConfig:
     """Log every finished trial (Optuna's INFO log)."""
 
     def __post_init__(self) -> None:
-        for name in ("storage", "data", "split_csv", "pretrained", "best_config"):
+        self._check_task()
+        self._check_heldout()
+        for name in ("storage", "pretrained", "best_config"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
@@ -326,15 +306,13 @@ class TuneConfig:
         batch = self.num_envs * self.num_steps if all(
             _is_int(getattr(self, n)) and getattr(self, n) >= 1 for n in ("num_envs", "num_steps")
         ) else None  # fmt: skip
-        if not _is_int(self.budget) or self.budget < 1:
+        if not _is_int(self.total_timesteps) or self.total_timesteps < 1:
             raise ValueError(
-                f"budget must be an integer >= 1 env steps per trial (at least one PPO "
-                f"iteration, num_envs * num_steps = {batch}), got {self.budget!r}"
+                f"total_timesteps must be an integer >= 1 env steps per trial (at least one PPO "
+                f"iteration, num_envs * num_steps = {batch}), got {self.total_timesteps!r}"
             )
         minimum = {
-            "eval_every": 1, "eval_episodes": 2, "eval_seed": 0, "seed": 0, "split_seed": 0,
-            "seq_len": 1, "prompt_bars": 0, "steps_per_bar": 1, "bars_per_phrase": 1,
-            "context_steps": 1, "num_envs": 1, "num_steps": 1, "num_minibatches": 1,
+            "eval_every": 1, "seed": 0, "num_envs": 1, "num_steps": 1, "num_minibatches": 1,
             "n_layers": 1, "n_heads": 1, "threads": 1, "max_failures": 1,
             "pruner_startup_trials": 0, "pruner_warmup_steps": 0, "hyperband_reduction_factor": 2,
         }  # fmt: skip
@@ -342,10 +320,10 @@ class TuneConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.budget < self.batch_size:
+        if self.total_timesteps < self.batch_size:
             raise ValueError(
-                f"budget={self.budget} env steps is less than one PPO iteration (num_envs * "
-                f"num_steps = {self.batch_size})"
+                f"total_timesteps={self.total_timesteps} env steps is less than one PPO "
+                f"iteration (num_envs * num_steps = {self.batch_size})"
             )
         if self.n_trials is not None and (not _is_int(self.n_trials) or self.n_trials < 0):
             raise ValueError(f"n_trials must be an integer >= 0 or None, got {self.n_trials!r}")
@@ -360,10 +338,9 @@ class TuneConfig:
                 raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"pruner must be one of {list(PRUNERS)}, got {self.pruner!r}")
-        for name in ("test_fraction", "validation_fraction"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 < value < 1:
-                raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+        value = self.validation_fraction
+        if not _is_number(value) or not 0 < value < 1:
+            raise ValueError(f"validation_fraction must be a number in (0, 1), got {value!r}")
 
         # search space
         def bounds(stem: str, low_min: float, low_open: bool, high_max: float | None) -> None:
@@ -398,10 +375,8 @@ class TuneConfig:
                     f"{self.n_heads}, got {c!r}"
                 )
 
-        from drum_env.rewards import SHAPINGS, TERMS
+        from drum_env.rewards import TERMS
 
-        if self.shaping not in SHAPINGS:
-            raise ValueError(f"shaping must be one of {list(SHAPINGS)}, got {self.shaping!r}")
         terms = self.weight_terms
         if terms is None:
             terms = TERMS
@@ -432,8 +407,8 @@ class TuneConfig:
 
     @property
     def iterations(self) -> int:
-        """PPO iterations per trial: ``budget // batch_size``."""
-        return self.budget // self.batch_size
+        """PPO iterations per trial: ``total_timesteps // batch_size``."""
+        return self.total_timesteps // self.batch_size
 
     @property
     def eval_iterations(self) -> int:
@@ -483,14 +458,17 @@ class TuneConfig:
         left out: they may differ between the machines of one study.
         """
         names = (
-            "budget", "eval_every", "eval_episodes", "eval_seed", "seed", "test_fraction",
-            "validation_fraction", "split_seed", "seq_len", "prompt_bars", "steps_per_bar",
-            "bars_per_phrase", "context_steps", "shaping", "num_envs", "num_steps",
+            "total_timesteps", "eval_every", "eval_episodes", "eval_seed", "seed",
+            "heldout_fraction", "validation_fraction", "split_seed", "num_envs", "num_steps",
             "num_minibatches", "n_layers", "n_heads", "amp",
         )  # fmt: skip
         settings: dict[str, Any] = {n: getattr(self, n) for n in names}
+        settings.update({k: v for k, v in self.task_fields().items() if k != "data"})
+        settings["heldout_players"] = (None if self.heldout_players is None
+                                       else list(self.heldout_players))  # fmt: skip
         settings["pretrained"] = self.pretrained is not None
-        settings["split"] = "csv" if self.split_csv is not None else "random"
+        settings["split"] = ("players" if self.heldout_players is not None else "csv"
+                             if self.split_csv is not None else "random")  # fmt: skip
         return settings
 
     def ppo_config(
@@ -511,19 +489,19 @@ class TuneConfig:
             **changes: other PPOConfig fields (``data``, ``out``, ...).
 
         Returns:
-            PPOConfig, with ``data = self.data`` and ``total_timesteps = budget`` unless changed.
+            PPOConfig, with the study's task and ``total_timesteps`` unless changed.
         """
         from agents.ppo import PPOConfig
 
-        weights = {k[2:]: float(v) for k, v in params.items() if k.startswith("w_")}
+        weights = {**(self.weight_mapping or {}),
+                   **{k[2:]: float(v) for k, v in params.items() if k.startswith("w_")}}
         d_model, n_layers, n_heads = arch if arch else (params["d_model"], self.n_layers,
                                                         self.n_heads)  # fmt: skip
         values: dict[str, Any] = dict(
-            data=self.data, seq_len=self.seq_len, steps_per_bar=self.steps_per_bar,
-            bars_per_phrase=self.bars_per_phrase, prompt_bars=self.prompt_bars,
-            context_steps=self.context_steps, shaping=self.shaping, weights=weights or None,
-            num_envs=self.num_envs, num_steps=self.num_steps, total_timesteps=self.budget,
-            num_minibatches=self.num_minibatches, lr=float(params["lr"]),
+            **{**self.task_fields(), "weights": weights or None},
+            num_envs=self.num_envs, num_steps=self.num_steps,
+            total_timesteps=self.total_timesteps, num_minibatches=self.num_minibatches,
+            learning_rate=float(params["lr"]),
             ent_coef=float(params["ent_coef"]), kl_coef=float(params.get("kl_coef", 0.0)),
             pretrained=self.pretrained, d_model=int(d_model), n_layers=int(n_layers),
             n_heads=int(n_heads), dropout=float(params["dropout"]), amp=self.amp,
@@ -752,9 +730,9 @@ def open_study(
 
 class _Data(NamedTuple):
     train_dir: Path  # the tuner's training part (npz folder)
-    bench: Any  # agents.benchmark.BenchmarkConfig of the validation evaluation
+    heldout: Any  # agents.heldout.HeldoutConfig of the validation evaluation
     env_kwargs: dict[str, Any]  # DrumCompose-v0 kwargs on the validation part
-    reference: Any  # agents.benchmark._Reference: ceiling and floors on validation windows
+    reference: Any  # agents.heldout.Reference: ceiling and floors on validation windows
     arch: tuple[int, int, int] | None  # (d_model, n_layers, n_heads) of the pretrained policy
 
 
@@ -762,43 +740,29 @@ class _Data(NamedTuple):
 def _prepared_data(config: TuneConfig) -> Iterator[_Data]:
     """Split the data (test | train | validation) into a folder of this worker; remove it after.
 
-    Uses the benchmark's split and evaluation functions, so the test part is the benchmark's
-    held-out part for equal ``split_seed`` / fraction / CSV.
+    Uses :mod:`agents.heldout`'s split and evaluation, so the test part is the benchmark's
+    held-out part for equal ``split_seed`` / ``heldout_players`` / fraction / CSV.
     """
-    from agents.benchmark import BenchmarkConfig, _env_kwargs, _reference, _write_split
-    from dataset.hierarchical import CompleteHierarchicalDrumDataset
+    from agents.heldout import heldout_dataset, reference, write_split
 
     config.study_dir.mkdir(parents=True, exist_ok=True)
     # one folder per worker process: workers on one machine never rewrite each other's split
     work = Path(tempfile.mkdtemp(prefix=f"split-{socket.gethostname()}-{os.getpid()}-",
                                  dir=config.study_dir))  # fmt: skip
     try:
-        first = BenchmarkConfig(
-            data=config.data, split_csv=config.split_csv, heldout_fraction=config.test_fraction,
-            split_seed=config.split_seed, shapings=("hierarchical",), agents=("random",),
-            seeds=(0,), eval_episodes=config.eval_episodes, eval_seed=config.eval_seed,
-            baseline_splits=1, seq_len=config.seq_len, prompt_bars=config.prompt_bars,
-            steps_per_bar=config.steps_per_bar, bars_per_phrase=config.bars_per_phrase,
-            context_steps=config.context_steps, out=str(work), work=str(work / "test"),
-            progress=False,
+        outer = write_split(config, work / "test")  # train+validation | test (never read below)
+        inner_config = dataclasses.replace(
+            config, data=str(outer.train_dir), split_csv=None, heldout_players=None,
+            heldout_fraction=config.validation_fraction, baseline_splits=1,
         )  # fmt: skip
-        outer = _write_split(first)  # train+validation | test (never read below)
-        second = dataclasses.replace(
-            first, data=str(outer.train_dir), split_csv=None,
-            heldout_fraction=config.validation_fraction, work=str(work / "validation"),
-        )  # fmt: skip
-        inner = _write_split(second)
-        validation = CompleteHierarchicalDrumDataset(
-            inner.heldout_dir, config.seq_len, config.steps_per_bar, config.bars_per_phrase,
-            stride=config.steps_per_bar, as_numpy=True,
-        )  # fmt: skip
+        inner = write_split(inner_config, work / "validation")
+        validation = heldout_dataset(config, inner.heldout_dir)
         try:
-            reference = _reference(second, validation)
+            ref = reference(inner_config, validation)
         except ValueError as exc:
             raise ValueError(f"validation split: {exc}") from None
         arch = _pretrained_arch(config) if config.pretrained is not None else None
-        yield _Data(inner.train_dir, second, _env_kwargs(second, validation, config.shaping),
-                    reference, arch)  # fmt: skip
+        yield _Data(inner.train_dir, inner_config, config.env_kwargs(validation), ref, arch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -840,23 +804,23 @@ def _suggest(trial: optuna.Trial, config: TuneConfig, data: _Data) -> dict[str, 
 
 
 def _validation_score(data: _Data, policy: Any, seed: int) -> dict[str, float]:
-    """Score ``policy`` on the validation episodes (the benchmark's ``_evaluate``).
+    """Score ``policy`` on the validation episodes (:func:`agents.heldout.evaluate`).
 
     Returns:
         ``headline`` (in [0, 1], higher is better), ``song_raw``, ``episode_return``,
         ``oa_<family>``.
     """
-    from agents.benchmark import _evaluate
     from agents.generate import policy_fn
+    from agents.heldout import evaluate
 
-    return _evaluate(policy_fn(policy, seed=seed), data.bench, data.env_kwargs, data.reference)
+    return evaluate(policy_fn(policy, seed=seed), data.heldout, data.env_kwargs, data.reference)
 
 
 def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
     """Train one trial, reporting validation scores; returns the final validation headline."""
     import optuna
 
-    from agents.benchmark import _policy_from_checkpoint
+    from agents.generate import load_any_policy
     from agents.ppo import train
 
     params = _suggest(trial, config, data)
@@ -865,13 +829,14 @@ def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
     shutil.rmtree(out, ignore_errors=True)  # a leftover of an earlier study of the same name
     run = config.ppo_config(
         params, seed, data.arch, data=str(data.train_dir), out=str(out),
-        checkpoint_every=config.eval_iterations, progress=False, tensorboard=False,
+        checkpoint_every=config.eval_iterations, force=True, progress=False, tensorboard=False,
     )  # fmt: skip
     exported = dataclasses.replace(
         run,
         data=config.data,
         out=f"runs/tuned/{config.study_name}",
         checkpoint_every=10,
+        force=False,
         progress=True,
         tensorboard=True,
     )
@@ -887,9 +852,7 @@ def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
     def callback(metrics: dict[str, float]) -> bool:
         done = int(metrics["iteration"]) - 1  # the checkpoint on disk is iteration i - 1's
         if done >= 1 and done % every == 0 and done < iterations:
-            policy, at = _policy_from_checkpoint(checkpoint)
-            if at != done:
-                raise RuntimeError(f"expected the checkpoint of iteration {done}, found {at}")
+            policy = load_any_policy(checkpoint)
             score = _validation_score(data, policy, seed)["headline"]
             trial.report(score, done * batch)
             if trial.should_prune():
@@ -1045,136 +1008,3 @@ def export_best(source: TuneConfig | optuna.Study, path: str | Path | None = Non
 
     text = json.dumps(values, indent=1) + "\n"
     return atomic_write(Path(default if path is None else path), lambda f: f.write(text.encode()))
-
-
-# ----------------------------------------------------------------------------- command line
-
-_HELP = {
-    "study_name": "study name in the storage",
-    "storage": "Optuna RDB URL, e.g. postgresql://user:pw@host/db (default: sqlite file "
-               "OUT/STUDY_NAME.db)",
-    "resume": "continue an existing study (same search space and settings)",
-    "n_trials": "trials of this worker ('none': until --timeout; 0: create/check and export)",
-    "timeout": "seconds after which this worker starts no new trial",
-    "pruner": f"one of {', '.join(PRUNERS)}",
-    "budget": "env steps of training per trial",
-    "eval_every": "env steps between validation scores reported to the pruner",
-    "data": "npz folder (default: the built-in corpus)",
-    "pretrained": "policy file (drum-env pretrain): initialises trials, enables the kl_coef "
-                  "search",
-    "weight_terms": "terms whose weight is searched (default: all)",
-    "d_model_choices": "Transformer widths to choose from",
-    "best_config": "where to write the best PPO config (default OUT/STUDY_NAME/"
-                   "best_config.json)",
-    "out": "folder of the default storage and of the trial runs",
-}  # fmt: skip
-
-
-def _parse_optional(kind: type):
-    def parse(text: str) -> Any:
-        return None if text.lower() == "none" else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add one ``--field-name`` option per :class:`TuneConfig` field (and ``--config FILE``).
-
-    Options left out keep the field's default (or the ``--config`` JSON's value). ``none``
-    sets an optional field to ``None``.
-    """
-    parser.add_argument("--config", help="JSON file of TuneConfig fields (options override it)")
-    defaults = TuneConfig.__dataclass_fields__
-    for f in dataclasses.fields(TuneConfig):
-        text = str(f.type).replace(" ", "")
-        optional = "|None" in text
-        base = text.replace("|None", "")
-        default = defaults[f.name].default
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f"{_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})"
-        if base == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_)  # fmt: skip
-            continue
-        kinds = {"int": int, "float": float, "str": str}
-        if base.startswith("tuple["):
-            kind = kinds[base[len("tuple[") :].split(",")[0]]
-            parser.add_argument(flag, nargs="+", type=kind, default=argparse.SUPPRESS,
-                                metavar=f.name.upper(), help=help_)  # fmt: skip
-            continue
-        kind = kinds[base]
-        parser.add_argument(
-            flag, type=_parse_optional(kind) if optional else kind, default=argparse.SUPPRESS,
-            metavar=f.name.upper(), choices=PRUNERS if f.name == "pruner" else None, help=help_,
-        )  # fmt: skip
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> TuneConfig:
-    """The :class:`TuneConfig` of parsed :func:`add_arguments` options."""
-    names = [f.name for f in dataclasses.fields(TuneConfig)]
-    values: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config: no such file {str(path)!r}")
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--config {str(path)!r} is not valid JSON: {exc}") from None
-        unknown = sorted(set(loaded) - set(names))
-        if unknown:
-            raise ValueError(f"--config {str(path)!r} has unknown key(s) {unknown}; valid keys: "
-                             f"{names}")  # fmt: skip
-        values.update(loaded)
-    values.update({n: getattr(args, n) for n in names if hasattr(args, n)})
-    for name in ("weight_terms", "d_model_choices"):
-        if isinstance(values.get(name), list):
-            values[name] = tuple(values[name])
-    return TuneConfig(**values)
-
-
-def run_from_args(args: argparse.Namespace, prog: str = "drum-env tune") -> int:
-    """Run the study of parsed options and print a summary; returns the exit code.
-
-    Bad input (config, data, storage, study clash) prints one ``error:`` line and returns 2; a
-    worker stopped by ``max_failures`` returns 1.
-    """
-    try:
-        config = config_from_args(args)
-        result = run_study(config)
-    except (ValueError, FileNotFoundError, ConnectionError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"study {config.study_name!r} in {result.storage}: {result.trials_run} trial(s) run "
-          f"now; {result.complete} complete, {result.pruned} pruned, {result.failed} failed in "
-          f"the study ({result.wall_s:.0f} s)")  # fmt: skip
-    if result.best_trial is not None:
-        print(f"best: trial {result.best_trial}, validation headline {result.best_value:.4f}, "
-              f"{json.dumps(result.best_params)}")  # fmt: skip
-        print(f"wrote {result.best_config_path}; train it with: drum-env train --config "
-              f"{result.best_config_path}")  # fmt: skip
-    hidden = "***@" in result.storage
-    print(f"dashboard: optuna-dashboard '{result.storage}'"
-          + (" (with the password in place of ***)" if hidden else ""))  # fmt: skip
-    if result.stopped:
-        print(f"{prog}: stopped early: {result.stopped}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "drum-env tune") -> int:
-    """Run ``drum-env tune`` from the command line; returns the exit code.
-
-    Args:
-        argv: options (default ``sys.argv[1:]``).
-        prog: how the command is named in the help and in messages.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = add_arguments(argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0]))
-    return run_from_args(parser.parse_args(argv), prog)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

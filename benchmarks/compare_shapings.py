@@ -19,13 +19,15 @@ Examples::
     drum-env convert ../shared/data/groove-midi runs/groove-npz
     python benchmarks/compare_shapings.py --data runs/groove-npz \\
         --split-csv ../shared/data/groove-midi/info.csv --out benchmarks/results/groove
+    python benchmarks/compare_shapings.py --data runs/groove-npz \\
+        --heldout-players drummer8,drummer9 --out benchmarks/results/groove-players
 """
 
 from __future__ import annotations
 
 import sys
 
-from agents.benchmark import main
+from agents.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python benchmarks/compare_shapings.py"))
+    sys.exit(main(["benchmark", *sys.argv[1:]]))

@@ -15,11 +15,9 @@ from agents.benchmark import (
     DEFAULT_SHAPINGS,
     SHAPING_NAMES,
     BenchmarkConfig,
-    _split_indices,
     _table,
-    add_arguments,
-    config_from_args,
 )
+from agents.heldout import HeldoutConfig, split_indices
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "compare_shapings.py"
@@ -129,7 +127,7 @@ def test_resume_skips_finished_cells_and_reruns_unfinished_ones(smoke, tmp_path)
     assert len(after) == len(rows)
 
     # a resume with other settings is refused, naming the field
-    proc = _smoke(target, "--resume", "--budget", "2048")
+    proc = _smoke(target, "--resume", "--total-timesteps", "2048")
     assert proc.returncode == 2 and "total_timesteps" in proc.stderr
 
 
@@ -149,7 +147,7 @@ def _tuned_file(path: Path, weights: dict[str, float]) -> Path:
     from agents.ppo import PPOConfig
 
     # what agents.tune.export_best writes: every PPOConfig field
-    values = PPOConfig(shaping="hierarchical", weights=weights, lr=1e-3, seed=7).to_dict()
+    values = PPOConfig(shaping="hierarchical", weights=weights, learning_rate=1e-3, seed=7).to_dict()
     path.write_text(json.dumps(values))
     return path
 
@@ -195,7 +193,7 @@ def test_smoke_with_tuned_and_batch_normalisation_rows(tmp_path):
 
     tuned = _tuned_file(tmp_path / "best_config.json", {"step": 0.25, "bar": 1.5, "song": 2.0})
     out = tmp_path / "bench"
-    args = ("--shapings", "hierarchical/batch", "tuned", "--tuned", str(tuned))
+    args = ("--shapings", "hierarchical/batch,tuned", "--tuned-config", str(tuned))
     proc = _smoke(out, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(out / "shapings.csv")
@@ -213,7 +211,7 @@ def test_smoke_with_tuned_and_batch_normalisation_rows(tmp_path):
                      weights_only=True)["config"]  # fmt: skip
     # only the reward weights come from the tuned file
     assert cfg["weights"] == {"step": 0.25, "bar": 1.5, "song": 2.0}
-    assert cfg["reward_norm"] == "running" and cfg["lr"] != 1e-3 and cfg["seed"] == 0
+    assert cfg["reward_norm"] == "running" and cfg["learning_rate"] != 1e-3 and cfg["seed"] == 0
     recorded = json.loads((out / "shapings.config.json").read_text())
     assert recorded["tuned_reward"]["weights"] == cfg["weights"]
 
@@ -236,36 +234,45 @@ def test_config_rejects_bad_values_naming_the_field(changes, field):
         BenchmarkConfig(**changes)
 
 
-def test_presets_and_command_line():
-    import argparse
-
+def test_presets():
     assert BenchmarkConfig.preset("quick").seeds == (0, 1)
     assert BenchmarkConfig.preset("default") == BenchmarkConfig()
     with pytest.raises(ValueError, match="budget"):
         BenchmarkConfig.preset("huge")
-    parser = add_arguments(argparse.ArgumentParser())
-    cfg = config_from_args(parser.parse_args(["--quick", "--seeds", "3", "--budget", "2048",
-                                              "--agents", "ppo", "random"]))  # fmt: skip
-    assert cfg.seeds == (3,) and cfg.total_timesteps == 2048 and cfg.agents == ("ppo", "random")
+    cfg = BenchmarkConfig.preset("quick", seeds=(3,), total_timesteps=2048)
+    assert cfg.seeds == (3,) and cfg.total_timesteps == 2048
     assert cfg.eval_points == BenchmarkConfig.preset("quick").eval_points
 
 
 def test_split_is_seeded_disjoint_and_follows_a_split_csv(tmp_path):
     names = [f"d/{i}" for i in range(20)]
-    cfg = BenchmarkConfig(split_seed=3)
-    train, held = _split_indices(cfg, names)
+    cfg = HeldoutConfig(split_seed=3)
+    train, held = split_indices(cfg, names)
     assert sorted(train + held) == list(range(20)) and len(held) == 5
-    assert (train, held) == _split_indices(BenchmarkConfig(split_seed=3), names)
-    assert held != _split_indices(BenchmarkConfig(split_seed=4), names)[1]
+    assert (train, held) == split_indices(BenchmarkConfig(split_seed=3), names)
+    assert held != split_indices(HeldoutConfig(split_seed=4), names)[1]
 
     info = tmp_path / "info.csv"
     info.write_text("midi_filename,split\n" + "".join(
         f"d/{i}.mid,{'test' if i % 4 == 0 else 'train'}\n" for i in range(20)
     ))  # fmt: skip
-    train, held = _split_indices(BenchmarkConfig(split_csv=str(info)), names)
+    train, held = split_indices(HeldoutConfig(split_csv=str(info)), names)
     assert held == [0, 4, 8, 12, 16] and len(train) == 15
     with pytest.raises(ValueError, match="no midi_filename matches"):
-        _split_indices(BenchmarkConfig(split_csv=str(info)), ["x/1"])
+        split_indices(HeldoutConfig(split_csv=str(info)), ["x/1"])
+
+
+def test_leave_players_out_split_holds_out_whole_players():
+    names = [f"drummer{p}/session{s}/take{t}" for p in (1, 3, 8) for s in (1, 2) for t in (1, 2)]
+    train, held = split_indices(HeldoutConfig(heldout_players=("drummer8",)), names)
+    assert {names[i].split("/")[0] for i in held} == {"drummer8"} and len(held) == 4
+    assert {names[i].split("/")[0] for i in train} == {"drummer1", "drummer3"}
+    # a CSV or fraction never overrides the players
+    both = HeldoutConfig(heldout_players="drummer1,drummer3", heldout_fraction=0.1)
+    assert both.heldout_players == ("drummer1", "drummer3")
+    assert len(split_indices(both, names)[1]) == 8
+    with pytest.raises(ValueError, match=r"heldout_players.*drummer9"):
+        split_indices(HeldoutConfig(heldout_players=("drummer9",)), names)
 
 
 def test_csv_columns_follow_the_evaluation_families():

@@ -26,9 +26,7 @@ from agents.ppo import (
     bernoulli_kl,
     compute_gae,
     epoch_normalize,
-    get_env_state,
     reward_terms,
-    set_env_state,
     train,
     update_config,
     update_normalizer,
@@ -66,7 +64,8 @@ def test_config_derived_values_and_hashable():
     assert cfg.weight_mapping == {"step": 0.5, "song": 2.0}
     assert cfg.to_dict()["weights"] == {"step": 0.5, "song": 2.0}
     hash(cfg)
-    assert update_config(cfg, lr=1e-3).lr == 1e-3 and cfg.lr == 3e-4
+    assert update_config(cfg, learning_rate=1e-3).learning_rate == 1e-3
+    assert cfg.learning_rate == 3e-4
     assert cfg.learnable_terms == ("step", "bar", "phrase", "section", "silence", "repetition")
 
 
@@ -75,7 +74,7 @@ def test_config_derived_values_and_hashable():
     [
         ({"total_timesteps": 0}, "total_timesteps"),
         ({"total_timesteps": 100}, "total_timesteps"),  # less than one batch of 16 * 64
-        ({"lr": -1.0}, "lr"),
+        ({"learning_rate": -1.0}, "learning_rate"),
         ({"gamma": 1.5}, "gamma"),
         ({"num_minibatches": 3}, "num_minibatches"),
         ({"seq_len": 40}, "seq_len"),
@@ -99,8 +98,8 @@ def test_config_rejects_bad_values(changes, field):
 
 
 def test_update_config_unknown_key_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"learning_rate.*valid fields.*'lr'"):
-        update_config(PPOConfig(), learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"'lr'.*valid fields.*'learning_rate'"):
+        update_config(PPOConfig(), lr=1e-3)
     with pytest.raises(ValueError, match="gamma"):
         update_config(PPOConfig(), gamma=-0.1)
 
@@ -161,38 +160,6 @@ def test_fixed_weight_reward_equals_env_reward(shaping, weights):
                                    rtol=1e-6, atol=1e-6)  # fmt: skip
         ended += int(term.sum())
     assert ended >= 6
-
-
-def test_env_state_round_trip_continues_exactly():
-    kwargs = dict(num_envs=3, vectorization_mode="vector_entry_point", seq_len=32, prompt_bars=1)
-    a = gym.make_vec("DrumCompose-v0", **kwargs)
-    a.reset(seed=1)
-    rng = np.random.default_rng(0)
-    for _ in range(23):  # mid-episode, after one autoreset
-        a.step(rng.integers(0, 2, (3, 9)))
-    path = atomic_torch_save({"env": get_env_state(a)}, Path(os.environ.get("TMPDIR", "/tmp"))
-                             / f"env_state_{os.getpid()}.pt")  # fmt: skip
-    b = gym.make_vec("DrumCompose-v0", **kwargs)
-    b.reset(seed=99)
-    obs_b = set_env_state(b, load_checkpoint(path)["env"])
-    path.unlink()
-    obs_a = a.unwrapped._core.observe()
-    for k in obs_a:
-        np.testing.assert_array_equal(obs_a[k], obs_b[k])
-    for _ in range(40):
-        act = rng.integers(0, 2, (3, 9))
-        ra, rb = a.step(act), b.step(act)
-        for k in ra[0]:
-            np.testing.assert_array_equal(ra[0][k], rb[0][k])
-        np.testing.assert_array_equal(ra[1], rb[1])
-        np.testing.assert_array_equal(ra[2], rb[2])
-
-    state = get_env_state(a)
-    with pytest.raises(ValueError, match="sub-envs"):
-        set_env_state(gym.make_vec("DrumCompose-v0", **{**kwargs, "num_envs": 2}), state)
-    other = gym.make_vec("DrumCompose-v0", **{**kwargs, "seq_len": 48})
-    with pytest.raises(ValueError, match="buffer"):
-        set_env_state(other, state)  # reset on the way: a fresh env can be restored
 
 
 def test_batch_normalize_matches_oracle_over_closed_steps():
@@ -404,7 +371,7 @@ def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
     assert r0["global_step"] == 2 * 2 * 16 * 4 and r0["iterations"] == 4
     state = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
-    envs = [r["env"]["core"] for r in state["ranks"]]
+    envs = [r["env"]["core"]["buffers"] for r in state["ranks"]]
     assert not torch.equal(envs[0]["window_ids"], envs[1]["window_ids"])  # seeds offset by rank
     assert (tmp_path / "full" / "policy.pt").is_file()
     assert not (tmp_path / "full" / "rank0").exists()
@@ -440,8 +407,8 @@ def test_kl_penalty_to_pretrained(tmp_path):
                            seq_len=32, prompt_bars=1).unwrapped.config  # fmt: skip
     pre = DrumPolicy(PolicyConfig.from_env_config(env_cfg, d_model=16, n_layers=1, n_heads=2))
     path = save_policy(tmp_path / "pre.pt", pre)
-    result = train(tiny(tmp_path, pretrained=str(path), kl_coef=0.5, lr=3e-3, anneal_lr=False,
-                        total_timesteps=256))  # fmt: skip
+    result = train(tiny(tmp_path, pretrained=str(path), kl_coef=0.5, learning_rate=3e-3,
+                        anneal_lr=False, total_timesteps=256))  # fmt: skip
     kls = [row["losses/kl_pretrained"] for row in result.history]
     assert kls[0] >= 0.0 and kls[-1] > 0.0 and all(math.isfinite(k) for k in kls)
     assert kls[-1] > kls[0]  # the pretrained policy initialises the weights: KL starts at 0
@@ -454,7 +421,7 @@ def test_kl_penalty_to_pretrained(tmp_path):
 
 
 def test_resume_missing_checkpoint_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+    with pytest.raises(ValueError, match="no checkpoint.pt to resume"):
         train(tiny(tmp_path, resume=True, total_timesteps=64))
 
 
@@ -468,7 +435,7 @@ def test_resume_corrupt_checkpoint_names_it(tmp_path):
 @pytest.mark.slow
 def test_resume_with_other_model_or_env_names_fields(tmp_path):
     train(tiny(tmp_path, total_timesteps=64))
-    with pytest.raises(ValueError, match=r"d_model \(checkpoint 16, config 32\)"):
+    with pytest.raises(ValueError, match=r"d_model \(checkpoint 16, now 32\)"):
         train(tiny(tmp_path, resume=True, total_timesteps=128, d_model=32))
     with pytest.raises(ValueError, match="n_layers"):
         train(tiny(tmp_path, resume=True, total_timesteps=128, n_layers=2))
@@ -486,3 +453,28 @@ def test_pretrained_of_another_shape_is_refused(tmp_path):
         train(tiny(tmp_path, pretrained=str(path), total_timesteps=64))
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         train(tiny(tmp_path, pretrained=str(tmp_path / "missing.pt"), total_timesteps=64))
+
+
+def test_existing_run_folder_is_refused_unless_resume_or_force(tmp_path):
+    import json
+
+    train(tiny(tmp_path, total_timesteps=64))
+    with pytest.raises(ValueError, match=r"already holds a run.*--resume.*--force"):
+        train(tiny(tmp_path, total_timesteps=64))
+    train(tiny(tmp_path, total_timesteps=64, force=True))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["force"] is True and saved["total_timesteps"] == 64
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_config_and_extends_the_budget(tmp_path):
+    train(tiny(tmp_path, total_timesteps=128))  # 2 iterations of 64
+    with pytest.raises(ValueError, match=r"learning_rate \(checkpoint 0.0003, now 0.1\)"):
+        train(tiny(tmp_path, resume=True, total_timesteps=256, learning_rate=0.1))
+    with pytest.raises(ValueError, match=r"seed .*num_steps|num_steps .*seed"):
+        train(tiny(tmp_path, resume=True, total_timesteps=256, num_steps=32, seed=9))
+    with pytest.raises(ValueError, match="raise --total-timesteps to extend it"):
+        train(tiny(tmp_path, resume=True, total_timesteps=64))
+    longer = train(tiny(tmp_path, resume=True, total_timesteps=256))
+    assert longer.global_step == 256 and longer.iterations == 4
+    assert all(row["charts/lr"] > 0 for row in longer.history)  # never an iteration at lr 0

@@ -20,7 +20,7 @@ SMALL = PolicyConfig(
 
 # 30 optimiser steps on the built-in corpus, windows of 64 steps (4 bars)
 FAST = {"seq_len": 64, "batch_size": 16, "d_model": 32, "n_heads": 4, "max_steps": 30,
-        "lr": 2e-3, "progress": False, "log_every": 10}  # fmt: skip
+        "learning_rate": 2e-3, "progress": False, "log_every": 10}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def run(tmp_path_factory) -> PretrainResult:
         ({"bars_per_phrase": 1.5}, "bars_per_phrase"),
         ({"batch_size": 0}, "batch_size"),
         ({"epochs": 0}, "epochs"),
-        ({"lr": 0.0}, "lr"),
-        ({"lr": float("nan")}, "lr"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
         ({"weight_decay": -1.0}, "weight_decay"),
         ({"max_grad_norm": 0}, "max_grad_norm"),
         ({"log_every": 0}, "log_every"),
@@ -175,7 +175,8 @@ def test_pretraining_lowers_the_loss_and_writes_outputs(run: PretrainResult):
     assert last < first - 0.05, (first, last)
     assert run.final_loss == pytest.approx(np.mean(run.losses[-10:]))
     assert run.policy_path.name == "policy.pt" and run.policy_path.is_file()
-    assert list(run.policy_path.parent.glob("events.out.tfevents.*"))
+    assert list((run.policy_path.parent / "tb").glob("events.out.tfevents.*"))
+    assert (run.policy_path.parent / "config.json").is_file()
     policy = load_policy(run.policy_path)
     assert policy.config.dropout == 0.0  # saved for acting
     assert policy.config.d_model == 32 and policy.config.target_size == 20

@@ -8,7 +8,7 @@ from agents.sb3 import BaselineConfig, train_baseline
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
 def test_baseline_trains_saves_and_repeats(tmp_path, algo):
-    cfg = dict(algo=algo, total_timesteps=256, num_envs=2, n_steps=32, eval_every=128,
+    cfg = dict(algo=algo, total_timesteps=256, num_envs=2, num_steps=32, eval_every=128,
                eval_episodes=2, tensorboard=False, seed=3)
     a = train_baseline(BaselineConfig(out=str(tmp_path / "a"), **cfg))
     b = train_baseline(BaselineConfig(out=str(tmp_path / "b"), **cfg))

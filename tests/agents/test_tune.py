@@ -27,7 +27,7 @@ HAS_PSYCOPG2 = any(importlib.util.find_spec(m) is not None for m in ("psycopg", 
 
 # 2 PPO iterations of 4 x 32 env steps, a 16-wide one-layer model, 4 validation episodes
 TINY = dict(
-    budget=256, eval_every=256, num_envs=4, num_steps=32, num_minibatches=2, seq_len=32,
+    total_timesteps=256, eval_every=256, num_envs=4, num_steps=32, num_minibatches=2, seq_len=32,
     context_steps=16, n_layers=1, n_heads=2, d_model_choices=(16,), eval_episodes=4, threads=1,
     progress=False, heartbeat_s=None,
 )  # fmt: skip
@@ -72,10 +72,10 @@ def fake_objective(value):
 
 
 def test_budget_zero_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match=r"^budget must be an integer >= 1"):
-        tiny(tmp_path, budget=0)
-    with pytest.raises(ValueError, match=r"budget=64 env steps is less than one PPO iteration"):
-        tiny(tmp_path, budget=64)
+    with pytest.raises(ValueError, match=r"^total_timesteps must be an integer >= 1"):
+        tiny(tmp_path, total_timesteps=0)
+    with pytest.raises(ValueError, match=r"total_timesteps=64 env steps is less than one PPO"):
+        tiny(tmp_path, total_timesteps=64)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_budget_zero_is_a_clear_error(tmp_path):
         (dict(study_name="a/b"), "study_name"),
         (dict(eval_every=0), "eval_every"),
         (dict(eval_episodes=1), "eval_episodes"),
-        (dict(test_fraction=1.0), "test_fraction"),
+        (dict(heldout_fraction=1.0), "heldout_fraction"),
         (dict(shaping="nope"), "shaping"),
         (dict(num_minibatches=3), "num_minibatches"),
         (dict(heartbeat_s=0), "heartbeat_s"),
@@ -113,7 +113,7 @@ def test_defaults_and_derived_values(tmp_path):
     assert cfg.weight_terms == TERMS
     assert cfg.best_config_path == Path("runs/tune/drum-env/best_config.json")
     assert cfg.batch_size == cfg.num_envs * cfg.num_steps
-    assert cfg.iterations == cfg.budget // cfg.batch_size
+    assert cfg.iterations == cfg.total_timesteps // cfg.batch_size
     space = cfg.search_space()
     assert space["kl_coef"] is None and space["d_model"] == [32, 64, 128]
     assert all(d % cfg.n_heads == 0 for d in cfg.d_model_choices)
@@ -123,7 +123,7 @@ def test_defaults_and_derived_values(tmp_path):
               "ent_coef": 0.01}  # fmt: skip
     ppo = c.ppo_config(params, seed=7)
     assert ppo.weight_mapping == {"step": 0.5, "song": 2.0}
-    assert (ppo.lr, ppo.dropout, ppo.d_model, ppo.ent_coef, ppo.kl_coef) == (
+    assert (ppo.learning_rate, ppo.dropout, ppo.d_model, ppo.ent_coef, ppo.kl_coef) == (
         1e-4, 0.1, 16, 0.01, 0.0
     )  # fmt: skip
     assert (ppo.seed, ppo.total_timesteps, ppo.num_envs) == (7, 256, 4)
@@ -168,8 +168,8 @@ def test_study_clash_resume_and_missing_study_are_clear_errors(tmp_path):
         run_study(tiny(tmp_path, n_trials=0, resume=True, lr_high=1e-2))
     with pytest.raises(ValueError, match=r"different search space: weight_terms"):
         run_study(tiny(tmp_path, n_trials=0, resume=True, weight_terms=("song",)))
-    with pytest.raises(ValueError, match=r"different objective settings: budget: stored 256"):
-        run_study(tiny(tmp_path, n_trials=0, resume=True, budget=512))
+    with pytest.raises(ValueError, match=r"different objective settings: total_timesteps: stored 256"):
+        run_study(tiny(tmp_path, n_trials=0, resume=True, total_timesteps=512))
     # paths, threads and pruner may differ between workers
     run_study(tiny(tmp_path, n_trials=0, resume=True, threads=2, pruner="hyperband"))
     with pytest.raises(ValueError, match="no completed trial"):
@@ -178,7 +178,7 @@ def test_study_clash_resume_and_missing_study_are_clear_errors(tmp_path):
 
 def test_pruners_are_selectable(tmp_path):
     assert isinstance(tune._make_pruner(tiny(tmp_path)), optuna.pruners.MedianPruner)
-    hb = tune._make_pruner(tiny(tmp_path, pruner="hyperband", budget=1024, eval_every=256))
+    hb = tune._make_pruner(tiny(tmp_path, pruner="hyperband", total_timesteps=1024, eval_every=256))
     assert isinstance(hb, optuna.pruners.HyperbandPruner)
     assert (hb._min_resource, hb._max_resource) == (256, 1024)
     assert isinstance(tune._make_pruner(tiny(tmp_path, pruner="none")), optuna.pruners.NopPruner)
@@ -213,7 +213,7 @@ def test_tiny_study_completes_reports_exports_and_repeats(tmp_path):
     loaded = json.loads(result.best_config_path.read_text())
     ppo = PPOConfig(**loaded)
     assert ppo.weight_mapping == {k: best.params[f"w_{k}"] for k in TERMS}
-    assert (ppo.lr, ppo.d_model, ppo.seed) == (best.params["lr"], best.params["d_model"],
+    assert (ppo.learning_rate, ppo.d_model, ppo.seed) == (best.params["lr"], best.params["d_model"],
                                                best.number)  # fmt: skip
     assert ppo.data is None and ppo.total_timesteps == 256 and not ppo.resume
     assert ppo.out == "runs/tuned/drum-env" and ppo.kl_coef == 0.0
@@ -231,7 +231,7 @@ def test_tiny_study_completes_reports_exports_and_repeats(tmp_path):
 def test_poor_trial_is_pruned_early(tmp_path, monkeypatch):
     monkeypatch.setattr(tune, "_validation_score", fake_score(lambda seed: 0.9 if seed == 0
                                                              else 0.1))  # fmt: skip
-    cfg = tiny(tmp_path, n_trials=2, budget=384, eval_every=128, pruner_startup_trials=1)
+    cfg = tiny(tmp_path, n_trials=2, total_timesteps=384, eval_every=128, pruner_startup_trials=1)
     result = run_study(cfg)
     study = result.study
     assert states(study) == {0: "COMPLETE", 1: "PRUNED"}
@@ -246,7 +246,7 @@ def test_poor_trial_is_pruned_early(tmp_path, monkeypatch):
 def test_failing_trial_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(tune, "_validation_score", fake_score(
         lambda seed: RuntimeError("boom in evaluation") if seed == 0 else 0.5))  # fmt: skip
-    result = run_study(tiny(tmp_path, n_trials=2, budget=256, eval_every=128))
+    result = run_study(tiny(tmp_path, n_trials=2, total_timesteps=256, eval_every=128))
     study = result.study
     assert states(study) == {0: "FAIL", 1: "COMPLETE"}
     assert study.trials[0].user_attrs["error"] == "RuntimeError: boom in evaluation"
@@ -268,7 +268,7 @@ def test_pretrained_policy_fixes_the_width_and_turns_on_the_kl_search(tmp_path, 
     torch.manual_seed(0)
     policy_file = save_policy(tmp_path / "pre.pt", DrumPolicy(pcfg))
     monkeypatch.setattr(tune, "_validation_score", fake_score(lambda seed: 0.5))
-    cfg = tiny(tmp_path, n_trials=1, budget=128, eval_every=128, pretrained=str(policy_file))
+    cfg = tiny(tmp_path, n_trials=1, total_timesteps=128, eval_every=128, pretrained=str(policy_file))
     assert cfg.search_space()["d_model"] is None and cfg.search_space()["kl_coef"] == [1e-3, 1.0]
     result = run_study(cfg)
     (trial,) = result.study.trials
@@ -279,7 +279,7 @@ def test_pretrained_policy_fixes_the_width_and_turns_on_the_kl_search(tmp_path, 
                                                           str(policy_file))  # fmt: skip
     # the same study without the policy file is a different search space
     with pytest.raises(ValueError, match=r"different search space: d_model: stored None"):
-        run_study(tiny(tmp_path, n_trials=0, budget=128, eval_every=128, resume=True))
+        run_study(tiny(tmp_path, n_trials=0, total_timesteps=128, eval_every=128, resume=True))
 
 
 def test_repeated_failures_stop_the_worker_without_touching_the_study(tmp_path, monkeypatch):
@@ -297,10 +297,10 @@ def test_repeated_failures_stop_the_worker_without_touching_the_study(tmp_path, 
 @pytest.mark.slow
 def test_resume_continues_the_numbering(tmp_path, monkeypatch):
     monkeypatch.setattr(tune, "_validation_score", fake_score(lambda seed: 0.1 * (seed + 1)))
-    cfg = tiny(tmp_path, n_trials=1, budget=128, eval_every=128)
+    cfg = tiny(tmp_path, n_trials=1, total_timesteps=128, eval_every=128)
     first = run_study(cfg)
     assert states(first.study) == {0: "COMPLETE"}
-    result = run_study(tiny(tmp_path, n_trials=1, budget=128, eval_every=128, resume=True))
+    result = run_study(tiny(tmp_path, n_trials=1, total_timesteps=128, eval_every=128, resume=True))
     assert result.trials_run == 1 and states(result.study) == {0: "COMPLETE", 1: "COMPLETE"}
     t1 = result.study.trials[1]
     assert t1.user_attrs["seed"] == 1 and t1.value == pytest.approx(0.2)
@@ -325,43 +325,29 @@ def test_a_dead_workers_trial_is_failed_by_the_heartbeat(tmp_path, monkeypatch):
 
 
 def test_command_line_creates_resumes_and_reports_bad_input(tmp_path, capsys, monkeypatch):
+    from agents.cli import main
+
     monkeypatch.setattr(tune, "_objective", fake_objective(lambda n: 0.25))
     out = str(tmp_path / "cli")
-    small = ["--out", out, "--budget", "256", "--num-envs", "4", "--num-steps", "32",
-             "--num-minibatches", "2", "--seq-len", "32", "--n-layers", "1", "--n-heads", "2",
-             "--d-model-choices", "16", "32", "--eval-episodes", "4", "--no-progress",
-             "--heartbeat-s", "none"]  # fmt: skip
-    assert tune.main([*small, "--budget", "0"]) == 2
-    assert "drum-env tune: error: budget must be" in capsys.readouterr().err
-    assert tune.main([*small, "--n-trials", "1", "--resume"]) == 2
+    small = ["tune", "--out", out, "--total-timesteps", "256", "--num-envs", "4",
+             "--num-steps", "32", "--num-minibatches", "2", "--seq-len", "32", "--n-layers", "1",
+             "--n-heads", "2", "--d-model-choices", "16,32", "--eval-episodes", "4",
+             "--no-progress", "--heartbeat-s", "none"]  # fmt: skip
+    assert main([*small, "--total-timesteps", "0"]) == 2
+    assert "total_timesteps must be" in capsys.readouterr().err
+    assert main([*small, "--n-trials", "1", "--resume"]) == 2
     assert "no study 'drum-env'" in capsys.readouterr().err
-    assert tune.main([*small, "--n-trials", "1"]) == 0
+    assert main([*small, "--n-trials", "1"]) == 0
     printed = capsys.readouterr().out
     assert "1 trial(s) run now" in printed and "drum-env train --config" in printed
     assert "optuna-dashboard 'sqlite:///" in printed
-    assert tune.main([*small, "--n-trials", "1"]) == 2
+    assert main([*small, "--n-trials", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert tune.main([*small, "--n-trials", "1", "--resume", "--lr-high", "0.01"]) == 2
+    assert main([*small, "--n-trials", "1", "--resume", "--lr-high", "0.01"]) == 2
     assert "different search space: lr" in capsys.readouterr().err
-    assert tune.main([*small, "--n-trials", "0", "--resume", "--best-config",
-                      str(tmp_path / "b.json")]) == 0  # fmt: skip
+    assert main([*small, "--n-trials", "0", "--resume", "--best-config",
+                 str(tmp_path / "b.json")]) == 0  # fmt: skip
     assert PPOConfig(**json.loads((tmp_path / "b.json").read_text())).d_model in (16, 32)
-
-
-def test_config_file_and_options(tmp_path):
-    import argparse
-
-    path = tmp_path / "tune.json"
-    path.write_text(json.dumps({"budget": 4096, "weight_terms": ["song", "bar"], "seed": 3}))
-    parser = tune.add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--config", str(path), "--seed", "5", "--timeout", "none",
-                              "--storage", "sqlite:///x.db", "--pruner", "hyperband"])  # fmt: skip
-    cfg = tune.config_from_args(args)
-    assert (cfg.budget, cfg.seed, cfg.weight_terms) == (4096, 5, ("bar", "song"))
-    assert (cfg.timeout, cfg.storage, cfg.pruner) == (None, "sqlite:///x.db", "hyperband")
-    path.write_text(json.dumps({"budgett": 1}))
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['budgett'\]"):
-        tune.config_from_args(parser.parse_args(["--config", str(path)]))
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -1,0 +1,350 @@
+"""The task spec: the env settings every command shares, declared once, and the validators.
+
+Every config that builds a ``DrumCompose-v0`` env (:class:`~agents.ppo.PPOConfig`,
+:class:`~agents.pretrain.PretrainConfig`, :class:`~agents.sb3.BaselineConfig`,
+:class:`~agents.tune.TuneConfig`, :class:`~agents.benchmark.BenchmarkConfig`,
+:class:`~agents.generate.GenerateConfig`) derives from :class:`TaskConfig`, so a task setting
+has one name, one default, one docstring and one check everywhere, and
+:meth:`TaskConfig.env_kwargs` is the only place that turns it into the env's arguments.
+
+The defaults are the CPU-sized task the commands train on (4 bars of 16ths, one bar of
+primer, 16 steps of context): smaller than the env's own defaults (``seq_len=128``,
+``prompt_bars=2``, ``context_steps=32``), which ``gymnasium.make`` keeps.
+
+The validators (:func:`check_int`, :func:`check_number`, :func:`check_bool`,
+:func:`check_path`, :func:`check_choice`) raise ``ValueError`` naming the field and the allowed
+range; every config uses them.
+
+>>> TaskConfig(seq_len=32).env_kwargs()["seq_len"]
+32
+>>> TaskConfig(seq_len=30)
+Traceback (most recent call last):
+...
+ValueError: seq_len must be a multiple of steps_per_bar=16, got 30
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "TaskConfig",
+    "is_int",
+    "is_number",
+    "check_int",
+    "check_number",
+    "check_bool",
+    "check_path",
+    "check_choice",
+    "replace_config",
+    "config_to_dict",
+]
+
+
+# ----------------------------------------------------------------------------- validators
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (numpy integers count; bools do not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (ints and floats, numpy's too; bools do not)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None,
+              optional: bool = False) -> None:  # fmt: skip
+    """Raise ``ValueError`` unless ``value`` is an integer in ``[low, high]`` (or None if optional).
+
+    Args:
+        name: the field's name, for the message.
+        value: the value.
+        low: smallest allowed value (None: unbounded).
+        high: largest allowed value (None: unbounded).
+        optional: whether ``None`` is allowed.
+    """
+    if optional and value is None:
+        return
+    ok = is_int(value) and (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        if high is None:
+            want = f"an integer >= {low}" if low is not None else "an integer"
+        else:
+            want = f"an integer in [{low}, {high}]"
+        raise ValueError(f"{name} must be {want}{' or None' if optional else ''}, got {value!r}")
+
+
+def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = False,
+                 optional: bool = False) -> None:  # fmt: skip
+    """Raise ``ValueError`` unless ``value`` is a finite number in the given interval.
+
+    Args:
+        name: the field's name, for the message.
+        value: the value.
+        low: lower bound.
+        high: upper bound.
+        low_open: exclude ``low``.
+        high_open: exclude ``high``.
+        optional: whether ``None`` is allowed.
+    """
+    if optional and value is None:
+        return
+    ok = is_number(value) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high
+        )
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(
+            f"{name} must be a finite number in {lo}{low}, {high}{hi}"
+            f"{' or None' if optional else ''}, got {value!r}"
+        )
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (listed in the message)."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_path(obj: Any, name: str, optional: bool = True) -> None:
+    """Normalise field ``name`` of frozen dataclass ``obj`` to a ``str`` path, or raise.
+
+    ``os.PathLike`` values become strings; ``None`` passes when ``optional``; an empty string
+    never does.
+    """
+    value = getattr(obj, name)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+        object.__setattr__(obj, name, value)
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            f"{name} must be a non-empty path{' or None' if optional else ''}, got {value!r}"
+        )
+
+
+def _weights_pairs(value: Any) -> tuple[tuple[str, float], ...] | None:
+    """``weights`` as ``(term, weight)`` pairs in ``TERMS`` order (a JSON string, dict or pairs)."""
+    from drum_env.rewards import TERMS
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"weights must be a JSON object of term weights: {exc}") from exc
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        try:
+            pairs = [tuple(p) for p in value]
+        except TypeError:
+            raise ValueError(
+                f"weights must map term names to numbers, got {value!r}"
+            ) from None
+    given: dict[str, float] = {}
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"weights must map term names to numbers, got {value!r}")
+        term, weight = pair
+        if not isinstance(term, str):
+            raise ValueError(f"weights: term names must be strings, got {term!r}")
+        if not is_number(weight):
+            raise ValueError(f"weights: {term!r} must be a number, got {weight!r}")
+        given[term] = float(weight)
+    unknown = sorted(set(given) - set(TERMS))
+    if unknown:
+        raise ValueError(f"weights: unknown term(s) {unknown}; known terms: {list(TERMS)}")
+    return tuple((k, given[k]) for k in TERMS if k in given)
+
+
+def _sections(value: Any) -> tuple[tuple[int, int], ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"sections must be a JSON list of [start, end] pairs: {exc}") from exc
+    try:
+        spans = tuple((a, b) for a, b in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"sections must be a list of (start, end) pairs, got {value!r}") from None
+    for a, b in spans:
+        if not (is_int(a) and is_int(b)) or a < 0 or b <= a:
+            raise ValueError(
+                f"sections: each span must be integers 0 <= start < end, got {(a, b)!r}"
+            )
+    return tuple((int(a), int(b)) for a, b in spans)
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The DrumCompose task: the data, the episode's shape and the reward. Frozen, validated.
+
+    Every command's config derives from this class; :meth:`env_kwargs` gives
+    ``gymnasium.make("DrumCompose-v0", **kwargs)``'s arguments.
+    """
+
+    data: str | None = None
+    """Folder of ``.npz`` reference sequences (array ``sequence``, ``[steps, drums]``);
+    ``None``: the built-in synthetic corpus."""
+    seq_len: int = 64
+    """Steps of an episode's window, primer included; a multiple of ``steps_per_bar``."""
+    steps_per_bar: int = 16
+    """Steps in one bar (16: 16th notes in 4/4)."""
+    bars_per_phrase: int = 4
+    """Bars in one phrase."""
+    prompt_bars: int = 1
+    """Bars of the reference given as the primer; the agent composes the other
+    ``seq_len - prompt_bars * steps_per_bar`` steps."""
+    context_steps: int = 16
+    """Steps of the canvas the observation shows (the latest ones)."""
+    sections: tuple[tuple[int, int], ...] | None = None
+    """Song sections as ``[[start, end], ...]`` steps of the window (JSON on the command line);
+    ``None``: one section per two phrases."""
+    shaping: str = "hierarchical"
+    """Reward shaping, a name of ``drum_env.SHAPINGS``."""
+    weights: tuple[tuple[str, float], ...] | None = None
+    """Per-term weights that replace the shaping's, as JSON (``'{"step": 0.5}'``); terms of
+    ``drum_env.TERMS``."""
+    normalize: bool | None = None
+    """Normalise each term by its running mean and std; ``None``: the shaping's choice."""
+
+    def __post_init__(self) -> None:
+        self._check_task()
+
+    def _check_task(self) -> None:
+        from drum_env.core import DrumComposeConfig
+        from drum_env.rewards import SHAPINGS
+
+        check_path(self, "data")
+        for name in ("seq_len", "steps_per_bar", "bars_per_phrase", "context_steps"):
+            check_int(name, getattr(self, name), 1)
+        check_int("prompt_bars", self.prompt_bars, 0)
+        check_choice("shaping", self.shaping, SHAPINGS)
+        if self.normalize is not None:
+            check_bool("normalize", self.normalize)
+        object.__setattr__(self, "sections", _sections(self.sections))
+        object.__setattr__(self, "weights", _weights_pairs(self.weights))
+        # the env's own checks (multiples, primer length, weights), before any data is loaded
+        DrumComposeConfig(
+            self.seq_len, self.steps_per_bar, self.bars_per_phrase, self.prompt_bars,
+            self.context_steps, self.sections, self.shaping_object,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------- derived
+
+    @property
+    def prompt_steps(self) -> int:
+        """Steps of primer: ``prompt_bars * steps_per_bar``."""
+        return self.prompt_bars * self.steps_per_bar
+
+    @property
+    def weight_mapping(self) -> dict[str, float] | None:
+        """``weights`` as a dict (``None`` when not given)."""
+        return None if self.weights is None else dict(self.weights)
+
+    @property
+    def shaping_object(self):  # -> drum_env.rewards.Shaping
+        """The resolved :class:`~drum_env.rewards.Shaping` (preset, ``weights``, ``normalize``)."""
+        from drum_env.rewards import make_shaping
+
+        try:
+            return make_shaping(self.shaping, self.weight_mapping, self.normalize)
+        except ValueError as exc:
+            raise ValueError(f"weights: {exc}") from exc
+
+    def task_fields(self) -> dict[str, Any]:
+        """The task settings alone, plain Python (``weights`` a dict, ``sections`` lists)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(TaskConfig)}
+
+    def env_kwargs(self, data: Any = None, **changes: Any) -> dict[str, Any]:
+        """Keyword arguments of ``DrumCompose-v0`` for this task.
+
+        Args:
+            data: replaces ``self.data`` when given (a folder or a dataset object, e.g. a split).
+            **changes: task fields to override (``shaping="sparse"``, ...), validated.
+
+        Returns:
+            dict for ``gymnasium.make("DrumCompose-v0", **kwargs)`` and ``make_vec``.
+        """
+        task = self if not changes else TaskConfig(**{**self.task_fields(), **changes})
+        kwargs = {
+            "data": task.data if data is None else data, "seq_len": task.seq_len,
+            "steps_per_bar": task.steps_per_bar, "bars_per_phrase": task.bars_per_phrase,
+            "prompt_bars": task.prompt_bars, "context_steps": task.context_steps,
+            "sections": task.sections, "shaping": task.shaping, "weights": task.weight_mapping,
+            "normalize": task.normalize,
+        }  # fmt: skip
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain Python, safe for JSON and checkpoints (:func:`config_to_dict`)."""
+        return config_to_dict(self)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        if value and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                         for p in value):  # fmt: skip
+            return {k: v for k, v in value}  # (term, weight) pairs
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain Python: tuples become lists, ``weights`` a dict."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = _plain(value) if f.name == "weights" else _listify(value)
+    return out
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_listify(v) for v in value]
+    return value
+
+
+def replace_config(config: Any, **changes: Any) -> Any:
+    """A copy of a config with ``changes`` applied and validated (``dataclasses.replace``).
+
+    Raises:
+        ValueError: an unknown field (the message lists the valid ones), or an invalid value.
+    """
+    names = [f.name for f in dataclasses.fields(config)]
+    unknown = sorted(set(changes) - set(names))
+    if unknown:
+        raise ValueError(
+            f"unknown {type(config).__name__} field(s) {unknown}; valid fields: {names}"
+        )
+    return dataclasses.replace(config, **changes)
