@@ -87,7 +87,7 @@ def rollout_episodes(
         "DrumCompose-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
         **dict(env_kwargs or {}),
     )  # fmt: skip
-    core = env.unwrapped._core
+    venv = env.unwrapped  # the DrumComposeVectorEnv: its canvases and references
     obs, _ = env.reset(seed=seed)
     returns, song, seqs, refs = [], [], [], []
     running = np.zeros(num_envs)
@@ -95,16 +95,18 @@ def rollout_episodes(
         obs, reward, terminated, _, info = env.step(policy(obs))
         running += reward
         if terminated.any():
-            for i in np.flatnonzero(terminated):
+            ended = np.flatnonzero(terminated)
+            canvases, references = venv.canvases[ended], venv.references[ended]
+            for j, i in enumerate(ended):
                 returns.append(running[i])
                 song.append(info["reward_terms"]["song/raw"][i])
-                seqs.append(core.canvas[i].astype(np.float32))
-                refs.append(core.reference[i].astype(np.float32))
+                seqs.append(canvases[j])
+                refs.append(references[j])
             running[terminated] = 0.0
             obs, *_ = env.step(np.zeros(env.action_space.shape, np.int8))  # the autoreset step
     env.close()
     k = episodes
     return Rollouts(
         np.array(returns[:k]), np.array(song[:k]), np.stack(seqs[:k]), np.stack(refs[:k]),
-        core.config.prompt_steps,
+        venv.prompt_steps,
     )  # fmt: skip

@@ -252,12 +252,31 @@ _BAR, _PHRASE, _SECTION, _SONG = 1, 2, 4, 8
 class ComposeCore:
     """State and dynamics of ``B`` DrumCompose episodes, stepped as numpy batches.
 
+    Every numpy array attribute is either a state buffer, named in :attr:`STATE_BUFFERS` and
+    saved by :meth:`state_dict`, or a table built from the config in ``__init__`` and never
+    written after, named in :attr:`CONSTANT_TABLES`. A new buffer must be added to one of the
+    two (the env's tests fail otherwise). Besides those, the reference features of the current
+    windows (``_ref``) are state too and saved under ``"ref_features"``; the running reward
+    normaliser is saved by the env that owns it (several cores may share one); the per-window
+    feature cache is not saved, since it is recomputed deterministically on use.
+
     Args:
         config: the task.
         data: the reference windows.
         num_envs: batch size ``B``.
         normalizer: running reward normaliser (shared when several cores hold the same one).
     """
+
+    STATE_VERSION = 1
+    """Version of the :meth:`state_dict` format; bump it when the saved buffers change."""
+
+    STATE_BUFFERS = ("reference", "canvas", "t", "window_ids", "_target", "_raw_hist",
+                     "_closed_hist")  # fmt: skip
+    """The batched episode buffers (batch axis first) that reset and step write."""
+
+    CONSTANT_TABLES = ("_rows", "_weights", "_section_at", "_closes_at", "_columns",
+                       "_position", "_context_offsets")  # fmt: skip
+    """Tables derived from the config alone, never written after ``__init__``: not saved."""
 
     def __init__(
         self,
@@ -276,6 +295,7 @@ class ComposeCore:
         self.canvas = np.zeros((b, t, d), dtype=bool)
         self.t = np.full(b, c.prompt_steps, dtype=np.int64)
         self.window_ids = np.zeros(b, dtype=np.int64)
+        self._target = np.zeros((b, c.target_size), dtype=np.float32)  # the target observation
         self._feature_cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._ref: _RefFeatures | None = None
         # This episode's raw terms and which closed, per step: the normaliser takes them when
@@ -361,6 +381,21 @@ class ComposeCore:
         n_sec = len(self.config.section_spans)
         return _RefFeatures(*cols[:5], cols[5 : 5 + n_sec], cols[5 + n_sec])
 
+    def _allocate_features(self, like: _RefFeatures) -> _RefFeatures:
+        """Zeroed reference features of ``B`` windows, shaped like ``like``'s rows."""
+        b = self.num_envs
+        arrays = [np.zeros((b, *a.shape[1:]), a.dtype) for a in _feature_arrays(like)]
+        n_sec = len(like.section)
+        return _RefFeatures(*arrays[:5], arrays[5 : 5 + n_sec], arrays[5 + n_sec])
+
+    def _feature_layout(self) -> _RefFeatures:
+        """Zeroed reference features of ``B`` windows: the shapes and dtypes of ``_ref``."""
+        c = self.config
+        silent = np.zeros((1, c.seq_len, c.num_drums), dtype=bool)
+        cols = [a[None] for a in self._compute_features(silent)[0]]
+        n = len(c.section_spans)
+        return self._allocate_features(_RefFeatures(*cols[:5], cols[5 : 5 + n], cols[5 + n]))
+
     # ------------------------------------------------------------------------- dynamics
 
     def reset(self, env_ids: np.ndarray, window_ids: np.ndarray) -> None:
@@ -381,15 +416,10 @@ class ComposeCore:
         if self._ref is None:
             if len(env_ids) != self.num_envs:
                 raise ValueError("the first reset must start every sub-env")
-            self._ref = _RefFeatures(
-                *(np.empty((self.num_envs, *a.shape[1:]), a.dtype) for a in feats[:5]),
-                [np.empty((self.num_envs, *a.shape[1:]), a.dtype) for a in feats.section],
-                np.empty((self.num_envs, *feats.song.shape[1:]), feats.song.dtype),
-            )
-        for mine, new in zip((*self._ref[:5], *self._ref.section, self._ref.song),
-                             (*feats[:5], *feats.section, feats.song)):  # fmt: skip
+            self._ref = self._allocate_features(feats)
+        for mine, new in zip(_feature_arrays(self._ref), _feature_arrays(feats)):
             mine[env_ids] = new
-        self._target = self._ref.song.astype(np.float32)  # the observation's target, per episode
+        self._target[env_ids] = feats.song  # the observation's target, per episode
 
     def step(self, actions: np.ndarray, env_ids: np.ndarray | None = None) -> StepResult:
         """Write one step in sub-envs ``env_ids`` (all by default).
@@ -511,6 +541,278 @@ class ComposeCore:
         c = self.config
         song = metrics.song_metrics(self.canvas[env_ids], c.steps_per_bar, c.bars_per_phrase)
         return {k: v for k, v in song.items() if np.ndim(v) == 1}
+
+    # ------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The episodes' state as numpy arrays and plain Python data (copies, not views).
+
+        Returns:
+            dict with ``"format"`` (``"ComposeCore"``), ``"version"``
+            (:attr:`STATE_VERSION`), ``"num_envs"`` (``B``), ``"task"`` (the task geometry
+            the buffers depend on: seq_len, steps_per_bar, bars_per_phrase, prompt_bars,
+            context_steps, sections, num_drums, num_windows), ``"buffers"`` (each name of
+            :attr:`STATE_BUFFERS` -> its array, batch axis first: ``reference`` / ``canvas``
+            bool (B, seq_len, drums), ``t`` int64 (B,) the next step to write, ``window_ids``
+            int64 (B,), ``_target`` float32 (B, target_size), ``_raw_hist`` float64 and
+            ``_closed_hist`` bool (B, seq_len, terms) this episode's terms per step) and
+            ``"ref_features"`` (the current windows' reference features, field name ->
+            array (B, ...), ``"section"`` a list with one array per section; ``None`` before
+            the first reset). The normaliser and the generators are not included: the env
+            that owns them saves them.
+        """
+        ref = None
+        if self._ref is not None:
+            ref = {name: ([a.copy() for a in value] if name == "section" else value.copy())
+                   for name, value in self._ref._asdict().items()}  # fmt: skip
+        return {
+            "format": "ComposeCore",
+            "version": self.STATE_VERSION,
+            "num_envs": int(self.num_envs),
+            "task": self._task_state(),
+            "buffers": {name: getattr(self, name).copy() for name in self.STATE_BUFFERS},
+            "ref_features": ref,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state written by :meth:`state_dict` of a core of the same task.
+
+        Everything is checked before anything is written: on an error the core is unchanged.
+        The per-window feature cache is kept (it only depends on the data).
+
+        Args:
+            state: the saved state; arrays may be anything ``np.asarray`` takes.
+
+        Raises:
+            ValueError: the state does not fit this core: a missing or unknown key, another
+                format or version, number of sub-envs or task, or a buffer of another shape
+                or dtype or with out-of-range positions; the message names the buffer.
+        """
+        check_state_header(state, "ComposeCore", self.STATE_VERSION,
+                           ("num_envs", "task", "buffers", "ref_features"))  # fmt: skip
+        n = state["num_envs"]
+        if n != self.num_envs:
+            raise ValueError(f"ComposeCore state has {n} sub-envs, the core has {self.num_envs}")
+        task = self._task_state()
+        saved_task = _mapping(state["task"], "task")
+        for key, value in task.items():
+            if key not in saved_task:
+                raise ValueError(f"ComposeCore state: 'task' is missing key {key!r}")
+            saved = saved_task[key]
+            if key == "sections" and isinstance(saved, (list, tuple)):
+                saved = [list(span) if isinstance(span, (list, tuple)) else span for span in saved]
+            if saved != value:
+                raise ValueError(
+                    f"ComposeCore state was saved for {key}={saved!r}, this env has "
+                    f"{key}={value!r}; build the env with the same arguments"
+                )
+        buffers = _mapping(state["buffers"], "buffers")
+        check_keys(buffers, self.STATE_BUFFERS, "ComposeCore state 'buffers'")
+        arrays = {
+            name: check_state_array(f"buffers[{name!r}]", buffers[name], getattr(self, name))
+            for name in self.STATE_BUFFERS
+        }
+        c = self.config
+        t = arrays["t"]
+        if ((t < c.prompt_steps) | (t > c.seq_len)).any():
+            raise ValueError(
+                f"ComposeCore state: buffers['t'] must lie in [{c.prompt_steps}, {c.seq_len}], "
+                f"got {t.tolist()}"
+            )
+        w = arrays["window_ids"]
+        if ((w < 0) | (w >= len(self.data.windows))).any():
+            raise ValueError(
+                f"ComposeCore state: buffers['window_ids'] must lie in "
+                f"[0, {len(self.data.windows) - 1}], got {w.tolist()}"
+            )
+        saved_ref = state["ref_features"]
+        ref = None
+        if saved_ref is not None:
+            saved_ref = _mapping(saved_ref, "ref_features")
+            ref = self._ref if self._ref is not None else self._feature_layout()
+            check_keys(saved_ref, _RefFeatures._fields, "ComposeCore state 'ref_features'")
+            sections = saved_ref["section"]
+            if not isinstance(sections, (list, tuple)) or len(sections) != len(ref.section):
+                got = len(sections) if isinstance(sections, (list, tuple)) else sections
+                raise ValueError(
+                    "ComposeCore state: ref_features['section'] must be a list of "
+                    f"{len(ref.section)} arrays (one per section), got {got!r}"
+                )
+            names = [f"ref_features[{k!r}]" for k in _RefFeatures._fields[:5]]
+            names += [f"ref_features['section'][{k}]" for k in range(len(ref.section))]
+            names.append("ref_features['song']")
+            saved_arrays = [*(saved_ref[k] for k in _RefFeatures._fields[:5]), *sections,
+                            saved_ref["song"]]  # fmt: skip
+            checked = [
+                check_state_array(name, value, mine)
+                for name, value, mine in zip(names, saved_arrays, _feature_arrays(ref))
+            ]
+        # --- everything fits: write
+        for name, value in arrays.items():
+            getattr(self, name)[...] = value
+        if ref is not None:
+            for mine, value in zip(_feature_arrays(ref), checked):
+                mine[...] = value
+        self._ref = ref
+
+    def _task_state(self) -> dict[str, Any]:
+        """The task geometry the buffers depend on, as plain data."""
+        c = self.config
+        return {
+            "seq_len": int(c.seq_len),
+            "steps_per_bar": int(c.steps_per_bar),
+            "bars_per_phrase": int(c.bars_per_phrase),
+            "prompt_bars": int(c.prompt_bars),
+            "context_steps": int(c.context_steps),
+            "sections": [[int(s), int(e)] for s, e in c.section_spans],
+            "num_drums": int(c.num_drums),
+            "num_windows": len(self.data.windows),
+        }
+
+
+def _feature_arrays(ref: _RefFeatures) -> list[np.ndarray]:
+    """The arrays of reference features in a fixed order, sections flattened in."""
+    return [*ref[:5], *ref.section, ref.song]
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"state entry {name!r} must be a dict, got {type(value).__name__}")
+    return value
+
+
+# ----------------------------------------------------------------------------- state helpers
+
+
+def check_keys(state: Mapping[str, Any], required: Sequence[str], what: str) -> None:
+    """Check that ``state`` has exactly the keys ``required``.
+
+    Raises:
+        ValueError: naming ``what`` and the missing or unknown keys.
+    """
+    missing = [k for k in required if k not in state]
+    unknown = sorted(str(k) for k in state if k not in required)
+    if missing or unknown:
+        raise ValueError(f"{what} does not fit: missing key(s) {missing}, unknown key(s) {unknown}")
+
+
+def check_state_header(state: Any, fmt: str, version: int, required: Sequence[str]) -> None:
+    """Check a state dict's type, ``"format"``, ``"version"`` and keys.
+
+    Args:
+        state: the saved state.
+        fmt: the expected ``"format"`` (the class that wrote it).
+        version: the expected ``"version"``.
+        required: the keys besides ``"format"`` and ``"version"``.
+
+    Raises:
+        ValueError: naming what differs.
+    """
+    if not isinstance(state, Mapping):
+        raise ValueError(f"a {fmt} state must be a dict, got {type(state).__name__}")
+    check_keys(state, ("format", "version", *required), f"{fmt} state")
+    if state["format"] != fmt:
+        raise ValueError(f"the state was written by {state['format']!r}, not by {fmt!r}")
+    if state["version"] != version:
+        raise ValueError(
+            f"{fmt} state has format version {state['version']!r}, this env reads version {version}"
+        )
+
+
+def check_state_array(name: str, value: Any, like: np.ndarray) -> np.ndarray:
+    """A saved array, checked against the buffer ``like`` it restores.
+
+    Args:
+        name: the buffer's name, for errors.
+        value: the saved array (or anything ``np.asarray`` takes).
+        like: the buffer: the saved array must have its shape and dtype.
+
+    Returns:
+        ``value`` as a numpy array.
+
+    Raises:
+        ValueError: naming the buffer and the shape or dtype that differs.
+    """
+    if isinstance(value, (Mapping, str)) or value is None:
+        raise ValueError(f"state {name}: expected an array, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"state {name}: not an array ({exc})") from exc
+    if arr.shape != like.shape or arr.dtype != like.dtype:
+        raise ValueError(
+            f"state {name} does not fit: saved {arr.dtype} {arr.shape}, the env's buffer is "
+            f"{like.dtype} {like.shape}"
+        )
+    return arr
+
+
+def generator_state(generator: np.random.Generator) -> dict[str, Any]:
+    """A numpy Generator's bit-generator state as plain data (a copy).
+
+    Returns:
+        ``generator.bit_generator.state``: a dict of str, python int and (for some bit
+        generators) numeric numpy arrays; ``"bit_generator"`` names the algorithm.
+    """
+
+    def copy(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: copy(v) for k, v in value.items()}
+        if isinstance(value, np.ndarray):
+            return value.copy()
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    return copy(generator.bit_generator.state)
+
+
+def check_generator_state(name: str, state: Any, generator: np.random.Generator) -> dict[str, Any]:
+    """Check a :func:`generator_state` against ``generator`` without changing it.
+
+    Returns:
+        The state, as ``set_generator_state`` takes it.
+
+    Raises:
+        ValueError: naming ``name`` when the state is not a dict, is for another bit
+            generator, or the bit generator rejects it.
+    """
+    if not isinstance(state, Mapping):
+        raise ValueError(f"state {name} must be a dict, got {type(state).__name__}")
+    mine = type(generator.bit_generator)
+    if state.get("bit_generator") != mine.__name__:
+        raise ValueError(
+            f"state {name} is for bit generator {state.get('bit_generator')!r}, the env uses "
+            f"{mine.__name__!r}"
+        )
+    plain = dict(state)
+    try:
+        mine().state = plain  # a scratch bit generator: numpy validates the fields
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"state {name} is not a valid {mine.__name__} state ({exc})") from exc
+    return plain
+
+
+def check_normalizer_state(state: Any, normalizer: RunningNormalizer) -> None:
+    """Check a :meth:`RunningNormalizer.state_dict` against ``normalizer`` without changing it.
+
+    Raises:
+        ValueError: the state is not a dict, misses a key or has another number of terms.
+    """
+    if not isinstance(state, Mapping):
+        raise ValueError(f"state 'normalizer' must be a dict, got {type(state).__name__}")
+    missing = [k for k in ("count", "mean", "m2") if k not in state]
+    if missing:
+        raise ValueError(f"state 'normalizer' is missing key(s) {missing}")
+    try:
+        RunningNormalizer(len(normalizer.count)).load_state_dict(state)  # a scratch copy
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"state 'normalizer' does not fit: {exc}") from exc
+
+
+def set_generator_state(generator: np.random.Generator, state: Mapping[str, Any]) -> None:
+    """Restore a state checked by :func:`check_generator_state` into ``generator`` in place."""
+    generator.bit_generator.state = dict(state)
 
 
 def check_actions(actions: Any, shape: tuple[int, ...], space: spaces.Space) -> np.ndarray:

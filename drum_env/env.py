@@ -14,7 +14,12 @@ from drum_env.core import (
     ComposeCore,
     build_config,
     check_actions,
+    check_generator_state,
+    check_normalizer_state,
+    check_state_header,
+    generator_state,
     options_window,
+    set_generator_state,
     terms_info,
 )
 from drum_env.rewards import RunningNormalizer, Shaping
@@ -106,12 +111,21 @@ class DrumComposeEnv(gym.Env):
     (['context', 'position', 'target'], (288,))
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
+    ## Saving and restoring
+
+    ``env.unwrapped.state_dict()`` returns the env's whole state (numpy arrays and plain data);
+    ``load_state_dict`` restores it into an env built with the same arguments, which then
+    continues bit for bit. Pickling and ``copy.deepcopy`` work too.
+
     ## Version History
 
     * v0: initial release.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
+
+    STATE_VERSION = 1
+    """Version of the :meth:`state_dict` format (the core's has its own)."""
 
     def __init__(
         self,
@@ -209,6 +223,80 @@ class DrumComposeEnv(gym.Env):
     def reference(self) -> np.ndarray:
         """float32 array (seq_len, num_drums): the hits of the episode's reference window."""
         return self._core.reference[0].astype(np.float32)
+
+    @property
+    def observation(self) -> dict[str, np.ndarray]:
+        """The current observation, as the last :meth:`reset` or :meth:`step` returned it.
+
+        A fresh dict of new float32 arrays (see the Observation Space table); the way to get
+        the observation to act on after :meth:`load_state_dict`.
+
+        Raises:
+            RuntimeError: the env was never reset.
+        """
+        return self._get_obs()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the env's future depends on, as numpy arrays and plain Python data.
+
+        Copies, not views. Holds only numeric or bool numpy arrays, python scalars, str, None,
+        lists and dicts. The per-window reference feature cache is not saved: it is recomputed,
+        deterministically, when a window is next used.
+
+        Returns:
+            dict with ``"format"`` (``"DrumComposeEnv"``), ``"version"``
+            (:attr:`STATE_VERSION`), ``"core"`` (the
+            :meth:`ComposeCore.state_dict <drum_env.core.ComposeCore.state_dict>` with one
+            sub-env), ``"normalizer"`` (the :class:`~drum_env.rewards.RunningNormalizer`'s
+            ``state_dict``), ``"rng"`` (``self.np_random``'s ``bit_generator.state``),
+            ``"np_random_seed"`` (int, :attr:`np_random_seed`) and ``"started"`` (bool: an
+            episode is running, so ``step`` may be called).
+        """
+        rng = self.np_random
+        return {
+            "format": type(self).__name__,
+            "version": self.STATE_VERSION,
+            "core": self._core.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+            "rng": generator_state(rng),
+            "np_random_seed": int(self.np_random_seed),
+            "started": bool(self._started),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` into this env, built with the same arguments.
+
+        The env may be fresh or used; everything is checked before anything is written, so on
+        an error the env is unchanged. Afterwards :attr:`observation` is the observation to act
+        on, and the env continues bit for bit as the saved one would have. A shared normaliser
+        is restored in place. Wrappers keep their own state: ``gymnasium.make``'s
+        ``OrderEnforcing`` wants one ``reset`` through it before ``step``, so reset a made env
+        once before loading into its ``unwrapped`` env (or build :class:`DrumComposeEnv`
+        directly).
+
+        Args:
+            state: a dict written by :meth:`state_dict`.
+
+        Raises:
+            ValueError: the state does not fit: another format, version or task, a missing or
+                unknown key, a buffer of another shape or dtype (the message names it), or a
+                generator state for another bit generator.
+        """
+        keys = ("core", "normalizer", "rng", "np_random_seed", "started")
+        check_state_header(state, type(self).__name__, self.STATE_VERSION, keys)
+        if not isinstance(state["started"], (bool, np.bool_)):
+            raise ValueError(f"state 'started' must be a bool, got {state['started']!r}")
+        seed = state["np_random_seed"]
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ValueError(f"state 'np_random_seed' must be an int, got {seed!r}")
+        rng = check_generator_state("'rng'", state["rng"], self.np_random)
+        check_normalizer_state(state["normalizer"], self.normalizer)
+        self._core.load_state_dict(state["core"])  # checks everything before writing
+        # --- everything fits: write
+        self.normalizer.load_state_dict(state["normalizer"])
+        set_generator_state(self.np_random, rng)
+        self._np_random_seed = int(seed)  # gym.Env's record of the seed, as reset left it
+        self._started = bool(state["started"])
 
     def save(self, path: str | Path, bpm: float = 120.0) -> Path:
         """Save the canvas as ``.npz`` (key ``sequence``) or MIDI (``.mid`` / ``.midi``).

@@ -11,7 +11,18 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from drum_env import render as _render
-from drum_env.core import ComposeCore, build_config, check_actions, options_window
+from drum_env.core import (
+    ComposeCore,
+    build_config,
+    check_actions,
+    check_generator_state,
+    check_normalizer_state,
+    check_state_array,
+    check_state_header,
+    generator_state,
+    options_window,
+    set_generator_state,
+)
 from drum_env.rewards import TERMS, RunningNormalizer, Shaping
 
 __all__ = ["DrumComposeVectorEnv"]
@@ -36,10 +47,17 @@ class DrumComposeVectorEnv(VectorEnv):
     itself has no Python loop over sub-envs; only resets draw each sub-env's window from its own
     generator in a short loop.
 
+    :meth:`state_dict` / :meth:`load_state_dict` save and restore everything the env's future
+    depends on (episode buffers, reference features, autoreset flags, the shared normaliser,
+    every sub-env's generator): an env built with the same arguments continues bit for bit.
+
     Args:
         num_envs: number of sub-envs ``N``.
         **kwargs: the arguments of :class:`~drum_env.env.DrumComposeEnv`.
     """
+
+    STATE_VERSION = 1
+    """Version of the :meth:`state_dict` format (the core's has its own)."""
 
     metadata = {
         "render_modes": ["ansi", "rgb_array"],
@@ -90,6 +108,50 @@ class DrumComposeVectorEnv(VectorEnv):
     def normalizer(self) -> RunningNormalizer:
         """The reward normaliser shared by every sub-env."""
         return self._core.normalizer
+
+    @property
+    def canvases(self) -> np.ndarray:
+        """float32 array (num_envs, seq_len, num_drums), a copy: each sub-env's canvas.
+
+        The primer and the hits written so far, values in {0, 1}; steps not written yet are 0.
+        After the step that terminates a sub-env (until its autoreset step) it is that
+        episode's whole composition.
+        """
+        return self._core.canvas.astype(np.float32)
+
+    @property
+    def references(self) -> np.ndarray:
+        """float32 array (num_envs, seq_len, num_drums), a copy: each episode's reference window.
+
+        Values in {0, 1} (hits); the first :attr:`prompt_steps` steps are the primer.
+        """
+        return self._core.reference.astype(np.float32)
+
+    @property
+    def prompt_steps(self) -> int:
+        """Steps of primer at the start of every canvas (``prompt_bars * steps_per_bar``)."""
+        return self.config.prompt_steps
+
+    @property
+    def autoreset_mask(self) -> np.ndarray:
+        """Which sub-envs reset on the next step: bool array (num_envs,), a copy.
+
+        True where the last step terminated the episode: the next :meth:`step` resets that
+        sub-env, ignores its action and returns reward 0 (Gymnasium's ``NEXT_STEP`` mode).
+        """
+        return self._autoreset.copy()
+
+    @property
+    def observation(self) -> dict[str, np.ndarray]:
+        """The current batched observation, as the last :meth:`reset` or :meth:`step` returned it.
+
+        A fresh dict of new float32 arrays, keys and shapes of :attr:`observation_space`; the way
+        to get the observation to act on after :meth:`load_state_dict`.
+
+        Raises:
+            RuntimeError: the env was never reset.
+        """
+        return self._core_obs()
 
     @property
     def np_random_list(self) -> list[np.random.Generator]:
@@ -208,6 +270,79 @@ class DrumComposeVectorEnv(VectorEnv):
                  position=int(self._core.t[i]))
             for i in range(self.num_envs)
         )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the env's future depends on, as numpy arrays and plain Python data.
+
+        Copies, not views: stepping the env afterwards leaves the returned dict unchanged. Holds
+        only numeric or bool numpy arrays, python scalars, str, None, lists and dicts, so it
+        pickles and converts to tensors generically. The per-window reference feature cache is
+        not saved: it is recomputed, deterministically, when a window is next used.
+
+        Returns:
+            dict with ``"format"`` (``"DrumComposeVectorEnv"``), ``"version"``
+            (:attr:`STATE_VERSION`), ``"num_envs"`` (int), ``"core"`` (the
+            :meth:`ComposeCore.state_dict <drum_env.core.ComposeCore.state_dict>`: episode
+            buffers, term history, reference windows and features), ``"normalizer"`` (the shared
+            :class:`~drum_env.rewards.RunningNormalizer`'s ``state_dict``), ``"rngs"`` (one
+            ``bit_generator.state`` dict per sub-env), ``"autoreset"`` (bool array (num_envs,),
+            :attr:`autoreset_mask`) and ``"started"`` (bool: reset has been called).
+        """
+        return {
+            "format": type(self).__name__,
+            "version": self.STATE_VERSION,
+            "num_envs": self.num_envs,
+            "core": self._core.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+            "rngs": [generator_state(g) for g in self.np_random_list],
+            "autoreset": self._autoreset.copy(),
+            "started": bool(self._started),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` into this env, built with the same arguments.
+
+        The env may be fresh or used; everything is checked before anything is written, so on
+        an error the env is unchanged. Afterwards :attr:`observation` is the observation to act
+        on, and stepping continues bit for bit as the saved env would have. The shared
+        normaliser is restored in place (other holders of it see the restored statistics).
+
+        Args:
+            state: a dict written by :meth:`state_dict` (arrays may be anything
+                ``np.asarray`` takes).
+
+        Raises:
+            ValueError: the state does not fit: another format or version, number of sub-envs
+                or task, a missing or unknown key, a buffer of another shape or dtype (the
+                message names it), or a generator state for another bit generator.
+        """
+        keys = ("num_envs", "core", "normalizer", "rngs", "autoreset", "started")
+        check_state_header(state, type(self).__name__, self.STATE_VERSION, keys)
+        if state["num_envs"] != self.num_envs:
+            raise ValueError(
+                f"{type(self).__name__} state has {state['num_envs']} sub-envs, the env has "
+                f"{self.num_envs}"
+            )
+        autoreset = check_state_array("'autoreset'", state["autoreset"], self._autoreset)
+        if not isinstance(state["started"], (bool, np.bool_)):
+            raise ValueError(f"state 'started' must be a bool, got {state['started']!r}")
+        rngs = state["rngs"]
+        if not isinstance(rngs, (list, tuple)) or len(rngs) != self.num_envs:
+            got = len(rngs) if isinstance(rngs, (list, tuple)) else type(rngs).__name__
+            raise ValueError(f"state 'rngs' must hold {self.num_envs} generator states, got {got}")
+        gens = self.np_random_list
+        rngs = [
+            check_generator_state(f"'rngs'[{i}]", r, g)
+            for i, (r, g) in enumerate(zip(rngs, gens))
+        ]
+        check_normalizer_state(state["normalizer"], self.normalizer)
+        self._core.load_state_dict(state["core"])  # checks everything before writing
+        # --- everything fits: write
+        self.normalizer.load_state_dict(state["normalizer"])
+        for g, r in zip(gens, rngs):
+            set_generator_state(g, r)
+        self._autoreset[...] = autoreset
+        self._started = bool(state["started"])
 
     def close_extras(self, **kwargs: Any) -> None:
         """Nothing to release."""

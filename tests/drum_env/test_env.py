@@ -527,6 +527,123 @@ def test_deepcopy_of_env():
         assert data_equivalence(env.step(x), twin.step(x), exact=True)
 
 
+# --------------------------------------------------------------------------- state_dict
+
+
+def assert_plain(value, path="state"):
+    """The state holds only numeric / bool arrays, python scalars, str, None, lists, dicts."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert isinstance(k, str), (path, k)
+            assert_plain(v, f"{path}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for k, v in enumerate(value):
+            assert_plain(v, f"{path}[{k}]")
+    elif isinstance(value, np.ndarray):
+        assert value.dtype.kind in "biuf", (path, value.dtype)
+    else:
+        assert value is None or type(value) in (int, float, bool, str), (path, type(value))
+
+
+def play(env, actions):
+    """Step ``actions``, resetting (unseeded: from the env's generator) after each episode."""
+    out = []
+    for a in actions:
+        step = env.step(a)
+        out.append(step)
+        if step[2]:
+            out.append(env.reset())
+    return out
+
+
+EPISODE = 64 - 16
+
+
+@pytest.mark.parametrize("saved_after", [0, 5, EPISODE - 1, EPISODE])
+@pytest.mark.parametrize("copy_state", ["as-is", "pickle", "deepcopy"])
+def test_state_dict_round_trip_continues_bitwise(saved_after, copy_state):
+    env = DrumComposeEnv(**SMALL, shaping="hierarchical")  # normalised: the normaliser matters
+    actions = action_stream(env, 3 * EPISODE + 10, seed=saved_after)
+    env.reset(seed=7)
+    play(env, actions[:EPISODE])  # one whole episode: the normaliser holds statistics
+    assert env.normalizer.count.min() > 0
+    for a in actions[EPISODE : EPISODE + saved_after]:
+        _, _, terminated, _, _ = env.step(a)
+    state = env.state_dict()
+    assert_plain(state)
+    assert set(state) == {"format", "version", "core", "normalizer", "rng", "np_random_seed",
+                          "started"}  # fmt: skip
+    assert state["started"] is (saved_after != EPISODE)  # just terminated: reset comes next
+    if copy_state == "pickle":
+        state = pickle.loads(pickle.dumps(state))
+    elif copy_state == "deepcopy":
+        state = copy.deepcopy(state)
+    fresh = DrumComposeEnv(**SMALL, shaping="hierarchical")
+    fresh.load_state_dict(state)
+    assert data_equivalence(env.observation, fresh.observation, exact=True)
+    assert fresh.np_random_seed == env.np_random_seed == 7
+    np.testing.assert_array_equal(fresh.canvas, env.canvas)
+    np.testing.assert_array_equal(fresh.reference, env.reference)
+    if saved_after == EPISODE:
+        with pytest.raises(RuntimeError, match="reset"):
+            fresh.step(actions[0])
+        assert data_equivalence(env.reset(), fresh.reset(), exact=True)
+    rest = actions[EPISODE + saved_after :]  # more than one whole episode
+    assert data_equivalence(play(env, rest), play(fresh, rest), exact=True)
+
+
+def test_load_state_dict_into_a_made_env():
+    env, other = make(shaping="hierarchical"), make(shaping="hierarchical")
+    actions = action_stream(env, 2 * EPISODE + 20)
+    env.reset(seed=1)
+    other.reset(seed=2)  # through OrderEnforcing, which keeps its own "has reset" flag
+    play(env, actions[:70])
+    other.unwrapped.load_state_dict(env.unwrapped.state_dict())
+    assert data_equivalence(play(env, actions[70:]), play(other, actions[70:]), exact=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s.pop("rng"), "missing key.*rng"),
+        (lambda s: s["core"]["buffers"].pop("canvas"), "missing key.*canvas"),
+        (lambda s: s["core"].update(num_envs=3), "3 sub-envs"),
+        (lambda s: s["core"]["buffers"].update(t=np.zeros(2, np.int64)), "'t'.*\\(2,\\)"),
+        (lambda s: s["core"]["buffers"].update(_target=np.zeros((1, 20))), "_target.*float64"),
+        (lambda s: s.update(version=2), "version 2"),
+        (lambda s: s.update(np_random_seed="x"), "np_random_seed"),
+        (lambda s: s["rng"].update(bit_generator="Philox"), "Philox"),
+    ],
+    ids=["no-rng", "no-buffer", "num_envs", "shape", "dtype", "version", "seed", "rng-kind"],
+)
+def test_load_state_dict_errors_change_nothing(edit, match):
+    env = DrumComposeEnv(**SMALL)
+    env.reset(seed=0)
+    for a in action_stream(env, 10):
+        env.step(a)
+    state = env.state_dict()
+    edit(state)
+    target = DrumComposeEnv(**SMALL)
+    target.reset(seed=3)
+    before = target.state_dict()
+    with pytest.raises(ValueError, match=match):
+        target.load_state_dict(state)
+    after = target.state_dict()
+    for name, value in before["core"]["buffers"].items():
+        np.testing.assert_array_equal(value, after["core"]["buffers"][name], err_msg=name)
+    assert after["rng"] == before["rng"] and after["normalizer"] == before["normalizer"]
+
+
+def test_load_state_dict_other_task():
+    env = DrumComposeEnv(**SMALL)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="prompt_bars"):
+        DrumComposeEnv(seq_len=64, prompt_bars=2).load_state_dict(env.state_dict())
+    with pytest.raises(ValueError, match="DrumComposeVectorEnv"):
+        state = {**env.state_dict(), "format": "DrumComposeVectorEnv"}
+        DrumComposeEnv(**SMALL).load_state_dict(state)
+
+
 def test_make_with_a_shaping_object_keeps_the_spec():
     shaping = rewards.make_shaping("sparse", weights={"bar": 2.0})
     with warnings.catch_warnings(record=True) as caught:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import pickle
@@ -305,3 +306,191 @@ def test_gymnasium_vector_env_checker():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         checker(make_native(3))
+
+
+# --------------------------------------------------------------------------- state_dict
+
+
+def assert_plain(value, path="state"):
+    """The state holds only numeric / bool arrays, python scalars, str, None, lists, dicts."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert isinstance(k, str), (path, k)
+            assert_plain(v, f"{path}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for k, v in enumerate(value):
+            assert_plain(v, f"{path}[{k}]")
+    elif isinstance(value, np.ndarray):
+        assert value.dtype.kind in "biuf", (path, value.dtype)
+    else:
+        assert value is None or type(value) in (int, float, bool, str), (path, type(value))
+
+
+def step_both(a, b, actions, where=""):
+    for i, act in enumerate(actions):
+        assert_same(a.step(act), b.step(act), f"{where} step {i}")
+
+
+# steps into the second episode when saved: its first step to write, mid-episode, one step
+# before the end, just terminated (the autoreset step comes next), right after the autoreset,
+# mid-way through the third episode (the sub-envs of the native env always run in lockstep)
+SAVE_AT = [0, 7, EPISODE - 1, EPISODE, EPISODE + 1, EPISODE + 1 + 20]
+
+
+@pytest.mark.parametrize("saved_after", SAVE_AT)
+@pytest.mark.parametrize("copy_state", ["as-is", "pickle", "deepcopy"])
+def test_state_dict_round_trip_continues_bitwise(saved_after, copy_state):
+    kwargs = {"shaping": "hierarchical"}  # normalised: the shared normaliser matters
+    env = make_native(3, **kwargs)
+    env.reset(seed=11)
+    rng = np.random.default_rng(saved_after)
+    # a first whole episode so that the normaliser holds statistics
+    for act in (rng.random((EPISODE + 1 + saved_after, 3, 9)) < 0.3).astype(np.int8):
+        env.step(act)
+    state = env.unwrapped.state_dict()
+    assert_plain(state)
+    assert set(state) == {"format", "version", "num_envs", "core", "normalizer", "rngs",
+                          "autoreset", "started"}  # fmt: skip
+    assert env.unwrapped.autoreset_mask.all() == (saved_after == EPISODE)
+    np.testing.assert_array_equal(state["autoreset"], env.unwrapped.autoreset_mask)
+    if copy_state == "pickle":
+        state = pickle.loads(pickle.dumps(state))
+    elif copy_state == "deepcopy":
+        state = copy.deepcopy(state)
+    fresh = make_native(3, **kwargs)
+    fresh.unwrapped.load_state_dict(state)
+    assert_same(env.unwrapped.observation, fresh.unwrapped.observation, "observation")
+    assert_same(env.unwrapped.references, fresh.unwrapped.references, "references")
+    np.testing.assert_array_equal(fresh.unwrapped.normalizer.count, env.unwrapped.normalizer.count)
+    assert env.unwrapped.normalizer.count.min() > 0
+    # more than one whole episode, through an autoreset and a reset with new windows
+    actions = (rng.random((2 * (EPISODE + 1) + 3, 3, 9)) < 0.3).astype(np.int8)
+    step_both(env, fresh, actions)
+    assert_same(env.unwrapped.canvases, fresh.unwrapped.canvases, "canvases")
+    # an explicit unseeded reset draws from the restored generators
+    assert_same(env.reset(), fresh.reset(), "reset")
+
+
+def test_load_state_dict_into_a_used_env():
+    env, other = make_native(3, shaping="hierarchical"), make_native(3, shaping="hierarchical")
+    env.reset(seed=1)
+    other.reset(seed=99)
+    rng = np.random.default_rng(0)
+    for act in (rng.random((EPISODE + 9, 3, 9)) < 0.3).astype(np.int8):
+        env.step(act)
+        other.step(1 - act)
+    other.unwrapped.load_state_dict(env.unwrapped.state_dict())
+    step_both(env, other, (rng.random((EPISODE + 5, 3, 9)) < 0.3).astype(np.int8))
+
+
+def test_state_dict_is_a_copy():
+    env = make_native(2)
+    env.reset(seed=0)
+    state = env.unwrapped.state_dict()
+    snapshot = copy.deepcopy(state)
+    for _ in range(EPISODE + 3):
+        env.step(np.ones((2, 9), np.int8))
+    assert_same(state, snapshot)
+
+
+def test_state_dict_before_reset():
+    env = make_native(2)
+    state = env.unwrapped.state_dict()
+    assert_plain(state)
+    assert state["started"] is False
+    fresh = make_native(2)
+    fresh.unwrapped.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="reset"):
+        fresh.step(np.zeros((2, 9), np.int8))
+    assert_same(env.reset(), fresh.reset())  # the same (unseeded) generators
+
+
+def _edit(state, path, value):
+    *parents, last = path
+    for key in parents:
+        state = state[key]
+    if value is _DELETE:
+        del state[last]
+    else:
+        state[last] = value(state[last]) if callable(value) else value
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "match"),
+    [
+        (("autoreset",), _DELETE, "missing key.*autoreset"),
+        (("core", "buffers", "_closed_hist"), _DELETE, "missing key.*_closed_hist"),
+        (("rngs",), _DELETE, "missing key.*rngs"),
+        (("version",), 0, "version 0"),
+        (("format",), "DrumComposeEnv", "DrumComposeEnv"),
+        (("core", "buffers", "canvas"), lambda a: a[:, :-1], "canvas.*\\(3, 63, 9\\)"),
+        (("core", "buffers", "_raw_hist"), lambda a: a.astype(np.float32), "_raw_hist.*float32"),
+        (("core", "ref_features", "step_probs"), lambda a: a[:2], "step_probs"),
+        (("autoreset",), lambda a: a.astype(np.int64), "autoreset.*int64"),
+        (("rngs",), lambda r: r[:2], "rngs.*3 generator states"),
+        (("rngs", 0, "bit_generator"), "MT19937", "rngs.*MT19937"),
+        (("normalizer", "count"), lambda c: c[:3], "normalizer"),
+        (("started",), "yes", "started"),
+    ],
+    ids=["no-autoreset", "no-buffer", "no-rngs", "version", "format", "shape", "dtype",
+         "ref-shape", "autoreset-dtype", "rng-count", "rng-kind", "normalizer", "started"],
+)  # fmt: skip
+def test_load_state_dict_errors_change_nothing(path, value, match):
+    env = make_native(3, shaping="hierarchical")
+    env.reset(seed=0)
+    for _ in range(EPISODE + 5):
+        env.step(np.ones((3, 9), np.int8))
+    state = env.unwrapped.state_dict()
+    _edit(state, path, value)
+    target = make_native(3, shaping="hierarchical")
+    target.reset(seed=5)
+    target.step(np.zeros((3, 9), np.int8))
+    before = copy.deepcopy(target.unwrapped.state_dict())
+    with pytest.raises(ValueError, match=match):
+        target.unwrapped.load_state_dict(state)
+    assert_same(target.unwrapped.state_dict(), before)
+
+
+def test_load_state_dict_other_num_envs_or_task():
+    env = make_native(3)
+    env.reset(seed=0)
+    state = env.unwrapped.state_dict()
+    with pytest.raises(ValueError, match="3 sub-envs, the env has 2"):
+        make_native(2).unwrapped.load_state_dict(state)
+    with pytest.raises(ValueError, match="seq_len"):
+        make_native(3, seq_len=48).unwrapped.load_state_dict(state)
+    with pytest.raises(ValueError, match="sections"):
+        make_native(3, sections=((0, 32), (32, 64))).unwrapped.load_state_dict(state)
+
+
+def test_public_read_access():
+    env = make_native(3)
+    venv = env.unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        _ = venv.observation
+    obs, _ = env.reset(seed=4)
+    assert_same(venv.observation, obs)
+    assert venv.prompt_steps == 16
+    refs = venv.references
+    assert refs.dtype == np.float32 and refs.shape == (3, 64, 9)
+    canvases = venv.canvases
+    assert canvases.dtype == np.float32 and canvases.shape == (3, 64, 9)
+    np.testing.assert_array_equal(canvases[:, :16], refs[:, :16])  # the primer
+    assert not canvases[:, 16:].any()
+    canvases[:] = 1  # a copy: the env is untouched
+    assert not venv.canvases[:, 16:].any()
+    act = np.ones((3, 9), np.int8)
+    for i in range(EPISODE):
+        obs, *_ = env.step(act)
+        assert_same(venv.observation, obs, f"step {i}")
+        assert venv.autoreset_mask.tolist() == [i == EPISODE - 1] * 3
+    assert venv.canvases[:, 16:].all()  # the whole composition until the autoreset step
+    mask = venv.autoreset_mask
+    mask[:] = False
+    assert venv.autoreset_mask.all()
+    env.step(act)
+    assert not venv.autoreset_mask.any()
+    assert not venv.canvases[:, 16:].any()

@@ -1,0 +1,156 @@
+"""Tests for drum_env/core.py's state: every buffer is declared, saved and restored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drum_env.core import ComposeCore, build_config
+
+SMALL = {"seq_len": 64, "prompt_bars": 1}
+EPISODE = 64 - 16
+
+# The core's attributes that are neither state buffers nor constant tables, and why.
+NOT_BUFFERS = {
+    "config",  # the frozen task
+    "data",  # the reference windows (the env's arguments)
+    "num_envs",  # fixed at construction, checked by load_state_dict
+    "normalizer",  # saved by the env that owns it (it may be shared)
+    "_ref",  # the reference features: saved as "ref_features"
+    "_feature_cache",  # recomputed deterministically on use
+}
+
+
+def make_core(num_envs: int = 3, shaping: str = "hierarchical", **kwargs) -> ComposeCore:
+    kw = {**SMALL, **kwargs}
+    config, data = build_config(
+        None, kw["seq_len"], 16, 4, kw["prompt_bars"], 32, None, shaping, None, None
+    )
+    return ComposeCore(config, data, num_envs)
+
+
+def run(core: ComposeCore, steps: int, seed: int = 0) -> None:
+    """Reset every sub-env and write ``steps`` random steps, resetting ended episodes."""
+    rng = np.random.default_rng(seed)
+    n = len(core.data.windows)
+    core.reset(np.arange(core.num_envs), rng.integers(n, size=core.num_envs))
+    for _ in range(steps):
+        result = core.step(rng.random((core.num_envs, core.config.num_drums)) < 0.3)
+        ended = np.flatnonzero(result.terminated)
+        core.reset(ended, rng.integers(n, size=len(ended)))
+
+
+def test_every_attribute_is_declared():
+    """A new buffer must be registered in STATE_BUFFERS (saved) or CONSTANT_TABLES (not)."""
+    core = make_core()
+    run(core, 5)
+    declared = set(ComposeCore.STATE_BUFFERS) | set(ComposeCore.CONSTANT_TABLES)
+    assert not set(ComposeCore.STATE_BUFFERS) & set(ComposeCore.CONSTANT_TABLES)
+    undeclared = set(vars(core)) - declared - NOT_BUFFERS
+    assert not undeclared, (
+        f"ComposeCore attribute(s) {sorted(undeclared)} are neither in STATE_BUFFERS (saved by "
+        "state_dict) nor in CONSTANT_TABLES: register them"
+    )
+    arrays = {k for k, v in vars(core).items() if isinstance(v, np.ndarray)}
+    assert arrays - declared == set(), sorted(arrays - declared)
+    for name in ComposeCore.STATE_BUFFERS:
+        assert isinstance(getattr(core, name), np.ndarray), name
+        assert getattr(core, name).shape[0] == core.num_envs, name  # batch axis first
+
+
+def test_state_buffers_exist_before_the_first_reset():
+    core = make_core()
+    for name in ComposeCore.STATE_BUFFERS:
+        assert isinstance(getattr(core, name), np.ndarray), name
+
+
+def test_constant_tables_are_not_written():
+    fresh, used = make_core(), make_core()
+    run(used, 2 * (EPISODE + 1) + 7)
+    for name in ComposeCore.CONSTANT_TABLES:
+        a, b = getattr(fresh, name), getattr(used, name)
+        if isinstance(a, list):
+            assert len(a) == len(b), name
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_core_round_trip_continues_bitwise():
+    a = make_core()
+    run(a, 20, seed=1)
+    b = make_core()
+    b.load_state_dict(a.state_dict())
+    b.normalizer.load_state_dict(a.normalizer.state_dict())
+    for k, v in a.observe().items():
+        np.testing.assert_array_equal(v, b.observe()[k], err_msg=k)
+    rng = np.random.default_rng(2)
+    for _ in range(EPISODE + 3):
+        act = rng.random((3, 9)) < 0.3
+        ra, rb = a.step(act), b.step(act)
+        for x, y in zip(ra, rb):
+            np.testing.assert_array_equal(x, y)
+        ended = np.flatnonzero(ra.terminated)
+        windows = rng.integers(len(a.data.windows), size=len(ended))
+        a.reset(ended, windows)
+        b.reset(ended, windows)
+        for k, v in a.observe().items():
+            np.testing.assert_array_equal(v, b.observe()[k], err_msg=k)
+
+
+def test_state_is_a_copy():
+    core = make_core()
+    run(core, 3)
+    state = core.state_dict()
+    canvas = state["buffers"]["canvas"].copy()
+    run(core, 10, seed=5)
+    np.testing.assert_array_equal(state["buffers"]["canvas"], canvas)
+
+
+def test_state_of_a_core_never_reset():
+    core = make_core()
+    state = core.state_dict()
+    assert state["ref_features"] is None
+    used = make_core()
+    run(used, 4)
+    used.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="reset"):
+        used.observe()
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s.update(num_envs=2), "2 sub-envs"),
+        (lambda s: s.update(version=99), "version 99"),
+        (lambda s: s.update(format="Other"), "'Other'"),
+        (lambda s: s.pop("buffers"), "missing key.*buffers"),
+        (lambda s: s["buffers"].pop("_raw_hist"), "missing key.*_raw_hist"),
+        (lambda s: s["buffers"].update(extra=np.zeros(3)), "unknown key.*extra"),
+        (lambda s: s["buffers"].update(t=np.zeros(2, np.int64) + 16), "'t'.*\\(2,\\)"),
+        (lambda s: s["buffers"].update(canvas=s["buffers"]["canvas"] * 1.0), "canvas.*float64"),
+        (lambda s: s["buffers"].update(t=s["buffers"]["t"] + 100), "'t'.* must lie"),
+        (lambda s: s["buffers"]["window_ids"].fill(-1), "window_ids"),
+        (lambda s: s["task"].update(seq_len=48), "seq_len=48"),
+        (lambda s: s["ref_features"]["section"].pop(), "section"),
+        (lambda s: s["ref_features"].update(song=s["ref_features"]["song"][:, :3]), "song"),
+        (lambda s: s["ref_features"].pop("bar"), "missing key.*bar"),
+    ],
+    ids=["num_envs", "version", "format", "no-buffers", "no-buffer", "extra", "shape",
+         "dtype", "t-range", "window-range", "task", "sections", "ref-shape", "no-ref"],
+)  # fmt: skip
+def test_load_errors_name_the_buffer_and_change_nothing(edit, match):
+    core = make_core()
+    run(core, 4)
+    state = core.state_dict()
+    edit(state)
+    target = make_core()
+    run(target, 7, seed=3)
+    before = target.state_dict()
+    with pytest.raises(ValueError, match=match):
+        target.load_state_dict(state)
+    after = target.state_dict()
+    for name in ComposeCore.STATE_BUFFERS:
+        np.testing.assert_array_equal(before["buffers"][name], after["buffers"][name])
+    np.testing.assert_array_equal(before["ref_features"]["song"], after["ref_features"]["song"])
