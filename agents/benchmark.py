@@ -68,19 +68,28 @@ All runs train on the CPU with ``threads`` torch threads (default 1) and AMP off
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from agents import benchmark_report as report
+from agents.benchmark_report import (
+    AGENTS,
+    ANY_SHAPING,
+    CSV_COLUMNS,
+    CUSTOM_ONLY,
+    DEFAULT_SHAPINGS,
+    PPO_AGENTS,
+    SB3_ALGOS,
+    SHAPING_NAMES,
+)
 from agents.heldout import (
     FAMILIES,
     HeldoutConfig,
@@ -103,45 +112,11 @@ __all__ = [
     "run_benchmark",
 ]
 
-AGENTS: tuple[str, ...] = ("ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "random")
-"""Agent names, in table order."""
-DEFAULT_SHAPINGS: tuple[str, ...] = (
-    "sparse", "step", "bar", "hierarchical", "hierarchical-raw", "learned",
-)  # fmt: skip
-"""The shapings run by default: the presets of :data:`drum_env.SHAPINGS` and ``learned``."""
-SHAPING_NAMES: tuple[str, ...] = (
-    *DEFAULT_SHAPINGS, "tuned", "hierarchical/batch", "hierarchical/epoch",
-)  # fmt: skip
-"""Every shaping name, in table order: :data:`DEFAULT_SHAPINGS`, then the opt-in ``tuned``
-(weights of a tuning run) and ``hierarchical/batch``, ``hierarchical/epoch`` (the trainer's
-reward normalisation per batch or per epoch instead of the env's running one)."""
-_SB3 = {"sb3-ppo": "ppo", "sb3-a2c": "a2c"}
-# Shapings only the custom PPO has (learned weights, tuned weights, trainer-side normalisation).
-_CUSTOM_ONLY = ("learned", "tuned", "hierarchical/batch", "hierarchical/epoch")
-_PPO_AGENTS = ("ppo", "ppo+pretrain")
-_ANY = "any"  # the shaping of the shaping-independent random agent
-
-CSV_COLUMNS: tuple[str, ...] = (
-    "shaping", "agent", "seed", "env_steps", "final", "headline", "song_raw", "episode_return",
-    *(f"oa_{f}" for f in FAMILIES), "train_s", "eval_s", "wall_s",
-)  # fmt: skip
-"""Columns of ``shapings.csv``: ``final`` is 1 on a run's last evaluation; ``oa_<family>`` the
-family's mean overlapping area (empty when the family has no feature for this data);
-``train_s`` the training wall time up to that point (evaluations and pretraining excluded),
-``eval_s`` the time of that evaluation, ``wall_s`` the time since the run started."""
-
 # Throughput measured on the 2-core development machine (env steps / s, one torch thread),
 # used only for the time estimate printed at the start.
 _RATE = {"ppo": 380.0, "ppo+pretrain": 350.0, "sb3-ppo": 3000.0, "sb3-a2c": 4000.0}
 _EVAL_S_PER_EPISODE = 0.015
 _PRETRAIN_S_PER_STEP = 0.05
-
-_GROOVE_ATTRIBUTION = (
-    "Data: Groove MIDI Dataset (Gillick, Roberts, Engel, Eck, Bamman, ICML 2019; Google "
-    "Magenta), https://magenta.tensorflow.org/datasets/groove, licensed CC BY 4.0 "
-    "(https://creativecommons.org/licenses/by/4.0/)."
-)
-
 
 # ----------------------------------------------------------------------------- config
 
@@ -228,7 +203,7 @@ class BenchmarkConfig(HeldoutConfig):
         check_number("kl_coef", self.kl_coef, 0.0)
         for name in ("amp", "resume", "progress"):
             check_bool(name, getattr(self, name))
-        if any(a in _PPO_AGENTS for a in self.agents):
+        if any(a in PPO_AGENTS for a in self.agents):
             batch = self.ppo_num_envs * self.ppo_num_steps
             if self.total_timesteps < batch:
                 raise ValueError(
@@ -283,7 +258,7 @@ class BenchmarkConfig(HeldoutConfig):
         if shaping == "tuned":
             name, weights = self.tuned_reward()
             return name, weights, "running"
-        if shaping == _ANY:
+        if shaping == ANY_SHAPING:
             return self.shaping, self.weight_mapping, "running"
         if "/" in shaping:
             name, norm = shaping.split("/", 1)
@@ -315,11 +290,11 @@ class BenchmarkConfig(HeldoutConfig):
         for seed in self.seeds:
             for shaping in self.shapings:
                 for agent in self.agents:
-                    if agent == "random" or (agent in _SB3 and shaping in _CUSTOM_ONLY):
+                    if agent == "random" or (agent in SB3_ALGOS and shaping in CUSTOM_ONLY):
                         continue
                     out.append((shaping, agent, seed))
             if "random" in self.agents:
-                out.append((_ANY, "random", seed))
+                out.append((ANY_SHAPING, "random", seed))
         return out
 
     def estimated_seconds(self, cells: Sequence[tuple[str, str, int]] | None = None) -> float:
@@ -533,7 +508,7 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     env_shaping, weights, _ = c.reward_setup(shaping)
     base = BaselineConfig(
         **{**c.task_fields(), "data": str(ctx.split.train_dir), "shaping": env_shaping,
-           "weights": weights}, algo=_SB3[agent], num_envs=c.sb3_num_envs,
+           "weights": weights}, algo=SB3_ALGOS[agent], num_envs=c.sb3_num_envs,
         num_steps=c.sb3_num_steps, total_timesteps=c.total_timesteps, seed=seed, eval_every=0,
         out=str(_run_dir(c, shaping, agent, seed)), tensorboard=False,
     )  # fmt: skip
@@ -560,49 +535,11 @@ def _run_random(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict
 
 
 def _run_cell(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
-    if agent in _PPO_AGENTS:
+    if agent in PPO_AGENTS:
         return _run_ppo(ctx, shaping, agent, seed)
-    if agent in _SB3:
+    if agent in SB3_ALGOS:
         return _run_sb3(ctx, shaping, agent, seed)
     return _run_random(ctx, shaping, agent, seed)
-
-
-# ----------------------------------------------------------------------------- the csv
-
-
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
-            row: dict[str, Any] = {}
-            for k in CSV_COLUMNS:
-                v = raw.get(k, "")
-                if k in ("shaping", "agent"):
-                    row[k] = v
-                elif k in ("seed", "env_steps", "final"):
-                    row[k] = int(v)
-                else:
-                    row[k] = float(v) if v not in ("", None) else math.nan
-            rows.append(row)
-    return rows
-
-
-def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], append: bool) -> None:
-    new = not append or not path.is_file()
-    with path.open("w" if new else "a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if isinstance(row[k], float) and math.isnan(row[k])
-                                 else row[k]) for k in CSV_COLUMNS})  # fmt: skip
-        fh.flush()
-
-
-def _finished(rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str, int]]:
-    return {(r["shaping"], r["agent"], r["seed"]) for r in rows if r["final"]}
 
 
 # ----------------------------------------------------------------------------- reports
@@ -631,300 +568,6 @@ class BenchmarkResult(NamedTuple):
     """Wall time of this call."""
 
 
-def _summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for r in rows:
-        if r["final"]:
-            groups.setdefault((r["shaping"], r["agent"]), []).append(r)
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for (shaping, agent), rs in groups.items():
-        cell: dict[str, float] = {"seeds": float(len(rs))}
-        for key in ("headline", "song_raw", "episode_return", *(f"oa_{f}" for f in FAMILIES)):
-            values = np.array([r[key] for r in rs], dtype=np.float64)
-            ok = values[np.isfinite(values)]
-            cell[key] = float(ok.mean()) if len(ok) else math.nan
-            cell[f"{key}_std"] = float(ok.std()) if len(ok) else math.nan
-        cell["train_s"] = float(np.mean([r["train_s"] for r in rs]))
-        cell["env_steps"] = float(np.mean([r["env_steps"] for r in rs]))
-        cell["steps_per_s"] = cell["env_steps"] / cell["train_s"] if cell["train_s"] > 0 else 0.0
-        out.setdefault(shaping, {})[agent] = cell
-    return out
-
-
-def _curves(
-    rows: Sequence[Mapping[str, Any]], agent: str
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Learning curves of one agent: shaping -> (env_steps, mean headline, std over seeds)."""
-    by: dict[str, dict[int, list[float]]] = {}
-    for r in rows:
-        if r["agent"] == agent:
-            by.setdefault(r["shaping"], {}).setdefault(r["env_steps"], []).append(r["headline"])
-    out = {}
-    for shaping, points in by.items():
-        steps = np.array(sorted(points))
-        values = [np.array(points[s]) for s in steps]
-        out[shaping] = (steps, np.array([v.mean() for v in values]),
-                        np.array([v.std() for v in values]))  # fmt: skip
-    return out
-
-
-def _fmt(mean: float, std: float, seeds: float, digits: int = 3) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    text = f"{mean:.{digits}f}"
-    return text + (f" ± {std:.{digits}f}" if seeds > 1 else "")
-
-
-def _table(
-    summary: Mapping[str, Mapping[str, Mapping[str, float]]],
-    shapings: Sequence[str],
-    agents: Sequence[str],
-    key: str,
-) -> list[str]:
-    """A markdown table: rows shapings, columns agents, the best mean per column in bold."""
-    lines = ["| shaping | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
-    best = {}
-    for a in agents:
-        means = [summary[s][a][key] for s in shapings if a in summary.get(s, {})]
-        means = [m for m in means if math.isfinite(m)]
-        best[a] = max(means) if means else None
-    for s in shapings:
-        cells = []
-        for a in agents:
-            if a in _SB3 and s in _CUSTOM_ONLY:
-                cells.append("n/a")
-                continue
-            c = summary.get(s, {}).get(a)
-            if c is None:
-                cells.append("-")
-                continue
-            text = _fmt(c[key], c[f"{key}_std"], c["seeds"])
-            cells.append(f"**{text}**" if best[a] is not None and c[key] == best[a] else text)
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _notes(config: BenchmarkConfig, shapings: Sequence[str]) -> list[str]:
-    """The report's notes on the opt-in rows (``tuned``, reward normalisation)."""
-    lines = ["Notes:", ""]
-    if "tuned" in shapings and config.tuned_config is not None:
-        name, weights = config.tuned_reward()
-        shown = ", ".join(f"{k} {v:g}" for k, v in (weights or {}).items()) or "its own"
-        lines.append(f"* `tuned`: shaping `{name}` with the weights of `{config.tuned_config}` "
-                     f"({shown}); every other setting as the other rows. The tuning run must "
-                     "use this benchmark's split settings (data, split_csv or heldout_fraction, "
-                     "split_seed) so that the held-out data stay unseen.")  # fmt: skip
-    norms = [s for s in shapings if "/" in s]
-    if norms:
-        lines.append("* " + ", ".join(f"`{s}`" for s in norms) + ": the custom PPO normalises "
-                     "each reward term over its rollout batch (`batch`) or with statistics "
-                     "frozen during an iteration (`epoch`) instead of the env's running "
-                     "normaliser (the other rows).")  # fmt: skip
-    lines.append("* The rows `hierarchical/batch` and `hierarchical/epoch` (reward normalisation "
-                 "per batch / per epoch) and `tuned` are opt-in: `--shapings ... "
-                 "hierarchical/batch hierarchical/epoch`, `--tuned FILE`; each adds a row of "
-                 "custom PPO runs, so they are not in the default list.")  # fmt: skip
-    return [*lines, ""]
-
-
-def _markdown(
-    config: BenchmarkConfig,
-    ctx_info: Mapping[str, Any],
-    rows: Sequence[Mapping[str, Any]],
-    summary: Mapping[str, Mapping[str, Mapping[str, float]]],
-) -> str:
-    ref = ctx_info["references"]
-    shapings = [s for s in SHAPING_NAMES if s in summary]
-    agents = [a for a in AGENTS if a != "random" and any(a in summary[s] for s in summary)]
-    disc = ctx_info["discriminative"]
-    rest = [f for f in ctx_info["families"] if f not in disc]
-    lines = [
-        "# Reward shapings x agents on held-out drums",
-        "",
-        f"Made by: `{ctx_info['command']}`",
-        "",
-        f"Data: {ctx_info['data']}; split: {ctx_info['train_sequences']} training and "
-        f"{ctx_info['heldout_sequences']} held-out sequences ({ctx_info['split']}). Episodes: "
-        f"{config.seq_len} steps ({config.prompt_bars} bar primer from the held-out split). "
-        f"Budget: {config.total_timesteps:,} env steps per run, seeds "
-        f"{', '.join(str(s) for s in sorted({r['seed'] for r in rows}))}; "
-        f"{config.eval_episodes} evaluation episodes.",
-        "",
-        "Score: **headline** = mean overlapping area (OA) between the feature distributions "
-        "of the composed part and of the held-out reference continuations, over the "
-        f"discriminative families: {', '.join(disc)}"
-        + (f" (reported but not averaged: {', '.join(rest)})" if rest else "")
-        + ". 1 = indistinguishable from real; higher is better.",
-        "",
-        "## Final headline score (mean ± std over seeds; best per column in **bold**)",
-        "",
-        *_table(summary, shapings, agents, "headline"),
-        "",
-    ]
-    custom = [s for s in shapings if s in _CUSTOM_ONLY]
-    if custom and any(a in _SB3 for a in agents):
-        lines += [", ".join(f"`{s}`" for s in custom) + " x SB3: not applicable (learned "
-                  "weights, tuned weights and the reward normalisation per batch / epoch are "
-                  "part of the custom trainer); those runs are skipped.", ""]  # fmt: skip
-    lines += _notes(config, shapings)
-    lines += [
-        "## Final song term (raw, in [-1, 0]; 0 = the song features match; higher is better)",
-        "",
-        *_table(summary, shapings, agents, "song_raw"),
-        "",
-        "## References (shaping-independent)",
-        "",
-        "| player | headline | song term |",
-        "|---|---:|---:|",
-    ]
-    rnd = summary.get(_ANY, {}).get("random")
-    if rnd is not None:
-        lines.append(
-            "| random agent (each drum at its training-split rate, through the env) | "
-            f"{_fmt(rnd['headline'], rnd['headline_std'], rnd['seeds'])} | "
-            f"{_fmt(rnd['song_raw'], rnd['song_raw_std'], rnd['seeds'])} |"
-        )
-    names = {"ceiling": "ceiling: real vs real (± spread over halvings)",
-             "uniform_random": "floor: uniform random", "density_random":
-             "floor: density-matched random", "silence": "floor: silence"}  # fmt: skip
-    for key, label in names.items():
-        mean, std = ref[key]
-        lines.append(f"| {label} | {mean:.3f} ± {std:.3f} | - |")
-    lines += [
-        "",
-        f"Ceiling and floors: {ctx_info['baseline_windows']} held-out windows (continuations), "
-        "split in two halves.",
-        "",
-        "## Per-family OA (final, mean over seeds)",
-        "",
-        "| shaping | agent | " + " | ".join(ctx_info["families"]) + " |",
-        "|---|---|" + "---:|" * len(ctx_info["families"]),
-    ]
-    for s in [*shapings, _ANY]:
-        for a in AGENTS:
-            c = summary.get(s, {}).get(a)
-            if c is not None:
-                vals = " | ".join(_fmt(c[f"oa_{f}"], 0, 1, 2) for f in ctx_info["families"])
-                lines.append(f"| {s} | {a} | {vals} |")
-    lines += ["", "## Time", "", "| agent | mean train s per run | env steps / s |",
-              "|---|---:|---:|"]  # fmt: skip
-    for a in agents:
-        cells = [summary[s][a] for s in summary if a in summary[s]]
-        t = float(np.mean([c["train_s"] for c in cells]))
-        sps = float(np.mean([c["steps_per_s"] for c in cells]))
-        lines.append(f"| {a} | {t:.1f} | {sps:,.0f} |")
-    total = sum(r["wall_s"] for r in rows if r["final"])
-    lines += ["", f"Total wall time of the runs: {total:,.0f} s (evaluations included; "
-              "pretraining excluded)."]  # fmt: skip
-    if config.data and "groove" in config.data.lower():
-        lines += ["", _GROOVE_ATTRIBUTION]
-    return "\n".join(lines) + "\n"
-
-
-def _plot(
-    path: Path,
-    config: BenchmarkConfig,
-    ctx_info: Mapping[str, Any],
-    rows: Sequence[Mapping[str, Any]],
-    summary: Mapping[str, Mapping[str, Mapping[str, float]]],
-) -> None:
-    try:
-        import matplotlib
-    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
-        raise ImportError("the benchmark plot needs matplotlib: pip install drum-env") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ref = ctx_info["references"]
-    shapings = [s for s in SHAPING_NAMES if s in summary]
-    agents = [a for a in AGENTS if a != "random" and any(a in summary[s] for s in summary)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
-    curve_agent = next((a for a in ("ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c")
-                        if a in agents), None)  # fmt: skip
-    styles = {"ceiling": ("tab:green", "-"), "density_random": ("tab:gray", "--"),
-              "uniform_random": ("tab:red", ":"), "silence": ("black", "-.")}  # fmt: skip
-
-    def references(ax: Any) -> None:
-        for key, (color, ls) in styles.items():
-            ax.axhline(ref[key][0], color=color, ls=ls, lw=1, label=key.replace("_", " "))
-
-    if curve_agent is not None:
-        for shaping, (steps, mean, std) in _curves(rows, curve_agent).items():
-            line = left.plot(steps, mean, marker="o", ms=3, label=shaping)[0]
-            left.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    references(left)
-    left.set_xlabel("env steps")
-    left.set_ylabel("headline score (held-out)")
-    left.set_title(f"learning curves: {curve_agent or '-'} (mean ± std over seeds)")
-    left.set_ylim(0, 1)
-    left.legend(fontsize=7, ncol=2)
-
-    groups = [*shapings, _ANY] if _ANY in summary else shapings
-    width = 0.8 / max(1, len(agents))
-    for k, a in enumerate(agents):
-        xs, ys, es = [], [], []
-        for g, s in enumerate(shapings):
-            c = summary.get(s, {}).get(a)
-            if c is not None:
-                xs.append(g + (k - (len(agents) - 1) / 2) * width)
-                ys.append(c["headline"])
-                es.append(c["headline_std"])
-        right.bar(xs, ys, width, yerr=es, capsize=2, label=a)
-    if _ANY in summary:
-        c = summary[_ANY]["random"]
-        right.bar([len(shapings)], [c["headline"]], width, yerr=[c["headline_std"]], capsize=2,
-                  color="tab:brown", label="random agent")  # fmt: skip
-    references(right)
-    right.set_xticks(range(len(groups)))
-    right.set_xticklabels(["random" if g == _ANY else g for g in groups], rotation=20)
-    right.set_ylabel("final headline score")
-    right.set_ylim(0, 1)
-    right.set_title(f"final score, {config.total_timesteps:,} env steps per run")
-    right.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def _write_reports(
-    config: BenchmarkConfig,
-    ctx_info: Mapping[str, Any],
-    rows: Sequence[Mapping[str, Any]],
-    notes: Mapping[str, Any],
-    plot: bool,
-) -> dict[str, dict[str, dict[str, float]]]:
-    out = Path(config.out)
-    summary = _summarise(rows)
-    if not summary:
-        return summary
-    md = out / "shapings.md"
-    md.write_text(_markdown(config, ctx_info, rows, summary), encoding="utf-8")
-    payload = {
-        "config": dataclasses.asdict(config), **ctx_info, "summary": summary, "rows": list(rows),
-        "notes": dict(notes),
-    }  # fmt: skip
-    (out / "shapings.json").write_text(
-        json.dumps(payload, indent=1, default=_json_default, allow_nan=True), encoding="utf-8"
-    )
-    if plot:
-        _plot(out / "shapings.png", config, ctx_info, rows, summary)
-    return summary
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, (np.ndarray, tuple)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 # ----------------------------------------------------------------------------- driver
 
 
@@ -932,7 +575,7 @@ def _check_resume(config: BenchmarkConfig, path: Path) -> None:
     if not path.is_file():
         return
     saved = json.loads(path.read_text(encoding="utf-8"))
-    mine = json.loads(json.dumps(config.result_fields(), default=_json_default))
+    mine = json.loads(json.dumps(config.result_fields(), default=report.json_default))
     diffs = [f"{k} (recorded {saved.get(k)!r}, now {v!r})" for k, v in mine.items()
              if saved.get(k) != v]  # fmt: skip
     if diffs:
@@ -984,12 +627,12 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     if config.resume:
         _check_resume(config, config_path)
     config_path.write_text(
-        json.dumps(config.result_fields(), indent=1, default=_json_default), encoding="utf-8"
+        json.dumps(config.result_fields(), indent=1, default=report.json_default), encoding="utf-8"
     )
-    rows = _read_csv(csv_path) if config.resume else []
-    done = _finished(rows)
+    rows = report.read_csv(csv_path) if config.resume else []
+    done = report.finished(rows)
     rows = [r for r in rows if (r["shaping"], r["agent"], r["seed"]) in done]  # drop unfinished
-    _write_csv(csv_path, rows, append=False)
+    report.write_csv(csv_path, rows, append=False)
 
     split = write_split(config, config.work)
     heldout = heldout_dataset(config, split.heldout_dir)
@@ -1039,7 +682,7 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
         for shaping, agent, seed in todo:
             bar.set_description(f"{shaping}/{agent}/seed{seed}")
             new = _run_cell(ctx, shaping, agent, seed)
-            _write_csv(csv_path, new, append=True)
+            report.write_csv(csv_path, new, append=True)
             rows += new
             ran += 1
             final = new[-1]
@@ -1049,11 +692,11 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
                 f"{final['wall_s']:.0f} s"
             )
             bar.update(1)
-            _write_reports(config, ctx_info, rows, ctx.notes, plot=False)
+            report.write_reports(config, ctx_info, rows, ctx.notes, plot=False)
         bar.close()
     finally:
         torch.set_num_threads(threads)
-    summary = _write_reports(config, ctx_info, rows, ctx.notes, plot=True)
+    summary = report.write_reports(config, ctx_info, rows, ctx.notes, plot=True)
     return BenchmarkResult(
         csv_path, out / "shapings.md", out / "shapings.png", out / "shapings.json", rows,
         summary, reference.headline, tuple(reference.baselines.discriminative), ran,

@@ -15,8 +15,8 @@ from agents.benchmark import (
     DEFAULT_SHAPINGS,
     SHAPING_NAMES,
     BenchmarkConfig,
-    _table,
 )
+from agents.benchmark_report import table as _table
 from agents.heldout import HeldoutConfig, split_indices
 
 ROOT = Path(__file__).resolve().parents[2]

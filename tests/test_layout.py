@@ -1,0 +1,76 @@
+"""The house rules of DESIGN.md, checked on the source: one-way layering, no private reach-ins.
+
+* ``dataset`` <- ``drum_env`` <- ``agents`` <- ``benchmarks``: a package never imports one to
+  its right.
+* No module imports another module's ``_private`` name, and no module reads a ``_private``
+  attribute of an object unless its own module defines that name (its own classes' state).
+  Allowed: NamedTuple's public ``_fields`` / ``_asdict`` / ``_replace`` / ``_make``, the seed's
+  metric method names (``_hit_density`` ... ``_aggregate``: the seed document's API) and
+  ``_ff_block`` of ``torch.nn.TransformerEncoderLayer`` (the policy's last-token pass reuses it;
+  see agents/policy.py).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("dataset", "drum_env", "agents", "benchmarks")
+ORDER = {name: i for i, name in enumerate(PACKAGES)}
+ALLOWED = {
+    "_fields", "_asdict", "_replace", "_make", "_ff_block",
+    # the seed's method names (DESIGN.md: CompleteHierarchicalDrumDataset, kept whole)
+    "_hit_density", "_fraction_dense_bars", "_ioi_stats", "_co_occurrence", "_n_grams",
+    "_fast_patterns", "_transitions", "_syncopation", "_phrase_structure", "_section_metrics",
+    "_song_metrics", "_aggregate",
+}  # fmt: skip
+
+
+def _modules() -> list[Path]:
+    return [f for pkg in PACKAGES for f in sorted((ROOT / pkg).rglob("*.py"))]
+
+
+def _defined_private(tree: ast.AST) -> set[str]:
+    """Private names a module defines: functions, classes, assigned names and attributes."""
+    names = set()
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
+        elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+            names.add(n.attr)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            names.add(n.id)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier():
+            names.add(n.value)  # names built by getattr / __slots__ / STATE_BUFFERS tables
+    return {name for name in names if name.startswith("_")}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_private_reach_ins_and_one_way_layering(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    own = _defined_private(tree)
+    pkg = path.relative_to(ROOT).parts[0]
+    problems = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom) and n.module:
+            top = n.module.split(".")[0]
+            if top in ORDER and ORDER[top] > ORDER[pkg]:
+                problems.append(f"line {n.lineno}: {pkg} imports {n.module} (layering)")
+            if top in ORDER:
+                for alias in n.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        problems.append(f"line {n.lineno}: imports {n.module}.{alias.name}")
+        elif isinstance(n, ast.Import):
+            for alias in n.names:
+                top = alias.name.split(".")[0]
+                if top in ORDER and ORDER[top] > ORDER[pkg]:
+                    problems.append(f"line {n.lineno}: {pkg} imports {alias.name} (layering)")
+        elif isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__"):
+            if isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"):
+                continue
+            if n.attr not in own and n.attr not in ALLOWED:
+                problems.append(f"line {n.lineno}: reads another module's private .{n.attr}")
+    assert not problems, "\n".join(problems)
