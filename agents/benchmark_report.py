@@ -24,7 +24,7 @@ from agents.heldout import FAMILIES
 __all__ = [
     "AGENTS", "DEFAULT_SHAPINGS", "SHAPING_NAMES", "SB3_ALGOS", "CUSTOM_ONLY", "PPO_AGENTS",
     "ANY_SHAPING", "CSV_COLUMNS", "GROOVE_ATTRIBUTION", "read_csv", "write_csv", "finished",
-    "summarise", "table", "markdown", "plot", "write_reports", "json_default",
+    "summarise", "table", "markdown", "plot_curves", "write_reports", "json_default",
 ]  # fmt: skip
 
 AGENTS: tuple[str, ...] = ("ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "random")
@@ -298,7 +298,7 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(
+def plot_curves(
     path: Path,
     config: Any,
     ctx_info: Mapping[str, Any],
@@ -388,7 +388,7 @@ def write_reports(
         json.dumps(payload, indent=1, default=json_default, allow_nan=True), encoding="utf-8"
     )
     if plot:
-        plot(out / "shapings.png", config, ctx_info, rows, summary)
+        plot_curves(out / "shapings.png", config, ctx_info, rows, summary)
     return summary
 
 

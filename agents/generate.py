@@ -1,17 +1,93 @@
-"""Compose drum sequences with a trained policy: ``.mid``, ``.npz`` and a piano-roll ``.png``."""
+"""Compose drum sequences with a trained policy: ``.mid``, ``.npz`` and a piano-roll ``.png``.
+
+* :class:`GenerateConfig`: the task (from :class:`~agents.task.TaskConfig`; the metre and the
+  context default to the policy file's own), the policy file, the takes and where to write.
+* :func:`generate`: ``generate(config) -> GenerateResult``.
+* :func:`load_any_policy`, :func:`policy_fn`: a policy file as a batched numpy policy (the
+  benchmark and the tuner evaluate through these too).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from agents.rollout import Rollouts, rollout_episodes
+from agents.runs import RunDirError
+from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
 
-__all__ = ["GenerateResult", "load_any_policy", "policy_fn", "generate"]
+__all__ = [
+    "POLICY_FIELDS",
+    "GenerateConfig",
+    "GenerateResult",
+    "load_any_policy",
+    "policy_fn",
+    "generate",
+]
+
+POLICY_FIELDS: tuple[str, ...] = ("context_steps", "steps_per_bar", "bars_per_phrase")
+"""The task fields a policy file fixes; :class:`GenerateConfig` takes them from the file unless
+given."""
+
+_TAKE_SUFFIXES = (".mid", ".npz", ".png")
+
+
+@dataclass(frozen=True)
+class GenerateConfig(TaskConfig):
+    """Takes composed by one policy: the task, the policy file, how many takes and where. Frozen.
+
+    The task settings come from :class:`~agents.task.TaskConfig`, except that
+    ``context_steps``, ``steps_per_bar`` and ``bars_per_phrase`` default to the policy file's
+    own values (read on construction when any of them is ``None``) and ``shaping`` defaults to
+    ``hierarchical-raw``, so the returns of different policies share one scale.
+    """
+
+    context_steps: int | None = None
+    """Steps of the canvas the observation shows; ``None``: the policy file's (any length up to
+    the policy's position embedding works)."""
+    steps_per_bar: int | None = None
+    """Steps in one bar; ``None``: the policy file's (a policy plays only its own metre)."""
+    bars_per_phrase: int | None = None
+    """Bars in one phrase; ``None``: the policy file's."""
+    shaping: str = "hierarchical-raw"
+    """Reward shaping of the returns reported per take, a name of ``drum_env.SHAPINGS``;
+    unnormalised by default so that returns compare across policies and runs."""
+    policy: str = field(kw_only=True)
+    """The policy: a ``policy.pt`` (``drum-env pretrain`` or ``train``) or a PPO
+    ``checkpoint.pt``."""
+    out: str = "runs/generate"
+    """Folder of the takes: ``take{i}.mid``, ``take{i}.npz``, ``take{i}.png`` and
+    ``summary.json``; a folder that already holds takes is refused unless ``force``."""
+    num: int = 4
+    """Number of takes (episodes played side by side)."""
+    seed: int = 0
+    """Seeds the episodes (which primers are drawn) and the sampling of the actions."""
+    deterministic: bool = False
+    """Hit when the policy's probability is > 0.5 instead of sampling."""
+    bpm: float = 100.0
+    """Tempo of the MIDI files, beats per minute (> 0)."""
+    force: bool = False
+    """Replace the takes already in ``out`` (their files are deleted) instead of refusing."""
+
+    def __post_init__(self) -> None:
+        check_path(self, "policy", optional=False)
+        missing = [name for name in POLICY_FIELDS if getattr(self, name) is None]
+        if missing:
+            own = load_any_policy(self.policy).config
+            for name in missing:
+                object.__setattr__(self, name, getattr(own, name))
+        self._check_task()
+        check_path(self, "out", optional=False)
+        check_int("num", self.num, 1)
+        check_int("seed", self.seed, 0)
+        check_bool("deterministic", self.deterministic)
+        check_bool("force", self.force)
+        check_number("bpm", self.bpm, 0.0, low_open=True)
 
 
 class GenerateResult(NamedTuple):
@@ -68,60 +144,91 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
     return act
 
 
-def generate(
-    policy_path: str | Path,
-    out_dir: str | Path,
-    num: int = 4,
-    env_kwargs: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    deterministic: bool = False,
-    bpm: float = 100.0,
-) -> GenerateResult:
-    """Compose ``num`` sequences, each continuing a primer drawn from the env's data.
+def _check_fits(config: GenerateConfig, policy_config: Any) -> None:
+    """Raise ``ValueError`` when the task's sizes do not fit the policy (naming the field)."""
+    for name in ("steps_per_bar", "bars_per_phrase"):
+        mine, theirs = getattr(config, name), getattr(policy_config, name)
+        if mine != theirs:
+            raise ValueError(
+                f"{name}={mine} does not fit policy {config.policy!r}, which plays "
+                f"{name}={theirs}; leave {name} unset to use the policy's"
+            )
+    if config.context_steps > policy_config.max_len:
+        raise ValueError(
+            f"context_steps={config.context_steps} exceeds what policy {config.policy!r} reads "
+            f"(at most {policy_config.max_len} steps)"
+        )
+
+
+def _existing_takes(out: Path) -> list[Path]:
+    """The files of earlier takes in ``out``: ``take*.{mid,npz,png}`` and ``summary.json``."""
+    if not out.is_dir():
+        return []
+    takes = [p for p in out.glob("take*") if p.is_file() and p.suffix in _TAKE_SUFFIXES]
+    summary = out / "summary.json"
+    return sorted(takes) + ([summary] if summary.is_file() else [])
+
+
+def generate(config: GenerateConfig) -> GenerateResult:
+    """Compose ``config.num`` sequences, each continuing a primer drawn from the env's data.
 
     Writes ``take{i}.mid``, ``take{i}.npz`` (key ``sequence``; also ``reference`` and
     ``prompt_steps``) and ``take{i}.png`` (primer shaded apart from what the policy wrote), and
-    ``summary.json`` with each take's return and song term.
+    ``summary.json`` with each take's return and song term. With ``force`` the earlier takes in
+    ``out`` are deleted first (other files are left alone).
 
     Args:
-        policy_path: a policy file (``policy.pt``) or a PPO checkpoint (``checkpoint.pt``).
-        out_dir: folder to write to (created).
-        num: number of takes.
-        env_kwargs: DrumCompose-v0 arguments; must match the policy's observation sizes.
-        seed: seeds the episodes (primers) and the action sampling.
-        deterministic: threshold the hit probabilities at 0.5 instead of sampling.
-        bpm: tempo of the MIDI files.
+        config: the policy, the task (:meth:`~agents.task.TaskConfig.env_kwargs`), the takes.
 
     Returns:
         GenerateResult.
+
+    Raises:
+        FileNotFoundError: the policy file is missing.
+        ValueError: the file is not a policy, or the task does not fit it (the message names the
+            field).
+        agents.runs.RunDirError: ``out`` is a file, or holds takes and ``force`` is not set.
     """
     from dataset.io import atomic_write
     from dataset.midi import sequence_to_midi
     from drum_env.render import save_piano_roll_png
 
-    policy = load_any_policy(policy_path)
-    cfg = policy.config
-    kwargs = {"context_steps": cfg.context_steps, "steps_per_bar": cfg.steps_per_bar,
-              "bars_per_phrase": cfg.bars_per_phrase, **dict(env_kwargs or {})}  # fmt: skip
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"out {str(out)!r} is a file, not a folder")
+    previous = _existing_takes(out)
+    if previous and not config.force:
+        raise RunDirError(
+            f"out {str(out)!r} already holds takes ({len(previous)} file(s), e.g. "
+            f"{previous[0].name}); pass --force to replace them, or choose another --out"
+        )
+    policy = load_any_policy(config.policy)
+    _check_fits(config, policy.config)
     rollouts = rollout_episodes(
-        policy_fn(policy, deterministic, seed), kwargs, episodes=num, num_envs=num, seed=seed
-    )
-    out = Path(out_dir)
+        policy_fn(policy, config.deterministic, config.seed), config.env_kwargs(),
+        episodes=config.num, num_envs=config.num, seed=config.seed,
+    )  # fmt: skip
+    for path in previous:
+        path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     summary = []
-    spb = kwargs["steps_per_bar"]
+    spb = config.steps_per_bar
     for i, (seq, ref) in enumerate(zip(rollouts.sequences, rollouts.references)):
         stem = out / f"take{i}"
-        sequence_to_midi(seq, stem.with_suffix(".mid"), bpm=bpm, steps_per_bar=spb)
-        atomic_write(stem.with_suffix(".npz"), lambda f, s=seq, r=ref: np.savez_compressed(
-            f, sequence=s, reference=r, prompt_steps=rollouts.prompt_steps))
+        sequence_to_midi(seq, stem.with_suffix(".mid"), bpm=config.bpm, steps_per_bar=spb)
+        atomic_write(
+            stem.with_suffix(".npz"),
+            lambda f, s=seq, r=ref: np.savez_compressed(
+                f, sequence=s, reference=r, prompt_steps=rollouts.prompt_steps
+            ),
+        )
         save_piano_roll_png(
             seq, stem.with_suffix(".png"), steps_per_bar=spb, prompt_steps=rollouts.prompt_steps,
             title=f"take {i}: return {rollouts.returns[i]:.2f}, "
             f"song term {rollouts.song_raw[i]:.3f}",
         )  # fmt: skip
-        files += [stem.with_suffix(s) for s in (".mid", ".npz", ".png")]
+        files += [stem.with_suffix(s) for s in _TAKE_SUFFIXES]
         summary.append({"take": i, "return": float(rollouts.returns[i]),
                         "song_raw": float(rollouts.song_raw[i])})  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -1,27 +1,44 @@
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from agents.generate import generate, load_any_policy
+from agents.generate import GenerateConfig, generate, load_any_policy
 from agents.ppo import PPOConfig, train
+from agents.runs import RunDirError
 from dataset.midi import midi_to_sequence
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ppo")
-    cfg = PPOConfig(num_envs=4, num_steps=16, total_timesteps=128, seq_len=32, d_model=16,
-                    n_layers=1, n_heads=2, out=str(out), progress=False, tensorboard=False)
+    cfg = PPOConfig(
+        num_envs=4,
+        num_steps=16,
+        total_timesteps=128,
+        seq_len=32,
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        out=str(out),
+        progress=False,
+        tensorboard=False,
+    )
     return train(cfg)
+
+
+def _config(policy, out, **changes):
+    values = {"num": 2, "seq_len": 32, "prompt_bars": 1, **changes}
+    return GenerateConfig(policy=str(policy), out=str(out), **values)
 
 
 @pytest.mark.parametrize("which", ["policy_path", "checkpoint_path"])
 def test_generate_writes_midi_npz_png_from_policy_or_checkpoint(tmp_path, trained, which):
-    result = generate(getattr(trained, which), tmp_path, num=2,
-                      env_kwargs={"seq_len": 32, "prompt_bars": 1}, seed=1)
+    result = generate(_config(getattr(trained, which), tmp_path, seed=1))
     assert sorted(p.name for p in result.files) == sorted(
-        f"take{i}{s}" for i in range(2) for s in (".mid", ".npz", ".png"))
+        f"take{i}{s}" for i in range(2) for s in (".mid", ".npz", ".png")
+    )
     for i in range(2):
         with np.load(tmp_path / f"take{i}.npz", allow_pickle=False) as f:
             seq = f["sequence"]
@@ -34,12 +51,44 @@ def test_generate_writes_midi_npz_png_from_policy_or_checkpoint(tmp_path, traine
 
 
 def test_generate_repeats_with_a_seed(tmp_path, trained):
-    kwargs = {"seq_len": 32, "prompt_bars": 1}
-    a = generate(trained.policy_path, tmp_path / "a", num=2, env_kwargs=kwargs, seed=3)
-    b = generate(trained.policy_path, tmp_path / "b", num=2, env_kwargs=kwargs, seed=3)
+    a = generate(_config(trained.policy_path, tmp_path / "a", seed=3))
+    b = generate(_config(trained.policy_path, tmp_path / "b", seed=3))
     assert np.array_equal(a.rollouts.sequences, b.rollouts.sequences)
+
+
+def test_the_policy_fixes_the_metre_unless_given(trained):
+    cfg = GenerateConfig(policy=str(trained.policy_path))
+    assert (cfg.context_steps, cfg.steps_per_bar, cfg.bars_per_phrase) == (16, 16, 4)
+    assert cfg.shaping == "hierarchical-raw"  # returns on one fixed scale
+    assert cfg.env_kwargs()["steps_per_bar"] == 16
+    given = GenerateConfig(policy=str(trained.policy_path), context_steps=8)
+    assert given.context_steps == 8  # any context length the policy can read
+    # an explicit value is kept (no file read) and refused by generate when it does not fit
+    other = dataclasses.replace(given, steps_per_bar=8, seq_len=32, out="unused")
+    with pytest.raises(ValueError, match="steps_per_bar=8 does not fit"):
+        generate(other)
+
+
+def test_existing_takes_are_refused_unless_force(tmp_path, trained):
+    generate(_config(trained.policy_path, tmp_path, num=3))
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="--force"):
+        generate(_config(trained.policy_path, tmp_path))
+    generate(_config(trained.policy_path, tmp_path, force=True))
+    assert not (tmp_path / "take2.npz").exists()  # the earlier third take is gone, not mixed in
+    assert len(json.loads((tmp_path / "summary.json").read_text())) == 2
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # other files are left alone
+
+
+def test_generate_config_is_validated(trained):
+    with pytest.raises(ValueError, match="num must be"):
+        GenerateConfig(policy=str(trained.policy_path), num=0)
+    with pytest.raises(ValueError, match="bpm"):
+        GenerateConfig(policy=str(trained.policy_path), bpm=0)
 
 
 def test_missing_policy_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_any_policy(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        GenerateConfig(policy=str(tmp_path / "nope.pt"))
