@@ -442,9 +442,9 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     import gymnasium as gym
     import torch
 
-    from agents.generate import load_any_policy, policy_fn
     from agents.policy import DrumPolicy, PolicyConfig, load_policy
     from agents.ppo import PPOConfig, train
+    from agents.rollout import load_any_policy, policy_fn
 
     c = ctx.config
     rec = _Recorder(ctx, shaping, agent, seed)
@@ -501,7 +501,8 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
 
 def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
     """SB3 as :func:`agents.sb3.train_baseline` sets it up, trained in evaluated chunks."""
-    from agents.sb3 import BaselineConfig, build_model, sb3_policy_fn
+    from agents.rollout import sb3_policy_fn
+    from agents.sb3 import BaselineConfig, build_model
 
     c = ctx.config
     rec = _Recorder(ctx, shaping, agent, seed)

@@ -10,14 +10,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from agents.rollout import Rollouts, rollout_episodes
+from agents.rollout import Rollouts, load_any_policy, policy_fn, rollout_episodes
 from agents.runs import RunDirError
 from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
 
@@ -25,8 +24,6 @@ __all__ = [
     "POLICY_FIELDS",
     "GenerateConfig",
     "GenerateResult",
-    "load_any_policy",
-    "policy_fn",
     "generate",
 ]
 
@@ -95,53 +92,6 @@ class GenerateResult(NamedTuple):
 
     files: list[Path]
     rollouts: Rollouts
-
-
-def load_any_policy(path: str | Path):
-    """A :class:`~agents.policy.DrumPolicy` from ``policy.pt`` or a PPO ``checkpoint.pt``.
-
-    Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: the file is neither (the message names it).
-    """
-    from agents.checkpoint import load_checkpoint
-    from agents.policy import DrumPolicy, PolicyConfig, load_policy
-
-    payload = load_checkpoint(path)
-    if "policy_config" in payload and "model" in payload:  # a PPO training checkpoint
-        policy = DrumPolicy(PolicyConfig(**payload["policy_config"]))
-        policy.load_state_dict(payload["model"])
-        return policy
-    return load_policy(path)
-
-
-def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
-    """Wrap a :class:`~agents.policy.DrumPolicy` as a batched numpy policy for rollouts.
-
-    Args:
-        policy: the torch policy (evaluated on CPU, no gradients).
-        deterministic: hit when the probability is > 0.5 instead of sampling.
-        seed: seed of the torch generator that samples the actions.
-
-    Returns:
-        obs dict of arrays -> int8 actions (num_envs, num_drums).
-    """
-    import torch
-
-    from agents.policy import obs_to_tensors
-
-    generator = torch.Generator().manual_seed(seed)
-    device = next(policy.parameters()).device
-    policy.eval()
-
-    def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        with torch.no_grad():
-            actions, _, _ = policy.act(
-                obs_to_tensors(obs, device), deterministic=deterministic, generator=generator
-            )
-        return actions.cpu().numpy().astype(np.int8)
-
-    return act
 
 
 def _check_fits(config: GenerateConfig, policy_config: Any) -> None:

@@ -1,12 +1,16 @@
-"""Play whole DrumCompose episodes with any policy: the shared evaluation loop.
+"""Play whole DrumCompose episodes with any policy: the shared evaluation loop and its adapters.
 
 The custom PPO agent, the Stable-Baselines3 baselines, ``drum-env generate`` and the benchmark
-all evaluate through :func:`rollout_episodes`, so their numbers are comparable.
+all evaluate through :func:`rollout_episodes`, so their numbers are comparable. A policy is a
+:data:`PolicyFn`; the adapters make one from a torch policy (:func:`policy_fn`), an SB3 model
+(:func:`sb3_policy_fn`) or nothing (:func:`random_policy`), and :func:`load_any_policy` reads a
+policy file or a PPO checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -14,7 +18,10 @@ import numpy as np
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
 
-__all__ = ["Rollouts", "rollout_episodes", "random_policy"]
+__all__ = [
+    "PolicyFn", "Rollouts", "rollout_episodes", "random_policy", "policy_fn", "sb3_policy_fn",
+    "load_any_policy",
+]  # fmt: skip
 
 PolicyFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 """Maps a batched observation (dict of arrays with a leading ``num_envs`` axis) to actions
@@ -110,3 +117,65 @@ def rollout_episodes(
         np.array(returns[:k]), np.array(song[:k]), np.stack(seqs[:k]), np.stack(refs[:k]),
         venv.prompt_steps,
     )  # fmt: skip
+
+
+def load_any_policy(path: str | Path):
+    """A :class:`~agents.policy.DrumPolicy` from ``policy.pt`` or a PPO ``checkpoint.pt``.
+
+    Loading leaves the global torch generator as it was (a training run may be evaluating).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is neither (the message names it).
+    """
+    import torch
+
+    from agents.checkpoint import load_checkpoint
+    from agents.policy import DrumPolicy, PolicyConfig, load_policy
+
+    payload = load_checkpoint(path)
+    if "policy_config" in payload and "model" in payload:  # a PPO training checkpoint
+        with torch.random.fork_rng():  # building a module draws from the global generator
+            policy = DrumPolicy(PolicyConfig(**payload["policy_config"]))
+        policy.load_state_dict(payload["model"])
+        return policy
+    return load_policy(path)
+
+
+def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
+    """Wrap a :class:`~agents.policy.DrumPolicy` as a batched numpy policy for rollouts.
+
+    Args:
+        policy: the torch policy (evaluated on CPU, no gradients).
+        deterministic: hit when the probability is > 0.5 instead of sampling.
+        seed: seed of the torch generator that samples the actions.
+
+    Returns:
+        obs dict of arrays -> int8 actions (num_envs, num_drums).
+    """
+    import torch
+
+    from agents.policy import obs_to_tensors
+
+    generator = torch.Generator().manual_seed(seed)
+    device = next(policy.parameters()).device
+    policy.eval()
+
+    def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            actions, _, _ = policy.act(
+                obs_to_tensors(obs, device), deterministic=deterministic, generator=generator
+            )
+        return actions.cpu().numpy().astype(np.int8)
+
+    return act
+
+
+def sb3_policy_fn(model: Any, deterministic: bool = False):
+    """A policy function (batched obs dict -> int8 actions) from an SB3 model's ``predict``."""
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        actions, _ = model.predict(obs, deterministic=deterministic)
+        return np.asarray(actions, dtype=np.int8)
+
+    return act

@@ -14,15 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from agents.rollout import rollout_episodes
+from agents.rollout import rollout_episodes, sb3_policy_fn
 from agents.runs import prepare_run_dir
 from agents.task import TaskConfig, check_bool, check_choice, check_int, check_number, check_path
 
 __all__ = [
     "ALGOS", "BaselineConfig", "BaselineResult", "DrumEvalCallback", "build_model",
-    "sb3_policy_fn", "train_baseline",
+    "train_baseline",
 ]  # fmt: skip
 
 ALGOS = ("ppo", "a2c")
@@ -131,16 +129,6 @@ class BaselineResult(NamedTuple):
     mean_episode_return: float
     mean_song_raw: float
     evaluations: list[dict[str, float]]
-
-
-def sb3_policy_fn(model: Any, deterministic: bool = False):
-    """A policy function (batched obs dict -> int8 actions) from an SB3 model's ``predict``."""
-
-    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        actions, _ = model.predict(obs, deterministic=deterministic)
-        return np.asarray(actions, dtype=np.int8)
-
-    return act
 
 
 def _make_callback_base():

@@ -810,8 +810,8 @@ def _validation_score(data: _Data, policy: Any, seed: int) -> dict[str, float]:
         ``headline`` (in [0, 1], higher is better), ``song_raw``, ``episode_return``,
         ``oa_<family>``.
     """
-    from agents.generate import policy_fn
     from agents.heldout import evaluate
+    from agents.rollout import policy_fn
 
     return evaluate(policy_fn(policy, seed=seed), data.heldout, data.env_kwargs, data.reference)
 
@@ -820,8 +820,8 @@ def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
     """Train one trial, reporting validation scores; returns the final validation headline."""
     import optuna
 
-    from agents.generate import load_any_policy
     from agents.ppo import train
+    from agents.rollout import load_any_policy
 
     params = _suggest(trial, config, data)
     seed = config.seed + trial.number

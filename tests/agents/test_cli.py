@@ -12,6 +12,7 @@ import pytest
 
 from agents import cli
 from agents.cli import CONFIGS, POSITIONAL, SKIPPED, main, parse_config
+from drum_env.rewards import SHAPINGS
 
 TINY_TRAIN = ["--total-timesteps", "512", "--num-envs", "16", "--num-steps", "32", "--seq-len",
               "32", "--no-tensorboard", "--no-progress"]  # fmt: skip
@@ -90,7 +91,7 @@ def test_help_explains_every_option(command, capsys, wide):
 
 
 @pytest.mark.parametrize(("command", "option", "values"), [
-    ("train", "--shaping", "sparse, step, bar, hierarchical, hierarchical-raw"),
+    ("train", "--shaping", ", ".join(SHAPINGS)),
     ("train", "--reward-norm", "running, batch, epoch"),
     ("train", "--device", "auto, cpu, cuda, cuda:N"),
     ("baseline", "--algo", "ppo, a2c"),

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from agents.generate import GenerateConfig, generate, load_any_policy
+from agents.generate import GenerateConfig, generate
 from agents.ppo import PPOConfig, train
+from agents.rollout import load_any_policy
 from agents.runs import RunDirError
 from dataset.midi import midi_to_sequence
 
