@@ -110,9 +110,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import json
-import math
 import os
 import shutil
 import socket
@@ -125,6 +123,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agents.heldout import HeldoutConfig
+from agents.storage import open_storage, shown_url
+from agents.task import is_int, is_number
 
 if TYPE_CHECKING:
     import optuna
@@ -145,15 +145,6 @@ PRUNERS: tuple[str, ...] = ("median", "hyperband", "none")
 
 _FORMAT_VERSION = 1  # of the study's user attributes
 _DIRECTION = "maximize"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- config
@@ -304,9 +295,9 @@ class TuneConfig(HeldoutConfig):
 
         # budget first: the most common mistake gets the clearest message
         batch = self.num_envs * self.num_steps if all(
-            _is_int(getattr(self, n)) and getattr(self, n) >= 1 for n in ("num_envs", "num_steps")
+            is_int(getattr(self, n)) and getattr(self, n) >= 1 for n in ("num_envs", "num_steps")
         ) else None  # fmt: skip
-        if not _is_int(self.total_timesteps) or self.total_timesteps < 1:
+        if not is_int(self.total_timesteps) or self.total_timesteps < 1:
             raise ValueError(
                 f"total_timesteps must be an integer >= 1 env steps per trial (at least one PPO "
                 f"iteration, num_envs * num_steps = {batch}), got {self.total_timesteps!r}"
@@ -318,35 +309,35 @@ class TuneConfig(HeldoutConfig):
         }  # fmt: skip
         for name, low in minimum.items():
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.total_timesteps < self.batch_size:
             raise ValueError(
                 f"total_timesteps={self.total_timesteps} env steps is less than one PPO "
                 f"iteration (num_envs * num_steps = {self.batch_size})"
             )
-        if self.n_trials is not None and (not _is_int(self.n_trials) or self.n_trials < 0):
+        if self.n_trials is not None and (not is_int(self.n_trials) or self.n_trials < 0):
             raise ValueError(f"n_trials must be an integer >= 0 or None, got {self.n_trials!r}")
-        if self.timeout is not None and (not _is_number(self.timeout) or self.timeout <= 0):
+        if self.timeout is not None and (not is_number(self.timeout) or self.timeout <= 0):
             raise ValueError(f"timeout must be a number of seconds > 0 or None, got "
                              f"{self.timeout!r}")  # fmt: skip
         if self.n_trials is None and self.timeout is None:
             raise ValueError("n_trials and timeout are both None: give at least one of them")
         for name in ("sampler_seed", "heartbeat_s"):
             value, low = getattr(self, name), 0 if name == "sampler_seed" else 1
-            if value is not None and (not _is_int(value) or value < low):
+            if value is not None and (not is_int(value) or value < low):
                 raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"pruner must be one of {list(PRUNERS)}, got {self.pruner!r}")
         value = self.validation_fraction
-        if not _is_number(value) or not 0 < value < 1:
+        if not is_number(value) or not 0 < value < 1:
             raise ValueError(f"validation_fraction must be a number in (0, 1), got {value!r}")
 
         # search space
         def bounds(stem: str, low_min: float, low_open: bool, high_max: float | None) -> None:
             lo, hi = getattr(self, f"{stem}_low"), getattr(self, f"{stem}_high")
             for name, value in ((f"{stem}_low", lo), (f"{stem}_high", hi)):
-                if not _is_number(value):
+                if not is_number(value):
                     raise ValueError(f"{name} must be a finite number, got {value!r}")
             if lo < low_min or (low_open and lo == low_min):
                 raise ValueError(f"{stem}_low must be {'>' if low_open else '>='} {low_min}, "
@@ -369,7 +360,7 @@ class TuneConfig(HeldoutConfig):
         if not choices or len(set(choices)) != len(choices):
             raise ValueError(f"d_model_choices must be non-empty and unique, got {choices!r}")
         for c in choices:
-            if not _is_int(c) or c < 1 or c % self.n_heads:
+            if not is_int(c) or c < 1 or c % self.n_heads:
                 raise ValueError(
                     f"d_model_choices: every width must be a positive multiple of n_heads="
                     f"{self.n_heads}, got {c!r}"
@@ -540,96 +531,7 @@ class StudyResult(NamedTuple):
     """Seconds this call took."""
 
 
-# ----------------------------------------------------------------------------- storage
-
-
-def _shown(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show it without any user info
-        scheme, sep, rest = url.partition("://")
-        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
-
-
-def _reason(exc: Exception) -> str:
-    """The first line of a database error (the driver's own message when there is one)."""
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _storage(config: TuneConfig):  # -> optuna.storages.RDBStorage
-    """Open the study's RDB storage; bad or unreachable URLs raise with the URL named.
-
-    Raises:
-        ValueError: the URL cannot be parsed, or its database driver is missing.
-        ConnectionError: the database cannot be reached or opened.
-    """
-    import sqlalchemy.exc
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import RDBStorage
-    from sqlalchemy.engine import make_url
-
-    url, shown = config.storage_url, _shown(config.storage_url)
-    try:
-        parsed = make_url(url)
-        backend = parsed.get_backend_name()
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise ValueError(
-            f"storage {shown!r} is not a database URL ({exc}); give an Optuna RDB URL such as "
-            "'sqlite:///runs/tune/study.db' or 'postgresql://user:password@host/db'"
-        ) from None
-    explicit = "+" in parsed.drivername  # e.g. postgresql+psycopg2://
-    if backend == "postgresql" and not explicit:
-        # SQLAlchemy's default driver for postgresql:// is psycopg2 (1.4, 2.0) or psycopg 3
-        # (2.1): use whichever of the two is installed
-        for module in ("psycopg", "psycopg2"):
-            if importlib.util.find_spec(module) is not None:
-                parsed = parsed.set(drivername=f"postgresql+{module}")
-                url = parsed.render_as_string(hide_password=False)
-                break
-    engine_kwargs: dict[str, Any] = {}
-    if backend == "sqlite":
-        engine_kwargs["connect_args"] = {"timeout": 60}  # workers on one file wait for the lock
-        if config.storage is None:
-            Path(config.out).mkdir(parents=True, exist_ok=True)
-    elif backend in ("postgresql", "mysql"):
-        # long trials: re-check pooled connections; an unreachable host fails in seconds
-        engine_kwargs["pool_pre_ping"] = True
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    heartbeat = config.heartbeat_s
-    try:
-        for attempt in range(3):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ExperimentalWarning)
-                    return RDBStorage(
-                        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                        grace_period=None if heartbeat is None else 2 * heartbeat,
-                    )  # fmt: skip
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
-                # workers creating Optuna's tables in a fresh database at the same moment
-                # collide (PostgreSQL: duplicate key in pg_type); the tables exist a moment later
-                if attempt == 2:
-                    raise ValueError(
-                        f"cannot set up Optuna's tables in {shown!r}: {_reason(exc)}"
-                    ) from None
-                time.sleep(1.0 + attempt)
-        raise AssertionError("unreachable")
-    except ImportError as exc:
-        cause = exc.__cause__ or exc
-        hint = " (pip install 'drum-env[postgres]')" if backend == "postgresql" else ""
-        if backend == "postgresql" and not explicit:
-            cause = "neither psycopg (3) nor psycopg2 is installed"
-        raise ValueError(f"storage {shown!r} needs a database driver: {cause}{hint}") from None
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise ValueError(f"storage {shown!r} is not a valid database URL: {exc}") from None
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-        raise ConnectionError(
-            f"cannot reach the Optuna storage {shown!r}: {_reason(exc)}"
-        ) from None
+# ----------------------------------------------------------------------------- study checks
 
 
 def _diff(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
@@ -697,8 +599,9 @@ def open_study(
     """
     import optuna
 
-    storage = _storage(config)
-    shown, name = _shown(config.storage_url), config.study_name
+    sqlite_dir = config.out if config.storage is None else None
+    storage = open_storage(config.storage_url, config.heartbeat_s, sqlite_dir)
+    shown, name = shown_url(config.storage_url), config.study_name
     if config.resume:
         try:
             study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
@@ -967,7 +870,7 @@ def run_study(config: TuneConfig) -> StudyResult:
         best_trial, best_value, best_params = best.number, float(best.value), dict(best.params)
         best_path = export_best(study, config.best_config_path)
     return StudyResult(
-        study, _shown(config.storage_url), len(ran), complete, states.count("PRUNED"),
+        study, shown_url(config.storage_url), len(ran), complete, states.count("PRUNED"),
         states.count("FAIL"), best_trial, best_value, best_params, best_path,
         stopped[0] if stopped else None, time.perf_counter() - t_start,
     )  # fmt: skip

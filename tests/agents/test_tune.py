@@ -18,6 +18,7 @@ import pytest
 
 import agents.tune as tune
 from agents.ppo import PPOConfig
+from agents.storage import open_storage
 from agents.tune import TuneConfig, export_best, open_study, run_study
 from drum_env.rewards import TERMS
 
@@ -394,7 +395,7 @@ def test_two_workers_share_one_postgres_study(tmp_path):
         for p, (stdout, stderr) in zip(procs, outputs):
             assert p.returncode == 0, stderr[-3000:]
             assert "RAN 2 None" in stdout
-        storage = tune._storage(TuneConfig(**base))  # picks the installed driver
+        storage = open_storage(TuneConfig(**base).storage_url)  # picks the installed driver
         study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials()
         assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # every trial recorded once
@@ -402,4 +403,4 @@ def test_two_workers_share_one_postgres_study(tmp_path):
         assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
         assert len({t.user_attrs["seed"] for t in trials}) == 4
     finally:
-        optuna.delete_study(study_name=name, storage=tune._storage(TuneConfig(**base)))
+        optuna.delete_study(study_name=name, storage=open_storage(TuneConfig(**base).storage_url))
