@@ -68,7 +68,7 @@ def test_no_private_reach_ins_and_one_way_layering(path: Path):
                 top = alias.name.split(".")[0]
                 if top in ORDER and ORDER[top] > ORDER[pkg]:
                     problems.append(f"line {n.lineno}: {pkg} imports {alias.name} (layering)")
-        elif isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__"):
+        elif isinstance(n, ast.Attribute) and n.attr.startswith("_") and n.attr[:2] != "__":
             if isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"):
                 continue
             if n.attr not in own and n.attr not in ALLOWED:

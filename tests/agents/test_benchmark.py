@@ -147,7 +147,8 @@ def _tuned_file(path: Path, weights: dict[str, float]) -> Path:
     from agents.ppo import PPOConfig
 
     # what agents.tune.export_best writes: every PPOConfig field
-    values = PPOConfig(shaping="hierarchical", weights=weights, learning_rate=1e-3, seed=7).to_dict()
+    values = PPOConfig(shaping="hierarchical", weights=weights, learning_rate=1e-3,
+                       seed=7).to_dict()
     path.write_text(json.dumps(values))
     return path
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import drum_env  # noqa: F401
-from agents.checkpoint import atomic_torch_save, load_checkpoint
+from agents.checkpoint import load_checkpoint
 from agents.policy import DrumPolicy, PolicyConfig, load_policy, save_policy
 from agents.ppo import (
     PPOConfig,

@@ -169,7 +169,8 @@ def test_study_clash_resume_and_missing_study_are_clear_errors(tmp_path):
         run_study(tiny(tmp_path, n_trials=0, resume=True, lr_high=1e-2))
     with pytest.raises(ValueError, match=r"different search space: weight_terms"):
         run_study(tiny(tmp_path, n_trials=0, resume=True, weight_terms=("song",)))
-    with pytest.raises(ValueError, match=r"different objective settings: total_timesteps: stored 256"):
+    with pytest.raises(ValueError,
+                       match=r"different objective settings: total_timesteps: stored 256"):
         run_study(tiny(tmp_path, n_trials=0, resume=True, total_timesteps=512))
     # paths, threads and pruner may differ between workers
     run_study(tiny(tmp_path, n_trials=0, resume=True, threads=2, pruner="hyperband"))
@@ -269,7 +270,8 @@ def test_pretrained_policy_fixes_the_width_and_turns_on_the_kl_search(tmp_path, 
     torch.manual_seed(0)
     policy_file = save_policy(tmp_path / "pre.pt", DrumPolicy(pcfg))
     monkeypatch.setattr(tune, "_validation_score", fake_score(lambda seed: 0.5))
-    cfg = tiny(tmp_path, n_trials=1, total_timesteps=128, eval_every=128, pretrained=str(policy_file))
+    cfg = tiny(tmp_path, n_trials=1, total_timesteps=128, eval_every=128,
+               pretrained=str(policy_file))
     assert cfg.search_space()["d_model"] is None and cfg.search_space()["kl_coef"] == [1e-3, 1.0]
     result = run_study(cfg)
     (trial,) = result.study.trials
