@@ -107,6 +107,13 @@ class PretrainConfig(TaskConfig):
     phase_offsets: bool = True
     """Drop a random prefix of ``0 .. phrase_len - 1`` steps per batch so that window positions
     and phases are not tied together (see the module docstring)."""
+    val_data: str | None = None
+    """Folder of validation sequences: every ``log_every`` steps the mean loss over its windows
+    is measured, the best policy so far is the one saved, and ``patience`` stops a run that no
+    longer improves; ``None``: no validation, the last policy is saved."""
+    patience: int | None = None
+    """Validations without a new best validation loss after which training stops (needs
+    ``val_data``); ``None``: run ``epochs`` / ``max_steps``."""
 
     def __post_init__(self) -> None:
         self._check_task()
@@ -115,6 +122,10 @@ class PretrainConfig(TaskConfig):
             check_int(name, getattr(self, name), 1)
         check_int("seed", self.seed, 0)
         check_int("max_steps", self.max_steps, 1, optional=True)
+        check_path(self, "val_data")
+        check_int("patience", self.patience, 1, optional=True)
+        if self.patience is not None and self.val_data is None:
+            raise ValueError("patience needs val_data (a folder of validation sequences)")
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
         check_number("weight_decay", self.weight_decay, 0.0)
@@ -164,6 +175,12 @@ class PretrainResult(NamedTuple):
     """Loss of every optimiser step, in order (length ``steps``)."""
     steps: int
     """Optimiser steps taken."""
+    val_losses: list[tuple[int, float]] = []
+    """``(step, validation loss)`` at every validation (empty without ``val_data``)."""
+    best_val_loss: float = math.nan
+    """The lowest validation loss: that of the saved policy (NaN without ``val_data``)."""
+    best_step: int = 0
+    """The optimiser step of the saved policy (``steps`` without ``val_data``)."""
 
 
 def autocast_dtype(device_type: str) -> torch.dtype:
@@ -265,6 +282,27 @@ def _log(writer: Any, bar: Any, window: list[tuple[float, float]], step: int) ->
     window.clear()
 
 
+def validation_loss(policy: DrumPolicy, loader: Any, device: torch.device,
+                    config: PretrainConfig) -> float:  # fmt: skip
+    """Mean next-step loss per predicted step over every window of ``loader`` (no offsets).
+
+    Runs in eval mode without gradients and restores the policy's training mode.
+    """
+    training = policy.training
+    policy.eval()
+    total = count = 0.0
+    with torch.no_grad():
+        for batch in loader:
+            target = window_targets(batch["step"], batch["lengths"], config.steps_per_bar,
+                                    config.bars_per_phrase).to(device)  # fmt: skip
+            hits = (batch["step"].to(device) > 0).float()
+            loss, n = next_step_loss(policy, hits, batch["mask"].to(device), target)
+            total += float(loss) * int(n)
+            count += int(n)
+    policy.train(training)
+    return total / count if count else math.nan
+
+
 def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     from tqdm import tqdm
 
@@ -276,6 +314,17 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
         shuffle=True, seed=c.seed, stride=c.steps_per_bar, pin_memory=device.type == "cuda",
     )  # fmt: skip
     num_drums = int(loader.dataset.num_drums)
+    val_loader = None
+    if c.val_data is not None:
+        val_loader = get_complete_rl_dataloader(
+            c.val_data, c.seq_len, c.steps_per_bar, c.bars_per_phrase, batch_size=c.batch_size,
+            shuffle=False, seed=c.seed, stride=c.steps_per_bar,
+        )  # fmt: skip
+        if int(val_loader.dataset.num_drums) != num_drums:
+            raise ValueError(
+                f"val_data {c.val_data!r} has {val_loader.dataset.num_drums} drums, data "
+                f"{c.data!r} has {num_drums}"
+            )
     policy_config = c.policy_config_for(num_drums)
     policy = DrumPolicy(policy_config).to(device)
     policy.train()
@@ -298,6 +347,19 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     losses: list[float] = []
     window: list[tuple[float, float]] = []
     step = 0
+    val_losses: list[tuple[int, float]] = []
+    best = {"loss": math.inf, "step": 0, "state": None}
+
+    def validate() -> bool:
+        """Measure the validation loss; keep the best weights; whether to stop (patience)."""
+        value = validation_loss(policy, val_loader, device, c)
+        val_losses.append((step, value))
+        writer.add_scalar("pretrain/val_loss", value, step)
+        if value < best["loss"]:
+            best.update(loss=value, step=step,
+                        state={k: v.detach().clone() for k, v in policy.state_dict().items()})
+        stale = sum(1 for s_, _ in val_losses if s_ > best["step"])
+        return c.patience is not None and stale >= c.patience
     try:
         with tqdm(total=total, desc="pretrain", unit="step", disable=not c.progress) as bar:
             for epoch in range(c.epochs):
@@ -340,14 +402,20 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                     bar.update(1)
                     if step % c.log_every == 0:
                         _log(writer, bar, window, step)
+                        if val_loader is not None and validate():
+                            total = step  # converged: no new best for `patience` validations
                 if step >= total:
                     break
             if window:
                 _log(writer, bar, window, step)
+            if val_loader is not None and (not val_losses or val_losses[-1][0] != step):
+                validate()
     finally:
         writer.close()
     final = DrumPolicy(dataclasses.replace(policy_config, dropout=0.0))
-    final.load_state_dict(policy.state_dict())
+    final.load_state_dict(best["state"] if best["state"] is not None else policy.state_dict())
     path = save_policy(out / "policy.pt", final)
     tail = losses[-min(c.log_every, len(losses)) :] if losses else [math.nan]
-    return PretrainResult(path, float(np.mean(tail)), losses, step)
+    best_loss = best["loss"] if val_losses else math.nan
+    return PretrainResult(path, float(np.mean(tail)), losses, step, val_losses,
+                          float(best_loss), int(best["step"]) if val_losses else step)

@@ -247,3 +247,34 @@ def test_pretraining_on_cuda_with_fp16_autocast(tmp_path: Path):
     result = pretrain(PretrainConfig(**{**FAST, "max_steps": 10}, device="cuda", out=str(tmp_path)))
     assert result.steps == 10 and all(np.isfinite(result.losses))
     assert load_policy(result.policy_path).input_proj.weight.device.type == "cpu"
+
+
+def test_validation_keeps_the_best_policy_and_patience_stops(tmp_path: Path):
+    """With val_data the saved policy is the one of the lowest validation loss."""
+    from agents.pretrain import validation_loss
+    from dataset.loader import get_complete_rl_dataloader
+    from dataset.synthetic import default_corpus
+
+    seqs = default_corpus()
+    for part, rows in (("train", seqs[:48]), ("val", seqs[48:])):
+        (tmp_path / part).mkdir()
+        for i, seq in enumerate(rows):
+            np.savez(tmp_path / part / f"s{i}.npz", sequence=seq)
+    cfg = dict(FAST, data=str(tmp_path / "train"), val_data=str(tmp_path / "val"), log_every=5,
+               max_steps=40, learning_rate=0.05)  # fmt: skip
+    result = pretrain(PretrainConfig(**cfg, out=str(tmp_path / "a")))
+    steps = [s for s, _ in result.val_losses]
+    assert steps == sorted(set(steps)) and steps[0] == 5 and all(s % 5 == 0 for s in steps)
+    values = [v for _, v in result.val_losses]
+    assert result.best_val_loss == min(values)
+    assert result.best_step == steps[values.index(min(values))]
+    policy = load_policy(result.policy_path)
+    loader = get_complete_rl_dataloader(str(tmp_path / "val"), 64, 16, 4, batch_size=16,
+                                        shuffle=False, stride=16)  # fmt: skip
+    again = validation_loss(policy, loader, torch.device("cpu"), PretrainConfig(**cfg))
+    assert again == pytest.approx(result.best_val_loss, rel=1e-4)  # the saved one is the best
+    stopped = pretrain(PretrainConfig(**{**cfg, "max_steps": 400, "patience": 1},
+                                      out=str(tmp_path / "b")))  # fmt: skip
+    assert stopped.steps < 400  # a validation without a new best ends the run
+    with pytest.raises(ValueError, match="patience needs val_data"):
+        PretrainConfig(patience=3)
