@@ -86,6 +86,7 @@ from agents.benchmark_report import (
     CSV_COLUMNS,
     CUSTOM_ONLY,
     DEFAULT_SHAPINGS,
+    PLAYERS,
     PPO_AGENTS,
     SB3_ALGOS,
     SHAPING_NAMES,
@@ -100,6 +101,7 @@ from agents.heldout import (
     write_split,
 )
 from agents.heldout import reference as reference_players
+from agents.runs import write_json
 from agents.task import check_bool, check_int, check_number, check_path
 
 __all__ = [
@@ -157,7 +159,12 @@ class BenchmarkConfig(HeldoutConfig):
     kl_coef: float = 0.1
     """KL penalty towards the pretrained policy for ``ppo+pretrain`` (>= 0)."""
     pretrain_steps: int = 300
-    """Optimiser steps of pretraining (batch 32) for ``ppo+pretrain``, once per seed."""
+    """Most optimiser steps of pretraining (batch 32) for ``ppo+pretrain`` and ``pretrained``,
+    once per seed (cached in ``work/pretrain`` and reused while its config is unchanged)."""
+    pretrain_patience: int | None = 5
+    """Stop pretraining after this many validations (every 50 steps, on a tenth of the training
+    files) without a new best validation loss; the best policy is kept. ``None``: always run
+    ``pretrain_steps``."""
     sb3_num_envs: int = 8
     """Envs of SB3's DummyVecEnv."""
     sb3_num_steps: int = 64
@@ -197,6 +204,7 @@ class BenchmarkConfig(HeldoutConfig):
             raise ValueError(f"agents: unknown {bad}; choose from {list(AGENTS)}")
         for s in self.seeds:
             check_int("seeds", s, 0)
+        check_int("pretrain_patience", self.pretrain_patience, 1, optional=True)
         for name in ("total_timesteps", "eval_points", "ppo_num_envs", "ppo_num_steps",
                      "pretrain_steps", "sb3_num_envs", "sb3_num_steps", "threads"):
             check_int(name, getattr(self, name), 1)  # fmt: skip
@@ -283,18 +291,18 @@ class BenchmarkConfig(HeldoutConfig):
     def cells(self) -> list[tuple[str, str, int]]:
         """The ``(shaping, agent, seed)`` runs, seed by seed.
 
-        ``random`` runs once per seed, with shaping ``"any"``; ``learned``, ``tuned`` and the
+        The :data:`~agents.benchmark_report.PLAYERS` (``pretrained``, ``loop``, ``random``)
+        run once per seed, with shaping ``"any"``; ``learned``, ``tuned`` and the
         trainer-normalised shapings x SB3 are left out.
         """
         out = []
         for seed in self.seeds:
             for shaping in self.shapings:
                 for agent in self.agents:
-                    if agent == "random" or (agent in SB3_ALGOS and shaping in CUSTOM_ONLY):
+                    if agent in PLAYERS or (agent in SB3_ALGOS and shaping in CUSTOM_ONLY):
                         continue
                     out.append((shaping, agent, seed))
-            if "random" in self.agents:
-                out.append((ANY_SHAPING, "random", seed))
+            out += [(ANY_SHAPING, a, seed) for a in PLAYERS if a in self.agents]
         return out
 
     def estimated_seconds(self, cells: Sequence[tuple[str, str, int]] | None = None) -> float:
@@ -305,16 +313,15 @@ class BenchmarkConfig(HeldoutConfig):
         cells = self.cells() if cells is None else cells
         total = 0.0
         evals = self.eval_points + 1
+        draws = self.eval_draws
         for _, agent, _ in cells:
-            if agent == "random":
-                total += self.eval_episodes * _EVAL_S_PER_EPISODE
+            if agent in PLAYERS:
+                total += draws * self.eval_episodes * _EVAL_S_PER_EPISODE
                 continue
             total += self.total_timesteps / _RATE[agent]
-            total += evals * self.eval_episodes * _EVAL_S_PER_EPISODE
-        if "ppo+pretrain" in {a for _, a, _ in cells}:
-            total += len({s for _, a, s in cells if a == "ppo+pretrain"}) * (
-                self.pretrain_steps * _PRETRAIN_S_PER_STEP
-            )
+            total += (evals + draws - 1) * self.eval_episodes * _EVAL_S_PER_EPISODE
+        pretrained = {s for _, a, s in cells if a in ("ppo+pretrain", "pretrained")}
+        total += len(pretrained) * self.pretrain_steps * _PRETRAIN_S_PER_STEP
         return total
 
     def result_fields(self) -> dict[str, Any]:
@@ -398,9 +405,12 @@ class _Recorder:
     def elapsed_training(self) -> float:
         return time.perf_counter() - self.start - self.eval_total
 
-    def evaluate(self, policy: Callable, env_steps: int, train_s: float | None = None) -> None:
+    def evaluate(self, policy: Callable, env_steps: int, train_s: float | None = None,
+                 final: bool = False) -> None:  # fmt: skip
+        """Score ``policy`` now (the final evaluation over ``eval_draws`` draws)."""
         t = time.perf_counter()
-        scores = evaluate(policy, self.ctx.config, self.env_kwargs, self.ctx.reference)
+        draws = self.ctx.config.eval_draws if final else 1
+        scores = evaluate(policy, self.ctx.config, self.env_kwargs, self.ctx.reference, draws)
         spent = time.perf_counter() - t
         train = self.elapsed_training() if train_s is None else train_s
         self.eval_total += spent
@@ -415,25 +425,41 @@ class _Recorder:
 
 
 def _pretrained_policy(ctx: _Context, seed: int) -> str:
-    """Pretrain on the training split once per seed (reused by every shaping)."""
+    """Pretrain on the training split once per seed (reused by every shaping).
+
+    A tenth of the training files (seeded) validates: the best policy by validation loss is
+    kept and ``pretrain_patience`` stops a run that has converged. The policy is cached in
+    ``work/pretrain/seed<k>`` and reused while its ``config.json`` is the same.
+    """
     if seed in ctx.pretrained:
         return ctx.pretrained[seed]
     from agents.pretrain import PretrainConfig, pretrain
 
     c = ctx.config
-    out = Path(c.work) / "pretrain" / f"seed{seed}"
-    path = out / "policy.pt"
-    if not (c.resume and path.is_file()):
+    root = Path(c.work) / "pretrain" / f"seed{seed}"
+    parts = write_split(
+        HeldoutConfig(data=str(ctx.split.train_dir), heldout_fraction=0.1, split_seed=seed),
+        root,
+    )  # fmt: skip
+    cfg = PretrainConfig(
+        **{**c.task_fields(), "data": str(parts.train_dir)}, epochs=10_000,
+        max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device="cpu", out=str(root / "run"),
+        val_data=str(parts.heldout_dir), patience=c.pretrain_patience, force=True,
+        progress=False,
+    )  # fmt: skip
+    path = root / "run" / "policy.pt"
+    record = root / "run" / "result.json"
+    saved = json.loads((root / "run" / "config.json").read_text()) if record.is_file() else None
+    if saved == json.loads(json.dumps(cfg.to_dict())) and path.is_file():
+        ctx.notes.setdefault("pretrain", {})[str(seed)] = json.loads(record.read_text())
+    else:
         t = time.perf_counter()
-        result = pretrain(PretrainConfig(
-            **{**c.task_fields(), "data": str(ctx.split.train_dir)}, epochs=10_000,
-            max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device="cpu", out=str(out),
-            force=True, progress=False,
-        ))  # fmt: skip
-        ctx.notes.setdefault("pretrain", {})[str(seed)] = {
-            "steps": result.steps, "final_loss": result.final_loss,
-            "wall_s": time.perf_counter() - t,
-        }  # fmt: skip
+        result = pretrain(cfg)
+        info = {"steps": result.steps, "best_step": result.best_step,
+                "final_train_loss": result.final_loss, "best_val_loss": result.best_val_loss,
+                "val_losses": result.val_losses, "wall_s": time.perf_counter() - t}  # fmt: skip
+        write_json(record, info)
+        ctx.notes.setdefault("pretrain", {})[str(seed)] = info
     ctx.pretrained[seed] = str(path)
     return str(path)
 
@@ -491,7 +517,7 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
         return True
 
     result = train(cfg, callback)
-    rec.evaluate(policy_fn(result.policy.cpu(), seed=seed), result.global_step)
+    rec.evaluate(policy_fn(result.policy.cpu(), seed=seed), result.global_step, final=True)
     if shaping == "learned" and result.history:
         weights = {k[len("weights/"):]: v for k, v in result.history[-1].items()
                    if k.startswith("weights/")}  # fmt: skip
@@ -522,16 +548,26 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     for target in targets:
         if target > model.num_timesteps:
             model.learn(target - model.num_timesteps, reset_num_timesteps=False)
-            rec.evaluate(sb3_policy_fn(model), model.num_timesteps)
+            rec.evaluate(sb3_policy_fn(model), model.num_timesteps,
+                         final=target == targets[-1])  # fmt: skip
     venv.close()
     return rec.finish()
 
 
-def _run_random(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
-    from agents.rollout import random_policy
+def _run_player(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
+    """A player that does not train: the pretrained policy alone, loop-the-primer, random."""
+    from agents.rollout import load_any_policy, loop_policy, policy_fn, random_policy
 
+    c = ctx.config
     rec = _Recorder(ctx, shaping, agent, seed)
-    rec.evaluate(random_policy(len(ctx.train_rates), ctx.train_rates, seed), 0, 0.0)
+    if agent == "pretrained":
+        policy = policy_fn(load_any_policy(_pretrained_policy(ctx, seed)), seed=seed)
+    elif agent == "loop":
+        policy = loop_policy(len(ctx.train_rates), c.context_steps, c.steps_per_bar)
+    else:
+        policy = random_policy(len(ctx.train_rates), ctx.train_rates, seed)
+    rec.start = time.perf_counter()
+    rec.evaluate(policy, 0, 0.0, final=True)
     return rec.finish()
 
 
@@ -540,7 +576,7 @@ def _run_cell(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[s
         return _run_ppo(ctx, shaping, agent, seed)
     if agent in SB3_ALGOS:
         return _run_sb3(ctx, shaping, agent, seed)
-    return _run_random(ctx, shaping, agent, seed)
+    return _run_player(ctx, shaping, agent, seed)
 
 
 # ----------------------------------------------------------------------------- reports

@@ -22,13 +22,25 @@ import numpy as np
 from agents.heldout import FAMILIES
 
 __all__ = [
-    "AGENTS", "DEFAULT_SHAPINGS", "SHAPING_NAMES", "SB3_ALGOS", "CUSTOM_ONLY", "PPO_AGENTS",
+    "AGENTS", "PLAYERS", "PLAYER_LABELS", "DEFAULT_SHAPINGS", "SHAPING_NAMES", "SB3_ALGOS",
+    "CUSTOM_ONLY", "PPO_AGENTS",
     "ANY_SHAPING", "CSV_COLUMNS", "GROOVE_ATTRIBUTION", "read_csv", "write_csv", "finished",
     "summarise", "table", "markdown", "plot_curves", "write_reports", "json_default",
 ]  # fmt: skip
 
-AGENTS: tuple[str, ...] = ("ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "random")
-"""Agent names, in table order."""
+AGENTS: tuple[str, ...] = (
+    "ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "pretrained", "loop", "random",
+)  # fmt: skip
+"""Agent names, in table order: the learners, then the :data:`PLAYERS`."""
+PLAYERS: tuple[str, ...] = ("pretrained", "loop", "random")
+"""Agents that do not train, so do not depend on the shaping (one cell per seed, shaping
+``any``): the pretrained policy alone (sampled), loop-the-primer, and a random player that hits
+each drum at its training-split rate."""
+PLAYER_LABELS = {
+    "pretrained": "pretrained policy alone (sampled; no RL)",
+    "loop": "loop the primer (repeat the step one bar earlier)",
+    "random": "random agent (each drum at its training-split rate, through the env)",
+}
 DEFAULT_SHAPINGS: tuple[str, ...] = (
     "sparse", "step", "bar", "hierarchical", "hierarchical-raw", "learned",
 )  # fmt: skip
@@ -43,13 +55,15 @@ SB3_ALGOS = {"sb3-ppo": "ppo", "sb3-a2c": "a2c"}
 # Shapings only the custom PPO has (learned weights, tuned weights, trainer-side normalisation).
 CUSTOM_ONLY = ("learned", "tuned", "hierarchical/batch", "hierarchical/epoch")
 PPO_AGENTS = ("ppo", "ppo+pretrain")
-ANY_SHAPING = "any"  # the shaping of the shaping-independent random agent
+ANY_SHAPING = "any"  # the shaping of the shaping-independent players
 
 CSV_COLUMNS: tuple[str, ...] = (
-    "shaping", "agent", "seed", "env_steps", "final", "headline", "song_raw", "episode_return",
-    *(f"oa_{f}" for f in FAMILIES), "train_s", "eval_s", "wall_s",
+    "shaping", "agent", "seed", "env_steps", "final", "headline", "headline_draw_std",
+    "song_raw", "episode_return", *(f"oa_{f}" for f in FAMILIES), "train_s", "eval_s", "wall_s",
 )  # fmt: skip
-"""Columns of ``shapings.csv``: ``final`` is 1 on a run's last evaluation; ``oa_<family>`` the
+"""Columns of ``shapings.csv``: ``final`` is 1 on a run's last evaluation; ``headline`` the
+mean over ``eval_draws`` evaluation draws (other primers) and ``headline_draw_std`` their
+standard deviation (0 with one draw); ``oa_<family>`` the
 family's mean overlapping area (empty when the family has no feature for this data);
 ``train_s`` the training wall time up to that point (evaluations and pretraining excluded),
 ``eval_s`` the time of that evaluation, ``wall_s`` the time since the run started."""
@@ -115,8 +129,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
     out: dict[str, dict[str, dict[str, float]]] = {}
     for (shaping, agent), rs in groups.items():
         cell: dict[str, float] = {"seeds": float(len(rs))}
-        for key in ("headline", "song_raw", "episode_return", *(f"oa_{f}" for f in FAMILIES)):
-            values = np.array([r[key] for r in rs], dtype=np.float64)
+        for key in ("headline", "headline_draw_std", "song_raw", "episode_return",
+                    *(f"oa_{f}" for f in FAMILIES)):  # fmt: skip
+            values = np.array([r.get(key, math.nan) for r in rs], dtype=np.float64)
             ok = values[np.isfinite(values)]
             cell[key] = float(ok.mean()) if len(ok) else math.nan
             cell[f"{key}_std"] = float(ok.std()) if len(ok) else math.nan
@@ -128,18 +143,24 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
 
 
 def curves(
-    rows: Sequence[Mapping[str, Any]], agent: str
+    rows: Sequence[Mapping[str, Any]], agent: str, x: str = "env_steps"
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Learning curves of one agent: shaping -> (env_steps, mean headline, std over seeds)."""
-    by: dict[str, dict[int, list[float]]] = {}
+    """Learning curves of one agent: shaping -> (x, mean headline, std over seeds).
+
+    Points are the evaluations at equal env steps; ``x`` is ``"env_steps"`` or ``"train_s"``
+    (the mean training wall time of the seeds at that point).
+    """
+    by: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for r in rows:
         if r["agent"] == agent:
-            by.setdefault(r["shaping"], {}).setdefault(r["env_steps"], []).append(r["headline"])
+            point = by.setdefault(r["shaping"], {}).setdefault(r["env_steps"], [])
+            point.append((float(r[x]), float(r["headline"])))
     out = {}
     for shaping, points in by.items():
-        steps = np.array(sorted(points))
-        values = [np.array(points[s]) for s in steps]
-        out[shaping] = (steps, np.array([v.mean() for v in values]),
+        steps = sorted(points)
+        xs = np.array([np.mean([p[0] for p in points[k]]) for k in steps])
+        values = [np.array([p[1] for p in points[k]]) for k in steps]
+        out[shaping] = (xs, np.array([v.mean() for v in values]),
                         np.array([v.std() for v in values]))  # fmt: skip
     return out
 
@@ -212,7 +233,7 @@ def markdown(
     """The ``shapings.md`` report."""
     ref = ctx_info["references"]
     shapings = [s for s in SHAPING_NAMES if s in summary]
-    agents = [a for a in AGENTS if a != "random" and any(a in summary[s] for s in summary)]
+    agents = [a for a in AGENTS if a not in PLAYERS and any(a in summary[s] for s in summary)]
     disc = ctx_info["discriminative"]
     rest = [f for f in ctx_info["families"] if f not in disc]
     lines = [
@@ -254,13 +275,13 @@ def markdown(
         "| player | headline | song term |",
         "|---|---:|---:|",
     ]
-    rnd = summary.get(ANY_SHAPING, {}).get("random")
-    if rnd is not None:
-        lines.append(
-            "| random agent (each drum at its training-split rate, through the env) | "
-            f"{fmt(rnd['headline'], rnd['headline_std'], rnd['seeds'])} | "
-            f"{fmt(rnd['song_raw'], rnd['song_raw_std'], rnd['seeds'])} |"
-        )
+    for player in PLAYERS:
+        c = summary.get(ANY_SHAPING, {}).get(player)
+        if c is not None:
+            lines.append(
+                f"| {PLAYER_LABELS[player]} | {fmt(c['headline'], c['headline_std'], c['seeds'])}"
+                f" | {fmt(c['song_raw'], c['song_raw_std'], c['seeds'])} |"
+            )
     names = {"ceiling": "ceiling: real vs real (± spread over halvings)",
              "uniform_random": "floor: uniform random", "density_random":
              "floor: density-matched random", "silence": "floor: silence"}  # fmt: skip
@@ -305,65 +326,84 @@ def plot_curves(
     rows: Sequence[Mapping[str, Any]],
     summary: Mapping[str, Mapping[str, Mapping[str, float]]],
 ) -> None:
-    """Draw ``shapings.png``: learning curves and the final scores."""
+    """Draw ``shapings.png``: learning curves against env steps and wall-clock, final scores.
+
+    Every curve has its own colour; the references (ceiling, the pretrained policy alone,
+    loop-the-primer, density-matched random) are dashed grey-scale lines with a legend of
+    their own outside the data.
+    """
     try:
         import matplotlib
     except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
         raise ImportError("the benchmark plot needs matplotlib: pip install drum-env") from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     ref = ctx_info["references"]
     shapings = [s for s in SHAPING_NAMES if s in summary]
-    agents = [a for a in AGENTS if a != "random" and any(a in summary[s] for s in summary)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
-    curve_agent = next((a for a in ("ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c")
-                        if a in agents), None)  # fmt: skip
-    styles = {"ceiling": ("tab:green", "-"), "density_random": ("tab:gray", "--"),
-              "uniform_random": ("tab:red", ":"), "silence": ("black", "-.")}  # fmt: skip
+    agents = [a for a in AGENTS if a not in PLAYERS and any(a in summary[s] for s in summary)]
+    curve_agents = [a for a in ("ppo+pretrain", "ppo", "sb3-ppo", "sb3-a2c") if a in agents]
+    palette = plt.get_cmap("tab10").colors
+    colour = {}
+    for a in curve_agents:
+        for sh in shapings:
+            colour[(a, sh)] = palette[len(colour) % len(palette)]
+    players = summary.get(ANY_SHAPING, {})
+    lines = {"ceiling (real vs real)": (ref["ceiling"][0], "black", (0, (6, 2)))}
+    if "pretrained" in players:
+        lines["pretrained alone"] = (players["pretrained"]["headline"], "0.35", (0, (3, 2)))
+    if "loop" in players:
+        lines["loop the primer"] = (players["loop"]["headline"], "0.55", (0, (1, 1.5)))
+    lines["density-matched random"] = (ref["density_random"][0], "0.75", (0, (4, 1, 1, 1)))
 
-    def references(ax: Any) -> None:
-        for key, (color, ls) in styles.items():
-            ax.axhline(ref[key][0], color=color, ls=ls, lw=1, label=key.replace("_", " "))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.5))
+    for ax, x, label in ((axes[0], "env_steps", "env steps"),
+                         (axes[1], "train_s", "training wall-clock (s)")):  # fmt: skip
+        for a in curve_agents:
+            for sh, (xs, mean, std) in curves(rows, a, x).items():
+                c = colour.get((a, sh), "tab:blue")
+                ax.plot(xs, mean, marker="o", ms=3, color=c, label=f"{a} / {sh}")
+                ax.fill_between(xs, mean - std, mean + std, color=c, alpha=0.12)
+        for value, grey, ls in lines.values():
+            ax.axhline(value, color=grey, ls=ls, lw=1.2)
+        ax.set_xlabel(label)
+        ax.set_ylabel("headline score (held-out)")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"learning curves against {label} (mean ± std over seeds)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(handles, labels, fontsize=7, ncol=2, loc="lower right")
 
-    if curve_agent is not None:
-        for shaping, (steps, mean, std) in curves(rows, curve_agent).items():
-            line = left.plot(steps, mean, marker="o", ms=3, label=shaping)[0]
-            left.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    references(left)
-    left.set_xlabel("env steps")
-    left.set_ylabel("headline score (held-out)")
-    left.set_title(f"learning curves: {curve_agent or '-'} (mean ± std over seeds)")
-    left.set_ylim(0, 1)
-    left.legend(fontsize=7, ncol=2)
-
-    groups = [*shapings, ANY_SHAPING] if ANY_SHAPING in summary else shapings
+    right = axes[2]
     width = 0.8 / max(1, len(agents))
     for k, a in enumerate(agents):
         xs, ys, es = [], [], []
-        for g, s in enumerate(shapings):
-            c = summary.get(s, {}).get(a)
+        for g, sh in enumerate(shapings):
+            c = summary.get(sh, {}).get(a)
             if c is not None:
                 xs.append(g + (k - (len(agents) - 1) / 2) * width)
                 ys.append(c["headline"])
                 es.append(c["headline_std"])
-        right.bar(xs, ys, width, yerr=es, capsize=2, label=a)
-    if ANY_SHAPING in summary:
-        c = summary[ANY_SHAPING]["random"]
-        right.bar([len(shapings)], [c["headline"]], width, yerr=[c["headline_std"]], capsize=2,
-                  color="tab:brown", label="random agent")  # fmt: skip
-    references(right)
-    right.set_xticks(range(len(groups)))
-    right.set_xticklabels(["random" if g == ANY_SHAPING else g for g in groups], rotation=20)
+        right.bar(xs, ys, width, yerr=es, capsize=2, label=a, color=palette[k % len(palette)])
+    for value, grey, ls in lines.values():
+        right.axhline(value, color=grey, ls=ls, lw=1.2)
+    right.set_xticks(range(len(shapings)))
+    right.set_xticklabels(shapings, rotation=20)
     right.set_ylabel("final headline score")
     right.set_ylim(0, 1)
     right.set_title(f"final score, {config.total_timesteps:,} env steps per run")
-    right.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    if agents:
+        right.legend(fontsize=7, loc="upper left")
+    ref_handles = [Line2D([], [], color=grey, ls=ls, lw=1.2) for _, grey, ls in lines.values()]
+    fig.legend(ref_handles, [f"{k}: {v[0]:.3f}" for k, v in lines.items()], title="references",
+               fontsize=8, loc="center right", frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+    path.chmod(0o644)
 
 
 def write_reports(

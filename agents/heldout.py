@@ -90,6 +90,10 @@ class HeldoutConfig(TaskConfig):
     """Reset seed of the evaluation episodes: the same primers for every policy."""
     baseline_splits: int = 5
     """Random halvings of the baseline windows for the spread of ceiling and floors (>= 1)."""
+    eval_draws: int = 1
+    """Evaluation draws of a final score: each plays ``eval_episodes`` episodes from other
+    primers (reset seed ``eval_seed + 7919 * k``); the score is their mean, their standard
+    deviation is reported beside the spread over seeds."""
 
     def __post_init__(self) -> None:
         self._check_task()
@@ -112,6 +116,7 @@ class HeldoutConfig(TaskConfig):
         check_int("eval_episodes", self.eval_episodes, 2)
         check_int("eval_seed", self.eval_seed, 0)
         check_int("baseline_splits", self.baseline_splits, 1)
+        check_int("eval_draws", self.eval_draws, 1)
 
 
 class Split(NamedTuple):
@@ -301,6 +306,7 @@ def evaluate(
     config: HeldoutConfig,
     env_kwargs: Mapping[str, Any],
     ref: Reference,
+    draws: int = 1,
 ) -> dict[str, float]:
     """Play the evaluation episodes with ``policy`` and score what it composed.
 
@@ -309,27 +315,35 @@ def evaluate(
         config: the task and the evaluation settings.
         env_kwargs: the evaluation env's arguments (its ``data`` the held-out dataset).
         ref: :func:`reference` of the same held-out part.
+        draws: evaluation draws: draw ``k`` resets with ``eval_seed + 7919 * k`` (draw 0 is
+            the usual evaluation); every score is the mean over the draws.
 
     Returns:
-        ``headline`` (in [0, 1], higher is better), ``song_raw``, ``episode_return`` and
-        ``oa_<family>`` for every family of :data:`FAMILIES` (NaN where it has no feature).
+        ``headline`` (in [0, 1], higher is better), ``headline_draw_std`` (the standard
+        deviation of the headline over the draws; 0 for one), ``song_raw``, ``episode_return``
+        and ``oa_<family>`` for every family of :data:`FAMILIES` (NaN where it has no feature).
     """
     from agents.rollout import rollout_episodes
     from dataset.evaluation import score_sets
 
-    r = rollout_episodes(
-        policy, env_kwargs, episodes=config.eval_episodes, num_envs=min(16, config.eval_episodes),
-        seed=config.eval_seed,
-    )  # fmt: skip
-    p = r.prompt_steps
-    score = score_sets(
-        r.sequences[:, p:], r.references[:, p:], config.steps_per_bar, config.bars_per_phrase
-    )
-    row = {
-        "headline": ref.baselines.headline(score),
-        "song_raw": float(r.song_raw.mean()),
-        "episode_return": float(r.returns.mean()),
-    }
-    for f in FAMILIES:
-        row[f"oa_{f}"] = float(score.families.get(f, math.nan))
-    return row
+    rows = []
+    for k in range(draws):
+        r = rollout_episodes(
+            policy, env_kwargs, episodes=config.eval_episodes,
+            num_envs=min(16, config.eval_episodes), seed=config.eval_seed + 7919 * k,
+        )  # fmt: skip
+        p = r.prompt_steps
+        score = score_sets(
+            r.sequences[:, p:], r.references[:, p:], config.steps_per_bar, config.bars_per_phrase
+        )
+        row = {
+            "headline": ref.baselines.headline(score),
+            "song_raw": float(r.song_raw.mean()),
+            "episode_return": float(r.returns.mean()),
+        }
+        for f in FAMILIES:
+            row[f"oa_{f}"] = float(score.families.get(f, math.nan))
+        rows.append(row)
+    out = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    out["headline_draw_std"] = float(np.std([row["headline"] for row in rows]))
+    return out

@@ -19,8 +19,8 @@ import numpy as np
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
 
 __all__ = [
-    "PolicyFn", "Rollouts", "rollout_episodes", "random_policy", "policy_fn", "sb3_policy_fn",
-    "load_any_policy",
+    "PolicyFn", "Rollouts", "rollout_episodes", "random_policy", "loop_policy", "policy_fn",
+    "sb3_policy_fn", "load_any_policy",
 ]  # fmt: skip
 
 PolicyFn = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -60,6 +60,39 @@ def random_policy(num_drums: int, rate: float | np.ndarray = 0.5, seed: int = 0)
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         n = len(next(iter(obs.values())))
         return (rng.random((n, num_drums)) < rate).astype(np.int8)
+
+    return act
+
+
+def loop_policy(num_drums: int, context_steps: int, steps_per_bar: int) -> PolicyFn:
+    """Loop the primer: play at each step what the canvas holds one bar earlier.
+
+    The obvious continuation that learns nothing: it reads only the observation's ``context``
+    (flattened ``(context_steps, num_drums)``, oldest step first), whose row
+    ``context_steps - steps_per_bar`` is the step one bar before the current one, so with a
+    one-bar primer it repeats the primer's bar to the end.
+
+    Args:
+        num_drums: drums per step.
+        context_steps: steps of context in the observation (>= ``steps_per_bar``).
+        steps_per_bar: steps in one bar.
+
+    Returns:
+        PolicyFn.
+
+    Raises:
+        ValueError: the context is shorter than a bar.
+    """
+    if context_steps < steps_per_bar:
+        raise ValueError(
+            f"loop_policy needs context_steps >= steps_per_bar, got {context_steps} < "
+            f"{steps_per_bar}"
+        )
+    row = context_steps - steps_per_bar
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        context = np.asarray(obs["context"]).reshape(-1, context_steps, num_drums)
+        return (context[:, row] > 0).astype(np.int8)
 
     return act
 

@@ -16,6 +16,7 @@ from agents.benchmark import (
     SHAPING_NAMES,
     BenchmarkConfig,
 )
+from agents.benchmark_report import PLAYERS
 from agents.benchmark_report import table as _table
 from agents.heldout import HeldoutConfig, split_indices
 
@@ -136,8 +137,10 @@ def test_config_cells_skip_learned_sb3_and_run_random_once_per_seed():
     cells = cfg.cells()
     assert ("learned", "sb3-ppo", 0) not in cells and ("learned", "ppo", 1) in cells
     assert [c for c in cells if c[1] == "random"] == [("any", "random", 0), ("any", "random", 1)]
-    learners = [a for a in AGENTS if a != "random"]
-    assert len(cells) == 2 * (len(DEFAULT_SHAPINGS) * len(learners) - 2 + 1)
+    for player in PLAYERS:  # the players that do not train run once per seed
+        assert [c for c in cells if c[1] == player] == [("any", player, 0), ("any", player, 1)]
+    learners = [a for a in AGENTS if a not in PLAYERS]
+    assert len(cells) == 2 * (len(DEFAULT_SHAPINGS) * len(learners) - 2 + len(PLAYERS))
     assert cfg.estimated_seconds() > 0
     assert set(DEFAULT_SHAPINGS) < set(SHAPING_NAMES)
     assert not {"tuned", "hierarchical/batch", "hierarchical/epoch"} & set(cfg.shapings)
@@ -281,3 +284,28 @@ def test_csv_columns_follow_the_evaluation_families():
 
     assert [c[3:] for c in CSV_COLUMNS if c.startswith("oa_")] == list(FAMILIES)
     assert np.all([c in CSV_COLUMNS for c in ("env_steps", "headline", "song_raw", "train_s")])
+
+
+@pytest.mark.slow
+def test_players_rows_pretraining_validation_and_evaluation_draws(tmp_path):
+    from agents.benchmark import run_benchmark
+
+    cfg = BenchmarkConfig.preset(
+        "smoke", agents=("pretrained", "loop", "random"), eval_draws=2, out=str(tmp_path),
+        work=str(tmp_path / "work"), progress=False, pretrain_steps=60, pretrain_patience=2,
+    )  # fmt: skip
+    result = run_benchmark(cfg)
+    rows = _rows(tmp_path / "shapings.csv")
+    assert {(r["shaping"], r["agent"]) for r in rows} == {("any", "pretrained"), ("any", "loop"),
+                                                          ("any", "random")}  # fmt: skip
+    assert all(r["final"] == "1" and float(r["headline_draw_std"]) >= 0 for r in rows)
+    assert any(float(r["headline_draw_std"]) > 0 for r in rows)  # two draws, other primers
+    pre = json.loads((tmp_path / "shapings.json").read_text())["notes"]["pretrain"]["0"]
+    assert pre["val_losses"] and pre["best_val_loss"] == min(v for _, v in pre["val_losses"])
+    md = result.md_path.read_text()
+    assert "pretrained policy alone" in md and "loop the primer" in md
+    # the pretrained policy is cached: a second run reuses it (same config, no new training)
+    policy = tmp_path / "work" / "pretrain" / "seed0" / "run" / "policy.pt"
+    stamp = policy.stat().st_mtime_ns
+    run_benchmark(cfg)
+    assert policy.stat().st_mtime_ns == stamp

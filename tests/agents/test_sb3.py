@@ -34,3 +34,16 @@ def test_rollouts_shapes_and_primer():
     again = rollout_episodes(random_policy(9, 0.2, seed=1), {"seq_len": 64, "prompt_bars": 1},
                              episodes=5, num_envs=3, seed=0)
     assert np.array_equal(r.sequences, again.sequences)
+
+
+def test_loop_policy_repeats_the_primer_bar():
+    from agents.rollout import loop_policy
+
+    r = rollout_episodes(loop_policy(9, 16, 16), {"seq_len": 64, "prompt_bars": 1,
+                                                  "context_steps": 16},
+                         episodes=4, num_envs=4, seed=3)  # fmt: skip
+    primer = r.sequences[:, :16]
+    for bar in range(1, 4):
+        np.testing.assert_array_equal(r.sequences[:, 16 * bar: 16 * (bar + 1)], primer > 0)
+    with pytest.raises(ValueError, match="context_steps >= steps_per_bar"):
+        loop_policy(9, 8, 16)
