@@ -9,8 +9,11 @@ With ``as_numpy=True``, or through :meth:`CompleteHierarchicalDrumDataset.window
 
 from __future__ import annotations
 
+import gc
 import operator
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,29 @@ import numpy as np
 
 from dataset import metrics
 from dataset.io import OnError, check_num_drums, load_npz_folder, validate_sequence
+from dataset.registry import MetricSpec, registered_metrics
 
 __all__ = ["CompleteHierarchicalDrumDataset"]
 
 Section = tuple[int, int]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch of samples is made.
+
+    A batch is thousands of small, acyclic objects (a tensor per metric per sample). Each 700
+    allocations trigger a collection that traverses the young objects, and tensors are slow to
+    traverse: paused, the batch costs a fraction (one collection runs after it instead).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
@@ -53,31 +75,43 @@ class CompleteHierarchicalDrumDataset:
 
     ## Sample
 
-    ``dataset[i]`` is a dict (float32 torch tensors, or numpy arrays with ``as_numpy=True``):
+    ``dataset[i]`` is a dict, exactly the seed's (float32 torch tensors, or numpy arrays with
+    ``as_numpy=True``):
 
     | key | shape | meaning |
     |---|---|---|
     | ``"step"`` | ``(L, D)`` | the window, ``L = min(seq_len, T)`` steps, ``D`` drums |
-    | ``"bar"`` | ``(L // steps_per_bar, steps_per_bar, D)`` | its complete bars |
-    | ``"phrase"`` | ``(L // phrase_len, phrase_len, D)`` | its complete phrases |
-    | ``"metrics"`` | dict of name -> tensor | window and song metrics (below) |
+    | ``"bar"`` | ``(L // steps_per_bar, D)`` | :meth:`_aggregate`: each complete bar's mean |
+    | ``"phrase"`` | ``(L // phrase_len, D)`` | :meth:`_aggregate`: each complete phrase's mean |
+    | ``"metrics"`` | nested dict | ``{"step": {...}, "bar": {...}, "phrase": {...},
+    "section": [...], "song": {...}}`` |
 
-    A trailing partial bar (or phrase) of the window is dropped from ``"bar"`` (``"phrase"``),
-    but stays in ``"step"`` and in every metric.
+    ``"bar"`` and ``"phrase"`` average the window's values over each complete unit (the seed's
+    ``_aggregate``): for 0/1 hits, the fraction of the unit's steps on which each drum hits. A
+    trailing partial bar (or phrase) is left out of them, but stays in ``"step"`` and in every
+    metric. (The step grid of a bar is ``sample["step"][: n * steps_per_bar].reshape(n,
+    steps_per_bar, D)``.)
 
-    ``"metrics"`` is :meth:`_aggregate` of :func:`dataset.metrics.window_metrics` of the window
-    (keys ``"step/..."``, ``"bar/..."``, ``"phrase/..."``, ``"section/..."``: they describe the
-    window) and :func:`dataset.metrics.song_metrics` of the whole source sequence (keys
-    ``"song/..."``: equal for every window of one file, computed once per file and cached).
-    Scalars are 0-d tensors; per-drum metrics have shape ``(D,)``, ``(D, D)`` or ``(D, 16)``;
-    ``"bar/density"`` has one value per complete bar and ``"section/..."`` one per section.
+    ``"metrics"`` holds, by level, the seed's metrics under the seed's names, the project's under
+    names of their own, and the registered metrics (:mod:`dataset.registry`; built in:
+    ``swing``, ``polyrhythm``, ``drum_periods``); every key and definition is listed in
+    :func:`dataset.metrics.level_metrics` (``"step"``, ``"bar"``, ``"phrase"``: they describe the
+    window; ``"section"``: a list with one dict per section of the window, the seed's
+    ``avg_hits``, ``drum_density``, ``max_hits``, ``dense_frac`` and more) and
+    :func:`dataset.metrics.song_level_metrics` (``"song"``: the whole source sequence, the
+    seed's ``avg_hits``, ``drum_density``, ``max_hits``, ``step_entropy``, ``phrase_entropy``,
+    ``ngram_diversity`` and more; equal for every window of one file, computed once per file
+    and cached). Scalars are 0-d; per-drum metrics have shape ``(D,)``, ``(D, D)`` or
+    ``(D, 16)``; ``metrics["bar"]["density"]`` has one value per complete bar and
+    ``metrics["phrase"]["phrase_structure"]`` is ``(phrases, bars_per_phrase)``.
 
     ## Sections
 
     ``sections`` is a list of ``(start, end)`` step indices, half-open and relative to the
     window, clipped to it (a section left empty by clipping is dropped). ``None``: one section
     per two phrases, ``(0, 2 * phrase_len), (2 * phrase_len, 4 * phrase_len), ...``, the last
-    one clipped to the window.
+    one clipped to the window. ``metrics["section"][i]`` describes ``section_spans(L)[i]``
+    (:meth:`section_spans`).
 
     ## Augmentation
 
@@ -93,6 +127,12 @@ class CompleteHierarchicalDrumDataset:
     :meth:`__getitems__` (called by the DataLoader with a whole batch of indices) computes the
     metrics of all same-length windows of the batch in one vectorised call;
     ``dataset.__getitems__(idx) == [dataset[i] for i in idx]``.
+
+    ## Registered metrics
+
+    The dataset takes a snapshot of :func:`dataset.registry.registered_metrics` when it is
+    built (``metric_specs``): metrics registered later are not in its samples, and its
+    DataLoader workers compute the same ones as the main process.
 
     Args:
         npz_dir: folder of ``.npz`` files, or ``None`` with ``sequences``.
@@ -123,7 +163,11 @@ class CompleteHierarchicalDrumDataset:
     [[0, 0], [1, 0], [1, 1]]
     >>> sample = ds[2]
     >>> sample["step"].shape, sample["bar"].shape, sample["phrase"].shape
-    ((5, 2), (2, 2, 2), (1, 4, 2))
+    ((5, 2), (2, 2), (1, 2))
+    >>> sample["bar"].tolist(), float(sample["metrics"]["song"]["ngram_diversity"])
+    ([[1.0, 1.0], [1.0, 1.0]], 1.0)
+    >>> sorted(sample["metrics"]["section"][0])[:4]
+    ['avg_hits', 'dense_frac', 'drum_density', 'max_hits']
     """
 
     files: list[Path]
@@ -134,6 +178,8 @@ class CompleteHierarchicalDrumDataset:
     """Read-only float32 arrays ``(time_steps, num_drums)``, values in [0, 1]."""
     sample_indices: np.ndarray
     """int64 array ``(N, 2)``: ``(sequence_idx, start_idx)`` of each sample, in order."""
+    metric_specs: dict[str, MetricSpec]
+    """The registered metrics it computes (a snapshot taken when it was built)."""
 
     def __init__(
         self,
@@ -186,6 +232,7 @@ class CompleteHierarchicalDrumDataset:
         self.sequences = seqs
         self.lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         self.sample_indices = self._build_index()
+        self.metric_specs = registered_metrics()
         self._song_cache: list[dict[str, np.ndarray] | None] = [None] * len(seqs)
 
     # ------------------------------------------------------------------------- indexing
@@ -261,92 +308,120 @@ class CompleteHierarchicalDrumDataset:
         """
         return self._window(self._index(idx), augment=False)
 
-    def window_metrics(self, idx: int) -> dict[str, np.ndarray]:
-        """Metrics of the raw window of a sample (no augmentation) and of its source sequence.
+    def window_metrics(self, idx: int) -> dict[str, Any]:
+        """The ``"metrics"`` of a sample's raw window (no augmentation), as numpy arrays.
 
         Args:
             idx: sample index, ``-N <= idx < N``.
 
         Returns:
-            the flat dict of :meth:`_aggregate`: window keys ``"step/..."``, ``"bar/..."``,
-            ``"phrase/..."``, ``"section/..."`` and song keys ``"song/..."``; float64 arrays.
+            ``{"step", "bar", "phrase", "section", "song"}`` as in a sample, with float64
+            arrays (the ``"song"`` arrays are the cached, read-only ones: do not modify).
         """
         i = self._index(idx)
-        win = self._window(i, augment=False)
-        return self._aggregate(
-            self._window_metrics(win), self._song_metrics(self.sample_indices[i, 0])
-        )
+        out = self._level_metrics(self._window(i, augment=False))
+        out["song"] = self.sequence_metrics(self.sample_indices[i, 0])
+        return out
 
-    # ------------------------------------------------------------------------- metrics
-    # Thin calls into dataset.metrics, with this dataset's settings; the metrics are defined
-    # (and documented) there only. ``seq`` is an array (..., steps, drums).
+    def sequence_metrics(self, sequence_idx: int) -> dict[str, np.ndarray]:
+        """The ``"song"`` metrics of source sequence ``sequence_idx``, computed once and cached.
 
-    def _hit_density(self, seq: np.ndarray) -> metrics.HitDensity:
-        return metrics.hit_density(seq)
-
-    def _fraction_dense_bars(self, seq: np.ndarray) -> np.ndarray:
-        return metrics.fraction_dense_bars(seq, self.steps_per_bar)
-
-    def _ioi_stats(self, seq: np.ndarray) -> metrics.IOIStats:
-        return metrics.ioi_stats(seq)
-
-    def _co_occurrence(self, seq: np.ndarray) -> np.ndarray:
-        return metrics.co_occurrence(seq)
-
-    def _n_grams(self, seq: np.ndarray, n: int = 4) -> metrics.NGramStats:
-        return metrics.n_grams(seq, n)
-
-    def _fast_patterns(self, seq: np.ndarray) -> metrics.FastPatterns:
-        return metrics.fast_patterns(seq, self.fast_threshold, self.steps_per_bar)
-
-    def _transitions(self, seq: np.ndarray) -> np.ndarray:
-        return metrics.transitions(seq)
-
-    def _syncopation(self, seq: np.ndarray) -> np.ndarray:
-        return metrics.syncopation(seq, self.steps_per_bar)
-
-    def _phrase_structure(self, seq: np.ndarray) -> metrics.PhraseStructure:
-        return metrics.phrase_structure(seq, self.steps_per_bar, self.bars_per_phrase)
-
-    def _section_metrics(self, seq: np.ndarray) -> metrics.SectionMetrics:
-        return metrics.section_metrics(
-            seq, None if self.sections is None else list(self.sections), self.phrase_len
-        )
-
-    def _window_metrics(self, seq: np.ndarray) -> dict[str, np.ndarray]:
-        """:func:`dataset.metrics.window_metrics` of ``seq`` (..., steps, drums), batched."""
-        return metrics.window_metrics(
-            seq,
-            self.steps_per_bar,
-            self.bars_per_phrase,
-            None if self.sections is None else list(self.sections),
-            self.fast_threshold,
-        )
-
-    def _song_metrics(self, sequence_idx: int) -> dict[str, np.ndarray]:
-        """:func:`dataset.metrics.song_metrics` of source sequence ``sequence_idx``, cached.
+        Args:
+            sequence_idx: index into :attr:`sequences`.
 
         Returns:
-            dict of read-only float64 arrays (shared by every caller: do not modify).
+            :meth:`_song_metrics` of the sequence: dict of read-only float64 arrays (shared by
+            every caller: do not modify).
         """
         i = int(sequence_idx)
         cached = self._song_cache[i]
         if cached is None:
-            cached = metrics.song_metrics(
-                self.sequences[i], self.steps_per_bar, self.bars_per_phrase, self.fast_threshold
-            )
-            cached = {k: np.asarray(v, dtype=np.float64) for k, v in cached.items()}
+            cached = {
+                k: np.asarray(v, np.float64)
+                for k, v in self._song_metrics(self.sequences[i]).items()
+            }
             for v in cached.values():
                 v.setflags(write=False)
             self._song_cache[i] = cached
         return cached
 
-    @staticmethod
-    def _aggregate(
-        window: dict[str, np.ndarray], song: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Merge window metrics and song metrics into one flat ``{"level/name": value}`` dict."""
-        return {**window, **song}
+    # ------------------------------------------------------------------------- metrics
+    # The seed's metric methods, each ``_metric(seq)`` of a sequence ``seq``: an array
+    # (steps, drums), or (..., steps, drums) where the metric has batch axes. Thin calls into
+    # dataset.metrics with this dataset's settings; the metrics are defined (and documented)
+    # there only, under the names in brackets.
+
+    def _hit_density(self, seq: np.ndarray) -> metrics.HitDensity:
+        """``avg_hits``, ``drum_density``, ``max_hits`` (:func:`~dataset.metrics.hit_density`)."""
+        return metrics.hit_density(seq)
+
+    def _fraction_dense_bars(self, seq: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Fraction of bars above ``threshold`` hits per step, default ``D / 2``.
+
+        (:func:`~dataset.metrics.fraction_bars_above`.)
+        """
+        return metrics.fraction_bars_above(seq, self.steps_per_bar, threshold)
+
+    def _ioi_stats(self, seq: np.ndarray) -> metrics.IOIStats:
+        """Mean, variance, histogram of each drum's IOIs (:func:`~dataset.metrics.ioi_stats`)."""
+        return metrics.ioi_stats(seq)
+
+    def _co_occurrence(self, seq: np.ndarray) -> np.ndarray:
+        """Fraction of steps with > 1 drum (:func:`~dataset.metrics.co_occurrence_fraction`)."""
+        return metrics.co_occurrence_fraction(seq)
+
+    def _n_grams(self, seq: np.ndarray, n: int = 4) -> Counter[tuple[int, ...]]:
+        """``Counter`` of the n-step patterns (:func:`~dataset.metrics.n_gram_counter`)."""
+        return metrics.n_gram_counter(seq, n)
+
+    def _fast_patterns(self, seq: np.ndarray) -> np.ndarray:
+        """Hits close to the drum's last one (:func:`~dataset.metrics.fast_hits`)."""
+        return metrics.fast_hits(seq, self.fast_threshold)
+
+    def _transitions(self, seq: np.ndarray) -> np.ndarray:
+        """Drum-to-drum, consecutive steps (:func:`~dataset.metrics.step_transitions`)."""
+        return metrics.step_transitions(seq)
+
+    def _syncopation(self, seq: np.ndarray) -> np.ndarray:
+        """Share of hits not on a bar's first step (:func:`~dataset.metrics.syncopation`)."""
+        return metrics.syncopation(seq, self.steps_per_bar)
+
+    def _phrase_structure(self, seq: np.ndarray) -> np.ndarray:
+        """Hits per bar of each phrase (:func:`~dataset.metrics.phrase_hits_per_bar`)."""
+        return metrics.phrase_hits_per_bar(seq, self.steps_per_bar, self.bars_per_phrase)
+
+    def _section_metrics(self, seq: np.ndarray) -> dict[str, np.ndarray]:
+        """The sections of ``seq`` (:func:`~dataset.metrics.section_level_metrics`)."""
+        return metrics.section_level_metrics(
+            seq, self._sections(), self.steps_per_bar, self.bars_per_phrase, self.metric_specs
+        )
+
+    def _song_metrics(self, seq: np.ndarray) -> dict[str, np.ndarray]:
+        """Metrics of a whole sequence (:func:`~dataset.metrics.song_level_metrics`).
+
+        :meth:`sequence_metrics` caches them per source sequence.
+        """
+        return metrics.song_level_metrics(
+            seq, self.steps_per_bar, self.bars_per_phrase, self.fast_threshold, self.metric_specs
+        )
+
+    def _aggregate(self, seq: np.ndarray, step_size: int) -> np.ndarray:
+        """Mean of each complete unit of steps (:func:`~dataset.metrics.aggregate`)."""
+        return metrics.aggregate(seq, step_size)
+
+    def _sections(self) -> list[tuple[int, int]] | None:
+        return None if self.sections is None else list(self.sections)
+
+    def _level_metrics(self, seq: np.ndarray) -> dict[str, Any]:
+        """:func:`dataset.metrics.level_metrics` of ``seq`` (..., steps, drums), batched."""
+        return metrics.level_metrics(
+            seq,
+            self.steps_per_bar,
+            self.bars_per_phrase,
+            self._sections(),
+            self.fast_threshold,
+            self.metric_specs,
+        )
 
     # ------------------------------------------------------------------------- samples
 
@@ -358,7 +433,7 @@ class CompleteHierarchicalDrumDataset:
         """Several samples, equal to ``[self[i] for i in indices]``, computed batch-wise.
 
         The windows are grouped by length and each group's window metrics are computed in one
-        vectorised call of :func:`dataset.metrics.window_metrics` over a ``(B, L, D)`` stack.
+        vectorised call of :func:`dataset.metrics.level_metrics` over a ``(B, L, D)`` stack.
         :class:`torch.utils.data.DataLoader` calls this with each batch of indices.
 
         Args:
@@ -375,7 +450,7 @@ class CompleteHierarchicalDrumDataset:
         out: list[dict[str, Any]] = [{} for _ in idx]
         for positions in groups.values():
             batch = np.stack([windows[p] for p in positions])  # (B, L, D) float32, a copy
-            song = [self._song_metrics(self.sample_indices[idx[p], 0]) for p in positions]
+            song = [self.sequence_metrics(self.sample_indices[idx[p], 0]) for p in positions]
             samples = self._make_samples(batch, song)
             for p, sample in zip(positions, samples, strict=True):
                 out[p] = sample
@@ -385,42 +460,57 @@ class CompleteHierarchicalDrumDataset:
         self, batch: np.ndarray, song: list[dict[str, np.ndarray]]
     ) -> list[dict[str, Any]]:
         """Samples of a stack of equal-length windows ``batch`` (B, L, D) and their song metrics."""
-        b, length, drums = batch.shape
-        n_bars = length // self.steps_per_bar
-        n_phrases = length // self.phrase_len
-        bars = batch[:, : n_bars * self.steps_per_bar].reshape(b, n_bars, self.steps_per_bar, drums)
-        phrases = batch[:, : n_phrases * self.phrase_len].reshape(
-            b, n_phrases, self.phrase_len, drums
-        )
-        values = self._aggregate(
-            self._window_metrics(batch), {k: np.stack([s[k] for s in song]) for k in song[0]}
-        )
+        b = batch.shape[0]
         arrays = {
             "step": batch,
-            "bar": bars.copy(),  # own memory: samples never alias each other's views
-            "phrase": phrases.copy(),
+            "bar": self._aggregate(batch, self.steps_per_bar).astype(np.float32),
+            "phrase": self._aggregate(batch, self.phrase_len).astype(np.float32),
         }
+        levels = self._level_metrics(batch)
+        # The leaves of the metrics dict, container by container (step, bar, phrase, each
+        # section, song), each an array with the batch axis first; split per sample below.
+        containers = [levels["step"], levels["bar"], levels["phrase"], *levels["section"]]
+        song_keys = list(song[0])
+        keys = [list(c) for c in containers] + [song_keys]
+        values = [v for c in containers for v in c.values()]
+        values += [np.stack([m[k] for m in song]) for k in song_keys]
         # always a fresh, writable, C-ordered copy: tensors must not alias metrics' arrays
-        metric_arrays = {k: np.array(v, dtype=np.float32, order="C") for k, v in values.items()}
-        if self.as_numpy:
-            # ``v[j, ...]`` keeps 0-d arrays (not numpy scalars) for scalar metrics
-            split = {k: [v[j, ...] for j in range(b)] for k, v in arrays.items()}
-            metric_split = {k: [v[j, ...] for j in range(b)] for k, v in metric_arrays.items()}
-        else:
-            import torch
+        values = [np.array(v, dtype=np.float32, order="C") for v in values]
+        bounds = np.cumsum([0] + [len(k) for k in keys]).tolist()
+        spans = list(zip(keys, bounds[:-1], bounds[1:], strict=True))
+        samples = []
+        with _gc_paused():
+            if self.as_numpy:
+                # ``v[j, ...]`` keeps 0-d arrays (not numpy scalars) for scalar metrics
+                split = {k: [v[j, ...] for j in range(b)] for k, v in arrays.items()}
+                rows = zip(*[[v[j, ...] for j in range(b)] for v in values], strict=True)
+            else:
+                import torch
 
-            split = {k: torch.from_numpy(v).unbind(0) for k, v in arrays.items()}
-            metric_split = {k: torch.from_numpy(v).unbind(0) for k, v in metric_arrays.items()}
-        keys = list(metric_split)
-        return [
-            {
-                "step": split["step"][j],
-                "bar": split["bar"][j],
-                "phrase": split["phrase"][j],
-                "metrics": {k: metric_split[k][j] for k in keys},
-            }
-            for j in range(b)
-        ]
+                split = {k: torch.from_numpy(v).unbind(0) for k, v in arrays.items()}
+                rows = zip(*[torch.from_numpy(v).unbind(0) for v in values], strict=True)
+            for j, row in enumerate(rows):
+                parts = [dict(zip(k, row[lo:hi], strict=True)) for k, lo, hi in spans]
+                metrics_ = {"step": parts[0], "bar": parts[1], "phrase": parts[2]}
+                metrics_["section"] = parts[3:-1]
+                metrics_["song"] = parts[-1]
+                samples.append(
+                    {"step": split["step"][j], "bar": split["bar"][j],
+                     "phrase": split["phrase"][j], "metrics": metrics_}
+                )  # fmt: skip
+        return samples
+
+    def section_spans(self, length: int) -> list[tuple[int, int]]:
+        """The sections of a window of ``length`` steps: ``metrics["section"][i]`` is span ``i``.
+
+        Args:
+            length: window length, steps.
+
+        Returns:
+            ``(start, end)`` step indices relative to the window, clipped, empty ones dropped
+            (see the class docstring).
+        """
+        return metrics.section_spans(length, self._sections(), self.phrase_len)
 
     # ------------------------------------------------------------------------- statistics
 
@@ -437,8 +527,9 @@ class CompleteHierarchicalDrumDataset:
             ``num_drums``, ``num_samples``, ``seq_len``, ``total_steps``, ``total_bars``,
             ``min_length_steps``, ``mean_length_steps``, ``max_length_steps``, ``hours`` (only
             with ``bpm``), ``drum_density`` (float64 array ``(D,)``: fraction of all steps on
-            which each drum hits), and the mean over sequences of every scalar song metric
-            (keys ``"song/..."``, floats).
+            which each drum hits), and the mean over sequences of every scalar metric of the
+            ``"song"`` level (:meth:`sequence_metrics`, registered metrics included; keys
+            ``"song/<name>"``, floats).
         """
         total = int(self.lengths.sum())
         hits = np.zeros(self.num_drums, dtype=np.int64)
@@ -462,10 +553,10 @@ class CompleteHierarchicalDrumDataset:
             steps_per_beat = self.steps_per_bar / _check_int(beats_per_bar, "beats_per_bar", 1)
             out["hours"] = total / steps_per_beat * 60.0 / bpm / 3600.0
         out["drum_density"] = hits / total
-        songs = [self._song_metrics(i) for i in range(len(self.sequences))]
+        songs = [self.sequence_metrics(i) for i in range(len(self.sequences))]
         for k, v in songs[0].items():
             if v.ndim == 0:
-                out[k] = float(np.mean([s[k] for s in songs]))
+                out[f"song/{k}"] = float(np.mean([s[k] for s in songs]))
         return out
 
     def __repr__(self) -> str:

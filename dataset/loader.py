@@ -54,12 +54,13 @@ def collate_drum_batch(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         * ``"step"``: float32 ``(B, L_max, D)``, zero-padded;
         * ``"mask"``: bool ``(B, L_max)``, True on real steps;
         * ``"lengths"``: int64 ``(B,)``, window lengths in steps;
-        * ``"bar"``: float32 ``(B, n_bars_max, steps_per_bar, D)`` and ``"bar_mask"`` bool
-          ``(B, n_bars_max)``;
-        * ``"phrase"``: float32 ``(B, n_phrases_max, phrase_len, D)`` and ``"phrase_mask"``
-          bool ``(B, n_phrases_max)``;
-        * ``"metrics"``: list of the ``B`` per-sample metric dicts, as they are (their shapes
-          may differ between samples, e.g. ``"bar/density"`` has one value per bar).
+        * ``"bar"``: float32 ``(B, n_bars_max, D)`` (each bar's mean, the seed's
+          ``_aggregate``), zero-padded, and ``"bar_mask"`` bool ``(B, n_bars_max)``;
+        * ``"phrase"``: float32 ``(B, n_phrases_max, D)`` and ``"phrase_mask"`` bool
+          ``(B, n_phrases_max)``;
+        * ``"metrics"``: list of the ``B`` per-sample nested metric dicts
+          (``{"step", "bar", "phrase", "section", "song"}``), as they are (their shapes may
+          differ between samples, e.g. ``["bar"]["density"]`` has one value per bar).
 
     Raises:
         ValueError: if ``samples`` is empty.

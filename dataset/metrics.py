@@ -16,17 +16,48 @@ Conventions shared by every function:
 * Functions return float64 arrays (or NamedTuples of them) with the batch shape ``(...)`` in
   front, so ``f(seq)[i] == f(seq[i])`` for a stacked batch.
 
-Window-level helpers at the bottom (``window_metrics``, ``song_metrics``) combine the functions
-into the flat ``{"level/name": value}`` dictionaries that the dataset returns.
+Window-level helpers (``window_metrics``, ``song_metrics``) combine the functions into flat
+``{"level/name": value}`` dictionaries (the env's episode metrics use ``song_metrics``).
+
+Where the seed document defines a metric otherwise than this module first did, both stay: the
+project's under its original name (the env's rewards and the evaluation call it), the seed's
+under a name of its own:
+
+| seed method | seed definition | here | the project's, beside it |
+|---|---|---|---|
+| ``_aggregate`` | mean of each unit | ``aggregate`` | |
+| ``_co_occurrence`` | steps with > 1 drum | ``co_occurrence_fraction`` | ``co_occurrence`` |
+| ``_transitions`` | consecutive steps | ``step_transitions`` | ``transitions`` (onsets) |
+| ``_fraction_dense_bars`` | > ``D/2`` a step | ``fraction_bars_above`` | ``fraction_dense_bars`` |
+| ``_n_grams`` | a ``Counter`` | ``n_gram_counter`` | ``n_grams`` |
+| ``_fast_patterns`` | IOIs <= ``fast_threshold`` | ``fast_hits`` | ``fast_patterns`` (runs) |
+| ``_phrase_structure`` | hits per bar | ``phrase_hits_per_bar`` | ``phrase_structure`` |
+| ``_section_metrics`` | per section | ``section_level_metrics`` | ``section_metrics`` |
+| ``_song_metrics`` | the whole song | ``song_level_metrics`` | ``song_metrics`` (flat) |
+
+:func:`level_metrics` and :func:`song_level_metrics` build the dataset's nested metrics dict
+(the seed's names at each level), including the metrics registered with
+:func:`register_metric` (see :mod:`dataset.registry`; built in: :func:`swing`,
+:func:`polyrhythm`, :func:`drum_periods`).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from dataset.registry import (
+    BUILTIN_KEYS,
+    MetricGrid,
+    MetricSpec,
+    register_metric,
+    registered_metrics,
+)
 
 __all__ = [
     "HitDensity",
@@ -53,9 +84,26 @@ __all__ = [
     "jaccard",
     "phrase_structure",
     "default_sections",
+    "section_spans",
     "section_metrics",
     "window_metrics",
     "song_metrics",
+    # the seed's definitions, under names of their own (see level_metrics)
+    "aggregate",
+    "co_occurrence_fraction",
+    "step_transitions",
+    "fraction_bars_above",
+    "n_gram_counter",
+    "fast_hits",
+    "phrase_hits_per_bar",
+    "section_level_metrics",
+    "level_metrics",
+    "song_level_metrics",
+    # the seed's "extensible metrics": two built in, and the registry
+    "swing",
+    "drum_periods",
+    "polyrhythm",
+    "register_metric",
 ]
 
 
@@ -263,9 +311,13 @@ def bar_density(seq: np.ndarray, steps_per_bar: int = 16) -> np.ndarray:
 
 def _bar_density(per_step: np.ndarray, steps_per_bar: int, drums: int) -> np.ndarray:
     """:func:`bar_density` from :func:`_per_step` of ``drums`` drums: exact sums, one division."""
+    return _bar_hits(per_step, steps_per_bar, drums) / steps_per_bar
+
+
+def _bar_hits(per_step: np.ndarray, steps_per_bar: int, drums: int) -> np.ndarray:
+    """Hits in each complete bar, float64 (..., bars) exact integers, from :func:`_per_step`."""
     n_bars = per_step.shape[-1] // steps_per_bar
-    per_bar = _sum_last(per_step[..., : n_bars * steps_per_bar], steps_per_bar, drums)
-    return per_bar / steps_per_bar
+    return _sum_last(per_step[..., : n_bars * steps_per_bar], steps_per_bar, drums)
 
 
 def fraction_dense_bars(
@@ -538,15 +590,25 @@ def _ngram_diversity(
 ) -> np.ndarray:
     """``n_grams(seq, n).diversity`` from :func:`step_codes` of ``seq``.
 
-    ``counts``: :func:`_pattern_counts` of ``code`` with a small alphabet, if at hand. Long
-    sequences (where sorting int64 n-gram codes is slow) go through :func:`_distinct_ngrams`.
+    ``counts``: :func:`_pattern_counts` of ``code`` with a small alphabet, if at hand.
+    """
+    return _safe_div(_ngram_distinct(code, drums, n, counts), max(code.shape[-1] - n + 1, 0))
+
+
+def _ngram_distinct(
+    code: np.ndarray, drums: int, n: int = 4, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """``n_grams(seq, n).num_distinct`` from :func:`step_codes` of ``seq``, float64 (...).
+
+    Long sequences (where sorting int64 n-gram codes is slow) go through
+    :func:`_distinct_ngrams`; ``counts`` as in :func:`_ngram_diversity`.
     """
     count = max(code.shape[-1] - n + 1, 0)
     if count >= _LONG_NGRAMS and n * drums <= 63:
         distinct = _distinct_ngrams(code, drums, n, counts)
         if distinct is not None:
-            return _safe_div(distinct, count)
-    return _n_grams(code, drums, n).diversity
+            return np.asarray(distinct, dtype=np.float64)
+    return _n_grams(code, drums, n).num_distinct
 
 
 _LONG_NGRAMS = 256  # n-grams per sequence from which _distinct_ngrams is the faster count
@@ -608,6 +670,40 @@ def _fast_patterns(
     n_runs = np.bincount(fast_rows // max(drums, 1), minlength=n_seq).reshape(batch)
     runs_per_bar = _safe_div(n_runs * steps_per_bar, steps)
     return FastPatterns(fraction, runs_per_bar)
+
+
+def fast_hits(seq: np.ndarray, fast_threshold: int = 4) -> np.ndarray:
+    """Fast patterns as the seed defines them: the number of hits close to the one before.
+
+    A hit of drum ``d`` at step ``t`` is fast when the previous hit of ``d`` is at most
+    ``fast_threshold`` steps earlier (its inter-onset interval, see :func:`ioi_stats`, is
+    ``<= fast_threshold``): ``fast_hits = #{IOIs of any drum <= fast_threshold}``. Each drum's
+    first hit is never fast. (The project's :func:`fast_patterns` measures runs instead.)
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        fast_threshold: the longest IOI, steps, that counts as fast.
+
+    Returns:
+        float64 array (...), a count of hits, in ``[0, hits - drums hit at all]``; 0 without
+        hits.
+
+    >>> float(fast_hits(np.array([[1], [0], [1], [0], [0], [0], [0], [1]]), 4))
+    1.0
+    """
+    h = as_hits(seq)
+    _check_positive(fast_threshold, "fast_threshold")
+    return _fast_hits(_hit_list(h), h.shape, fast_threshold)
+
+
+def _fast_hits(hl: _HitList, shape: tuple[int, ...], fast_threshold: int = 4) -> np.ndarray:
+    """:func:`fast_hits` from the hit list of a sequence of ``shape`` (..., steps, drums)."""
+    batch, drums = shape[:-2], shape[-1]
+    n_seq = math.prod(batch)
+    fast = hl.same & (hl.gap <= fast_threshold)  # gap k lies between hits k and k + 1
+    row = np.searchsorted(hl.bounds, np.flatnonzero(fast) + 1, side="right") - 1
+    counts = np.bincount(row // max(drums, 1), minlength=n_seq)
+    return counts.reshape(batch).astype(np.float64)
 
 
 def transitions(seq: np.ndarray) -> np.ndarray:
@@ -1113,6 +1209,27 @@ def section_metrics(
     return _section_metrics(h, step_codes(h), spans)
 
 
+def section_spans(
+    steps: int, sections: list[tuple[int, int]] | None = None, phrase_len: int = 64
+) -> list[tuple[int, int]]:
+    """The sections that :func:`section_metrics` and :func:`level_metrics` describe, in order.
+
+    Args:
+        steps: length of the window, steps.
+        sections: ``(start, end)`` step indices (half-open) relative to the window; ``None``:
+            :func:`default_sections`.
+        phrase_len: steps per phrase, for the default sections.
+
+    Returns:
+        the non-empty sections, clipped to ``[0, steps)``: list of ``(start, end)``.
+
+    >>> section_spans(10, [(-2, 3), (3, 3), (8, 20)])
+    [(0, 3), (8, 10)]
+    """
+    _check_positive(phrase_len, "phrase_len")
+    return _spans(int(steps), sections, phrase_len)
+
+
 def _spans(
     steps: int, sections: list[tuple[int, int]] | None, phrase_len: int
 ) -> list[tuple[int, int]]:
@@ -1182,7 +1299,8 @@ def window_metrics(
     Keys are ``"level/name"``. ``step/``: hit density, co-occurrence, transitions, IOI statistics
     and step-pattern entropy of the window as a whole; ``bar/``: per-bar densities, dense-bar
     fraction, both syncopations, fast patterns, 4-gram diversity; ``phrase/``: repetition, fills
-    and phrase entropy; ``section/``: :func:`section_metrics`.
+    and phrase entropy; ``section/``: :func:`section_metrics`. (The dataset returns the nested
+    dict of :func:`level_metrics` instead, with the seed's definitions under the seed's names.)
 
     Args:
         seq: array (steps, drums); a hit is a value > 0.
@@ -1194,6 +1312,38 @@ def window_metrics(
     Returns:
         dict of float64 arrays (scalars, or arrays sized by drums, bars or sections).
     """
+    return _window_parts(seq, steps_per_bar, bars_per_phrase, sections, fast_threshold).flat
+
+
+class _WindowParts(NamedTuple):
+    """:func:`window_metrics` and the intermediate results that :func:`level_metrics` reuses."""
+
+    flat: dict[str, np.ndarray]
+    """The dict of :func:`window_metrics`."""
+    h: np.ndarray
+    """bool (..., steps, drums) hits."""
+    per_step: np.ndarray
+    """float32 (..., steps) drums hit on each step (:func:`_per_step`)."""
+    codes: np.ndarray
+    """int64 (..., steps) :func:`step_codes`."""
+    per_bar: np.ndarray
+    """float64 (..., bars) hits in each complete bar (exact integers)."""
+    spans: list[tuple[int, int]]
+    """The non-empty clipped sections."""
+    ngram_distinct: np.ndarray
+    """float64 (...) distinct 4-grams (:func:`n_grams` ``num_distinct``)."""
+    fast_hits: np.ndarray
+    """float64 (...) :func:`fast_hits` with the window's ``fast_threshold``."""
+
+
+def _window_parts(
+    seq: np.ndarray,
+    steps_per_bar: int = 16,
+    bars_per_phrase: int = 4,
+    sections: list[tuple[int, int]] | None = None,
+    fast_threshold: int = 4,
+) -> _WindowParts:
+    """:func:`window_metrics` of ``seq``, with the intermediate results it shares."""
     h = as_hits(seq)
     phrase_len = steps_per_bar * bars_per_phrase
     # The checks of the functions below, in the order in which they would raise.
@@ -1211,7 +1361,8 @@ def window_metrics(
     per_step = np.ascontiguousarray(products[..., 0])
     codes = products[..., 1].astype(np.int64) if drums <= 24 else step_codes(h)
     del products
-    bar_dens = _bar_density(per_step, steps_per_bar, drums)
+    per_bar = _bar_hits(per_step, steps_per_bar, drums)
+    bar_dens = per_bar / steps_per_bar  # _bar_density, keeping the hits per bar
     if _c_like(h):
         struct = _phrase_structure(h, per_step, bar_dens, steps_per_bar, bars_per_phrase, codes)
     else:
@@ -1233,6 +1384,7 @@ def window_metrics(
     dens = _hit_density(per_step, _drum_hits(hits, h.shape), steps)
     ioi = _ioi_stats(hits, h.shape)
     fast = _fast_patterns(hits, h.shape, fast_threshold, steps_per_bar)
+    n_fast = _fast_hits(hits, h.shape, fast_threshold)
     del hits
     if spans:
         sect = _section_metrics(h, codes, spans, per_step)
@@ -1243,7 +1395,8 @@ def window_metrics(
         entropy = _pattern_entropy(codes, drums)
     else:
         entropy = _entropy_of_counts(counts, steps, h.shape[:-2])
-    return {
+    distinct = _ngram_distinct(codes, drums, 4, counts)
+    flat = {
         "step/avg_hits": dens.avg_hits,
         "step/drum_density": dens.drum_density,
         "step/max_hits": dens.max_hits,
@@ -1259,7 +1412,7 @@ def window_metrics(
         "bar/metrical_syncopation": _metrical_syncopation(per_step, steps_per_bar),
         "bar/fast_fraction": fast.fraction,
         "bar/fast_runs_per_bar": fast.runs_per_bar,
-        "bar/ngram_diversity": _ngram_diversity(codes, drums, 4, counts),
+        "bar/ngram_diversity": _safe_div(distinct, max(steps - 3, 0)),
         "phrase/bar_repetition": struct.bar_repetition,
         "phrase/phrase_repetition": struct.phrase_repetition,
         "phrase/fill_ratio": struct.fill_ratio,
@@ -1268,6 +1421,7 @@ def window_metrics(
         "section/entropy": sect.entropy,
         "section/contrast": sect.contrast,
     }
+    return _WindowParts(flat, h, per_step, codes, per_bar, spans, distinct, n_fast)
 
 
 def song_metrics(
@@ -1315,3 +1469,651 @@ def song_metrics(
         "song/phrase_entropy": w["phrase/entropy"],
         "song/ngram_diversity": w["bar/ngram_diversity"],
     }
+
+
+# ----------------------------------------------------------------------------- the seed's names
+# The seed defines some metrics otherwise than the project did first. Both stay: the project's
+# under the names above (the env's rewards and the evaluation use them), the seed's below under
+# names of their own, and the dataset's metrics dict carries the seed's definitions under the
+# seed's names (see level_metrics).
+
+
+def aggregate(seq: np.ndarray, step_size: int) -> np.ndarray:
+    """The seed's ``_aggregate``: the mean of each complete unit of ``step_size`` steps.
+
+    ``out[..., u, d] = mean(seq[..., u * step_size : (u + 1) * step_size, d])`` for the
+    ``num_units = steps // step_size`` complete units; a trailing partial unit is left out. It
+    averages the *values* (velocities, or 0/1 hits), as the seed's formula does: for binary hits
+    that is the fraction of the unit's steps on which each drum hits. This is the dataset's
+    ``"bar"`` (``step_size = steps_per_bar``) and ``"phrase"`` (``phrase_len``) view.
+
+    Args:
+        seq: array (..., steps, drums).
+        step_size: steps per unit, >= 1.
+
+    Returns:
+        float64 array (..., steps // step_size, drums); ``(..., 0, drums)`` when the sequence is
+        shorter than one unit.
+
+    >>> aggregate(np.array([[1, 0], [0, 0], [1, 1], [1, 0], [1, 1]]), 2)
+    array([[0.5, 0. ],
+           [1. , 0.5]])
+    """
+    seq = np.asarray(seq)
+    if seq.ndim < 2:
+        raise ValueError(f"seq must have shape (..., steps, drums), got shape {seq.shape}")
+    _check_positive(step_size, "step_size")
+    units = _chunks(seq, step_size)  # (..., n, step_size, drums)
+    if step_size == 1:
+        return units[..., 0, :].astype(np.float64)
+    return units.sum(axis=-2, dtype=np.float64) / step_size
+
+
+def co_occurrence_fraction(seq: np.ndarray) -> np.ndarray:
+    """The seed's ``_co_occurrence``: the fraction of steps on which more than one drum hits.
+
+    ``#{t : sum_d h[t, d] > 1} / T``; 0 when ``T = 0``. (The project's :func:`co_occurrence`
+    is the drum-by-drum matrix.)
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+
+    Returns:
+        float64 array (...), in [0, 1].
+
+    >>> float(co_occurrence_fraction(np.array([[1, 1], [1, 0], [0, 0], [1, 1]])))
+    0.5
+    """
+    h = as_hits(seq)
+    return _co_occurrence_fraction(_per_step(h))
+
+
+def _co_occurrence_fraction(per_step: np.ndarray) -> np.ndarray:
+    """:func:`co_occurrence_fraction` from :func:`_per_step`."""
+    return _safe_div((per_step > 1).sum(axis=-1), per_step.shape[-1])
+
+
+def step_transitions(seq: np.ndarray) -> np.ndarray:
+    """The seed's ``_transitions``: drum-to-drum probabilities between consecutive steps.
+
+    ``N[i, j] = #{t in 0 .. T-2 : h[t, i] and h[t + 1, j]}`` counts drum ``i`` on a step and
+    drum ``j`` on the next step; ``P[i, j] = N[i, j] / sum_k N[i, k]`` is the conditional
+    probability that, of the drums hit on the step after a hit of ``i``, one is ``j`` (each
+    row a distribution). A row is all 0 when ``i`` is never followed by a hit on the next
+    step. (The project's :func:`transitions` goes from each onset to the next onset,
+    skipping silent steps.)
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+
+    Returns:
+        float64 array (..., drums, drums), rows summing to 1 or 0.
+
+    >>> step_transitions(np.array([[1, 0], [0, 1], [0, 0], [1, 0]]))
+    array([[0., 1.],
+           [0., 0.]])
+    """
+    h = as_hits(seq)
+    return _step_transitions(h.astype(np.float32))
+
+
+def _step_transitions(hf: np.ndarray) -> np.ndarray:
+    """:func:`step_transitions` of hits as float32."""
+    if hf.shape[-2] < _F32_EXACT:  # exact: integer counts < 2**24
+        counts = np.matmul(np.swapaxes(hf[..., :-1, :], -1, -2), hf[..., 1:, :])
+    else:
+        counts = np.einsum("...ti,...tj->...ij", hf[..., :-1, :], hf[..., 1:, :], dtype=np.float64)
+    return _safe_div(counts, counts.sum(axis=-1, keepdims=True))
+
+
+def fraction_bars_above(
+    seq: np.ndarray, steps_per_bar: int = 16, threshold: float | None = None
+) -> np.ndarray:
+    """The seed's ``_fraction_dense_bars``: the fraction of bars with hits above a threshold.
+
+    Each complete bar is averaged with :func:`aggregate` (hits of each drum per step); its hits
+    are the sum over the drums, the mean number of drums hit per step (:func:`bar_density`).
+    A bar is dense when that is ``> threshold``, by default half the number of drums ``D / 2``
+    (a bar of 9 drums is dense when more than 4.5 drums hit per step on average). (The
+    project's :func:`fraction_dense_bars` counts bars with ``>= 1`` hit per step.)
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        steps_per_bar: steps in one bar.
+        threshold: hits per step above which a bar is dense; ``None`` for ``drums / 2``.
+
+    Returns:
+        float64 array (...), in [0, 1]; 0 when there is no complete bar.
+
+    >>> float(fraction_bars_above(np.array([[1, 1], [1, 1], [1, 0], [0, 0]]), 2))
+    0.5
+    """
+    h = as_hits(seq)
+    _check_positive(steps_per_bar, "steps_per_bar")
+    limit = h.shape[-1] / 2 if threshold is None else float(threshold)
+    return _fraction_above(bar_density(h, steps_per_bar), limit)
+
+
+def _fraction_above(density: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`fraction_bars_above` from :func:`bar_density`."""
+    return _safe_div((density > threshold).sum(axis=-1), density.shape[-1])
+
+
+def n_gram_counter(seq: np.ndarray, n: int = 4) -> Counter[tuple[int, ...]]:
+    """The seed's ``_n_grams``: a ``Counter`` of the n-step drum patterns of one sequence.
+
+    The n-gram at step ``t`` is the ``n x D`` block ``h[t : t + n]`` flattened step by step
+    (``(h[t, 0], ..., h[t, D-1], h[t+1, 0], ...)``, each 0 or 1); there are
+    ``max(T - n + 1, 0)`` of them. ``len(counter)`` is the number of distinct n-grams (the
+    seed's song ``ngram_diversity``, equal to ``n_grams(seq, n).num_distinct``).
+
+    Args:
+        seq: array (steps, drums), one sequence; a hit is a value > 0.
+        n: n-gram length in steps.
+
+    Returns:
+        ``Counter`` mapping each n-gram (a tuple of ``n * D`` ints) to its count; empty when
+        ``T < n``.
+
+    Raises:
+        ValueError: if ``seq`` is not 2-D (a Counter has no batch axis) or ``n < 1``.
+
+    >>> n_gram_counter(np.array([[1, 0], [0, 1], [1, 0], [0, 1]]), 2).most_common(1)
+    [((1, 0, 0, 1), 2)]
+    """
+    h = as_hits(seq)
+    if h.ndim != 2:
+        raise ValueError(f"seq must have shape (steps, drums) for a Counter, got {h.shape}")
+    _check_positive(n, "n")
+    count = max(h.shape[0] - n + 1, 0)
+    if count == 0:
+        return Counter()
+    windows = np.lib.stride_tricks.sliding_window_view(h.astype(np.uint8), n, axis=0)
+    rows = np.swapaxes(windows, -1, -2).reshape(count, n * h.shape[1])  # (count, n * D)
+    return Counter(map(tuple, rows.tolist()))
+
+
+def phrase_hits_per_bar(
+    seq: np.ndarray, steps_per_bar: int = 16, bars_per_phrase: int = 4
+) -> np.ndarray:
+    """The seed's ``_phrase_structure``: the number of hits in each bar of each phrase.
+
+    ``out[..., p, b]`` = hits (all drums) in bar ``b`` of complete phrase ``p``; a trailing
+    partial phrase is left out, so a sequence shorter than a phrase gives an empty array (the
+    seed's "short sequences handled safely"). (The project's :func:`phrase_structure` measures
+    repetition and fills.)
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+
+    Returns:
+        float64 array (..., steps // (steps_per_bar * bars_per_phrase), bars_per_phrase), hits
+        (integers), each in ``[0, steps_per_bar * drums]``.
+
+    >>> phrase_hits_per_bar(np.ones((9, 2)), 2, 2)
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    h = as_hits(seq)
+    _check_positive(steps_per_bar, "steps_per_bar")
+    _check_positive(bars_per_phrase, "bars_per_phrase")
+    per_bar = _chunks(h, steps_per_bar).sum(axis=(-1, -2)).astype(np.float64)
+    return _phrase_hits(per_bar, bars_per_phrase)
+
+
+def _phrase_hits(per_bar: np.ndarray, bars_per_phrase: int) -> np.ndarray:
+    """:func:`phrase_hits_per_bar` from the hits of each complete bar (..., bars)."""
+    n = per_bar.shape[-1] // bars_per_phrase
+    return per_bar[..., : n * bars_per_phrase].reshape(*per_bar.shape[:-1], n, bars_per_phrase)
+
+
+# ----------------------------------------------------------------------------- swing, polyrhythm
+
+
+@lru_cache(maxsize=64)
+def _swing_positions(steps: int, steps_per_bar: int, beats_per_bar: int) -> np.ndarray:
+    """Steps ``t`` on the straight off-beat 8th with ``t + 1 < steps`` (see :func:`swing`)."""
+    beat = steps_per_bar // beats_per_bar
+    if beat < 4 or beat % 2:
+        return np.zeros(0, dtype=np.int64)
+    t = np.arange(max(steps - 1, 0))
+    p = t % steps_per_bar
+    out = t[(p % beat == beat // 2) & (p < beats_per_bar * beat)]
+    out.setflags(write=False)
+    return out
+
+
+def swing(seq: np.ndarray, steps_per_bar: int = 16, beats_per_bar: int = 4) -> np.ndarray:
+    """Swing (shuffle): the share of off-beat 8ths delayed to the next step, per drum and beat.
+
+    With ``beat = steps_per_bar // beats_per_bar`` steps, each beat ``k`` of a bar has a
+    straight off-beat 8th at position ``s = k * beat + beat / 2`` of the bar and its swung
+    (delayed) form one step later, ``s + 1`` (the 16th "a" at 16 steps per bar; the last
+    triplet 8th at 24). For every drum ``d`` and every such pair of steps ``(t, t + 1)`` of the
+    sequence (both in it): the pair is *delayed* when ``h[t + 1, d]`` and not ``h[t, d]``, and
+    *straight* when ``h[t, d]`` and not ``h[t + 1, d]`` (both or neither: no evidence).
+    ``swing = delayed / (delayed + straight)``: 1 for swung 8ths (hi-hat on 1 e & *a*), 0 for
+    straight 8ths, and 0 without evidence (silence, all hits, straight 16ths, a sequence shorter
+    than the first pair) or when the beat has no room for it (``beat`` odd or below 4 steps).
+    A hit on the "a" of a drum that leaves the "&" empty reads as swing, e.g. a syncopated
+    kick: the measure is meant for the timekeeping voices.
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        steps_per_bar: steps in one bar.
+        beats_per_bar: beats in one bar.
+
+    Returns:
+        float64 array (...), in [0, 1].
+
+    >>> hat = np.array([[1], [0], [0], [1]] * 4)  # 16th grid: 1 . . a on every beat
+    >>> float(swing(hat)), float(swing(np.array([[1], [0], [1], [0]] * 4)))
+    (1.0, 0.0)
+    """
+    h = as_hits(seq)
+    _check_positive(steps_per_bar, "steps_per_bar")
+    _check_positive(beats_per_bar, "beats_per_bar")
+    t = _swing_positions(h.shape[-2], steps_per_bar, beats_per_bar)
+    on, late = h[..., t, :], h[..., t + 1, :]
+    delayed = (late & ~on).sum(axis=(-1, -2))
+    straight = (on & ~late).sum(axis=(-1, -2))
+    return _safe_div(delayed, delayed + straight)
+
+
+def drum_periods(seq: np.ndarray, max_lag: int = 16, min_recurrence: float = 0.75) -> np.ndarray:
+    """The period of each drum: the shortest lag at which its hits mostly recur.
+
+    The recurrence of drum ``d`` at lag ``k`` is the share of its hits that have a hit of ``d``
+    ``k`` steps later, among those whose step ``t + k`` lies in the sequence:
+    ``R_d(k) = #{t < T - k : h[t, d] and h[t + k, d]} / #{t < T - k : h[t, d]}`` (0 when the
+    denominator is 0). The period is the smallest ``k`` in ``1 .. min(max_lag, T - 1)`` with
+    ``R_d(k) >= min_recurrence``, and 0 (no period) when there is none. Quarter-note kicks
+    have period 4 on a 16th grid, 8th-note hats 2, a backbeat snare 8, a 3-step (dotted 8th)
+    figure 3; a drum with fewer than two hits has none.
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        max_lag: the longest period looked for, steps (one bar: ``steps_per_bar``).
+        min_recurrence: share of recurring hits, in (0, 1], from which a lag is a period.
+
+    Returns:
+        float64 array (..., drums), periods in steps: 0 or an integer in ``[1, max_lag]``.
+
+    >>> drum_periods(np.tile([[1, 1, 0], [0, 0, 0], [0, 1, 0], [0, 0, 1]], (4, 1)), 8)
+    array([4., 2., 4.])
+    """
+    h = as_hits(seq)
+    _check_positive(max_lag, "max_lag")
+    if not 0 < min_recurrence <= 1:
+        raise ValueError(f"min_recurrence must be in (0, 1], got {min_recurrence!r}")
+    steps = h.shape[-2]
+    lags = min(max_lag, steps - 1)
+    periods = np.zeros(h.shape[:-2] + h.shape[-1:])
+    if lags < 1:
+        return periods
+    recur, total = _recurrences(h, lags)  # (..., lags, drums), (..., drums)
+    tail = np.cumsum(h[..., : steps - lags - 1 : -1, :], axis=-2)  # hits in the last k steps
+    rate = _safe_div(recur, total[..., None, :] - tail)  # R_d(k), lag k at index k - 1
+    ok = rate >= min_recurrence
+    return np.where(ok.any(axis=-2), ok.argmax(axis=-2) + 1.0, 0.0)
+
+
+def _recurrences(h: np.ndarray, lags: int) -> tuple[np.ndarray, np.ndarray]:
+    """``#{t : h[t, d] and h[t + k, d]}`` for ``k = 1 .. lags``, and the hits of each drum.
+
+    Each drum's hits are packed as bits into 64-bit words along time; a lag is a shift of the
+    words and the count a bit count (64 steps per operation). Without ``np.bitwise_count``
+    (numpy < 2.0) a loop over the lags on the hits themselves.
+
+    Returns:
+        int64 arrays (..., lags, drums) and (..., drums).
+    """
+    batch, steps, drums = h.shape[:-2], h.shape[-2], h.shape[-1]
+    if not _HAS_BITWISE_COUNT:
+        recur = np.stack(
+            [(h[..., :-k, :] & h[..., k:, :]).sum(axis=-2) for k in range(1, lags + 1)], axis=-2
+        )
+        return recur.astype(np.int64), h.sum(axis=-2, dtype=np.int64)
+    rows = math.prod(batch) * drums
+    n_words = -(-steps // 64)
+    packed = np.zeros((rows, (n_words + lags // 64 + 2) * 8), dtype=np.uint8)
+    bits = np.packbits(_time_last(h).reshape(rows, steps), axis=-1, bitorder="little")
+    packed[:, : bits.shape[1]] = bits
+    words = packed.view("<u8")  # bit t % 64 of word t // 64 is step t; zero words after
+    base = words[:, :n_words]
+    total = np.bitwise_count(base).sum(axis=-1, dtype=np.int64)
+    recur = np.empty((rows, lags), dtype=np.int64)
+    for k in range(1, lags + 1):
+        q, r = divmod(k, 64)
+        later = words[:, q : q + n_words] >> np.uint64(r)  # bit t: step t + k
+        if r:
+            later |= words[:, q + 1 : q + 1 + n_words] << np.uint64(64 - r)
+        recur[:, k - 1] = np.bitwise_count(base & later).sum(axis=-1, dtype=np.int64)
+    recur = recur.reshape(*batch, drums, lags)
+    return np.swapaxes(recur, -1, -2), total.reshape(*batch, drums)
+
+
+def polyrhythm(seq: np.ndarray, max_lag: int = 16, min_recurrence: float = 0.75) -> np.ndarray:
+    """Polyrhythm: the share of pairs of periodic drums whose periods cross.
+
+    With the :func:`drum_periods` ``p_d`` of each drum, over the pairs ``i < j`` of drums that
+    both have a period (``p > 0``), a pair *crosses* when neither period divides the other
+    (3 against 4, 6 against 4: a hemiola); nested periods (2 and 4, 4 and 16) form one metre.
+    ``polyrhythm = crossing pairs / pairs``; 0 with fewer than two periodic drums.
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        max_lag: see :func:`drum_periods`.
+        min_recurrence: see :func:`drum_periods`.
+
+    Returns:
+        float64 array (...), in [0, 1].
+
+    >>> three_four = np.zeros((24, 2)); three_four[::3, 0] = 1; three_four[::4, 1] = 1
+    >>> float(polyrhythm(three_four)), float(polyrhythm(np.ones((24, 2))))
+    (1.0, 0.0)
+    """
+    p = drum_periods(seq, max_lag, min_recurrence).astype(np.int64)
+    a, b = p[..., :, None], p[..., None, :]
+    both = (a > 0) & (b > 0)
+    upper = np.triu(np.ones((p.shape[-1],) * 2, dtype=bool), k=1)
+    pairs = both & upper
+    safe_a, safe_b = np.maximum(a, 1), np.maximum(b, 1)
+    cross = pairs & (safe_a % safe_b != 0) & (safe_b % safe_a != 0)
+    return _safe_div(cross.sum(axis=(-1, -2)), pairs.sum(axis=(-1, -2)))
+
+
+# ----------------------------------------------------------------------------- the metrics dict
+
+
+def _grid(steps_per_bar: int, bars_per_phrase: int, fast_threshold: int) -> MetricGrid:
+    return MetricGrid(int(steps_per_bar), int(bars_per_phrase), int(fast_threshold))
+
+
+def _registered(specs: Mapping[str, MetricSpec] | None, level: str) -> dict[str, MetricSpec]:
+    """The metrics of ``level`` among ``specs`` (``None``: the registry now)."""
+    if specs is None:
+        return registered_metrics(level)
+    return {k: s for k, s in specs.items() if level in s.levels}
+
+
+def section_level_metrics(
+    seq: np.ndarray,
+    sections: list[tuple[int, int]] | None = None,
+    steps_per_bar: int = 16,
+    bars_per_phrase: int = 4,
+    specs: Mapping[str, MetricSpec] | None = None,
+) -> dict[str, np.ndarray]:
+    """The seed's ``_section_metrics``: the metrics of each section, stacked.
+
+    Sections as in :func:`section_metrics` (clipped to ``seq``, empty ones dropped; ``None``:
+    one per two phrases). For each section ``[start, end)``, of the section's steps: the seed's
+    ``avg_hits``, ``drum_density``, ``max_hits`` (:func:`hit_density`) and ``dense_frac``
+    (:func:`fraction_bars_above` with its default threshold ``D / 2``, bars counted from the
+    section's start); the project's ``step_entropy`` (:func:`pattern_entropy`); then the
+    registered metrics of level ``"section"``. Section ``i`` is ``section_spans(...)[i]``
+    (:func:`section_spans`).
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        sections: ``(start, end)`` step indices, half-open, relative to ``seq``.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase (for the default sections).
+        specs: registered metrics to add (:func:`dataset.registry.registered_metrics`);
+            ``None`` for the registry now, ``{}`` for none.
+
+    Returns:
+        dict name -> float64 array ``(..., S, ...)``: the section axis ``S`` right after the
+        batch axes (``drum_density`` is ``(..., S, D)``); ``S = 0`` when no section is left.
+    """
+    parts = _window_parts(seq, steps_per_bar, bars_per_phrase, sections)
+    grid = _grid(steps_per_bar, bars_per_phrase, 4)
+    listed = _section_list(seq, parts, steps_per_bar, _registered(specs, "section"), grid)
+    batch, drums = parts.h.shape[:-2], parts.h.shape[-1]
+    if not listed:
+        shapes = {"drum_density": (drums,)}
+        keys = [*BUILTIN_KEYS["section"], *_registered(specs, "section")]
+        return {k: np.zeros((*batch, 0, *shapes.get(k, ()))) for k in keys}
+    axis = len(batch)
+    return {k: np.stack([d[k] for d in listed], axis=axis) for k in listed[0]}
+
+
+def _section_list(
+    seq: np.ndarray,
+    parts: _WindowParts,
+    steps_per_bar: int,
+    specs: Mapping[str, MetricSpec],
+    grid: MetricGrid,
+) -> list[dict[str, np.ndarray]]:
+    """One dict per section of :func:`section_level_metrics`, from the window's parts.
+
+    ``avg_hits`` and ``step_entropy`` are the window's ``section/density`` and
+    ``section/entropy`` (:func:`section_metrics`, the same definitions); contiguous sections of
+    equal length (the default ones) are computed with one reshape, others one by one.
+    """
+    h, per_step, spans = parts.h, parts.per_step, parts.spans
+    batch, drums = h.shape[:-2], h.shape[-1]
+    n = len(spans)
+    if not n:
+        return []
+    size = spans[0][1] - spans[0][0]
+    start, stop = spans[0][0], spans[0][0] + n * size
+    if all(e - s == size for s, e in spans) and all(
+        s == start + k * size for k, (s, _) in enumerate(spans)
+    ):  # contiguous equal spans: one reshape, no Python loop
+        steps = per_step[..., start:stop].reshape(*batch, n, size)
+        per_drum = h[..., start:stop, :].reshape(*batch, n, size, drums).sum(axis=-2)
+        drum_density = _safe_div(per_drum, size)  # (..., n, drums)
+        max_hits = steps.max(axis=-1).astype(np.float64)
+        dense = _fraction_above(_bar_density(steps, steps_per_bar, drums), drums / 2)
+    else:
+        drum_density = np.stack(
+            [_safe_div(h[..., s:e, :].sum(axis=-2), e - s) for s, e in spans], axis=-2
+        )
+        max_hits = np.stack([per_step[..., s:e].max(axis=-1) for s, e in spans], -1)
+        max_hits = max_hits.astype(np.float64)
+        dense = np.stack(
+            [
+                _fraction_above(_bar_density(per_step[..., s:e], steps_per_bar, drums), drums / 2)
+                for s, e in spans
+            ],
+            axis=-1,
+        )
+    flat = parts.flat
+    out = []
+    for i, (s, e) in enumerate(spans):
+        section = {
+            "avg_hits": flat["section/density"][..., i],
+            "drum_density": drum_density[..., i, :],
+            "max_hits": max_hits[..., i],
+            "dense_frac": dense[..., i],
+            "step_entropy": flat["section/entropy"][..., i],
+        }
+        for name, spec in specs.items():
+            section[name] = spec(np.asarray(seq)[..., s:e, :], grid)
+        out.append(section)
+    return out
+
+
+def level_metrics(
+    seq: np.ndarray,
+    steps_per_bar: int = 16,
+    bars_per_phrase: int = 4,
+    sections: list[tuple[int, int]] | None = None,
+    fast_threshold: int = 4,
+    specs: Mapping[str, MetricSpec] | None = None,
+) -> dict[str, Any]:
+    """The window levels of the dataset's metrics dict: ``{"step", "bar", "phrase", "section"}``.
+
+    The seed's definitions under the seed's names, the project's metrics under names of their
+    own, then the registered metrics of each level (see :mod:`dataset.registry`). All describe
+    the window ``seq`` (``"step"``, ``"bar"``, ``"phrase"``) or its sections:
+
+    * ``"step"``: ``avg_hits``, ``drum_density``, ``max_hits`` (:func:`hit_density`);
+      ``ioi_mean``, ``ioi_var``, ``ioi_hist`` (:func:`ioi_stats`); ``co_occurrence``
+      (:func:`co_occurrence_fraction`, the seed's); ``co_occurrence_matrix``
+      (:func:`co_occurrence`); ``transitions`` (:func:`step_transitions`, the seed's);
+      ``onset_transitions`` (:func:`transitions`); ``fast_patterns`` (:func:`fast_hits`, the
+      seed's); ``step_entropy`` (:func:`pattern_entropy`).
+    * ``"bar"``: ``density`` (:func:`bar_density`); ``fraction_dense_bars``
+      (:func:`fraction_bars_above`, the seed's); ``fraction_busy_bars``
+      (:func:`fraction_dense_bars`); ``syncopation``; ``metrical_syncopation``;
+      ``fast_fraction``, ``fast_runs_per_bar`` (:func:`fast_patterns`); ``ngram_diversity``
+      (distinct 4-grams, the seed's); ``ngram_diversity_ratio`` (:func:`n_grams` diversity).
+    * ``"phrase"``: ``phrase_structure`` (:func:`phrase_hits_per_bar`, the seed's);
+      ``bar_repetition``, ``phrase_repetition``, ``fill_ratio`` (:func:`phrase_structure`);
+      ``phrase_entropy``; ``section_contrast`` (:func:`section_metrics` contrast).
+    * ``"section"``: a list, one dict per section, of :func:`section_level_metrics`.
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+        sections: section spans, see :func:`section_metrics`.
+        fast_threshold: the longest IOI of a fast hit, steps (:func:`fast_hits`).
+        specs: registered metrics to add; ``None`` for the registry now, ``{}`` for none.
+
+    Returns:
+        ``{"step": dict, "bar": dict, "phrase": dict, "section": list of dicts}`` of float64
+        arrays with the batch shape of ``seq`` in front.
+    """
+    p = _window_parts(seq, steps_per_bar, bars_per_phrase, sections, fast_threshold)
+    w, h = p.flat, p.h
+    drums = h.shape[-1]
+    grid = _grid(steps_per_bar, bars_per_phrase, fast_threshold)
+    out: dict[str, Any] = {
+        "step": {
+            "avg_hits": w["step/avg_hits"],
+            "drum_density": w["step/drum_density"],
+            "max_hits": w["step/max_hits"],
+            "ioi_mean": w["step/ioi_mean"],
+            "ioi_var": w["step/ioi_var"],
+            "ioi_hist": w["step/ioi_hist"],
+            "co_occurrence": _co_occurrence_fraction(p.per_step),
+            "co_occurrence_matrix": w["step/co_occurrence"],
+            "transitions": _step_transitions(h.astype(np.float32)),
+            "onset_transitions": w["step/transitions"],
+            "fast_patterns": p.fast_hits,
+            "step_entropy": w["step/entropy"],
+        },
+        "bar": {
+            "density": w["bar/density"],
+            "fraction_dense_bars": _fraction_above(w["bar/density"], drums / 2),
+            "fraction_busy_bars": w["bar/fraction_dense"],
+            "syncopation": w["bar/syncopation"],
+            "metrical_syncopation": w["bar/metrical_syncopation"],
+            "fast_fraction": w["bar/fast_fraction"],
+            "fast_runs_per_bar": w["bar/fast_runs_per_bar"],
+            "ngram_diversity": p.ngram_distinct,
+            "ngram_diversity_ratio": w["bar/ngram_diversity"],
+        },
+        "phrase": {
+            "phrase_structure": _phrase_hits(p.per_bar, bars_per_phrase),
+            "bar_repetition": w["phrase/bar_repetition"],
+            "phrase_repetition": w["phrase/phrase_repetition"],
+            "fill_ratio": w["phrase/fill_ratio"],
+            "phrase_entropy": w["phrase/entropy"],
+            "section_contrast": w["section/contrast"],
+        },
+    }
+    done: dict[str, np.ndarray] = {}  # a metric of several window levels is computed once
+    for level in ("step", "bar", "phrase"):
+        for name, spec in _registered(specs, level).items():
+            if name not in done:
+                done[name] = spec(seq, grid)
+            out[level][name] = done[name]
+    out["section"] = _section_list(seq, p, steps_per_bar, _registered(specs, "section"), grid)
+    return out
+
+
+def song_level_metrics(
+    seq: np.ndarray,
+    steps_per_bar: int = 16,
+    bars_per_phrase: int = 4,
+    fast_threshold: int = 4,
+    specs: Mapping[str, MetricSpec] | None = None,
+) -> dict[str, np.ndarray]:
+    """The seed's ``_song_metrics``: the ``"song"`` level of the dataset's metrics dict.
+
+    Of the whole sequence: the seed's ``avg_hits``, ``drum_density``, ``max_hits``,
+    ``step_entropy`` (entropy of the step patterns, bits), ``phrase_entropy`` (its mean over
+    the phrases) and ``ngram_diversity`` (the number of distinct 4-grams, ``len`` of
+    :func:`n_gram_counter`); then ``length_steps``, ``length_bars`` and the project's
+    summaries: ``ioi_mean``, ``co_occurrence``, ``fraction_dense_bars``,
+    ``fraction_busy_bars``, ``syncopation``, ``metrical_syncopation``, ``fast_patterns``,
+    ``fast_runs_per_bar``, ``bar_repetition``, ``phrase_repetition``, ``fill_ratio``,
+    ``section_contrast``, ``ngram_diversity_ratio``; then the registered metrics of level
+    ``"song"``. Each entry equals the :func:`level_metrics` entry of the same name over the
+    full-length window (default sections). The env's :func:`song_metrics` (flat keys
+    ``"song/..."``) is the project's older dict and stays as it is.
+
+    Args:
+        seq: array (..., steps, drums); a hit is a value > 0.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+        fast_threshold: the longest IOI of a fast hit, steps (:func:`fast_hits`).
+        specs: registered metrics to add; ``None`` for the registry now, ``{}`` for none.
+
+    Returns:
+        dict name -> float64 array (batch shape of ``seq`` in front).
+    """
+    w = level_metrics(seq, steps_per_bar, bars_per_phrase, None, fast_threshold, specs={})
+    step, bar, phrase = w["step"], w["bar"], w["phrase"]
+    batch = np.shape(seq)[:-2]
+    steps = np.shape(seq)[-2]
+    out = {
+        "avg_hits": step["avg_hits"],
+        "drum_density": step["drum_density"],
+        "max_hits": step["max_hits"],
+        "step_entropy": step["step_entropy"],
+        "phrase_entropy": phrase["phrase_entropy"],
+        "ngram_diversity": bar["ngram_diversity"],
+        "length_steps": np.full(batch, float(steps)),
+        "length_bars": np.full(batch, steps / steps_per_bar),
+        "ioi_mean": step["ioi_mean"],
+        "co_occurrence": step["co_occurrence"],
+        "fraction_dense_bars": bar["fraction_dense_bars"],
+        "fraction_busy_bars": bar["fraction_busy_bars"],
+        "syncopation": bar["syncopation"],
+        "metrical_syncopation": bar["metrical_syncopation"],
+        "fast_patterns": step["fast_patterns"],
+        "fast_runs_per_bar": bar["fast_runs_per_bar"],
+        "bar_repetition": phrase["bar_repetition"],
+        "phrase_repetition": phrase["phrase_repetition"],
+        "fill_ratio": phrase["fill_ratio"],
+        "section_contrast": phrase["section_contrast"],
+        "ngram_diversity_ratio": bar["ngram_diversity_ratio"],
+    }
+    grid = _grid(steps_per_bar, bars_per_phrase, fast_threshold)
+    for name, spec in _registered(specs, "song").items():
+        out[name] = spec(seq, grid)
+    return out
+
+
+# ----------------------------------------------------------------------------- built-in extras
+# Registered like a user's metric would be (module-level functions: picklable for workers).
+
+
+def _swing_metric(seq: np.ndarray, grid: MetricGrid) -> np.ndarray:
+    """:func:`swing` on the grid's bars and beats."""
+    return swing(seq, grid.steps_per_bar, grid.beats_per_bar)
+
+
+def _polyrhythm_metric(seq: np.ndarray, grid: MetricGrid) -> np.ndarray:
+    """:func:`polyrhythm` with periods up to one bar."""
+    return polyrhythm(seq, grid.steps_per_bar)
+
+
+def _drum_periods_metric(seq: np.ndarray, grid: MetricGrid) -> np.ndarray:
+    """:func:`drum_periods` up to one bar."""
+    return drum_periods(seq, grid.steps_per_bar)
+
+
+register_metric("swing", _swing_metric, levels=("bar", "song"), batched=True,
+                replace=True)  # fmt: skip
+register_metric("polyrhythm", _polyrhythm_metric, levels=("phrase", "song"), batched=True,
+                replace=True)  # fmt: skip
+register_metric("drum_periods", _drum_periods_metric, levels=("song",), batched=True,
+                replace=True)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import subprocess
 import sys
@@ -17,26 +18,33 @@ from hypothesis.extra import numpy as hnp
 from dataset import metrics
 from dataset.hierarchical import CompleteHierarchicalDrumDataset as DS
 from dataset.io import DataError
+from dataset.registry import BUILTIN_KEYS, register_metric, unregister_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# song metric -> the window metric it equals over a full-length window (metrics.song_metrics)
+# song metric -> the window metric (level, name) it equals over a full-length window
 SONG_TO_WINDOW = {
-    "song/avg_hits": "step/avg_hits",
-    "song/drum_density": "step/drum_density",
-    "song/max_hits": "step/max_hits",
-    "song/ioi_mean": "step/ioi_mean",
-    "song/fraction_dense_bars": "bar/fraction_dense",
-    "song/syncopation": "bar/syncopation",
-    "song/metrical_syncopation": "bar/metrical_syncopation",
-    "song/fast_runs_per_bar": "bar/fast_runs_per_bar",
-    "song/bar_repetition": "phrase/bar_repetition",
-    "song/phrase_repetition": "phrase/phrase_repetition",
-    "song/fill_ratio": "phrase/fill_ratio",
-    "song/section_contrast": "section/contrast",
-    "song/step_entropy": "step/entropy",
-    "song/phrase_entropy": "phrase/entropy",
-    "song/ngram_diversity": "bar/ngram_diversity",
+    "avg_hits": ("step", "avg_hits"),
+    "drum_density": ("step", "drum_density"),
+    "max_hits": ("step", "max_hits"),
+    "step_entropy": ("step", "step_entropy"),
+    "phrase_entropy": ("phrase", "phrase_entropy"),
+    "ngram_diversity": ("bar", "ngram_diversity"),
+    "ioi_mean": ("step", "ioi_mean"),
+    "co_occurrence": ("step", "co_occurrence"),
+    "fraction_dense_bars": ("bar", "fraction_dense_bars"),
+    "fraction_busy_bars": ("bar", "fraction_busy_bars"),
+    "syncopation": ("bar", "syncopation"),
+    "metrical_syncopation": ("bar", "metrical_syncopation"),
+    "fast_patterns": ("step", "fast_patterns"),
+    "fast_runs_per_bar": ("bar", "fast_runs_per_bar"),
+    "bar_repetition": ("phrase", "bar_repetition"),
+    "phrase_repetition": ("phrase", "phrase_repetition"),
+    "fill_ratio": ("phrase", "fill_ratio"),
+    "section_contrast": ("phrase", "section_contrast"),
+    "ngram_diversity_ratio": ("bar", "ngram_diversity_ratio"),
+    "swing": ("bar", "swing"),
+    "polyrhythm": ("phrase", "polyrhythm"),
 }
 
 
@@ -57,17 +65,30 @@ def small(seqs: list[np.ndarray], **kw: object) -> DS:
     return DS(None, sequences=seqs, **kw)  # type: ignore[arg-type]
 
 
+def leaves(m: dict) -> dict[tuple, object]:
+    """The nested metrics dict as ``{(level, [section,] name): value}``, in order."""
+    out = {}
+    for level, part in m.items():
+        if level == "section":
+            for i, section in enumerate(part):
+                out.update({(level, i, k): v for k, v in section.items()})
+        else:
+            out.update({(level, k): v for k, v in part.items()})
+    return out
+
+
 def assert_samples_equal(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in ("step", "bar", "phrase"):
         x, y = np.asarray(a[k]), np.asarray(b[k])
         assert x.dtype == y.dtype == np.float32
         np.testing.assert_array_equal(x, y)
-    assert list(a["metrics"]) == list(b["metrics"])
-    for k in a["metrics"]:
-        x, y = np.asarray(a["metrics"][k]), np.asarray(b["metrics"][k])
+    la, lb = leaves(a["metrics"]), leaves(b["metrics"])
+    assert list(la) == list(lb)
+    for k in la:
+        x, y = np.asarray(la[k]), np.asarray(lb[k])
         assert x.dtype == y.dtype == np.float32 and x.shape == y.shape, k
-        np.testing.assert_array_equal(x, y, k)
+        np.testing.assert_array_equal(x, y, str(k))
 
 
 # ----------------------------------------------------------------------------- indexing
@@ -99,14 +120,33 @@ def test_window_contents_and_views() -> None:
         sample = ds[i]
         np.testing.assert_array_equal(sample["step"], expected)
         n = len(expected)
-        np.testing.assert_array_equal(sample["bar"], expected[: n // 4 * 4].reshape(n // 4, 4, 3))
-        np.testing.assert_array_equal(
-            sample["phrase"], expected[: n // 8 * 8].reshape(n // 8, 8, 3)
-        )
+        # the seed's _aggregate: the mean of each complete bar / phrase, per drum
+        bars = expected[: n // 4 * 4].reshape(n // 4, 4, 3).mean(axis=1)
+        phrases = expected[: n // 8 * 8].reshape(n // 8, 8, 3).mean(axis=1)
+        np.testing.assert_array_equal(sample["bar"], bars)
+        np.testing.assert_array_equal(sample["phrase"], phrases)
     short = ds[len(ds) - 1]  # 10 steps: 2 complete bars (partial bar dropped), 1 phrase
     assert short["step"].shape == (10, 3)
-    assert short["bar"].shape == (2, 4, 3)
-    assert short["phrase"].shape == (1, 8, 3)
+    assert short["bar"].shape == (2, 3)
+    assert short["phrase"].shape == (1, 3)
+
+
+def test_bar_and_phrase_are_the_seeds_aggregate_hand_worked() -> None:
+    # 8 steps of 2 drums, velocities; bars of 2 steps, phrases of 2 bars (4 steps).
+    #   t   : 0    1    2    3    4    5    6    7
+    #   d0  : 1    0    0.5  0.5  0    0    1    1
+    #   d1  : 0    0    1    0    0    0.25 0    0
+    seq = np.array(
+        [[1, 0], [0, 0], [0.5, 1], [0.5, 0], [0, 0], [0, 0.25], [1, 0], [1, 0]], np.float32
+    )
+    ds = DS(None, 8, 2, 2, sequences=[seq], as_numpy=True)
+    sample = ds[0]
+    # bar means: (1+0)/2, (0+0)/2 | (.5+.5)/2, (1+0)/2 | 0, .125 | 1, 0
+    np.testing.assert_array_equal(sample["bar"], [[0.5, 0], [0.5, 0.5], [0, 0.125], [1, 0]])
+    # phrase means: (1+0+.5+.5)/4, (0+0+1+0)/4 | (0+0+1+1)/4, (0+.25+0+0)/4
+    np.testing.assert_array_equal(sample["phrase"], [[0.5, 0.25], [0.5, 0.0625]])
+    np.testing.assert_array_equal(ds._aggregate(seq, 4), [[0.5, 0.25], [0.5, 0.0625]])
+    assert ds._aggregate(seq, 3).shape == (2, 2) and ds._aggregate(seq[:1], 2).shape == (0, 2)
 
 
 def test_tensor_output_types_and_shapes() -> None:
@@ -116,13 +156,40 @@ def test_tensor_output_types_and_shapes() -> None:
     for k in ("step", "bar", "phrase"):
         assert isinstance(sample[k], torch.Tensor) and sample[k].dtype == torch.float32
     assert sample["step"].shape == (16, 3)
-    assert sample["bar"].shape == (4, 4, 3)
-    assert sample["phrase"].shape == (2, 8, 3)
-    for k, v in sample["metrics"].items():
+    assert sample["bar"].shape == (4, 3)
+    assert sample["phrase"].shape == (2, 3)
+    m = sample["metrics"]
+    assert list(m) == ["step", "bar", "phrase", "section", "song"]
+    assert isinstance(m["section"], list) and len(m["section"]) == 1  # 16 steps: 2 phrases
+    for k, v in leaves(m).items():
         assert isinstance(v, torch.Tensor) and v.dtype == torch.float32, k
         assert torch.isfinite(v).all(), k
-    assert sample["metrics"]["step/drum_density"].shape == (3,)
-    assert sample["metrics"]["bar/density"].shape == (4,)
+    assert m["step"]["drum_density"].shape == (3,)
+    assert m["step"]["transitions"].shape == (3, 3)
+    assert m["bar"]["density"].shape == (4,)
+    assert m["phrase"]["phrase_structure"].shape == (2, 2)
+    assert m["song"]["ngram_diversity"].shape == ()
+    assert m["section"][0]["drum_density"].shape == (3,)
+
+
+def test_metric_keys_are_the_seeds_names_at_each_level() -> None:
+    m = small(corpus([40]))[0]["metrics"]
+    # the seed's names, where the seed gives them
+    assert {"avg_hits", "drum_density", "max_hits", "dense_frac"} <= set(m["section"][0])
+    assert {
+        "avg_hits",
+        "drum_density",
+        "max_hits",
+        "step_entropy",
+        "phrase_entropy",
+        "ngram_diversity",
+    } <= set(m["song"])
+    # the built-in keys of each level, then the registered metrics of the level, in order
+    for level in ("step", "bar", "phrase", "song"):
+        extra = [k for k, s in DS(None, 8, sequences=corpus([8])).metric_specs.items()
+                 if level in s.levels]  # fmt: skip
+        assert list(m[level]) == [*BUILTIN_KEYS[level], *extra], level
+    assert list(m["section"][0]) == list(BUILTIN_KEYS["section"])
 
 
 def test_negative_and_out_of_range_indices() -> None:
@@ -143,7 +210,9 @@ def test_corpus_is_read_only_and_samples_are_independent() -> None:
     sample = ds[0]
     sample["step"][:] = 1.0
     np.testing.assert_array_equal(ds.window(0), seqs[0][:16])
-    assert not torch.equal(sample["bar"], sample["step"][:16].reshape(4, 4, 3))
+    before = sample["bar"].clone()
+    sample["phrase"][:] = 7.0
+    assert torch.equal(sample["bar"], before)  # no view of "step" nor of "phrase"
     seqs[0][:] = 1.0  # the dataset holds its own copy
     assert ds.window(0).sum() < 16 * 3
 
@@ -275,10 +344,12 @@ def test_sections_are_clipped_to_the_window() -> None:
     clipped = [(0, 6), (6, 10), (12, 16)]  # (100, 200) lies outside the window: dropped
     density = [metrics.hit_density(win[s:e]).avg_hits for s, e in clipped]
     entropy = [metrics.pattern_entropy(win[s:e]) for s, e in clipped]
-    np.testing.assert_allclose(m["section/density"], density, rtol=1e-12)
-    np.testing.assert_allclose(m["section/entropy"], entropy, rtol=1e-12)
-    np.testing.assert_allclose(m["section/contrast"], np.std(density), rtol=1e-12)
-    np.testing.assert_allclose(ds[3]["metrics"]["section/density"], density, rtol=1e-6)
+    assert ds.section_spans(16) == clipped and len(m["section"]) == 3
+    np.testing.assert_allclose([s["avg_hits"] for s in m["section"]], density, rtol=1e-12)
+    np.testing.assert_allclose([s["step_entropy"] for s in m["section"]], entropy, rtol=1e-12)
+    np.testing.assert_allclose(m["phrase"]["section_contrast"], np.std(density), rtol=1e-12)
+    got = [float(s["avg_hits"]) for s in ds[3]["metrics"]["section"]]
+    np.testing.assert_allclose(got, density, rtol=1e-6)
 
 
 def test_default_sections_are_two_phrases() -> None:
@@ -286,10 +357,83 @@ def test_default_sections_are_two_phrases() -> None:
     m = ds.window_metrics(0)
     win = ds.window(0)
     expected = [metrics.hit_density(win[s:e]).avg_hits for s, e in [(0, 16), (16, 32), (32, 40)]]
-    np.testing.assert_allclose(m["section/density"], expected, rtol=1e-12)
+    np.testing.assert_allclose([s["avg_hits"] for s in m["section"]], expected, rtol=1e-12)
+    assert ds.section_spans(40) == [(0, 16), (16, 32), (32, 40)] and len(m["section"]) == 3
 
 
 # ----------------------------------------------------------------------------- metrics
+
+# A hand-worked window for the seed's metric methods: 2 drums, 8 steps, bars of 4 steps,
+# phrases of 2 bars, fast_threshold 2.
+#
+#   t : 0 1 2 3 | 4 5 6 7
+#   K : x . x . | x x x .     hits 0, 2, 4, 5, 6  (5)   IOIs 2, 2, 1, 1
+#   S : x . . x | . x . x     hits 0, 3, 5, 7     (4)   IOIs 3, 2, 2
+#   n : 2 0 1 1 | 1 2 1 1     drums per step, 9 hits; bars hold 4 and 5 hits
+HAND = np.zeros((8, 2), np.float32)
+HAND[[0, 2, 4, 5, 6], 0] = 1.0
+HAND[[0, 3, 5, 7], 1] = 1.0
+
+
+def hand_dataset(**kw: object) -> DS:
+    kw = {"fast_threshold": 2, "as_numpy": True, **kw}
+    return DS(None, 8, 4, 2, sequences=[HAND], **kw)  # type: ignore[arg-type]
+
+
+def test_seed_metric_methods_hand_worked() -> None:
+    ds = hand_dataset()
+    d = ds._hit_density(HAND)
+    assert (d.avg_hits, d.max_hits) == (9 / 8, 2.0)
+    np.testing.assert_array_equal(d.drum_density, [5 / 8, 4 / 8])
+    # more than one drum on t = 0 and t = 5: 2 of 8 steps
+    assert ds._co_occurrence(HAND) == 0.25
+    # consecutive steps: 2->3 K->S; 3->4 S->K; 4->5 K->K, K->S; 5->6 K->K, S->K; 6->7 K->S.
+    # K row: K 2, S 3; S row: K 2, S 0.
+    np.testing.assert_allclose(ds._transitions(HAND), [[0.4, 0.6], [1.0, 0.0]], atol=1e-15)
+    # bars: 4 and 5 hits over 4 steps = 1.0 and 1.25 per step; default threshold D / 2 = 1,
+    # "above": only the second bar.
+    assert ds._fraction_dense_bars(HAND) == 0.5
+    assert ds._fraction_dense_bars(HAND, threshold=0.9) == 1.0
+    assert ds._fraction_dense_bars(HAND, threshold=1.25) == 0.0
+    i = ds._ioi_stats(HAND)
+    np.testing.assert_allclose(i.mean, [1.5, 7 / 3], atol=1e-15)
+    np.testing.assert_allclose(i.var, [0.25, 2 / 9], atol=1e-15)
+    # 2-grams, (K, S) of step t then of step t + 1: t = 2 and t = 6 are both (1,0,0,1).
+    grams = ds._n_grams(HAND, 2)
+    assert sum(grams.values()) == 7 and len(grams) == 6
+    assert grams[(1, 0, 0, 1)] == 2 and grams[(1, 1, 0, 0)] == 1
+    assert len(ds._n_grams(HAND)) == 5  # five 4-grams, all different
+    assert ds._n_grams(HAND[:3]) == {}
+    # IOIs <= 2: K 2, 2, 1, 1 and S 2, 2 -> 6 fast hits
+    assert ds._fast_patterns(HAND) == 6.0
+    assert hand_dataset(fast_threshold=1)._fast_patterns(HAND) == 2.0
+    # hits not on a bar's first step: all but t = 0 (2 hits) and t = 4 (1 hit)
+    assert ds._syncopation(HAND) == pytest.approx(6 / 9, abs=1e-15)
+    np.testing.assert_array_equal(ds._phrase_structure(HAND), [[4.0, 5.0]])
+    assert ds._phrase_structure(HAND[:7]).shape == (0, 2)  # short: no complete phrase
+
+
+def test_section_and_song_metrics_hand_worked() -> None:
+    ds = hand_dataset(sections=[(0, 4), (4, 8), (6, 20)])
+    sec = ds._section_metrics(HAND)
+    assert ds.section_spans(8) == [(0, 4), (4, 8), (6, 8)]  # clipped to the window
+    np.testing.assert_array_equal(sec["avg_hits"], [1.0, 1.25, 1.0])
+    np.testing.assert_array_equal(sec["drum_density"], [[0.5, 0.5], [0.75, 0.5], [0.5, 0.5]])
+    np.testing.assert_array_equal(sec["max_hits"], [2, 2, 1])
+    # bars counted from each section's start; the third (2 steps) has no complete bar
+    np.testing.assert_array_equal(sec["dense_frac"], [0.0, 1.0, 0.0])
+    sample = ds[0]["metrics"]["section"]
+    assert len(sample) == 3 and float(sample[1]["avg_hits"]) == 1.25
+    np.testing.assert_array_equal(sample[1]["drum_density"], [0.75, 0.5])
+
+    song = ds._song_metrics(HAND)
+    assert (song["avg_hits"], song["max_hits"]) == (1.125, 2.0)
+    np.testing.assert_array_equal(song["drum_density"], [0.625, 0.5])
+    # step patterns: KS x2, silence x1, K x3, S x2 -> H = 2.5 - 0.375 log2 3 bits
+    assert song["step_entropy"] == pytest.approx(2.5 - 0.375 * math.log2(3), abs=1e-12)
+    assert song["phrase_entropy"] == song["step_entropy"]  # one phrase
+    assert song["ngram_diversity"] == 5.0  # distinct 4-grams (a count)
+    assert ds[0]["metrics"]["song"]["ngram_diversity"] == 5.0
 
 
 def test_metric_methods_are_thin_calls_into_metrics() -> None:
@@ -297,55 +441,60 @@ def test_metric_methods_are_thin_calls_into_metrics() -> None:
     x = ds.window(0)
     pairs = [
         (ds._hit_density(x), metrics.hit_density(x)),
-        (ds._fraction_dense_bars(x), metrics.fraction_dense_bars(x, 4)),
+        (ds._fraction_dense_bars(x), metrics.fraction_bars_above(x, 4)),
+        (ds._fraction_dense_bars(x, 0.5), metrics.fraction_bars_above(x, 4, 0.5)),
         (ds._ioi_stats(x), metrics.ioi_stats(x)),
-        (ds._co_occurrence(x), metrics.co_occurrence(x)),
-        (ds._n_grams(x), metrics.n_grams(x, 4)),
-        (ds._fast_patterns(x), metrics.fast_patterns(x, 2, 4)),
-        (ds._transitions(x), metrics.transitions(x)),
+        (ds._co_occurrence(x), metrics.co_occurrence_fraction(x)),
+        (ds._fast_patterns(x), metrics.fast_hits(x, 2)),
+        (ds._transitions(x), metrics.step_transitions(x)),
         (ds._syncopation(x), metrics.syncopation(x, 4)),
-        (ds._phrase_structure(x), metrics.phrase_structure(x, 4, 2)),
-        (ds._section_metrics(x), metrics.section_metrics(x, None, 8)),
+        (ds._phrase_structure(x), metrics.phrase_hits_per_bar(x, 4, 2)),
+        (ds._aggregate(x, 4), metrics.aggregate(x, 4)),
     ]
     for got, want in pairs:
         assert type(got) is type(want)
         got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a, b)
-    song = ds._song_metrics(0)
-    want = metrics.song_metrics(ds.sequences[0], 4, 2, 2)
-    assert song.keys() == want.keys()
-    merged = ds._aggregate({"step/a": np.array(1.0)}, {"song/b": np.array(2.0)})
-    assert merged == {"step/a": 1.0, "song/b": 2.0}
+    assert ds._n_grams(x) == metrics.n_gram_counter(x, 4)
+    for got, want in [
+        (ds._section_metrics(x), metrics.section_level_metrics(x, None, 4, 2)),
+        (ds._song_metrics(x), metrics.song_level_metrics(x, 4, 2, 2)),
+    ]:
+        assert list(got) == list(want)
+        for k in got:
+            np.testing.assert_array_equal(got[k], want[k], k)
+    cached = ds.sequence_metrics(0)
+    assert cached is ds.sequence_metrics(0) and not cached["avg_hits"].flags.writeable
+    want = metrics.song_level_metrics(ds.sequences[0], 4, 2, 2)
+    assert list(cached) == list(want)
 
 
-def test_metrics_are_window_and_song_metrics() -> None:
+def test_metrics_are_level_and_song_metrics() -> None:
     ds = small(corpus([30], seed=6), fast_threshold=3)
     win = ds.window(5)
     want = {
-        **metrics.window_metrics(win, 4, 2, None, 3),
-        **metrics.song_metrics(ds.sequences[0], 4, 2, 3),
+        **metrics.level_metrics(win, 4, 2, None, 3),
+        "song": metrics.song_level_metrics(ds.sequences[0], 4, 2, 3),
     }
-    got = ds[5]["metrics"]
-    assert list(got) == list(want)
-    for k, v in want.items():
-        np.testing.assert_array_equal(got[k].numpy(), np.asarray(v, np.float32), k)
-    for k, v in ds.window_metrics(5).items():
-        np.testing.assert_array_equal(v, want[k], k)
+    got = leaves(ds[5]["metrics"])
+    assert list(got) == list(leaves(want))
+    for k, v in leaves(want).items():
+        np.testing.assert_array_equal(got[k].numpy(), np.asarray(v, np.float32), str(k))
+    for k, v in leaves(ds.window_metrics(5)).items():
+        np.testing.assert_array_equal(v, leaves(want)[k], str(k))
 
 
 def test_song_metrics_equal_across_windows_of_a_file(tmp_path: Path) -> None:
     seqs = corpus([45, 33], seed=7)
     ds = DS(write(tmp_path / "c", seqs), 16, 4, 2, augment=True)
-    song_keys = [k for k in ds[0]["metrics"] if k.startswith("song/")]
-    assert song_keys
     for s, seq in enumerate(seqs):
-        want = metrics.song_metrics(seq, 4, 2, 4)
-        assert sorted(song_keys) == sorted(want)
+        want = metrics.song_level_metrics(seq, 4, 2, 4)
         for i in np.flatnonzero(ds.sample_indices[:, 0] == s):
-            got = ds[int(i)]["metrics"]
-            for k in song_keys:
-                np.testing.assert_array_equal(got[k].numpy(), np.asarray(want[k], np.float32), k)
+            got = ds[int(i)]["metrics"]["song"]
+            assert list(got) == list(want)
+            for k, v in want.items():
+                np.testing.assert_array_equal(got[k].numpy(), np.asarray(v, np.float32), k)
 
 
 @settings(max_examples=40, deadline=None)
@@ -363,14 +512,104 @@ def test_full_length_window_metrics_equal_song_metrics(
     ds = DS(None, len(seq), grid[0], grid[1], sequences=[seq], as_numpy=True)
     assert len(ds) == 1
     m = ds.window_metrics(0)
-    assert set(k for k in m if k.startswith("song/")) <= set(SONG_TO_WINDOW) | {
-        "song/length_steps",
-        "song/length_bars",
-    }
-    assert m["song/length_steps"] == len(seq)
-    for song_key, window_key in SONG_TO_WINDOW.items():
-        np.testing.assert_array_equal(m[song_key], m[window_key], song_key)
-        assert np.all(np.isfinite(m[song_key]))
+    assert set(m["song"]) == set(SONG_TO_WINDOW) | {"length_steps", "length_bars", "drum_periods"}
+    assert m["song"]["length_steps"] == len(seq)
+    for song_key, (level, key) in SONG_TO_WINDOW.items():
+        np.testing.assert_array_equal(m["song"][song_key], m[level][key], song_key)
+        assert np.all(np.isfinite(m["song"][song_key]))
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _hats_share(seq: np.ndarray, grid: object) -> float:
+    """Unbatched: the share of the hits that are on the last drum."""
+    h = np.asarray(seq) > 0
+    return float(h[:, -1].sum() / h.sum()) if h.any() else 0.0
+
+
+def _bar_count(seq: np.ndarray, grid: object) -> np.ndarray:
+    """Batched: the number of complete bars."""
+    return np.full(np.shape(seq)[:-2], np.shape(seq)[-2] // grid.steps_per_bar, np.float64)
+
+
+@pytest.fixture()
+def registered() -> object:
+    register_metric("hats_share", _hats_share, levels=("step", "section", "song"))
+    register_metric("bar_count", _bar_count, levels=("phrase",), batched=True)
+    yield
+    unregister_metric("hats_share")
+    unregister_metric("bar_count")
+
+
+def test_registered_metrics_appear_at_their_levels(registered: object) -> None:
+    seqs = corpus([40, 9], seed=12)
+    ds = small(seqs, sections=[(0, 5), (5, 16)])
+    m = ds[3]["metrics"]
+    win = ds.window(3)
+    assert float(m["step"]["hats_share"]) == pytest.approx(_hats_share(win, None), abs=1e-7)
+    assert "hats_share" not in m["bar"] and "hats_share" not in m["phrase"]
+    for sec, (a, b) in zip(m["section"], [(0, 5), (5, 16)], strict=True):
+        assert float(sec["hats_share"]) == pytest.approx(_hats_share(win[a:b], None), abs=1e-7)
+    assert float(m["song"]["hats_share"]) == pytest.approx(_hats_share(seqs[0], None), abs=1e-7)
+    assert float(m["phrase"]["bar_count"]) == 4.0 and "bar_count" not in m["song"]
+    # batched and per-sequence metrics: a batch equals its samples
+    ds.augment = True
+    idx = list(range(len(ds)))
+    for i, sample in zip(idx, ds.__getitems__(idx), strict=True):
+        assert_samples_equal(sample, ds[i])
+
+
+def test_dataset_keeps_the_registry_it_was_built_with() -> None:
+    before = small(corpus([20]))
+    register_metric("late", _hats_share, levels=("song",))
+    try:
+        after = small(corpus([20]))
+        assert "late" not in before[0]["metrics"]["song"]
+        assert "late" in after[0]["metrics"]["song"]
+        clone = pickle.loads(pickle.dumps(after))  # workers get the same snapshot
+        assert "late" in clone.metric_specs
+    finally:
+        unregister_metric("late")
+    assert "late" in after[0]["metrics"]["song"] and "song/late" in after.summary()
+
+
+def test_summary_includes_registered_song_metrics(registered: object) -> None:
+    seqs = corpus([40, 24], seed=10)
+    s = small(seqs).summary()
+    assert s["song/hats_share"] == pytest.approx(np.mean([_hats_share(x, None) for x in seqs]))
+    assert "song/swing" in s and "song/polyrhythm" in s
+
+
+# ----------------------------------------------------------------------------- seed example
+
+
+def test_the_seeds_example_usage_runs_verbatim(tmp_path: Path, monkeypatch) -> None:
+    from dataset.synthetic import write_corpus
+
+    write_corpus(tmp_path / "train", num_sequences=3, num_bars=(33, 36), seed=4)
+    monkeypatch.chdir(tmp_path)
+    code = """
+from dataset import get_complete_rl_dataloader
+
+npz_dir = "./train/"
+dataloader = get_complete_rl_dataloader(npz_dir, seq_len=512, batch_size=2)
+
+for batch in dataloader:
+    print(batch["step"].shape)  # [batch, seq_len, num_drums]
+    print(batch["metrics"][0]["song"]["ngram_diversity"])
+    break
+"""
+    env: dict = {}
+    exec(compile(code, "seed_example", "exec"), env)  # the seed's lines, as they are
+    batch = next(iter(env["dataloader"]))
+    assert batch["step"].shape == (2, 512, 9)
+    assert batch["bar"].shape == (2, 32, 9)  # [batch, num_bars, num_drums]
+    assert batch["phrase"].shape == (2, 8, 9)  # [batch, num_phrases, num_drums]
+    song = batch["metrics"][0]["song"]
+    assert song["ngram_diversity"].shape == () and float(song["ngram_diversity"]) >= 1
+    assert float(song["ngram_diversity"]) == float(song["ngram_diversity"]).__round__()
+    assert set(batch["metrics"][0]) == {"step", "bar", "phrase", "section", "song"}
 
 
 # ----------------------------------------------------------------------------- batching
@@ -395,7 +634,7 @@ def test_as_numpy_matches_tensors() -> None:
     for i in range(len(t)):
         a, b = t[i], n[i]
         assert isinstance(b["step"], np.ndarray) and b["step"].dtype == np.float32
-        assert all(isinstance(v, np.ndarray) for v in b["metrics"].values())
+        assert all(isinstance(v, np.ndarray) for v in leaves(b["metrics"]).values())
         assert_samples_equal(a, b)
 
 
@@ -406,7 +645,12 @@ def test_importing_the_dataset_does_not_import_torch() -> None:
         "from dataset.hierarchical import CompleteHierarchicalDrumDataset as D\n"
         "ds = D(None, 8, sequences=[np.ones((10, 2), np.float32)], as_numpy=True)\n"
         "ds[0]; ds.window(1); ds.window_metrics(2); ds.summary()\n"
+        "import dataset.registry, dataset.metrics\n"
+        "assert 'get_complete_rl_dataloader' in dir(dataset)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "from dataset import get_complete_rl_dataloader\n"
+        "assert get_complete_rl_dataloader.__module__ == 'dataset.loader'\n"
+        "assert 'torch' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
@@ -427,3 +671,12 @@ def test_summary() -> None:
     # 4 steps per bar of 4 beats: 64 steps = 64 beats, at 120 bpm 32 seconds
     assert ds.summary(bpm=120)["hours"] == pytest.approx(32 / 3600)
     assert ds.summary(bpm=120, beats_per_bar=2)["hours"] == pytest.approx(16 / 3600)
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from dataset import hierarchical
+
+    result = doctest.testmod(hierarchical, verbose=False)
+    assert result.attempted > 0 and result.failed == 0

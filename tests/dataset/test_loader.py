@@ -39,9 +39,20 @@ def assert_batches_equal(a: list[dict], b: list[dict]) -> None:
         for k in ("step", "mask", "lengths", "bar", "bar_mask", "phrase", "phrase_mask"):
             assert torch.equal(x[k], y[k]), k
         for mx, my in zip(x["metrics"], y["metrics"], strict=True):
-            assert mx.keys() == my.keys()
-            for k in mx:
-                assert torch.equal(mx[k], my[k]), k
+            lx, ly = leaves(mx), leaves(my)
+            assert list(lx) == list(ly)
+            for k in lx:
+                assert torch.equal(lx[k], ly[k]), k
+
+
+def leaves(m: dict) -> dict[tuple, torch.Tensor]:
+    """The nested metrics dict as ``{(level, [section,] name): tensor}``."""
+    out = {}
+    for level, part in m.items():
+        items = enumerate(part) if level == "section" else [(None, part)]
+        for i, d in items:
+            out.update({(level, i, k): v for k, v in d.items()})
+    return out
 
 
 # ----------------------------------------------------------------------------- collate
@@ -61,22 +72,26 @@ def test_collate_pads_and_masks_variable_lengths() -> None:
         assert (batch["step"][b, n:] == 0).all()
     # the silent sequence is all zero, yet its real steps are masked True
     assert (batch["step"][0] == 0).all() and batch["mask"][0].sum() == 9
-    # bars: 2, 4, 1 complete bars of 4 steps; phrases: 1, 2, 0 of 8 steps
-    assert batch["bar"].shape == (3, 4, 4, 3) and batch["bar_mask"].sum(1).tolist() == [2, 4, 1]
-    assert batch["phrase"].shape == (3, 2, 8, 3)
+    # bars: 2, 4, 1 complete bars of 4 steps; phrases: 1, 2, 0 of 8 steps; one row (the
+    # mean of each drum over the unit, the seed's _aggregate) per bar / phrase
+    assert batch["bar"].shape == (3, 4, 3) and batch["bar_mask"].sum(1).tolist() == [2, 4, 1]
+    assert batch["phrase"].shape == (3, 2, 3)
     assert batch["phrase_mask"].sum(1).tolist() == [1, 2, 0]
     assert not batch["bar"][0, 2:].any() and not batch["phrase"][2].any()
-    assert torch.equal(batch["bar"][1], ds[1]["bar"])
+    assert torch.equal(batch["bar"][1], ds[1]["bar"]) and (batch["bar"][1] == 1).all()
+    assert torch.equal(batch["bar"][0, :2], torch.zeros(2, 3))  # silence, yet masked True
     assert isinstance(batch["metrics"], list) and len(batch["metrics"]) == 3
-    assert batch["metrics"][1]["bar/density"].shape == (4,)
-    assert torch.equal(batch["metrics"][2]["song/avg_hits"], ds[2]["metrics"]["song/avg_hits"])
+    assert batch["metrics"][1]["bar"]["density"].shape == (4,)
+    assert torch.equal(
+        batch["metrics"][2]["song"]["avg_hits"], ds[2]["metrics"]["song"]["avg_hits"]
+    )
 
 
 def test_collate_without_complete_bars_or_phrases() -> None:
     ds = DS(None, sequences=corpus([3, 2]), **SMALL)
     batch = collate_drum_batch([ds[0], ds[1]])
-    assert batch["bar"].shape == (2, 0, 4, 3) and batch["bar_mask"].shape == (2, 0)
-    assert batch["phrase"].shape == (2, 0, 8, 3)
+    assert batch["bar"].shape == (2, 0, 3) and batch["bar_mask"].shape == (2, 0)
+    assert batch["phrase"].shape == (2, 0, 3)
     assert batch["mask"].sum().item() == 5
 
 

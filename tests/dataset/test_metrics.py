@@ -1419,3 +1419,571 @@ NON_POSITIVE = [
 def test_non_positive_argument_raises_naming_it(call, name, value):
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         call(value)
+
+
+# =========================================================================== the seed's names
+# The seed's definitions, under names of their own, worked out by hand on the groove above.
+# Consecutive steps of the groove (t -> t + 1), drums hit:
+#   0 KH->H  1 H->SH  2 SH->H  3 H->KH  4 KH->H  5 H->SH  6 SH->H  7 H->KH  8 KH->H  9 H->SH
+#   10 SH->KH  11 KH->KH  12 KH->(none)  13 (none)->S  14 S->S
+
+from dataset.metrics import (  # noqa: E402  (kept beside the tests that use them)
+    aggregate,
+    co_occurrence_fraction,
+    drum_periods,
+    fast_hits,
+    fraction_bars_above,
+    level_metrics,
+    n_gram_counter,
+    phrase_hits_per_bar,
+    polyrhythm,
+    section_level_metrics,
+    song_level_metrics,
+    step_transitions,
+    swing,
+)
+from dataset.registry import BUILTIN_KEYS  # noqa: E402
+
+
+def test_groove_aggregate():
+    # Bar 1 (t 0..7): K 0,4 -> 2/8; S 2,6 -> 2/8; H 8/8. Bar 2: K 8,11,12 -> 3/8; S 10,14,15
+    # -> 3/8; H 8..12 -> 5/8.
+    expected = [[0.25, 0.25, 1.0], [0.375, 0.375, 0.625]]
+    np.testing.assert_array_equal(aggregate(groove(), 8), expected)
+    # values are averaged, not hits: velocity 0.5 halves the means
+    np.testing.assert_array_equal(aggregate(groove(velocity=0.5), 8), np.multiply(expected, 0.5))
+    np.testing.assert_array_equal(aggregate(groove(), 16), [[5 / 16, 5 / 16, 13 / 16]])
+    assert aggregate(groove(), 17).shape == (0, 3)
+    np.testing.assert_array_equal(aggregate(groove(), 1), groove())
+    # 5 steps per unit: 3 units, step 15 left out; unit 1 = t 0..4: K 0,4; S 2; H 0..4
+    np.testing.assert_array_equal(aggregate(groove(), 5)[0], [0.4, 0.2, 1.0])
+
+
+def test_groove_co_occurrence_fraction():
+    # more than one drum on t = 0, 2, 4, 6, 8, 10, 11, 12: 8 of 16 steps
+    assert co_occurrence_fraction(groove()) == 0.5
+    assert co_occurrence_fraction(groove()[:, :1]) == 0.0  # one drum never co-occurs
+
+
+def test_groove_step_transitions():
+    # K row (K at 0, 4, 8, 11, 12): K->H at 0, 4, 8, 11; K->K at 11; 12 -> silence: 1, 0, 4.
+    # S row (S at 2, 6, 10, 14, 15): S->H at 2, 6, 10; S->K at 10; S->S at 14: 1, 1, 3.
+    # H row (H at 0..12): H->H at 0..11 (12); H->S at 1, 5, 9 (3); H->K at 3, 7, 10, 11 (4).
+    expected = np.array([[1, 0, 4], [1, 1, 3], [4, 3, 12]]) / np.array([[5], [5], [19]])
+    np.testing.assert_allclose(step_transitions(groove()), expected, rtol=0, atol=1e-15)
+    # onset-to-onset (the project's) differs: 12 -> 14 skips the silent step
+    assert not np.allclose(transitions(groove()), expected)
+
+
+@pytest.mark.parametrize(
+    ("steps_per_bar", "threshold", "expected"),
+    [
+        (8, None, 0.0),  # densities 1.5, 1.375; D / 2 = 1.5 and "above" is strict
+        (8, 1.4, 0.5),
+        (8, 1.375, 0.5),
+        (8, 1.0, 1.0),
+        (4, None, 0.25),  # densities 1.5, 1.5, 1.75, 1.0: only 1.75 > 1.5
+        (17, None, 0.0),  # no complete bar
+    ],
+)
+def test_groove_fraction_bars_above(steps_per_bar, threshold, expected):
+    assert fraction_bars_above(groove(), steps_per_bar, threshold) == expected
+
+
+def test_groove_n_gram_counter():
+    c = n_gram_counter(groove(), 4)
+    # 13 4-grams, 9 distinct (see test_groove_n_grams); t = 0 and t = 4 are the same:
+    # rows KH, H, SH, H -> (1,0,1, 0,0,1, 0,1,1, 0,0,1)
+    assert sum(c.values()) == 13 and len(c) == 9
+    assert c[(1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 1)] == 2
+    assert len(n_gram_counter(groove(), 1)) == 5  # step patterns {KH, H, SH, none, S}
+    assert n_gram_counter(groove(), 17) == Counter()
+    assert n_gram_counter(groove(), 16) == Counter({tuple(groove().astype(int).ravel()): 1})
+    with pytest.raises(ValueError, match="shape"):
+        n_gram_counter(np.stack([groove(), groove()]))
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        # IOIs: K 4, 4, 3, 1; S 4, 4, 4, 1; H twelve of 1.
+        (4, 4 + 4 + 12),
+        (3, 2 + 1 + 12),
+        (1, 1 + 1 + 12),
+        (16, 4 + 4 + 12),
+    ],
+)
+def test_groove_fast_hits(threshold, expected):
+    assert fast_hits(groove(), threshold) == expected
+
+
+@pytest.mark.parametrize(
+    ("steps_per_bar", "bars_per_phrase", "expected"),
+    [
+        (8, 1, [[12], [11]]),  # 12 and 11 hits in the two bars
+        (8, 2, [[12, 11]]),
+        (4, 2, [[6, 6], [7, 4]]),  # bars of 6, 6, 7, 4 hits
+        (4, 3, [[6, 6, 7]]),  # the fourth bar is in no complete phrase
+    ],
+)
+def test_groove_phrase_hits_per_bar(steps_per_bar, bars_per_phrase, expected):
+    np.testing.assert_array_equal(
+        phrase_hits_per_bar(groove(), steps_per_bar, bars_per_phrase), expected
+    )
+
+
+def test_groove_phrase_hits_per_bar_short():
+    assert phrase_hits_per_bar(groove(), 8, 3).shape == (0, 3)
+    assert phrase_hits_per_bar(groove()[:0], 16, 4).shape == (0, 4)
+
+
+def test_groove_section_level_metrics():
+    # (4, 16): K 4, 8, 11, 12; S 6, 10, 14, 15; H 4..12 -> 4, 4, 9 of 12 steps; 17 hits.
+    s = section_level_metrics(groove(), [(0, 8), (8, 16), (4, 16)], steps_per_bar=4)
+    np.testing.assert_array_equal(s["avg_hits"], [1.5, 1.375, 17 / 12])
+    np.testing.assert_array_equal(
+        s["drum_density"], [[0.25, 0.25, 1], [0.375, 0.375, 0.625], [1 / 3, 1 / 3, 9 / 12]]
+    )
+    np.testing.assert_array_equal(s["max_hits"], [2, 2, 2])
+    # bars of 4 steps from each section's start, dense above D / 2 = 1.5 per step:
+    # (0, 8): 1.5, 1.5 -> 0; (8, 16): 1.75, 1.0 -> 1/2; (4, 16): 1.5, 1.75, 1.0 -> 1/3
+    np.testing.assert_allclose(s["dense_frac"], [0, 0.5, 1 / 3], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        s["step_entropy"][:2], [1.5, 3 - (3 * L3 + 2) / 8], rtol=0, atol=1e-12
+    )
+    empty = section_level_metrics(groove(), [(20, 30)], specs={})
+    assert list(empty) == list(BUILTIN_KEYS["section"])
+    assert empty["avg_hits"].shape == (0,) and empty["drum_density"].shape == (0, 3)
+
+
+def test_groove_level_and_song_metrics():
+    m = level_metrics(groove(), steps_per_bar=8, bars_per_phrase=1, specs={})
+    assert list(m) == ["step", "bar", "phrase", "section"]
+    for level in ("step", "bar", "phrase"):
+        assert list(m[level]) == list(BUILTIN_KEYS[level])
+    assert m["step"]["co_occurrence"] == 0.5
+    np.testing.assert_array_equal(m["step"]["co_occurrence_matrix"], co_occurrence(groove()))
+    assert m["step"]["transitions"][2, 2] == pytest.approx(12 / 19, abs=1e-15)
+    assert m["step"]["onset_transitions"][2, 2] == pytest.approx(0.6, abs=1e-15)
+    assert m["step"]["fast_patterns"] == 20.0
+    assert m["bar"]["fraction_dense_bars"] == 0.0 and m["bar"]["fraction_busy_bars"] == 1.0
+    assert m["bar"]["ngram_diversity"] == 9.0
+    assert m["bar"]["ngram_diversity_ratio"] == pytest.approx(9 / 13)
+    np.testing.assert_array_equal(m["phrase"]["phrase_structure"], [[12], [11]])
+    # one default section: two one-bar phrases = the 16 steps
+    assert len(m["section"]) == 1 and m["section"][0]["avg_hits"] == 1.4375
+    s = song_level_metrics(groove(), steps_per_bar=8, bars_per_phrase=1, specs={})
+    assert list(s) == list(BUILTIN_KEYS["song"])
+    assert (s["avg_hits"], s["max_hits"], s["ngram_diversity"]) == (1.4375, 2.0, 9.0)
+    assert s["step_entropy"] == pytest.approx(4 - (10 * L5 + 3 * L3 + 2) / 16)
+    assert s["phrase_entropy"] == pytest.approx((1.5 + 3 - (3 * L3 + 2) / 8) / 2)
+    assert (s["length_steps"], s["length_bars"], s["fast_patterns"]) == (16.0, 2.0, 20.0)
+
+
+def test_song_level_metrics_include_the_registered_ones():
+    s = song_level_metrics(groove(), 16, 4)
+    assert list(s)[: len(BUILTIN_KEYS["song"])] == list(BUILTIN_KEYS["song"])
+    assert {"swing", "polyrhythm", "drum_periods"} <= set(s)
+    assert s["swing"] == swing(groove(), 16) and s["drum_periods"].shape == (3,)
+
+
+# --------------------------------------------------------------------------- swing
+
+
+def _beats(*positions: int, beats: int = 4, width: int = 4) -> np.ndarray:
+    """One drum: hits on ``positions`` of every beat of one 16-step bar."""
+    seq = np.zeros((beats * width, 1))
+    for b in range(beats):
+        for p in positions:
+            seq[b * width + p] = 1
+    return seq
+
+
+@pytest.mark.parametrize(
+    ("seq", "expected"),
+    [
+        (_beats(0, 3), 1.0),  # swung 8ths: "1 . . a"
+        (_beats(0, 2), 0.0),  # straight 8ths
+        (_beats(0, 1, 2, 3), 0.0),  # straight 16ths: both positions, no evidence
+        (_beats(0), 0.0),  # quarter notes: neither position
+        (np.zeros((16, 3)), 0.0),
+        (np.ones((16, 3)), 0.0),
+        (_beats(0, 3)[:3], 0.0),  # the first pair (2, 3) is not complete
+        (_beats(0, 3)[:4], 1.0),
+    ],
+)
+def test_swing_table(seq, expected):
+    assert swing(seq) == expected
+
+
+def test_swing_groove_and_mixed_drums():
+    # One 16-step bar. Pairs (2,3), (6,7), (10,11), (14,15): S straight at 2, 6 and 10; K
+    # delayed at 10 -> 11; H on both sides or neither; S on both at 14, 15: 1 / (1 + 3).
+    assert swing(groove(), 16) == 0.25
+    # At 8 steps per bar a beat is 2 steps: no room for a delayed 8th.
+    assert swing(groove(), 8) == 0.0
+    # Hats swung (delayed 4 times), snare on the straight "&" twice: 4 / 6.
+    seq = np.concatenate([_beats(0, 3), _beats(2, beats=4)], axis=1)
+    seq[[6, 14], 1] = 0
+    assert swing(seq) == pytest.approx(4 / 6)
+    # 24 steps per bar (16th triplets): the off-beat 8th at 3, swung at 4 = 2/3 of the beat
+    triplet = np.zeros((24, 1))
+    triplet[[0, 4, 6, 10, 12, 16, 18, 22]] = 1
+    assert swing(triplet, 24) == 1.0
+    assert swing(_beats(0, 3), 12, 4) == 0.0  # beats of 3 steps: odd, no straight 8th
+
+
+# --------------------------------------------------------------------------- polyrhythm
+
+
+def test_drum_periods_groove():
+    # K hits 0,4,8,11,12: R(1) = 1/5, R(2) = 0, R(3) = 1/5, R(4) = 3/4 (0->4, 4->8, 8->12 of
+    # the 4 hits before t = 12) -> 4. S hits 2,6,10,14,15: R(1) = 1/4, R(2) = R(3) = 0,
+    # R(4) = 3/3 -> 4. H hits 0..12: R(1) = 12/13 -> 1.
+    np.testing.assert_array_equal(drum_periods(groove()), [4, 4, 1])
+    # a stricter recurrence: K's 3/4 is not enough; R(5) = 0/3, R(6) = 0/3, R(7) = 1/3
+    # (4 -> 11), R(8) = 2/2 (0 -> 8, 4 -> 12) -> 8
+    np.testing.assert_array_equal(drum_periods(groove(), 16, 0.8), [8, 4, 1])
+    np.testing.assert_array_equal(drum_periods(groove(), 7, 0.8), [0, 4, 1])
+    np.testing.assert_array_equal(drum_periods(groove(), 3), [0, 0, 1])  # lags 1..3 only
+    assert polyrhythm(groove()) == 0.0  # 4, 4 and 1: nested
+
+
+@pytest.mark.parametrize(
+    ("periods", "expected"),
+    [
+        ((3, 4), 1.0),  # 3 against 4
+        ((3, 4, 2), 2 / 3),  # (3, 4) and (3, 2) cross; (4, 2) nest
+        ((2, 4, 8), 0.0),
+        ((6, 4), 1.0),  # hemiola
+        ((3, 0), 0.0),  # a silent drum has no period: fewer than two periodic drums
+        ((5,), 0.0),
+    ],
+)
+def test_polyrhythm_table(periods, expected):
+    seq = np.zeros((48, len(periods)))
+    for d, p in enumerate(periods):
+        if p:
+            seq[::p, d] = 1
+    np.testing.assert_array_equal(drum_periods(seq), periods)
+    assert polyrhythm(seq) == pytest.approx(expected, abs=1e-15)
+
+
+def test_drum_periods_edge_values():
+    assert drum_periods(np.ones((1, 3))).tolist() == [0, 0, 0]  # no lag fits
+    assert drum_periods(np.ones((2, 3))).tolist() == [1, 1, 1]
+    assert drum_periods(np.zeros((16, 2))).tolist() == [0, 0]
+    one = np.zeros((16, 1))
+    one[5] = 1
+    assert drum_periods(one).tolist() == [0]  # one hit: nothing recurs
+    with pytest.raises(ValueError, match="min_recurrence"):
+        drum_periods(one, 16, 0.0)
+
+
+def test_drum_periods_long_lags_cross_words():
+    # lags beyond 64 steps (bit shifts across words) and sequences of 64 * k +- 1 steps
+    for steps in (63, 64, 65, 200):
+        seq = np.zeros((steps, 2))
+        seq[::70, 0] = 1
+        seq[::3, 1] = 1
+        want = [70 if steps > 70 else 0, 3]
+        np.testing.assert_array_equal(drum_periods(seq, 96), want)
+
+
+# --------------------------------------------------------------------------- properties
+
+NEW_BOUNDED = {  # name -> function of (seq, spb, bpp), outputs in [0, 1]
+    "co_occurrence_fraction": lambda s, spb, bpp: co_occurrence_fraction(s),
+    "fraction_bars_above": lambda s, spb, bpp: fraction_bars_above(s, spb),
+    "swing": lambda s, spb, bpp: swing(s, spb),
+    "polyrhythm": lambda s, spb, bpp: polyrhythm(s, spb),
+    "step_transitions": lambda s, spb, bpp: step_transitions(s),
+    "aggregate": lambda s, spb, bpp: aggregate(np.asarray(s, np.float64), spb),
+}
+NEW_COUNTS = {
+    "fast_hits": lambda s, spb, bpp: fast_hits(s, 3),
+    "drum_periods": lambda s, spb, bpp: drum_periods(s, spb),
+    "phrase_hits_per_bar": lambda s, spb, bpp: phrase_hits_per_bar(s, spb, bpp),
+}
+
+
+def new_outputs(seq, spb: int, bpp: int) -> dict[str, np.ndarray]:
+    return {k: f(seq, spb, bpp) for k, f in {**NEW_BOUNDED, **NEW_COUNTS}.items()}
+
+
+def check_new(seq, spb: int, bpp: int) -> dict[str, np.ndarray]:
+    out = new_outputs(seq, spb, bpp)
+    batch, (steps, drums) = seq.shape[:-2], seq.shape[-2:]
+    h = np.asarray(seq) > 0
+    shapes = {
+        "co_occurrence_fraction": batch,
+        "fraction_bars_above": batch,
+        "swing": batch,
+        "polyrhythm": batch,
+        "step_transitions": (*batch, drums, drums),
+        "aggregate": (*batch, steps // spb, drums),
+        "fast_hits": batch,
+        "drum_periods": (*batch, drums),
+        "phrase_hits_per_bar": (*batch, steps // (spb * bpp), bpp),
+    }
+    for name, value in out.items():
+        assert value.dtype == np.float64 and value.shape == shapes[name], name
+        assert np.all(np.isfinite(value)), name
+    for name in NEW_BOUNDED:
+        assert np.all((out[name] >= 0) & (out[name] <= 1)), name
+    rows = out["step_transitions"].sum(axis=-1)
+    assert np.all(np.isclose(rows, 1, rtol=0, atol=1e-9) | (rows == 0))
+    hits, drums_hit = h.sum(axis=(-1, -2)), h.any(axis=-2).sum(axis=-1)
+    assert np.all((out["fast_hits"] >= 0) & (out["fast_hits"] <= hits - drums_hit))
+    p = out["drum_periods"]
+    assert np.all((p == np.round(p)) & (p >= 0) & (p <= min(spb, max(steps - 1, 0))))
+    assert np.all(p[~h.any(axis=-2)] == 0)  # silent drums have no period
+    phr = out["phrase_hits_per_bar"]
+    assert np.all((phr >= 0) & (phr <= spb * drums) & (phr == np.round(phr)))
+    return out
+
+
+@pytest.mark.parametrize("seq", edge_cases())
+@pytest.mark.parametrize(("spb", "bpp"), [(8, 2), (16, 4), (1, 1), (3, 2)])
+def test_new_metrics_edge_cases_finite_shapes_bounds(seq, spb, bpp):
+    check_new(seq, spb, bpp)
+
+
+@pytest.mark.parametrize("steps", [0, 1])
+def test_new_metrics_empty_and_one_step_values(steps):
+    seq = np.ones((steps, 3))
+    assert swing(seq) == 0.0 and polyrhythm(seq) == 0.0 and fast_hits(seq) == 0.0
+    assert drum_periods(seq).tolist() == [0, 0, 0]
+    assert co_occurrence_fraction(seq) == float(steps)  # 0 steps: 0; one step of 3 drums: 1
+    np.testing.assert_array_equal(step_transitions(seq), np.zeros((3, 3)))
+    assert fraction_bars_above(seq) == 0.0 and aggregate(seq, 16).shape == (0, 3)
+    assert phrase_hits_per_bar(seq).shape == (0, 4)
+    assert n_gram_counter(seq) == Counter()
+
+
+def test_new_metrics_all_silent_and_all_hits_values():
+    silent, full = np.zeros((32, 4)), np.ones((32, 4))
+    assert swing(silent) == swing(full) == 0.0  # no evidence either way
+    assert polyrhythm(silent) == polyrhythm(full) == 0.0
+    assert drum_periods(silent).tolist() == [0] * 4 and drum_periods(full).tolist() == [1] * 4
+    assert co_occurrence_fraction(silent) == 0.0 and co_occurrence_fraction(full) == 1.0
+    np.testing.assert_array_equal(step_transitions(full), np.full((4, 4), 0.25))
+    assert fast_hits(full, 4) == 31 * 4 and fast_hits(silent) == 0.0
+    assert fraction_bars_above(full, 16) == 1.0 and fraction_bars_above(silent, 16) == 0.0
+    np.testing.assert_array_equal(phrase_hits_per_bar(full, 8, 2), [[32, 32], [32, 32]])
+    assert len(n_gram_counter(full)) == len(n_gram_counter(silent)) == 1
+
+
+@FAST
+@given(seq=sequences(), spb=bar_sizes, bpp=phrase_bars)
+def test_new_metrics_random_finite_shapes_bounds(seq, spb, bpp):
+    check_new(seq, spb, bpp)
+
+
+@FAST
+@given(stack=batches(), spb=bar_sizes, bpp=phrase_bars)
+def test_new_metrics_batch_consistency(stack, spb, bpp):
+    out = check_new(stack, spb, bpp)
+    for index in np.ndindex(*stack.shape[:-2]):
+        for name, value in new_outputs(stack[index], spb, bpp).items():
+            np.testing.assert_array_equal(out[name][index], value, err_msg=name)
+
+
+@FAST
+@given(seq=sequences(), spb=bar_sizes, bpp=phrase_bars)
+def test_new_metrics_velocity_is_ignored(seq, spb, bpp):
+    ref = new_outputs(seq, spb, bpp)
+    out = new_outputs((np.asarray(seq) > 0).astype(np.float32) * 0.5, spb, bpp)
+    for name in ref:
+        if name != "aggregate":  # the one that averages values, not hits
+            np.testing.assert_array_equal(out[name], ref[name], err_msg=name)
+
+
+# --------------------------------------------------------------------------- oracles
+# Loop-based versions written from the docstrings (the seed's wording where it has one).
+
+
+def ref_swing(h: np.ndarray, spb: int, bpb: int) -> float:
+    beat = spb // bpb
+    if beat < 4 or beat % 2:
+        return 0.0
+    delayed = straight = 0
+    for t in range(len(h) - 1):
+        p = t % spb
+        if p < bpb * beat and p % beat == beat // 2:
+            for d in range(h.shape[1]):
+                delayed += bool(h[t + 1, d] and not h[t, d])
+                straight += bool(h[t, d] and not h[t + 1, d])
+    return delayed / (delayed + straight) if delayed + straight else 0.0
+
+
+def ref_periods(h: np.ndarray, max_lag: int, min_rec: float) -> list[int]:
+    steps, drums = h.shape
+    out = []
+    for d in range(drums):
+        period = 0
+        for k in range(1, min(max_lag, steps - 1) + 1):
+            starts = [t for t in range(steps - k) if h[t, d]]
+            rec = sum(1 for t in starts if h[t + k, d])
+            if starts and rec / len(starts) >= min_rec:
+                period = k
+                break
+        out.append(period)
+    return out
+
+
+def ref_polyrhythm(periods: list[int]) -> float:
+    pairs = [(a, b) for a, b in itertools.combinations(periods, 2) if a and b]
+    cross = [1 for a, b in pairs if a % b and b % a]
+    return len(cross) / len(pairs) if pairs else 0.0
+
+
+@FAST
+@given(seq=sequences(), spb=st.integers(1, 25), bpp=st.integers(1, 4), data=st.data())
+def test_new_metrics_against_loop_oracles(seq, spb, bpp, data):
+    h = np.asarray(seq) > 0
+    steps, drums = h.shape
+    threshold = data.draw(st.integers(1, 8))
+    bpb = data.draw(st.integers(1, 5))
+    max_lag = data.draw(st.integers(1, 80))
+    min_rec = data.draw(st.sampled_from([0.5, 0.75, 1.0]))
+    tol = {"rtol": 0, "atol": 1e-12}
+
+    bars = [h[b * spb : (b + 1) * spb].mean(axis=0) for b in range(steps // spb)]
+    np.testing.assert_allclose(aggregate(h, spb).reshape(-1, drums), np.reshape(bars, (-1, drums)))
+    # mean hits per step of a bar > D / 2, in exact integers: 2 * hits > D * steps_per_bar
+    dense = [2 * h[b * spb : (b + 1) * spb].sum() > drums * spb for b in range(steps // spb)]
+    assert fraction_bars_above(seq, spb) == (np.mean(dense) if dense else 0.0)
+
+    many = sum(1 for t in range(steps) if h[t].sum() > 1)
+    assert co_occurrence_fraction(seq) == pytest.approx(many / steps if steps else 0.0, abs=1e-15)
+
+    counts = np.zeros((drums, drums))
+    for t in range(steps - 1):
+        counts += np.outer(h[t], h[t + 1])
+    rows = counts.sum(axis=1, keepdims=True)
+    want = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    np.testing.assert_allclose(step_transitions(seq), want, **tol)
+
+    fast = 0
+    for d in range(drums):
+        times = np.flatnonzero(h[:, d])
+        fast += int(np.sum(np.diff(times) <= threshold))
+    assert fast_hits(seq, threshold) == fast
+
+    grams = Counter(tuple(int(x) for x in h[t : t + 4].ravel()) for t in range(max(steps - 3, 0)))
+    assert n_gram_counter(seq) == grams
+    assert len(grams) == n_grams(seq, 4).num_distinct
+
+    phrase = spb * bpp
+    per_bar = [
+        [h[p * phrase + b * spb : p * phrase + (b + 1) * spb].sum() for b in range(bpp)]
+        for p in range(steps // phrase)
+    ]
+    np.testing.assert_array_equal(
+        phrase_hits_per_bar(seq, spb, bpp), np.reshape(per_bar, (-1, bpp))
+    )
+
+    assert swing(seq, spb, bpb) == pytest.approx(ref_swing(h, spb, bpb), abs=1e-15)
+    periods = ref_periods(h, max_lag, min_rec)
+    assert drum_periods(seq, max_lag, min_rec).tolist() == periods
+    assert polyrhythm(seq, max_lag, min_rec) == pytest.approx(ref_polyrhythm(periods), abs=1e-15)
+
+
+@FAST
+@given(seq=sequences(), spb=bar_sizes, bpp=phrase_bars, fast=st.integers(1, 6))
+def test_level_metrics_are_the_metric_functions(seq, spb, bpp, fast):
+    m = level_metrics(seq, spb, bpp, [(0, 5), (5, 40)], fast, specs={})
+    w = window_metrics(seq, spb, bpp, [(0, 5), (5, 40)], fast)
+    expected = {
+        ("step", "co_occurrence"): co_occurrence_fraction(seq),
+        ("step", "co_occurrence_matrix"): w["step/co_occurrence"],
+        ("step", "transitions"): step_transitions(seq),
+        ("step", "onset_transitions"): w["step/transitions"],
+        ("step", "fast_patterns"): fast_hits(seq, fast),
+        ("step", "step_entropy"): w["step/entropy"],
+        ("bar", "fraction_dense_bars"): fraction_bars_above(seq, spb),
+        ("bar", "fraction_busy_bars"): w["bar/fraction_dense"],
+        ("bar", "ngram_diversity"): n_grams(seq, 4).num_distinct,
+        ("bar", "ngram_diversity_ratio"): w["bar/ngram_diversity"],
+        ("phrase", "phrase_structure"): phrase_hits_per_bar(seq, spb, bpp),
+        ("phrase", "section_contrast"): w["section/contrast"],
+    }
+    for (level, key), value in expected.items():
+        np.testing.assert_array_equal(m[level][key], value, err_msg=key)
+    for level in ("step", "bar", "phrase"):
+        for key in m[level]:
+            if f"{level}/{key}" in w and (level, key) not in expected:  # same definition
+                np.testing.assert_array_equal(m[level][key], w[f"{level}/{key}"], err_msg=key)
+    sections = section_level_metrics(seq, [(0, 5), (5, 40)], spb, bpp, specs={})
+    assert len(m["section"]) == sections["avg_hits"].shape[-1]
+    spans = metrics.section_spans(len(seq), [(0, 5), (5, 40)])
+    assert len(spans) == len(m["section"])
+    for i, (sec, (a, b)) in enumerate(zip(m["section"], spans, strict=True)):
+        d = hit_density(np.asarray(seq)[a:b])
+        assert sec["avg_hits"] == pytest.approx(d.avg_hits, abs=1e-12)
+        np.testing.assert_array_equal(sec["drum_density"], d.drum_density)
+        assert sec["max_hits"] == d.max_hits
+        assert sec["dense_frac"] == fraction_bars_above(np.asarray(seq)[a:b], spb)
+        for k, v in sec.items():
+            np.testing.assert_array_equal(sections[k][i], v, err_msg=k)
+
+
+@FAST
+@given(seq=sequences(), spb=bar_sizes, bpp=phrase_bars, fast=st.integers(1, 6))
+def test_song_level_equals_full_length_window(seq, spb, bpp, fast):
+    s = song_level_metrics(seq, spb, bpp, fast)
+    w = level_metrics(seq, spb, bpp, None, fast)
+    for key, value in s.items():
+        where = [lv for lv in ("step", "bar", "phrase") if key in w[lv]]
+        if where:
+            np.testing.assert_array_equal(value, w[where[0]][key], err_msg=key)
+        assert np.all(np.isfinite(value)), key
+    assert s["length_steps"] == len(seq)
+
+
+NEW_ONE_SEQ = [
+    lambda s: aggregate(s, 4),
+    co_occurrence_fraction,
+    step_transitions,
+    fraction_bars_above,
+    n_gram_counter,
+    fast_hits,
+    phrase_hits_per_bar,
+    section_level_metrics,
+    level_metrics,
+    song_level_metrics,
+    swing,
+    drum_periods,
+    polyrhythm,
+]
+
+
+@pytest.mark.parametrize("func", NEW_ONE_SEQ)
+@pytest.mark.parametrize("bad", [np.zeros(16), np.float64(1.0)])
+def test_new_metrics_rank_below_two_raises(func, bad):
+    with pytest.raises(ValueError, match="shape"):
+        func(bad)
+
+
+NEW_NON_POSITIVE = [
+    _arg("aggregate", lambda v: aggregate(SEQ, v), "step_size"),
+    _arg("fraction_bars_above", lambda v: fraction_bars_above(SEQ, v), "steps_per_bar"),
+    _arg("n_gram_counter", lambda v: n_gram_counter(SEQ, v), "n"),
+    _arg("fast_hits", lambda v: fast_hits(SEQ, v), "fast_threshold"),
+    _arg("phrase_hits_per_bar", lambda v: phrase_hits_per_bar(SEQ, v), "steps_per_bar"),
+    _arg("phrase_hits_per_bar", lambda v: phrase_hits_per_bar(SEQ, 4, v), "bars_per_phrase"),
+    _arg("swing", lambda v: swing(SEQ, v), "steps_per_bar"),
+    _arg("swing", lambda v: swing(SEQ, 16, v), "beats_per_bar"),
+    _arg("drum_periods", lambda v: drum_periods(SEQ, v), "max_lag"),
+    _arg("polyrhythm", lambda v: polyrhythm(SEQ, v), "max_lag"),
+    _arg("level_metrics", lambda v: level_metrics(SEQ, v), "steps_per_bar"),
+    _arg("song_level_metrics", lambda v: song_level_metrics(SEQ, 16, 4, v), "fast_threshold"),
+]
+
+
+@pytest.mark.parametrize(("call", "name"), NEW_NON_POSITIVE)
+@pytest.mark.parametrize("value", [0, -1, 2.5])
+def test_new_non_positive_argument_raises_naming_it(call, name, value):
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        call(value)
