@@ -321,10 +321,11 @@ def evaluate(
     Returns:
         ``headline`` (in [0, 1], higher is better), ``headline_draw_std`` (the standard
         deviation of the headline over the draws; 0 for one), ``song_raw``, ``episode_return``
-        and ``oa_<family>`` for every family of :data:`FAMILIES` (NaN where it has no feature).
+        and ``oa_<family>`` for every family of :data:`FAMILIES` (NaN where it has no feature)
+        and of each registered song-level metric (:func:`dataset.evaluation.families`).
     """
     from agents.rollout import rollout_episodes
-    from dataset.evaluation import score_sets
+    from dataset.evaluation import families, score_sets
 
     rows = []
     for k in range(draws):
@@ -341,7 +342,7 @@ def evaluate(
             "song_raw": float(r.song_raw.mean()),
             "episode_return": float(r.returns.mean()),
         }
-        for f in FAMILIES:
+        for f in families():  # the built-in ones, then the registered metrics
             row[f"oa_{f}"] = float(score.families.get(f, math.nan))
         rows.append(row)
     out = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}

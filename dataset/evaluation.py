@@ -25,6 +25,11 @@ Families and their per-sequence features (all from :mod:`dataset.metrics`):
 | ``entropy`` | ``step_entropy``, ``phrase_entropy`` |
 | ``empty_bars`` | share of complete bars with no hit |
 | ``pattern_consistency`` | drum-in-pattern rate on the 8th-note grid (share of hits on even 16ths; muspy's rate on a plain 16th grid is always 1); groove consistency ``bar_repetition`` (Jaccard similarity of consecutive bars, so silence does not score like a steady groove) |
+| ``<name>`` of each metric registered at level ``song`` (:mod:`dataset.registry`; ``swing`` and ``polyrhythm`` ship registered) | the metric's value (each element of an array value is a feature) |
+
+A registered metric is a family of its own, judged like the built-in ones: it counts towards the
+headline when it discriminates (its ceiling beats the best floor by ``min_gap``). The families
+of :data:`FAMILIES` are the built-in ones; :func:`families` lists them with the registered ones.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from dataset import metrics
 
 __all__ = [
     "FAMILIES",
+    "families",
     "sequence_features",
     "overlapping_area",
     "SetScore",
@@ -53,6 +59,13 @@ FAMILIES: tuple[str, ...] = (
     "density", "ioi", "syncopation", "transitions", "ngram_diversity", "entropy",
     "empty_bars", "pattern_consistency",
 )  # fmt: skip
+
+
+def families() -> tuple[str, ...]:
+    """The evaluation's families now: :data:`FAMILIES`, then each registered song-level metric."""
+    from dataset.registry import registered_metrics
+
+    return (*FAMILIES, *(n for n in registered_metrics("song") if n not in FAMILIES))
 
 
 def _as_list(seqs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -80,8 +93,11 @@ def sequence_features(
         bars_per_phrase: bars in one phrase.
 
     Returns:
-        dict name -> float64 array (scalar, (drums,) or (drums, drums)).
+        dict name -> float64 array (scalar, (drums,) or (drums, drums)); the registered
+        song-level metrics under ``registered/<name>``.
     """
+    from dataset.registry import MetricGrid, compute_metrics
+
     h = metrics.as_hits(seq)
     dens = metrics.hit_density(h)
     ioi = metrics.ioi_stats(h)
@@ -107,7 +123,10 @@ def sequence_features(
         "groove_consistency": metrics.phrase_structure(
             h, steps_per_bar, bars_per_phrase
         ).bar_repetition,
-    }
+        **{f"registered/{name}": np.asarray(value, dtype=np.float64) for name, value in
+           compute_metrics(h, MetricGrid(steps_per_bar, bars_per_phrase), level="song").items()
+           if name not in FAMILIES},
+    }  # fmt: skip
 
 
 def _feature_table(
@@ -140,6 +159,12 @@ def _feature_table(
         "pattern_consistency": {"drum_in_pattern_rate": col("drum_in_pattern_rate"),
                                 "groove_consistency": col("groove_consistency")},
     }  # fmt: skip
+    for key in real[0]:
+        if key.startswith("registered/"):
+            name = key.split("/", 1)[1]
+            values = np.array([np.ravel(f[key]) for f in feats], dtype=np.float64)
+            table[name] = ({name: values[:, 0]} if values.shape[1] == 1 else
+                           {f"{name}[{i}]": values[:, i] for i in range(values.shape[1])})
     return {k: v for k, v in table.items() if v}
 
 

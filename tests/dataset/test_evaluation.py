@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from dataset.evaluation import (
     FAMILIES,
+    families,
     compare_to_baselines,
     density_matched_random,
     overlapping_area,
@@ -47,7 +48,7 @@ def test_overlapping_area_is_a_symmetric_fraction(a, b):
 
 def test_identical_sets_score_one(corpus):
     score = score_sets(corpus, corpus)
-    assert set(score.families) == set(FAMILIES)
+    assert set(score.families) == set(families()) and set(FAMILIES) < set(families())
     assert all(v == pytest.approx(1.0, abs=1e-4) for v in score.families.values())
 
 
@@ -88,3 +89,25 @@ def test_bad_sets_raise():
         score_sets([np.zeros((16, 3))], [np.zeros((16, 9))])
     with pytest.raises(ValueError, match="at least 4"):
         compare_to_baselines([np.zeros((16, 9))] * 3)
+
+
+def test_a_registered_metric_is_an_evaluation_family():
+    from dataset.registry import register_metric, unregister_metric
+
+    corpus = [s[:64] for s in default_corpus()[:24]]
+
+    @register_metric("kick_share_eval", levels=("song",), batched=True)
+    def kick_share(seq, grid):
+        h = np.asarray(seq) > 0
+        hits = h.sum(axis=(-1, -2))
+        return np.where(hits > 0, h[..., 0].sum(axis=-1) / np.maximum(hits, 1), 0.0)
+
+    try:
+        assert families()[-1] == "kick_share_eval"
+        same = score_sets(corpus[:12], corpus[12:])
+        assert 0.0 <= same.families["kick_share_eval"] <= 1.0
+        silent = score_sets([np.zeros_like(s) for s in corpus[:12]], corpus[12:])
+        assert silent.families["kick_share_eval"] < same.families["kick_share_eval"]
+    finally:
+        unregister_metric("kick_share_eval")
+    assert "kick_share_eval" not in families()
