@@ -5,9 +5,9 @@ from hypothesis import strategies as st
 
 from dataset.evaluation import (
     FAMILIES,
-    families,
     compare_to_baselines,
     density_matched_random,
+    families,
     overlapping_area,
     score_sets,
     sequence_features,
