@@ -892,6 +892,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an extra that is not installed
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        print(f"{prog}: error: this command needs {top}, which is not installed: "
+              f"pip install 'drum-env[{EXTRAS[top]}]'", file=sys.stderr)  # fmt: skip
+        return 2
+
+
+EXTRAS = {
+    "torch": "train", "stable_baselines3": "train", "tensorboard": "train", "tqdm": "train",
+    "rich": "train", "matplotlib": "train", "pettingzoo": "band", "optuna": "tune",
+    "sqlalchemy": "tune", "psycopg": "postgres", "psycopg2": "postgres",
+}  # fmt: skip
+"""The extra that installs each optional dependency (``pip install 'drum-env[EXTRA]'``)."""
 
 
 if __name__ == "__main__":

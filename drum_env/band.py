@@ -17,8 +17,15 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from pettingzoo import AECEnv, ParallelEnv
-from pettingzoo.utils import conversions, wrappers
+
+try:
+    from pettingzoo import AECEnv, ParallelEnv
+    from pettingzoo.utils import conversions, wrappers
+except ModuleNotFoundError as exc:  # the band is an extra
+    raise ModuleNotFoundError(
+        "drum_env.band needs PettingZoo, which is not installed: pip install 'drum-env[band]'",
+        name=exc.name,
+    ) from None
 
 from dataset import metrics
 from drum_env import render as _render
