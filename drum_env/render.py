@@ -294,7 +294,9 @@ def save_piano_roll_png(
     """Save a sequence as a labelled piano-roll PNG.
 
     Draws :func:`render_rgb` (same colours and layout) on a matplotlib figure with the drum names
-    on the y axis and 1-based bar numbers at the bar lines on the x axis. Uses matplotlib's Agg
+    on the y axis, 1-based bar numbers at the bar lines on the x axis, a beat grid, and a legend
+    of primer vs composed colours (brightness is velocity). The file gets the usual
+    permissions (``0666`` less the umask, as ``open`` would give). Uses matplotlib's Agg
     canvas directly, without pyplot, so it needs no display and leaves no figure open. The file
     is written to a temporary file beside ``path`` and moved into place with :func:`os.replace`,
     so a reader never sees half a PNG; missing parent folders are created.
@@ -348,8 +350,20 @@ def save_piano_roll_png(
     bars = np.arange(0, num_bars, every)
     ax.set_xticks(bars * steps_per_bar, labels=[str(b + 1) for b in bars])
     ax.set_xlabel(f"bar ({steps_per_bar} steps per bar)")
+    # the beat grid: thin lines on the beats (a quarter of a bar), stronger on bar lines
+    beat = steps_per_bar // 4 if steps_per_bar % 4 == 0 else steps_per_bar
+    for t in range(0, num_steps + 1, beat):
+        bar_line = t % steps_per_bar == 0
+        ax.axvline(t, color="white", lw=0.9 if bar_line else 0.3, alpha=0.6 if bar_line else 0.35)
     if title is not None:
         ax.set_title(title)
+    from matplotlib.patches import Patch
+
+    legend = [Patch(color=_HIT_COMPOSED / 255.0, label="composed")]
+    if prompt_steps:
+        legend.insert(0, Patch(color=_HIT_PRIMER / 255.0, label="primer"))
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+              frameon=False, title="brightness = velocity", title_fontsize=7)  # fmt: skip
     fig.tight_layout()
 
     path = Path(path)
@@ -358,6 +372,9 @@ def save_piano_roll_png(
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600: a picture is for everyone
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

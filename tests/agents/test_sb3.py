@@ -47,3 +47,20 @@ def test_loop_policy_repeats_the_primer_bar():
         np.testing.assert_array_equal(r.sequences[:, 16 * bar: 16 * (bar + 1)], primer > 0)
     with pytest.raises(ValueError, match="context_steps >= steps_per_bar"):
         loop_policy(9, 8, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_baseline_logs_episode_returns_and_evaluations_in_out_tb(tmp_path, algo):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = BaselineConfig(algo=algo, total_timesteps=1024, num_envs=2, num_steps=32,
+                         eval_every=512, eval_episodes=2, seq_len=32, out=str(tmp_path / algo))
+    train_baseline(cfg)
+    events = list((tmp_path / algo / "tb").glob("events.out.tfevents.*"))
+    assert events, "TensorBoard events belong directly in out/tb"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"rollout/ep_rew_mean", "eval/episode_return", "eval/song_raw"} <= tags, tags
+    assert len(acc.Scalars("eval/episode_return")) == 2  # both evaluations were written
