@@ -549,20 +549,39 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from dataset.midi import convert_folder
 
     midi_dir = Path(args.midi_dir)
-    files = sorted(p for p in midi_dir.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
-    with tqdm(total=len(files), unit="file", desc="convert", disable=args.quiet) as bar:
+    bars: list[Any] = []  # the progress bar, made once the folders have been checked
+
+    def progress(_path: Path) -> None:
+        if not bars:
+            files = [p for p in midi_dir.rglob("*") if p.suffix.lower() in (".mid", ".midi")]
+            bars.append(tqdm(total=len(files), unit="file", desc="convert", disable=args.quiet))
+        bars[0].update(1)
+
+    try:
         report = convert_folder(
             midi_dir, args.out_dir, steps_per_bar=args.steps_per_bar,
-            pitch_table=args.pitch_table, on_progress=lambda _path: bar.update(1),
+            pitch_table=args.pitch_table, on_progress=progress,
         )  # fmt: skip
+    finally:
+        for bar in bars:
+            bar.close()
+    if not report.converted:  # nothing usable: bad input, exit 2 with one line
+        shown = "; ".join(f"{path}: {_one_line(reason)}" for path, reason in report.failed[:3])
+        more = f"; and {len(report.failed) - 3} more" if len(report.failed) > 3 else ""
+        raise ValueError(
+            f"none of the {len(report.failed)} MIDI file(s) under {midi_dir} could be "
+            f"converted: {shown}{more}"
+        )
     console = Console(stderr=True)
     console.print(
         f"converted {len(report.converted)} file(s) to {args.out_dir}; "
         f"{len(report.failed)} failed; {report.dropped_notes} note(s) outside the pitch table"
     )
     for path, reason in report.failed:
-        console.print(f"[yellow]skipped[/] {path}: {reason}")
-    return 0 if report.converted else 1
+        console.print(f"[yellow]skipped[/] {path}: {reason}", markup=True, highlight=False)
+    for path, reason in report.warned:
+        console.print(f"[yellow]warning[/] {path}: {reason}", markup=True, highlight=False)
+    return 0
 
 
 def _summary_table(summary: dict, title: str):  # -> rich.table.Table
@@ -690,7 +709,7 @@ def _run_tune(config: Any) -> int:
               f"{json.dumps(result.best_params)}")  # fmt: skip
         print(f"wrote {result.best_config_path}; train it with: {PROG} train --config "
               f"{result.best_config_path}")  # fmt: skip
-    hidden = "***@" in result.storage
+    hidden = "***" in result.storage
     print(f"dashboard: optuna-dashboard '{result.storage}'"
           + (" (with the password in place of ***)" if hidden else ""))  # fmt: skip
     if result.stopped:
@@ -874,8 +893,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``drum-env`` with ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
-        the exit status: 0 done, 1 a command that did not succeed (no file converted, a tuning
-        worker stopped early), 2 a bad argument or input (one line on stderr), 130 interrupted.
+        the exit status: 0 done, 1 a command that did not succeed (a tuning worker stopped
+        early), 2 a bad argument or input, no file converted, or out of memory (one line on
+        stderr), 130 interrupted.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), "")
@@ -888,6 +908,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except (ValueError, FileNotFoundError, ConnectionError) as exc:  # the user's input
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # sizes a user asked for (data, envs, model) beyond this machine
+        detail = f" ({_one_line(exc)})" if str(exc) else ""
+        print(f"{prog}: error: out of memory{detail}; ask for less (smaller data, fewer envs, a "
+              "smaller model)", file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

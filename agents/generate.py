@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from agents.rollout import Rollouts, load_any_policy, policy_fn, rollout_episodes
-from agents.runs import RunDirError
+from agents.runs import RunDirError, RunLock
 from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
 
 __all__ = [
@@ -137,8 +137,14 @@ def generate(config: GenerateConfig) -> GenerateResult:
         FileNotFoundError: the policy file is missing.
         ValueError: the file is not a policy, or the task does not fit it (the message names the
             field).
-        agents.runs.RunDirError: ``out`` is a file, or holds takes and ``force`` is not set.
+        agents.runs.RunDirError: ``out`` is a file, or holds takes and ``force`` is not set, or
+            another process is writing to it.
     """
+    with RunLock(config.out):  # out/ is this run's until it ends
+        return _generate(config)
+
+
+def _generate(config: GenerateConfig) -> GenerateResult:
     from dataset.io import atomic_write
     from dataset.midi import sequence_to_midi
     from drum_env.render import save_piano_roll_png

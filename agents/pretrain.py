@@ -47,7 +47,7 @@ from torch import Tensor
 
 from agents.distributed import check_device
 from agents.policy import DrumPolicy, PolicyConfig, save_policy
-from agents.runs import prepare_run_dir
+from agents.runs import RunLock, prepare_run_dir
 from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
 
 __all__ = [
@@ -268,7 +268,7 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
     else:
         devices = []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), RunLock(config.out):  # out/ is this run's
         torch.manual_seed(config.seed)
         return _pretrain(config, device)
 

@@ -159,19 +159,18 @@ def load_any_policy(path: str | Path):
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: the file is neither (the message names it).
+        ValueError: the file is neither, or its policy config or tensors are not a policy's
+            (the message names the file and what is wrong).
     """
     import torch
 
     from agents.checkpoint import load_checkpoint
-    from agents.policy import DrumPolicy, PolicyConfig, load_policy
+    from agents.policy import load_policy, policy_from_state
 
     payload = load_checkpoint(path)
     if "policy_config" in payload and "model" in payload:  # a PPO training checkpoint
         with torch.random.fork_rng():  # building a module draws from the global generator
-            policy = DrumPolicy(PolicyConfig(**payload["policy_config"]))
-        policy.load_state_dict(payload["model"])
-        return policy
+            return policy_from_state(payload["policy_config"], payload["model"], path)
     return load_policy(path)
 
 

@@ -1,8 +1,16 @@
-"""Run folders: one run per folder, its ``config.json``, and no silent mixing of runs.
+"""Run folders: one run per folder, owned by one process, its ``config.json``, no silent mixing.
 
-Every command that trains (``pretrain``, ``train``, ``baseline``) writes into an ``out`` folder
-that :func:`prepare_run_dir` claims first:
+Every command that writes a run (``pretrain``, ``train``, ``baseline``, ``generate``) holds a
+:class:`RunLock` on its ``out`` folder for the run's whole life and claims the folder with
+:func:`prepare_run_dir`:
 
+* **one owner**: ``out/.lock`` is locked with ``fcntl.flock`` (exclusive, non-blocking) and holds
+  the owner's pid, host, command line and start time. A second run on the same folder, from
+  this machine or another one sharing the file system, is refused at once with a message that
+  names the holder. The kernel drops the lock when the owner exits in any way (SIGKILL
+  included); the ``.lock`` file a killed owner leaves behind is recognised as stale by its pid
+  and taken over. A clean exit removes ``.lock`` (and ``out`` itself, when the lock created it
+  and nothing else was written there). Under DDP only rank 0 takes the lock.
 * a folder that does not exist, is empty, or holds only the ``config.json`` of a run that
   failed before writing anything else, is a new run;
 * a folder that holds a previous run (any of :data:`RUN_FILES`) is refused, naming the folder,
@@ -11,19 +19,49 @@ that :func:`prepare_run_dir` claims first:
   are left alone) and starts afresh;
 * ``config.json`` (the run's full config, plain JSON) is written atomically, so every run folder
   says how it was made.
+
+A command holds the lock around its whole body, e.g. ``with RunLock(config.out): return
+_train(config)``; :func:`prepare_run_dir` inside it re-enters the same lock (a lock is
+re-entrant within one process), and called without one it holds the lock while it claims.
+
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as tmp, RunLock(f"{tmp}/run") as lock:
+...     lock.holder["pid"] == os.getpid()
+True
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import errno
+import fcntl
 import json
+import os
+import shlex
 import shutil
+import socket
+import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from dataset.io import atomic_write
 
-__all__ = ["RUN_FILES", "RunDirError", "prepare_run_dir", "write_json"]
+__all__ = [
+    "LOCK_FILE",
+    "RUN_FILES",
+    "RunDirError",
+    "RunLock",
+    "RunLockWarning",
+    "prepare_run_dir",
+    "write_json",
+]
+
+LOCK_FILE = ".lock"
+"""The lock file of a run folder (JSON: ``pid``, ``host``, ``command``, ``started``)."""
 
 RUN_FILES: tuple[str, ...] = (
     "config.json", "checkpoint.pt", "policy.pt", "model.zip", "tb", "metrics.json",
@@ -36,6 +74,207 @@ class RunDirError(ValueError):
     """The ``out`` folder cannot be used for this run (the message says why and what to do)."""
 
 
+class RunLockWarning(UserWarning):
+    """A stale lock of a run that was killed was taken over (the message names it)."""
+
+
+_HELD: dict[str, RunLock] = {}  # resolved folder -> the lock this process holds on it
+
+
+def _command_line() -> str:
+    """This process's command line, with credentials (URLs with a password) masked."""
+    from agents.storage import shown_url
+
+    argv = [shown_url(a) if ("@" in a or "://" in a or "=" in a) else a for a in sys.argv]
+    return shlex.join(argv) if argv else "python"
+
+
+def _pid_alive(pid: Any) -> bool | None:
+    """Whether process ``pid`` of this host runs (``None``: unknown)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def _describe(holder: Mapping[str, Any]) -> str:
+    if not holder:
+        return "an unknown process (its lock file is empty)"
+    pid, host = holder.get("pid", "?"), holder.get("host", "?")
+    text = f"pid {pid} on {host}"
+    if holder.get("started"):
+        text += f" since {holder['started']}"
+    if holder.get("command"):
+        text += f" ({holder['command']})"
+    return text
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held for the life of a run (a context manager).
+
+    Entering creates ``out`` if needed and locks ``out/.lock`` (``fcntl.flock``, exclusive,
+    non-blocking), writing the holder's pid, host, command line and start time into it; leaving
+    (on any exit: return, exception, Ctrl-C) unlocks and removes the file, and removes ``out``
+    when the lock created it and it is still empty. A process that dies holding it (SIGKILL, a
+    power cut) loses the lock with its file descriptors; its ``.lock`` file is then stale and the
+    next run takes it over with a :class:`RunLockWarning` naming the dead pid. Re-entrant within
+    one process: a nested ``RunLock`` on a folder this process already holds does nothing.
+
+    Args:
+        out: the run folder.
+        enabled: ``False`` makes the lock a no-op (DDP ranks other than 0).
+
+    Raises:
+        RunDirError: on entering, ``out`` is a file or cannot be created or written, or another
+            live process holds the lock (the message names it: pid, host, since, command).
+    """
+
+    def __init__(self, out: str | os.PathLike[str], *, enabled: bool = True) -> None:
+        self.out = Path(out)
+        self.path = self.out / LOCK_FILE
+        self.enabled = bool(enabled)
+        self.holder: dict[str, Any] = {}
+        """What this lock wrote into the lock file (empty until acquired)."""
+        self.stale: dict[str, Any] | None = None
+        """The holder info of a stale lock this lock took over, if any."""
+        self._fd: int | None = None
+        self._created = False
+        self._outer: RunLock | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now (or re-enters one this process holds)."""
+        return self._fd is not None or self._outer is not None
+
+    def _key(self) -> str:
+        return os.path.realpath(self.out)
+
+    def acquire(self) -> RunLock:
+        """Take the lock (see the class docstring); returns ``self``."""
+        if not self.enabled or self.held:
+            return self
+        shown = repr(str(self.out))
+        if self.out.exists() and not self.out.is_dir():
+            raise RunDirError(f"out {shown} is a file, not a folder")
+        outer = _HELD.get(self._key())
+        if outer is not None:
+            self._outer = outer
+            return self
+        try:
+            self._created = not self.out.exists()
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"out {shown} cannot be created: {exc.strerror or exc}") from None
+        for _ in range(20):  # retried only while a finishing holder removes the file
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                self._remove_created()
+                raise RunDirError(f"out {shown} cannot be written: {exc.strerror or exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _read_holder(fd)
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise RunDirError(
+                        f"out {shown}: cannot lock {LOCK_FILE}: {exc.strerror or exc}"
+                    ) from None
+                raise RunDirError(self._busy_message(holder)) from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # locked a file its holder had just removed: lock the new one
+        else:
+            raise RunDirError(f"out {shown}: its {LOCK_FILE} keeps changing; try again")
+        previous = _read_holder(fd)
+        if previous:
+            self.stale = previous
+            ended = (previous.get("host") == socket.gethostname()
+                     and _pid_alive(previous.get("pid")) is False)  # fmt: skip
+            warnings.warn(
+                f"out {shown}: taking over the stale lock of {_describe(previous)}, which "
+                f"{'is no longer running' if ended else 'no longer holds it'} (killed?)",
+                RunLockWarning,
+                stacklevel=3,
+            )
+        self.holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": _command_line(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(self.holder) + "\n").encode("utf-8"), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise RunDirError(f"out {shown} cannot be written: {exc.strerror or exc}") from None
+        self._fd = fd
+        _HELD[self._key()] = self
+        return self
+
+    def _busy_message(self, holder: Mapping[str, Any]) -> str:
+        text = f"out {str(self.out)!r} is in use by another run: {_describe(holder)}"
+        if holder.get("host") == socket.gethostname() and _pid_alive(holder.get("pid")) is False:
+            text += (
+                "; that process has ended but a child of it still holds the lock: wait for it "
+                "to exit"
+            )
+        else:
+            text += "; wait for it to finish, or choose another --out"
+        return text
+
+    def release(self) -> None:
+        """Unlock and remove the lock file (and ``out``, if the lock created it and it is empty)."""
+        if self._outer is not None:
+            self._outer = None
+            return
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _HELD.pop(self._key(), None)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)  # before unlocking: a waiting run then locks a fresh file
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.out.rmdir()  # only when empty
+            self._created = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self.release()
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    """The holder info of an open lock file (empty if none or unreadable)."""
+    try:
+        raw = os.pread(fd, 4096, 0)
+        value = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except (OSError, ValueError):
+        return {"pid": "?", "host": "?", "command": "(unreadable lock file)"}
+    return value if isinstance(value, dict) else {}
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
@@ -46,7 +285,10 @@ def prepare_run_dir(
     out: str | Path, config: Mapping[str, Any], *, resume: bool = False, force: bool = False,
     resume_file: str = "checkpoint.pt",
 ) -> Path:  # fmt: skip
-    """Claim ``out`` for a run and write its ``config.json``.
+    """Claim ``out`` for a run and write its ``config.json``, under the folder's :class:`RunLock`.
+
+    The caller should hold ``RunLock(out)`` for the run's whole life (this function re-enters
+    it); without one, the lock is held only while the folder is claimed.
 
     Args:
         out: the run folder.
@@ -59,12 +301,17 @@ def prepare_run_dir(
         ``out`` as a Path (created).
 
     Raises:
-        RunDirError: ``out`` is a file or cannot be created, holds a previous run while neither
-            ``resume`` nor ``force`` is given, or ``resume`` finds nothing to resume.
+        RunDirError: ``out`` is a file or cannot be created, is locked by another run, holds a
+            previous run while neither ``resume`` nor ``force`` is given, or ``resume`` finds
+            nothing to resume.
     """
     path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"out {str(path)!r} is a file, not a folder")
+    with RunLock(path):
+        return _claim(path, config, resume, force, resume_file)
+
+
+def _claim(path: Path, config: Mapping[str, Any], resume: bool, force: bool, resume_file: str
+           ) -> Path:  # fmt: skip
     previous = [name for name in RUN_FILES if (path / name).exists()] if path.is_dir() else []
     if previous == ["config.json"]:  # a run that failed before it wrote anything else
         previous = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from agents.rollout import rollout_episodes, sb3_policy_fn
-from agents.runs import prepare_run_dir
+from agents.runs import RunLock, prepare_run_dir
 from agents.task import TaskConfig, check_bool, check_choice, check_int, check_number, check_path
 
 __all__ = [
@@ -99,6 +99,8 @@ def build_model(config: BaselineConfig, data: Any = None) -> tuple[Any, Any]:
     """
     import gymnasium as gym
     from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -106,18 +108,19 @@ def build_model(config: BaselineConfig, data: Any = None) -> tuple[Any, Any]:
 
     set_random_seed(config.seed)
     kwargs = config.env_kwargs(data)
-    venv = DummyVecEnv([lambda: gym.make("DrumCompose-v0", **kwargs)] * config.num_envs)
+    # Monitor records each episode's return and length: SB3 logs rollout/ep_rew_mean from it
+    venv = DummyVecEnv([lambda: Monitor(gym.make("DrumCompose-v0", **kwargs))] * config.num_envs)
     venv.seed(config.seed)
     extra = dict(config.extra)
     if config.algo == "ppo":
         extra.setdefault("batch_size", min(256, config.num_steps * config.num_envs))
     algo = PPO if config.algo == "ppo" else A2C
-    tb = str(Path(config.out) / "tb") if config.tensorboard else None
     model = algo(
         "MultiInputPolicy", venv, learning_rate=config.learning_rate, n_steps=config.num_steps,
-        ent_coef=config.ent_coef, seed=config.seed, device="cpu", verbose=0,
-        tensorboard_log=tb, **extra,
+        ent_coef=config.ent_coef, seed=config.seed, device="cpu", verbose=0, **extra,
     )  # fmt: skip
+    if config.tensorboard:  # out/tb itself, as every drum-env command (SB3 would add PPO_1/)
+        model.set_logger(configure(str(Path(config.out) / "tb"), ["tensorboard"]))
     return model, venv
 
 
@@ -171,6 +174,8 @@ class DrumEvalCallback(_make_callback_base()):  # type: ignore[misc]
         self.evaluations.append(row)
         self.logger.record("eval/episode_return", row["episode_return"])
         self.logger.record("eval/song_raw", row["song_raw"])
+        # written now: A2C dumps its logs only every 100 updates by default
+        self.logger.dump(self.num_timesteps)
         return row
 
     def _on_step(self) -> bool:
@@ -190,14 +195,22 @@ def train_baseline(config: BaselineConfig) -> BaselineResult:
         BaselineResult; the model is saved as ``out/model.zip``.
 
     Raises:
-        agents.runs.RunDirError: ``out`` holds another run (and ``force`` is not set).
+        agents.runs.RunDirError: ``out`` holds another run (and ``force`` is not set), or
+            another process is running in it.
     """
+    with RunLock(config.out):  # out/ is this run's until it ends
+        return _train_baseline(config)
+
+
+def _train_baseline(config: BaselineConfig) -> BaselineResult:
     out = prepare_run_dir(config.out, config.to_dict(), force=config.force)
     model, venv = build_model(config)
     callback = DrumEvalCallback(
         config.env_kwargs(), config.eval_every, config.eval_episodes, config.seed
     )
-    model.learn(config.total_timesteps, callback=callback, progress_bar=config.progress)
+    # A2C updates every num_steps * num_envs steps: log every 10 of them (SB3's default: 100)
+    model.learn(config.total_timesteps, callback=callback, progress_bar=config.progress,
+                log_interval=1 if config.algo == "ppo" else 10)  # fmt: skip
     evals = callback.evaluations
     final = evals[-1] if evals and evals[-1]["step"] == model.num_timesteps else None
     final = final or callback.evaluate()

@@ -37,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "TaskConfig",
+    "MAX_WEIGHT",
     "is_int",
     "is_number",
     "check_int",
@@ -47,6 +48,13 @@ __all__ = [
     "replace_config",
     "config_to_dict",
 ]
+
+
+MAX_WEIGHT: float = 1e3
+"""Largest reward weight accepted. Every raw term lies in ``[-1, 0]`` and a normalised one in
+``[-5, 5]``, so with every weight at most ``1e3`` a step's reward is at most
+``len(TERMS) * 5 * 1e3`` (4e4) in size: finite in float32, and far beyond any useful
+weighting."""
 
 
 # ----------------------------------------------------------------------------- validators
@@ -147,7 +155,11 @@ def check_path(obj: Any, name: str, optional: bool = True) -> None:
 
 
 def _weights_pairs(value: Any) -> tuple[tuple[str, float], ...] | None:
-    """``weights`` as ``(term, weight)`` pairs in ``TERMS`` order (a JSON string, dict or pairs)."""
+    """``weights`` as ``(term, weight)`` pairs in ``TERMS`` order (a JSON string, dict or pairs).
+
+    Each weight must be a finite number in ``[0, MAX_WEIGHT]``: 0 switches a term off; a
+    negative weight would reward the opposite of the term, and a huge one overflows the reward.
+    """
     from drum_env.rewards import TERMS
 
     if value is None:
@@ -173,8 +185,11 @@ def _weights_pairs(value: Any) -> tuple[tuple[str, float], ...] | None:
         term, weight = pair
         if not isinstance(term, str):
             raise ValueError(f"weights: term names must be strings, got {term!r}")
-        if not is_number(weight):
-            raise ValueError(f"weights: {term!r} must be a number, got {weight!r}")
+        if not is_number(weight) or not 0.0 <= float(weight) <= MAX_WEIGHT:
+            raise ValueError(
+                f"weights: {term!r} must be a finite number in [0, {MAX_WEIGHT:g}] (0 switches "
+                f"the term off), got {weight!r}"
+            )
         given[term] = float(weight)
     unknown = sorted(set(given) - set(TERMS))
     if unknown:
@@ -234,7 +249,7 @@ class TaskConfig:
     """Reward shaping, a name of ``drum_env.SHAPINGS``."""
     weights: tuple[tuple[str, float], ...] | None = None
     """Per-term weights that replace the shaping's, as JSON (``'{"step": 0.5}'``); terms of
-    ``drum_env.TERMS``."""
+    ``drum_env.TERMS``, each weight in ``[0, 1000]`` (0 switches the term off)."""
     normalize: bool | None = None
     """Normalise each term by its running mean and std; ``None``: the shaping's choice."""
 

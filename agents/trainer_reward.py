@@ -147,26 +147,65 @@ def weighted_reward(norm_terms: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _inverse_softplus(x: np.ndarray) -> np.ndarray:
-    x = np.maximum(np.asarray(x, dtype=np.float64), 1e-6)
-    return np.where(x > 20.0, x, np.log(np.expm1(x)))
+    """``theta`` with ``softplus(theta) = x`` for ``x > 0`` (float64; ``-inf`` at 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(x > 20.0, x, np.log(np.expm1(np.minimum(x, 20.0))))
+
+
+_WEIGHT_RTOL = 1e-3  # how closely float32 must hold a weight it is given
 
 
 class RewardWeights(nn.Module):
-    """Per-term reward weights; the learned ones are ``softplus(theta) >= 0``.
+    """Per-term reward weights; the learned ones are ``softplus(theta) > 0``.
+
+    The weights it is given are honoured or refused, never replaced: every weight must be
+    finite and ``>= 0``; a learned term must start above 0, because ``softplus`` never reaches
+    0 (a term whose weight is 0 is switched off and stays fixed at 0: ``PPOConfig`` learns only
+    the terms with a non-zero weight); and, when any term is learned, every weight must survive
+    float32 (within 0.1%; a learned one as ``softplus(theta)``): at least ``1e-30``, or 0.
 
     Args:
         initial: float array (len(TERMS),), the shaping's weights (start of the learned ones).
         learned: names of the learned terms (the others keep their initial weight).
+
+    Raises:
+        ValueError: a weight that is negative, not finite, or not representable as above, or
+            an unknown learned term (the message names the term and the weight).
     """
 
     def __init__(self, initial: np.ndarray, learned: tuple[str, ...] = ()) -> None:
         super().__init__()
         initial = np.asarray(initial, dtype=np.float64)
+        if initial.shape != (len(TERMS),):
+            raise ValueError(f"reward weights must be {len(TERMS)} numbers, got {initial.shape}")
+        unknown = sorted(set(learned) - set(TERMS))
+        if unknown:
+            raise ValueError(f"learned weights: unknown term(s) {unknown}; known: {list(TERMS)}")
         mask = np.array([k in learned for k in TERMS])
-        self.register_buffer("fixed", torch.as_tensor(initial, dtype=torch.float32))
+        for k, w, learn in zip(TERMS, initial, mask):
+            if not np.isfinite(w) or w < 0:
+                raise ValueError(f"weights: {k!r} must be finite and >= 0, got {float(w)!r}")
+            if learn and w == 0:
+                raise ValueError(
+                    f"weights: {k!r} is learned but starts at 0, which softplus cannot "
+                    "represent; give it a weight > 0, or leave it at 0 to keep it switched off"
+                )
+        theta = torch.as_tensor(np.where(mask, _inverse_softplus(initial), 0.0),
+                                dtype=torch.float32)  # fmt: skip
+        fixed = torch.as_tensor(initial, dtype=torch.float32)
+        held = torch.where(torch.as_tensor(mask), nn.functional.softplus(theta), fixed)
+        for k, w, got, learn in zip(TERMS, initial, held.double().numpy(), mask):
+            # with nothing learned the trainer weighs with the float64 weights themselves
+            if mask.any() and abs(got - w) > _WEIGHT_RTOL * w:
+                raise ValueError(
+                    f"weights: {k!r}={w:g} cannot be held in float32"
+                    f"{' as softplus(theta)' if learn else ''} (it becomes {got:g}); use a "
+                    "weight of at least 1e-30, or 0 to switch the term off"
+                )
+        self.register_buffer("fixed", fixed)
         self.register_buffer("mask", torch.as_tensor(mask))
-        theta = np.where(mask, _inverse_softplus(initial), 0.0)
-        self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float32))
+        self.theta = nn.Parameter(theta)
         self.bias = nn.Parameter(torch.zeros((), dtype=torch.float32))
 
     def forward(self) -> Tensor:

@@ -3,13 +3,26 @@
 A corpus is every ``*.npz`` file under a folder (recursively, sorted by relative path for
 determinism), each holding one float32-compatible array ``[time_steps, num_drums]`` under a key
 (``"sequence"`` by default), values in ``[0, 1]``. Files are always opened with
-``np.load(path, allow_pickle=False)`` and never modified.
+``np.load(path, allow_pickle=False)`` and never modified. A hit is any value ``> 0`` in every
+dtype: a positive float64 too small for float32 (``1e-50``) is stored as float32's smallest
+normal number, never as 0.
+
+Before an array is read, its ``.npy`` header inside the zip archive is checked, so a file can
+never make the loader allocate what it does not hold: the shape times the item size must match
+the bytes the archive entry inflates to, be at most ``max_bytes`` (:data:`MAX_ARRAY_BYTES`,
+256 MiB, by default: about 150 hours of 9 drums at 16th notes and 200 bpm in float32), and an
+entry of more than 16 MiB must not inflate more than :data:`MAX_INFLATION` times (a
+decompression bomb). A file that records the grid it was made on (``steps_per_bar``, and
+``time_signature``, as ``drum-env convert`` writes them) is refused when its bars are not the
+``steps_per_bar`` steps the loader is asked for.
 
 Bad input raises :class:`DataError` (a :class:`ValueError`) whose message names the file and what
 is wrong, never a traceback from inside numpy or :mod:`zipfile`: a missing folder, a folder with
 no ``.npz`` file, a missing key (the keys present are listed), an array that is not 2-D, has no
 time steps or no drums, holds NaN or inf, values outside ``[0, 1]``, a non-numeric or object
-dtype, a corrupt or truncated archive, and files that disagree on ``num_drums``. With
+dtype, a corrupt or truncated archive, an array header that claims more than the archive holds
+or than ``max_bytes``, a decompression bomb, bars of another length than ``steps_per_bar``, and
+files that disagree on ``num_drums``. With
 ``on_error="skip"`` bad files are left out with one :mod:`warnings` warning that lists them all,
 and an error is raised only if no file is left.
 
@@ -21,6 +34,7 @@ and an error is raised only if no file is left.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 import warnings
@@ -34,6 +48,8 @@ from typing import BinaryIO, Literal, NamedTuple
 import numpy as np
 
 __all__ = [
+    "MAX_ARRAY_BYTES",
+    "MAX_INFLATION",
     "atomic_write",
     "DataError",
     "DataWarning",
@@ -49,6 +65,16 @@ OnError = Literal["raise", "skip"]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
 _NPY_MAGIC = b"\x93NUMPY"
+
+MAX_ARRAY_BYTES: int = 256 * 2**20
+"""Default largest array (bytes, as its header declares it) a loader reads from an archive."""
+
+MAX_INFLATION: float = 200.0
+"""Largest ratio of inflated to compressed size for an archive entry of more than 16 MiB."""
+
+_INFLATION_FLOOR = 16 * 2**20  # entries smaller than this may inflate as much as they like
+_GRID_KEYS = ("steps_per_bar", "time_signature", "steps_per_quarter")  # small metadata arrays
+_FLOAT32_TINY = np.finfo(np.float32).tiny
 
 
 class DataError(ValueError):
@@ -80,7 +106,8 @@ def validate_sequence(arr: object, name: str = "sequence") -> np.ndarray:
 
     Returns:
         float32 array ``(time_steps, num_drums)``, values in [0, 1]; ``arr`` itself when it
-        already is one (no copy).
+        already is one (no copy). Hits are kept: a wider float ``> 0`` that float32 would round
+        to 0 (or to a subnormal) becomes float32's smallest normal number.
 
     Raises:
         DataError: naming ``name`` and the problem.
@@ -115,7 +142,12 @@ def validate_sequence(arr: object, name: str = "sequence") -> np.ndarray:
             f"{name}: values must lie in [0, 1] (hits, or velocities / 127), found min {lo} and "
             f"max {hi}"
         )
-    return np.ascontiguousarray(a, dtype=np.float32)
+    out = np.ascontiguousarray(a, dtype=np.float32)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4:  # a narrowing cast: keep every hit a hit
+        lost = (a > 0) & (out < _FLOAT32_TINY)
+        if lost.any():
+            out[lost] = _FLOAT32_TINY
+    return out
 
 
 def check_num_drums(names: Sequence[str], sequences: Sequence[np.ndarray]) -> int:
@@ -170,12 +202,22 @@ def find_npz_files(npz_dir: str | Path) -> list[Path]:
     return files
 
 
-def load_npz_file(path: str | Path, key: str = "sequence") -> np.ndarray:
+def load_npz_file(
+    path: str | Path,
+    key: str = "sequence",
+    *,
+    steps_per_bar: int | None = None,
+    max_bytes: int = MAX_ARRAY_BYTES,
+) -> np.ndarray:
     """Load and validate the sequence of one ``.npz`` file, with ``allow_pickle=False``.
 
     Args:
         path: the ``.npz`` file.
         key: name of the array in the archive.
+        steps_per_bar: the bar length (steps) the caller works with; a file that records
+            another one (its ``steps_per_bar``, or a ``time_signature`` whose bar has another
+            number of steps on its grid) is refused. ``None``: not checked.
+        max_bytes: the largest array, in bytes, the file may declare (see the module docstring).
 
     Returns:
         float32 array ``(time_steps, num_drums)``, values in [0, 1].
@@ -198,15 +240,89 @@ def load_npz_file(path: str | Path, key: str = "sequence") -> np.ndarray:
             if not head.startswith(_ZIP_MAGIC):
                 raise DataError(f"{path}: not a zip archive (corrupt, or not an .npz file)")
             fh.seek(0)
-            arr = _read_member(fh, path, key)
+            arr, grid = _read_member(fh, path, key, max_bytes)
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if steps_per_bar is not None:
+        _check_grid(path, grid, steps_per_bar)
     return validate_sequence(arr, f"{path} [{key!r}]")
 
 
-def _read_member(fh: BinaryIO, path: Path, key: str) -> np.ndarray:
-    """Array ``key`` of the open zip archive ``fh`` (named ``path``), or a DataError."""
+def _member_name(zf: zipfile.ZipFile, key: str) -> str | None:
+    """The archive entry ``np.load`` reads for ``key`` (``key`` or ``key.npy``), if any."""
+    names = set(zf.namelist())
+    return key if key in names else f"{key}.npy" if f"{key}.npy" in names else None
+
+
+def _check_header(zf: zipfile.ZipFile, path: Path, key: str, max_bytes: int) -> None:
+    """Refuse entry ``key`` before ``np.load`` allocates it, if its header is absurd."""
+    name = _member_name(zf, key)
+    if name is None:
+        return  # np.load names the missing key, with the keys present
+    info = zf.getinfo(name)
+    limit = f"the limit of {max_bytes:,} bytes"
+    if info.file_size > max_bytes:
+        raise DataError(
+            f"{path}: array {key!r} inflates to {info.file_size:,} bytes, more than {limit}"
+        )
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > _INFLATION_FLOOR and ratio > MAX_INFLATION:
+        raise DataError(
+            f"{path}: array {key!r} inflates {ratio:.0f} times ({info.compress_size:,} -> "
+            f"{info.file_size:,} bytes), more than {MAX_INFLATION:g}: refused as a "
+            "decompression bomb"
+        )
+    with zf.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise DataError(
+                    f"{path}: array {key!r} has .npy format version {version}, which is not "
+                    "read here (save it with numpy's np.savez)"
+                )
+        except DataError:
+            raise
+        except ValueError as exc:
+            raise DataError(f"{path}: array {key!r} has a corrupt .npy header ({exc})") from exc
+        header_bytes = member.tell()
+    if dtype.hasobject:
+        return  # np.load refuses it (allow_pickle=False), with its own message
+    count = math.prod(int(n) for n in shape)
+    nbytes = count * dtype.itemsize
+    if nbytes > max_bytes:
+        raise DataError(
+            f"{path}: array {key!r} claims shape {tuple(shape)} of {dtype} ({nbytes:,} bytes), "
+            f"more than {limit}"
+        )
+    if header_bytes + nbytes != info.file_size:
+        raise DataError(
+            f"{path}: array {key!r} claims shape {tuple(shape)} of {dtype} ({nbytes:,} bytes), "
+            f"but its archive entry holds {info.file_size - header_bytes:,} bytes of data "
+            "(corrupt)"
+        )
+
+
+def _read_member(
+    fh: BinaryIO, path: Path, key: str, max_bytes: int = MAX_ARRAY_BYTES
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Array ``key`` of the open zip archive ``fh`` (named ``path``) and its grid metadata.
+
+    Returns:
+        ``(array, grid)``: ``grid`` holds whichever of ``steps_per_bar``, ``time_signature``
+        and ``steps_per_quarter`` the archive records.
+
+    Raises:
+        DataError: naming the file and the problem.
+    """
     try:
+        with zipfile.ZipFile(fh) as zf:
+            for name in (key, *_GRID_KEYS):
+                _check_header(zf, path, name, max_bytes if name == key else 1024)
+        fh.seek(0)
         with np.load(fh, allow_pickle=False) as archive:
             keys = list(archive.files)
             if key not in keys:
@@ -214,9 +330,12 @@ def _read_member(fh: BinaryIO, path: Path, key: str) -> np.ndarray:
                     f"{path}: missing key {key!r}; keys present: "
                     f"{', '.join(repr(k) for k in keys) if keys else 'none'}"
                 )
-            return archive[key]
+            grid = {k: archive[k] for k in _GRID_KEYS if k in keys and k != key}
+            return archive[key], grid
     except DataError:
         raise
+    except MemoryError as exc:
+        raise DataError(f"{path}: array {key!r} does not fit in memory ({exc})") from None
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise DataError(
@@ -228,8 +347,48 @@ def _read_member(fh: BinaryIO, path: Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: corrupt or truncated .npz archive ({exc})") from exc
 
 
+def _grid_int(path: Path, grid: dict[str, np.ndarray], name: str, size: int,
+              kinds: str = "iu") -> list[int | float]:  # fmt: skip
+    value = np.asarray(grid[name])
+    if (value.dtype.kind not in kinds or value.size != size or not np.isfinite(value).all()
+            or (value <= 0).any()):  # fmt: skip
+        want = "a positive integer" if size == 1 else f"{size} positive integers"
+        raise DataError(f"{path}: {name!r} must be {want}, got {value.tolist()!r}")
+    return [v.item() for v in value.ravel()]
+
+
+def _check_grid(path: Path, grid: dict[str, np.ndarray], steps_per_bar: int) -> None:
+    """Refuse a file whose recorded bars are not ``steps_per_bar`` steps long.
+
+    Files of ``drum-env convert`` record ``steps_per_bar`` (steps in one of their bars),
+    ``time_signature`` and ``steps_per_quarter``; older ones recorded ``steps_per_bar`` as the
+    steps of a 4/4 bar of their grid, so their bar is ``steps_per_bar * num / den`` steps.
+    """
+    if not grid:
+        return
+    recorded = _grid_int(path, grid, "steps_per_bar", 1)[0] if "steps_per_bar" in grid else None
+    num, den = _grid_int(path, grid, "time_signature", 2) if "time_signature" in grid else (4, 4)
+    if "steps_per_quarter" in grid:
+        per_quarter = _grid_int(path, grid, "steps_per_quarter", 1, kinds="iuf")[0]
+        bar = recorded if recorded is not None else per_quarter * 4 * num / den
+    else:
+        bar = (recorded if recorded is not None else steps_per_bar) * num / den
+    if bar != steps_per_bar:
+        meter = f", time signature {num}/{den}" if "time_signature" in grid else ""
+        raise DataError(
+            f"{path}: its bars are {bar:g} steps long (as recorded in it{meter}), but "
+            f"steps_per_bar={steps_per_bar} is asked for, which would cut them in the wrong "
+            "places; load it with the steps_per_bar it was made for, or leave it out"
+        )
+
+
 def load_npz_folder(
-    npz_dir: str | Path, on_error: OnError = "raise", key: str = "sequence"
+    npz_dir: str | Path,
+    on_error: OnError = "raise",
+    key: str = "sequence",
+    *,
+    steps_per_bar: int | None = None,
+    max_bytes: int = MAX_ARRAY_BYTES,
 ) -> LoadedCorpus:
     """Load every ``*.npz`` file under a folder (recursively, sorted).
 
@@ -240,6 +399,9 @@ def load_npz_folder(
             files whose ``num_drums`` differs from the most common one (ties: the first file's)
             count as bad. A :class:`DataError` is raised only if no file is left.
         key: name of the array in each archive.
+        steps_per_bar: refuse files that record bars of another length (see
+            :func:`load_npz_file`); ``None``: not checked.
+        max_bytes: the largest array, in bytes, a file may declare.
 
     Returns:
         LoadedCorpus of the files loaded and their float32 sequences.
@@ -256,7 +418,7 @@ def load_npz_folder(
     skipped: list[str] = []
     for path in paths:
         try:
-            seq = load_npz_file(path, key)
+            seq = load_npz_file(path, key, steps_per_bar=steps_per_bar, max_bytes=max_bytes)
         except DataError as exc:
             if on_error == "raise":
                 raise

@@ -33,9 +33,19 @@ position in quarter notes through every tempo change, then to the nearest step (
 later step). Notes of one class that land on the same step keep the largest velocity. The
 sequence ends at the first bar line after the last onset's step, with bar lines taken from the
 file's time-signature map (default 4/4): a 3/4 file with ``steps_per_bar=16`` gives a length
-that is a whole number of 12-step bars. Only instruments with ``is_drum=True`` are read; a file
-with no drum instrument at all falls back to reading every instrument (the Groove MIDI files
-are drum tracks).
+that is a whole number of 12-step bars. Only instruments with ``is_drum=True`` (MIDI channel 10)
+are read; a file with no drum instrument at all falls back to reading every instrument by pitch,
+with a :class:`~dataset.io.DataWarning` (its notes may be a piano's, not drums). A format-2 MIDI
+file (each track an independent pattern, with its own timeline) is refused: read as one
+timeline, its patterns would be stacked on the same steps.
+
+Time signatures: drum-env works with bars of one length, ``steps_per_bar`` steps.
+:func:`midi_to_sequence` reads any meter on the 16th-note grid and reports the file's time
+signatures; :func:`convert_folder` converts only the files whose every bar is ``steps_per_bar``
+steps on that grid (4/4 and 2/2 at the default 16) and refuses the others (3/4, 7/8, ...) with
+the reason, so a corpus never mixes bar lengths. Each ``.npz`` it writes records the grid
+(``steps_per_bar``: steps in one bar; ``steps_per_quarter``; ``time_signature``), which
+:func:`dataset.io.load_npz_file` checks against the ``steps_per_bar`` it is asked for.
 
 Writing MIDI (:func:`sequence_to_midi`) uses a constant tempo and a 4/4 time signature; trailing
 silent bars cannot be represented in the file, so a round trip gives back the hits, with the
@@ -54,7 +64,7 @@ from typing import NamedTuple
 import numpy as np
 import pretty_midi
 
-from dataset.io import atomic_write
+from dataset.io import DataWarning, atomic_write
 
 __all__ = [
     "DRUM_NAMES",
@@ -127,6 +137,12 @@ class MidiConversion(NamedTuple):
     """(numerator, denominator) of the file's first time signature; (4, 4) when it sets none."""
     dropped_notes: int
     """Number of notes read whose pitch is not in the pitch table (not in the sequence)."""
+    time_signatures: tuple[tuple[int, int], ...] = ()
+    """Every time signature (numerator, denominator) in force within the sequence, in order;
+    empty when the file sets none (4/4)."""
+    warnings: tuple[str, ...] = ()
+    """What the conversion warned about (e.g. no drum channel), also issued as
+    :class:`~dataset.io.DataWarning`."""
 
 
 class ConversionReport(NamedTuple):
@@ -138,6 +154,8 @@ class ConversionReport(NamedTuple):
     """(MIDI file, reason) for every file that was skipped."""
     dropped_notes: int = 0
     """Total notes dropped over the converted files (pitch not in the table)."""
+    warned: tuple[tuple[Path, str], ...] = ()
+    """(MIDI file, warning) for every converted file the conversion warned about."""
 
 
 def pitch_to_class(table: str = "default") -> dict[int, int]:
@@ -182,10 +200,14 @@ def midi_to_sequence(
         ``[0, 1]``; ``steps`` is a whole number of bars of the file's time signature, or 0 when
         the file holds no note of the pitch table.
 
+    Warns:
+        DataWarning: the file has no drum instrument (channel 10), so every instrument was read
+            as drums by pitch.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: bad ``steps_per_bar`` or ``pitch_table``, or the file cannot be parsed as
-            MIDI (the message names the file).
+        ValueError: bad ``steps_per_bar`` or ``pitch_table``, the file cannot be parsed as
+            MIDI, or it is a format-2 file (the message names the file).
     """
     path = Path(path)
     _check_steps_per_bar(steps_per_bar)
@@ -193,6 +215,12 @@ def midi_to_sequence(
     num_drums = len(_table(pitch_table))
     if not path.is_file():
         raise FileNotFoundError(f"MIDI file not found: {path}")
+    if _midi_format(path) == 2:
+        raise ValueError(
+            f"MIDI file {path} is format 2 (each track an independent pattern on its own "
+            "timeline), which is not supported: read as one timeline its patterns would be "
+            "stacked on the same steps; save each pattern as its own format-0 or format-1 file"
+        )
     try:
         with warnings.catch_warnings():
             # pretty_midi warns about meta events on non-zero tracks, harmless here.
@@ -201,7 +229,16 @@ def midi_to_sequence(
     except Exception as exc:  # mido/pretty_midi raise many types for corrupt files
         raise ValueError(f"cannot parse MIDI file {path}: {type(exc).__name__}: {exc}") from exc
 
-    instruments = [inst for inst in pm.instruments if inst.is_drum] or list(pm.instruments)
+    instruments = [inst for inst in pm.instruments if inst.is_drum]
+    notes_warned: list[str] = []
+    if not instruments and any(inst.notes for inst in pm.instruments):
+        instruments = list(pm.instruments)
+        programs = sorted({int(inst.program) for inst in instruments if inst.notes})
+        notes_warned.append(
+            f"MIDI file {path} has no drum track (MIDI channel 10): the notes of its other "
+            f"instruments (General MIDI program(s) {programs}) were read as drums by pitch"
+        )
+        warnings.warn(notes_warned[-1], DataWarning, stacklevel=2)
     notes = [note for inst in instruments for note in inst.notes]
     pitches = np.array([n.pitch for n in notes], dtype=np.int64)
     starts = np.array([n.start for n in notes], dtype=np.float64)
@@ -217,9 +254,11 @@ def midi_to_sequence(
     signatures = pm.time_signature_changes
     first_sig = (signatures[0].numerator, signatures[0].denominator) if signatures else (4, 4)
 
+    meters = tuple((ts.numerator, ts.denominator) for ts in signatures)
     if len(classes) == 0:
         sequence = np.zeros((0, num_drums), dtype=np.float32)
-        return MidiConversion(sequence, steps_per_bar, tempo_bpm, first_sig, dropped)
+        return MidiConversion(sequence, steps_per_bar, tempo_bpm, first_sig, dropped, meters,
+                              tuple(notes_warned))  # fmt: skip
 
     steps_per_quarter = steps_per_bar / 4.0
     quarters = _seconds_to_quarters(starts, tempo_times, tempi)
@@ -239,7 +278,10 @@ def midi_to_sequence(
     values = velocities / 127.0 if velocity else np.ones_like(velocities)
     sequence = np.zeros((length, num_drums), dtype=np.float32)
     np.maximum.at(sequence, (steps, classes), values.astype(np.float32))
-    return MidiConversion(sequence, steps_per_bar, tempo_bpm, first_sig, dropped)
+    in_force = sig_quarters * steps_per_quarter < length - _EPS  # starts within the sequence
+    meters = tuple(m for m, keep in zip(meters, in_force, strict=True) if keep)
+    return MidiConversion(sequence, steps_per_bar, tempo_bpm, first_sig, dropped, meters,
+                          tuple(notes_warned))  # fmt: skip
 
 
 def sequence_to_midi(
@@ -317,10 +359,13 @@ def convert_folder(
 
     Finds ``*.mid`` and ``*.midi`` recursively (sorted by relative path, suffix case ignored),
     and writes ``out_dir/<relative folder>/<name>.npz`` holding ``sequence`` (float32 array
-    (steps, 9), velocities in ``[0, 1]``), ``steps_per_bar`` (int), ``tempo_bpm`` (float, first
-    tempo) and ``time_signature`` (int array (2,), first time signature). Each file is written
-    atomically. A file that cannot be parsed, or holds no note of the pitch table, is skipped
-    and listed in ``failed`` with the reason; the others still convert.
+    (steps, 9), velocities in ``[0, 1]``), ``steps_per_bar`` (int: steps in one bar),
+    ``steps_per_quarter`` (int or float: the grid), ``tempo_bpm`` (float, first tempo) and
+    ``time_signature`` (int array (2,), first time signature). Each file is written
+    atomically. A file that cannot be parsed, is format 2, holds no note of the pitch table, or
+    has a time signature whose bar is not ``steps_per_bar`` steps on the grid (3/4, 7/8, ...;
+    see the module docstring) is skipped and listed in ``failed`` with the reason; the others
+    still convert. Files read without a drum channel are converted and listed in ``warned``.
 
     Args:
         midi_dir: folder searched recursively for MIDI files.
@@ -332,11 +377,14 @@ def convert_folder(
 
     Returns:
         :class:`ConversionReport` with the written ``.npz`` paths, the failed MIDI files with
-        their reasons, and the total count of dropped notes (pitch not in the table).
+        their reasons, the total count of dropped notes (pitch not in the table), and the
+        warnings.
 
     Raises:
         FileNotFoundError: ``midi_dir`` does not exist or is not a folder.
-        ValueError: no MIDI file under ``midi_dir``, or bad ``steps_per_bar`` / ``pitch_table``.
+        ValueError: no MIDI file under ``midi_dir``, bad ``steps_per_bar`` / ``pitch_table``,
+            or ``out_dir`` (or a file in it) cannot be written: a file where the folder should
+            be, a read-only file system, a full disk (the message names the path).
     """
     midi_dir = Path(midi_dir)
     out_dir = Path(out_dir)
@@ -350,9 +398,16 @@ def convert_folder(
     )
     if not sources:
         raise ValueError(f"no .mid or .midi files found under {midi_dir}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"out_dir {out_dir} cannot be created: {exc.strerror or exc}") from None
 
     converted: list[Path] = []
     failed: list[tuple[Path, str]] = []
+    warned: list[tuple[Path, str]] = []
     dropped_total = 0
     written_from: dict[Path, Path] = {}
     for source in sources:
@@ -360,32 +415,68 @@ def convert_folder(
         try:
             if target in written_from:
                 raise ValueError(f"output {target} already written from {written_from[target]}")
-            result = midi_to_sequence(source, steps_per_bar=steps_per_bar, pitch_table=pitch_table)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataWarning)  # reported in ``warned`` instead
+                result = midi_to_sequence(
+                    source, steps_per_bar=steps_per_bar, pitch_table=pitch_table
+                )
             if result.sequence.shape[0] == 0:
                 raise ValueError(f"no notes of pitch table {pitch_table!r} in {source}")
+            _check_meters(source, result.time_signatures, steps_per_bar)
         except ValueError as exc:
             failed.append((source, str(exc)))
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(
-                target,
-                lambda f, r=result: np.savez_compressed(
-                    f,
-                    sequence=r.sequence,
-                    steps_per_bar=np.int64(r.steps_per_bar),
-                    tempo_bpm=np.float64(r.tempo_bpm),
-                    time_signature=np.array(r.time_signature, dtype=np.int64),
-                ),
-            )
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(
+                    target,
+                    lambda f, r=result: np.savez_compressed(
+                        f,
+                        sequence=r.sequence,
+                        steps_per_bar=np.int64(r.steps_per_bar),
+                        steps_per_quarter=_grid_value(r.steps_per_bar / 4),
+                        tempo_bpm=np.float64(r.tempo_bpm),
+                        time_signature=np.array(r.time_signature, dtype=np.int64),
+                    ),
+                )
+            except OSError as exc:
+                raise ValueError(f"cannot write {target}: {exc.strerror or exc}") from None
             written_from[target] = source
             converted.append(target)
+            warned += [(source, w) for w in result.warnings]
             dropped_total += result.dropped_notes
         if on_progress is not None:
             on_progress(source)
-    return ConversionReport(converted, failed, dropped_total)
+    return ConversionReport(converted, failed, dropped_total, tuple(warned))
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_meters(source: Path, meters: Sequence[tuple[int, int]], steps_per_bar: int) -> None:
+    """Refuse a file with a bar of another length than ``steps_per_bar`` steps on its grid."""
+    for num, den in meters:
+        bar = steps_per_bar * num / den
+        if bar != steps_per_bar:
+            raise ValueError(
+                f"MIDI file {source} is in {num}/{den}: its bars are {bar:g} steps on this grid, "
+                f"not steps_per_bar={steps_per_bar}, and drum-env works with bars of one length "
+                "(only meters with 4/4-long bars, such as 4/4 and 2/2, are converted)"
+            )
+
+
+def _grid_value(value: float) -> np.ndarray:
+    """An int64 scalar for a whole number, else float64 (the npz's ``steps_per_quarter``)."""
+    return np.int64(value) if float(value).is_integer() else np.float64(value)
+
+
+def _midi_format(path: Path) -> int | None:
+    """The format (0, 1 or 2) in a Standard MIDI File's header; ``None`` if it has none."""
+    with path.open("rb") as fh:
+        head = fh.read(14)
+    if len(head) < 14 or head[:4] != b"MThd":
+        return None  # not a plain SMF: let the parser decide
+    return int.from_bytes(head[8:10], "big")
 
 
 def _table(name: str) -> tuple[tuple[int, ...], ...]:
