@@ -46,7 +46,7 @@ class DrumComposeConfig:
     prompt_bars: int = 2
     context_steps: int = 32
     sections: tuple[tuple[int, int], ...] | None = None
-    shaping: Shaping = field(default_factory=lambda: rewards.make_shaping("hierarchical"))
+    shaping: Shaping = field(default_factory=lambda: rewards.make_shaping(rewards.DEFAULT_SHAPING))
     num_drums: int = 9
 
     def __post_init__(self) -> None:
@@ -322,7 +322,7 @@ class ComposeCore:
         self._columns = []
         for flags in range(16):
             names = ["step"]
-            names += ["bar", "silence", "repetition"] if flags & _BAR else []
+            names += ["bar", "silence", "repetition", "variety"] if flags & _BAR else []
             names += ["phrase"] if flags & _PHRASE else []
             names += ["section"] if flags & _SECTION else []
             names += ["song"] if flags & _SONG else []
@@ -460,7 +460,18 @@ class ComposeCore:
             constant = (codes == codes[:, :1]).all(axis=-1) & ~silent
             raw[i, _T["silence"]] = -(silent & ~ref.bar_silent[e, k]).astype(np.float64)
             raw[i, _T["repetition"]] = -(constant & ~ref.bar_constant[e, k]).astype(np.float64)
-            closed[i, _T["bar"]] = closed[i, _T["silence"]] = closed[i, _T["repetition"]] = True
+            # variety: the bar and the one before it (the bar itself for a window's first bar),
+            # composed and reference in one batch
+            prev_end = np.where(k > 0, end[i] - c.steps_per_bar, end[i])
+            both = np.concatenate([
+                np.stack([bars, self._slices(e, prev_end, c.steps_per_bar)], axis=1),
+                np.stack([self._slices(e, end[i], c.steps_per_bar, self.reference),
+                          self._slices(e, prev_end, c.steps_per_bar, self.reference)], axis=1),
+            ])  # fmt: skip
+            variety = rewards.variety_features(both[:, 0], both[:, 1])
+            raw[i, _T["variety"]] = -rewards.feature_distance(variety[: len(i)], variety[len(i) :])
+            for name in ("bar", "silence", "repetition", "variety"):
+                closed[i, _T[name]] = True
 
         if any_flags & _PHRASE:
             phrase_end = (flags & _PHRASE) > 0
@@ -511,10 +522,15 @@ class ComposeCore:
             )
         return StepResult(raw, closed, values, reward, terminated)
 
-    def _slices(self, env_ids: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
-        """The canvas's last ``length`` steps before ``ends``: bool (M, length, drums)."""
+    def _slices(
+        self, env_ids: np.ndarray, ends: np.ndarray, length: int, source: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The last ``length`` steps before ``ends``: bool (M, length, drums).
+
+        Of the canvas, or of ``source`` (e.g. the reference) when given.
+        """
         steps = ends[:, None] - length + np.arange(length)
-        return self.canvas[env_ids[:, None], steps]
+        return (self.canvas if source is None else source)[env_ids[:, None], steps]
 
     # ------------------------------------------------------------------------- observing
 

@@ -22,9 +22,41 @@ from drum_env.core import (
     set_generator_state,
     terms_info,
 )
-from drum_env.rewards import RunningNormalizer, Shaping
+from drum_env.rewards import DEFAULT_SHAPING, RunningNormalizer, Shaping
 
-__all__ = ["DrumComposeEnv"]
+__all__ = ["DrumComposeEnv", "check_reset_options"]
+
+
+def check_reset_options(options: Any) -> Mapping[str, Any] | None:
+    """Check ``reset(options=...)``: ``None``, or a dict with ``"window"`` or ``"sequence"``.
+
+    Each given index must be an integer (numpy's too; not a bool, a float or a string); the
+    range and unknown keys are checked when the window is chosen.
+
+    Args:
+        options: what ``reset`` was given.
+
+    Returns:
+        ``options`` itself.
+
+    Raises:
+        ValueError: ``options`` is not a mapping, gives both keys, or an index that is not an
+            integer (the message names the option).
+    """
+    if options is None:
+        return None
+    if not isinstance(options, Mapping):
+        raise ValueError(
+            "options must be a dict such as {'window': 3} or {'sequence': 0}, got "
+            f"{type(options).__name__} {options!r}"
+        )
+    if "window" in options and "sequence" in options:
+        raise ValueError("options: give 'window' or 'sequence', not both")
+    for key in ("window", "sequence"):
+        value = options.get(key, 0)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"options[{key!r}] must be an integer index, got {value!r}")
+    return options
 
 
 class DrumComposeEnv(gym.Env):
@@ -65,9 +97,13 @@ class DrumComposeEnv(gym.Env):
     against the reference's per-position hit rates), ``bar``, ``phrase``, ``section`` (at each
     unit's end: mean absolute difference of the unit's features and the reference unit's),
     ``song`` (at the end: the same for the whole window), ``silence`` and ``repetition``
-    (``-1`` for a silent bar or one pattern on every step, where the reference bar is neither).
-    Every raw term lies in ``[-1, 0]``. ``n_k`` is a running normalisation per term (identity
-    for the ``*-raw`` shapings), updated when an episode ends; ``w_k`` comes from ``shaping``.
+    (``-1`` for a silent bar or one pattern on every step, where the reference bar is neither),
+    ``variety`` (at each bar end: the bar's Jaccard similarity with the bar before it, pattern
+    entropy and 4-gram diversity against the reference bar's). Every raw term lies in
+    ``[-1, 0]``. ``n_k`` is a running normalisation per term (identity for the ``*-raw``
+    shapings), updated when an episode ends; ``w_k`` comes from ``shaping``. The default
+    shaping, ``"aligned"``, leaves out the mode-seeking ``step`` term and weighs ``variety`` 3,
+    so that real drumming earns the highest return (:mod:`drum_env.rewards` says why).
     ``info["reward_terms"]`` holds ``"<term>/raw"`` and ``"<term>/norm"`` of the step (0 for
     terms that did not close) and ``"<term>/closed"`` (bool: whether the term closed on this
     step; a closed term may be 0 too).
@@ -97,7 +133,7 @@ class DrumComposeEnv(gym.Env):
     | ``prompt_bars`` | 2 | bars of primer; must leave at least one bar to compose |
     | ``context_steps`` | 32 | steps of canvas in the observation |
     | ``sections`` | ``None`` | ``(start, end)`` step spans; ``None``: one per two phrases |
-    | ``shaping`` | ``"hierarchical"`` | a name of ``rewards.SHAPINGS`` or a ``Shaping`` |
+    | ``shaping`` | ``"aligned"`` | a name of ``rewards.SHAPINGS`` or a ``Shaping`` |
     | ``weights`` | ``None`` | per-term weights that override the shaping's |
     | ``normalize`` | ``None`` | override the shaping's normalisation |
     | ``render_mode`` | ``None`` | ``"ansi"`` (text grid) or ``"rgb_array"`` (piano roll) |
@@ -136,7 +172,7 @@ class DrumComposeEnv(gym.Env):
         prompt_bars: int = 2,
         context_steps: int = 32,
         sections: Sequence[tuple[int, int]] | None = None,
-        shaping: str | Shaping = "hierarchical",
+        shaping: str | Shaping = DEFAULT_SHAPING,
         weights: Mapping[str, float] | None = None,
         normalize: bool | None = None,
         render_mode: str | None = None,
@@ -191,7 +227,7 @@ class DrumComposeEnv(gym.Env):
             The first observation and an info dict with the window and its source.
         """
         super().reset(seed=seed)
-        window = options_window(options, self.data, self.np_random)
+        window = options_window(check_reset_options(options), self.data, self.np_random)
         self._core.reset(np.array([0]), np.array([window]))
         self._started = True
         return self._get_obs(), self._get_info()

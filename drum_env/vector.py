@@ -23,7 +23,8 @@ from drum_env.core import (
     options_window,
     set_generator_state,
 )
-from drum_env.rewards import TERMS, RunningNormalizer, Shaping
+from drum_env.env import check_reset_options
+from drum_env.rewards import DEFAULT_SHAPING, TERMS, RunningNormalizer, Shaping
 
 __all__ = ["DrumComposeVectorEnv"]
 
@@ -75,7 +76,7 @@ class DrumComposeVectorEnv(VectorEnv):
         prompt_bars: int = 2,
         context_steps: int = 32,
         sections: Sequence[tuple[int, int]] | None = None,
-        shaping: str | Shaping = "hierarchical",
+        shaping: str | Shaping = DEFAULT_SHAPING,
         weights: Mapping[str, float] | None = None,
         normalize: bool | None = None,
         render_mode: str | None = None,
@@ -185,7 +186,7 @@ class DrumComposeVectorEnv(VectorEnv):
                 for s, rng in zip(seed, self.np_random_list)
             ]
         envs = np.arange(self.num_envs)
-        infos = self._reset_envs(envs, options)
+        infos = self._reset_envs(envs, check_reset_options(options))
         self._autoreset[:] = False
         self._started = True
         return self._core_obs(), infos

@@ -242,7 +242,8 @@ def oracle_agent_terms(canvas, reference, end, steps_per_bar, phrase_len, prompt
 def test_agent_terms_against_oracle(kwargs):
     weight = 0.5
     b = band.parallel_env(**kwargs, agent_weight=weight)
-    single = gym.make("DrumCompose-v0", **kwargs)
+    # the band's shared reward is the single env's under the same shaping
+    single = gym.make("DrumCompose-v0", shaping=b.config.shaping, **kwargs)
     c = b.config
     rng = np.random.default_rng(1)
     closed_bar = closed_phrase = 0

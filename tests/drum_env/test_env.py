@@ -131,7 +131,9 @@ def test_same_seed_same_rollout():
         raw_c = {k: v for k, v in sc[-1]["reward_terms"].items() if k.endswith("/raw")}
         assert raw_a == raw_c
         assert sa[2:4] == sc[2:4]
-    assert a[1][1] != c[1][1]  # the step term is normalised by then
+    # the first bar's terms are normalised by then (the default shaping has no step term)
+    assert a[16][-1]["reward_terms"]["bar/closed"]
+    assert a[16][1] != c[16][1]
 
 
 def test_same_seed_same_rollout_unnormalised_after_other_episodes():
@@ -289,6 +291,13 @@ def oracle_terms(canvas, reference, end, spb, bpp, sections, seq_len, action):
             return bar.any() and (bar == bar[:1]).all()
 
         out["repetition"] = -float(constant(cb) and not constant(rb))
+        # variety: against the bar before (the bar itself for the window's first bar)
+        p = slice(end - 2 * spb, end - spb) if end >= 2 * spb else slice(end - spb, end)
+        out["variety"] = -float(
+            rewards.feature_distance(
+                rewards.variety_features(cb, c[p]), rewards.variety_features(rb, r[p])
+            )
+        )
     phrase_len = spb * bpp
     if end % phrase_len == 0:
         s = slice(end - phrase_len, end)
@@ -337,7 +346,7 @@ def test_raw_terms_match_pure_function_oracle(config, policy):
         kinds = ("raw", "norm", "closed")
         assert set(terms) == {f"{k}/{kind}" for k in TERMS for kind in kinds}
         assert terms["step/closed"] is True and terms["song/closed"] == terminated
-        for k in ("bar", "silence", "repetition"):
+        for k in ("bar", "silence", "repetition", "variety"):
             assert terms[f"{k}/closed"] == ((t + 1) % spb == 0), (k, t)
         assert all(terms[f"{k}/closed"] or terms[f"{k}/raw"] == 0.0 for k in TERMS)
         expected = oracle_terms(u.canvas, u.reference, t + 1, spb, bpp, sections, seq_len, a)
@@ -345,11 +354,12 @@ def test_raw_terms_match_pure_function_oracle(config, policy):
         for k in TERMS:
             assert got[k] == pytest.approx(expected[k], abs=1e-12), (k, t, got, expected)
             assert -1.0 <= got[k] <= 0.0
-        # unnormalised, all weights 1: the reward is the sum of the raw terms
-        assert reward == pytest.approx(sum(got.values()), abs=1e-12)
+        # unnormalised: the reward is the weighted sum of the raw terms
+        w = c.shaping.weights
+        assert reward == pytest.approx(sum(w[k] * got[k] for k in TERMS), abs=1e-12)
         assert all(terms[f"{k}/norm"] == terms[f"{k}/raw"] for k in TERMS)
         if policy == "reference":
-            for k in ("bar", "phrase", "section", "song", "silence", "repetition"):
+            for k in ("bar", "phrase", "section", "song", "silence", "repetition", "variety"):
                 assert got[k] == 0.0, (k, t)
         if policy == "silence" and (t + 1) % spb == 0:
             ref_bar = u.reference[t + 1 - spb : t + 1]
@@ -451,7 +461,7 @@ def test_normalizer_joins_statistics_when_the_episode_ends():
     raw_first = np.array(raw_first)
     # closes: step every step; 6 composed bars; phrases end at 64 and 128; one section; one song
     closes = {"step": 96, "bar": 6, "silence": 6, "repetition": 6, "phrase": 2, "section": 1,
-              "song": 1}  # fmt: skip
+              "song": 1, "variety": 6}  # fmt: skip
     np.testing.assert_array_equal(norm.count, [closes[k] for k in TERMS])
     ends = np.arange(33, 129)
     masks = {
@@ -459,6 +469,7 @@ def test_normalizer_joins_statistics_when_the_episode_ends():
         "bar": ends % 16 == 0,
         "silence": ends % 16 == 0,
         "repetition": ends % 16 == 0,
+        "variety": ends % 16 == 0,
         "phrase": ends % 64 == 0,
         "section": ends == 128,
         "song": ends == 128,

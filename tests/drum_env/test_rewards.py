@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 
 from drum_env import rewards
 from drum_env.rewards import (
+    DEFAULT_SHAPING,
     LEVELS,
     SHAPINGS,
     SONG_FEATURE_NAMES,
     TERMS,
+    VARIETY_FEATURE_NAMES,
     Moments,
     RunningNormalizer,
     Shaping,
@@ -33,18 +35,29 @@ from drum_env.rewards import (
 # --------------------------------------------------------------------------- shapings
 
 # The table of the SHAPINGS docstring, written out by hand: name -> (non-zero weights, normalised).
+_UNITS = ("bar", "phrase", "section", "song", "silence", "repetition")
 DOCUMENTED_SHAPINGS = {
+    "aligned": ({**dict.fromkeys(_UNITS, 1.0), "variety": 3.0}, True),
+    "aligned-raw": ({**dict.fromkeys(_UNITS, 1.0), "variety": 3.0}, False),
     "sparse": ({"song": 1.0}, True),
     "step": ({"step": 1.0, "song": 1.0}, True),
     "bar": ({"bar": 1.0, "song": 1.0, "silence": 1.0, "repetition": 1.0}, True),
-    "hierarchical": (dict.fromkeys(TERMS, 1.0), True),
-    "hierarchical-raw": (dict.fromkeys(TERMS, 1.0), False),
+    "hierarchical": (dict.fromkeys(("step", *_UNITS), 1.0), True),
+    "hierarchical-raw": (dict.fromkeys(("step", *_UNITS), 1.0), False),
 }
 
 
 def test_terms_and_levels():
     assert LEVELS == ("step", "bar", "phrase", "section", "song")
-    assert TERMS == (*LEVELS, "silence", "repetition")
+    assert TERMS == (*LEVELS, "silence", "repetition", "variety")
+
+
+def test_default_shaping_is_aligned_and_has_no_step_term():
+    assert DEFAULT_SHAPING == "aligned"
+    assert make_shaping() is SHAPINGS["aligned"]
+    # the step term (a function of one step's action) is maximised by the per-position mode
+    assert SHAPINGS["aligned"].weights["step"] == 0.0
+    assert SHAPINGS["aligned"].weights["variety"] > 0.0
 
 
 def test_every_documented_shaping_exists():
@@ -369,6 +382,10 @@ FEATURES = {
     "phrase": (lambda x: rewards.phrase_features(x, SPB, BPP), SPB * BPP, 4),
     "section": (lambda x: rewards.section_features(x, SPB), 2 * SPB * BPP, 2 * 9 + 1),
     "song": (lambda x: rewards.song_features(x, SPB, BPP), 8 * SPB, len(SONG_FEATURE_NAMES) + 9),
+    # the bar before each bar: the bar played backwards (any bar of the same shape will do)
+    "variety": (
+        lambda x: rewards.variety_features(x, x[..., ::-1, :]), SPB, len(VARIETY_FEATURE_NAMES)
+    ),
 }
 
 
@@ -427,6 +444,43 @@ def test_bar_features_hand_worked():
     np.testing.assert_allclose(out, [0.5, 0.25, 0.375, 2 / 3, 0.0])
 
 
+# An 8-step bar, 2 drums (code: kick 1, snare 2): kick on 0, 4, 5; snare on 2, 6.
+_BAR = np.array([[1, 0], [0, 0], [0, 1], [0, 0], [1, 0], [1, 0], [0, 1], [0, 0]], dtype=bool)
+# The bar before it: kick on 0, 4; snare on 2, 6.
+_PREV = np.array([[1, 0], [0, 0], [0, 1], [0, 0], [1, 0], [0, 0], [0, 1], [0, 0]], dtype=bool)
+
+
+def test_variety_features_hand_worked():
+    # Jaccard: 4 shared hits of 5 -> 0.8. Codes [1, 0, 2, 0, 1, 1, 2, 0]: counts 3, 3, 2 of 8 ->
+    # entropy 2 * 3/8 * log2(8/3) + 1/4 * log2(4) bits, over log2(min(8, 2**2)) = 2. 4-grams:
+    # 5, all distinct -> diversity 1.
+    entropy = (2 * 3 / 8 * math.log2(8 / 3) + 1 / 4 * 2) / 2
+    np.testing.assert_allclose(rewards.variety_features(_BAR, _PREV), [0.8, entropy, 1.0])
+    # _PREV against itself: Jaccard 1; codes [1, 0, 2, 0, 1, 0, 2, 0]: counts 4, 2, 2 ->
+    # entropy 1.5 bits / 2; 4-grams (1020), (0201), (2010), (0102), (1020): 4 distinct of 5.
+    np.testing.assert_allclose(rewards.variety_features(_PREV, _PREV), [1.0, 0.75, 0.8])
+
+
+def test_variety_term_hand_worked():
+    # The term at a bar end: -feature_distance(v(composed bar, bar before), v(reference ...)).
+    composed = rewards.variety_features(_BAR, _PREV)
+    reference = rewards.variety_features(_PREV, _PREV)
+    entropy = (2 * 3 / 8 * math.log2(8 / 3) + 1 / 4 * 2) / 2
+    expected = -(abs(0.8 - 1.0) + abs(entropy - 0.75) + abs(1.0 - 0.8)) / 3
+    assert -rewards.feature_distance(composed, reference) == pytest.approx(expected, abs=1e-12)
+    assert rewards.feature_distance(composed, composed) == 0.0  # the reference itself: 0
+
+
+def test_variety_features_of_a_repeated_bar_and_of_silence():
+    # a bar repeated exactly (what the per-position mode and loop-the-primer play): Jaccard 1
+    assert rewards.variety_features(_BAR, _BAR)[0] == 1.0
+    # two silent bars: Jaccard 1, entropy 0, one distinct 4-gram of 5
+    silent = np.zeros((8, 2), bool)
+    np.testing.assert_allclose(rewards.variety_features(silent, silent), [1.0, 0.0, 0.2])
+    # a silent bar after a played one shares nothing
+    assert rewards.variety_features(silent, _BAR)[0] == 0.0
+
+
 def test_silence_features():
     silent = np.zeros((8 * SPB, 9), bool)
     np.testing.assert_array_equal(rewards.bar_features(silent[:SPB], SPB), 0.0)
@@ -463,3 +517,55 @@ def test_feature_distance_range_and_value():
     assert ((d >= 0) & (d <= 1)).all()
     np.testing.assert_allclose(d, np.abs(x - y).mean(axis=-1))
     np.testing.assert_array_equal(d, rewards.feature_distance(y, x))
+
+
+# --------------------------------------------------------------------------- the aligned property
+
+
+def _play(player, shaping: str = "aligned-raw", episodes: int = 8):
+    """Raw terms summed over whole episodes: float (episodes, terms)."""
+    import gymnasium as gym
+
+    import drum_env  # noqa: F401  (registers DrumCompose-v0)
+
+    env = gym.make_vec(
+        "DrumCompose-v0", num_envs=episodes, vectorization_mode="vector_entry_point",
+        seq_len=64, prompt_bars=1, context_steps=16, shaping=shaping,
+    )  # fmt: skip
+    env.reset(seed=7)
+    ref = env.unwrapped.references > 0
+    start = env.unwrapped.prompt_steps
+    total = np.zeros((episodes, len(TERMS)))
+    for t in range(start, ref.shape[1]):
+        _, _, _, _, info = env.step(player(ref, t).astype(np.int8))
+        total += np.stack([info["reward_terms"][f"{k}/raw"] for k in TERMS], axis=-1)
+    env.close()
+    return total
+
+
+def _real(ref, t):
+    return ref[:, t]
+
+
+def _mode(ref, t):
+    bars = ref.reshape(ref.shape[0], -1, SPB, ref.shape[-1])
+    return bars.mean(axis=1)[:, t % SPB] > 0.5
+
+
+def test_real_continuation_maximises_every_aligned_term():
+    real = _play(_real)
+    weighted = [k for k in TERMS if SHAPINGS["aligned"].weights[k] != 0.0]
+    for k in weighted:
+        np.testing.assert_array_equal(real[:, TERMS.index(k)], 0.0, err_msg=k)
+    assert (real <= 0.0).all()
+
+
+def test_the_mode_outscores_real_drumming_on_step_but_not_on_aligned():
+    real, mode = _play(_real), _play(_mode)
+    step, variety = TERMS.index("step"), TERMS.index("variety")
+    # the documented failure of the step term: the per-position mode beats the real continuation
+    assert mode[:, step].mean() > real[:, step].mean()
+    # a variation-free player cannot match the reference's bar-to-bar variation
+    assert mode[:, variety].mean() < 0.0
+    w = SHAPINGS["aligned"].weight_vector
+    assert (real @ w).mean() > (mode @ w).mean()
