@@ -29,7 +29,7 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
    that hits each drum independently at its rate in the training split (no training, shaping
    independent: one cell per seed, shaping ``any``).
 5. **Shapings.** The presets of :data:`drum_env.SHAPINGS` plus ``learned``: the custom PPO with
-   ``learn_weights=True`` from ``hierarchical``'s weights. SB3 has no learned weights, so the
+   ``learn_weights=True`` from ``aligned``'s weights. SB3 has no learned weights, so the
    ``learned`` x SB3 cells are skipped (``n/a`` in the tables). Opt-in rows (custom PPO only,
    SB3 ``n/a``; not in the default list):
 
@@ -63,7 +63,7 @@ All runs train on the CPU with ``threads`` torch threads (default 1) and AMP off
 
 >>> cfg = BenchmarkConfig.preset("smoke")
 >>> cfg.agents, cfg.shapings, cfg.seeds
-(('ppo', 'sb3-ppo', 'random'), ('hierarchical',), (0,))
+(('ppo', 'sb3-ppo', 'random'), ('aligned',), (0,))
 """
 
 from __future__ import annotations
@@ -158,13 +158,14 @@ class BenchmarkConfig(HeldoutConfig):
     """Steps per sub-env per custom PPO rollout."""
     kl_coef: float = 0.1
     """KL penalty towards the pretrained policy for ``ppo+pretrain`` (>= 0)."""
-    pretrain_steps: int = 300
+    pretrain_steps: int = 10_000
     """Most optimiser steps of pretraining (batch 32) for ``ppo+pretrain`` and ``pretrained``,
     once per seed (cached in ``work/pretrain`` and reused while its config is unchanged)."""
-    pretrain_patience: int | None = 5
-    """Stop pretraining after this many validations (every 50 steps, on a tenth of the training
+    pretrain_patience: int | None = 10
+    """Stop pretraining after this many validations (every 100 steps, on a tenth of the training
     files) without a new best validation loss; the best policy is kept. ``None``: always run
-    ``pretrain_steps``."""
+    ``pretrain_steps``. Pretraining matters: on Groove the sampled policy scores 0.44 after 300
+    steps, 0.76 after 3,000 and 0.80 after 10,000."""
     sb3_num_envs: int = 8
     """Envs of SB3's DummyVecEnv."""
     sb3_num_steps: int = 64
@@ -259,7 +260,7 @@ class BenchmarkConfig(HeldoutConfig):
     def reward_setup(self, shaping: str) -> tuple[str, dict[str, float] | None, str]:
         """The env shaping, weights and :attr:`PPOConfig.reward_norm` of a benchmark shaping.
 
-        ``learned`` uses ``hierarchical``; the random player's ``any`` the task's ``shaping``
+        ``learned`` uses ``aligned`` (its weights start the learned ones); the random player's ``any`` the task's ``shaping``
         and ``weights``; ``tuned`` the tuned file's shaping and weights; ``<preset>/<norm>``
         the preset with that normalisation.
         """
@@ -271,7 +272,7 @@ class BenchmarkConfig(HeldoutConfig):
         if "/" in shaping:
             name, norm = shaping.split("/", 1)
             return name, None, norm
-        return ("hierarchical" if shaping == "learned" else shaping), None, "running"
+        return ("aligned" if shaping == "learned" else shaping), None, "running"
 
     @property
     def prompt_steps(self) -> int:
@@ -353,7 +354,7 @@ class BenchmarkConfig(HeldoutConfig):
         """
         presets: dict[str, dict[str, Any]] = {
             "smoke": dict(
-                shapings=("hierarchical",), agents=("ppo", "sb3-ppo", "random"), seeds=(0,),
+                shapings=("aligned",), agents=("ppo", "sb3-ppo", "random"), seeds=(0,),
                 total_timesteps=1024, eval_points=1, eval_episodes=16, baseline_splits=2,
                 sb3_num_envs=4, sb3_num_steps=32, pretrain_steps=5, ppo_num_envs=16,
                 ppo_num_steps=32,
@@ -444,7 +445,7 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     cfg = PretrainConfig(
         **{**c.task_fields(), "data": str(parts.train_dir)}, epochs=10_000,
         max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device="cpu", out=str(root / "run"),
-        val_data=str(parts.heldout_dir), patience=c.pretrain_patience, force=True,
+        val_data=str(parts.heldout_dir), patience=c.pretrain_patience, log_every=100, force=True,
         progress=False,
     )  # fmt: skip
     path = root / "run" / "policy.pt"

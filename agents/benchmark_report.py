@@ -42,9 +42,10 @@ PLAYER_LABELS = {
     "random": "random agent (each drum at its training-split rate, through the env)",
 }
 DEFAULT_SHAPINGS: tuple[str, ...] = (
-    "sparse", "step", "bar", "hierarchical", "hierarchical-raw", "learned",
+    "aligned", "sparse", "step", "bar", "hierarchical", "hierarchical-raw", "learned",
 )  # fmt: skip
-"""The shapings run by default: the presets of :data:`drum_env.SHAPINGS` and ``learned``."""
+"""The shapings run by default: ``aligned`` (the env's default), the presets of
+:data:`drum_env.SHAPINGS` before it, and ``learned``."""
 SHAPING_NAMES: tuple[str, ...] = (
     *DEFAULT_SHAPINGS, "tuned", "hierarchical/batch", "hierarchical/epoch",
 )  # fmt: skip

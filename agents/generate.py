@@ -41,7 +41,7 @@ class GenerateConfig(TaskConfig):
     The task settings come from :class:`~agents.task.TaskConfig`, except that
     ``context_steps``, ``steps_per_bar`` and ``bars_per_phrase`` default to the policy file's
     own values (read on construction when any of them is ``None``) and ``shaping`` defaults to
-    ``hierarchical-raw``, so the returns of different policies share one scale.
+    ``aligned-raw``, so the returns of different policies share one scale.
     """
 
     context_steps: int | None = None
@@ -51,7 +51,7 @@ class GenerateConfig(TaskConfig):
     """Steps in one bar; ``None``: the policy file's (a policy plays only its own metre)."""
     bars_per_phrase: int | None = None
     """Bars in one phrase; ``None``: the policy file's."""
-    shaping: str = "hierarchical-raw"
+    shaping: str = "aligned-raw"
     """Reward shaping of the returns reported per take, a name of ``drum_env.SHAPINGS``;
     unnormalised by default so that returns compare across policies and runs."""
     policy: str = field(kw_only=True)

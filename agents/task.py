@@ -51,10 +51,8 @@ __all__ = [
 
 
 MAX_WEIGHT: float = 1e3
-"""Largest reward weight accepted. Every raw term lies in ``[-1, 0]`` and a normalised one in
-``[-5, 5]``, so with every weight at most ``1e3`` a step's reward is at most
-``len(TERMS) * 5 * 1e3`` (4e4) in size: finite in float32, and far beyond any useful
-weighting."""
+"""Largest reward weight accepted: ``drum_env.rewards.MAX_WEIGHT`` (kept literal so that this
+module imports no env code at import time; a test checks they agree)."""
 
 
 # ----------------------------------------------------------------------------- validators
@@ -245,8 +243,9 @@ class TaskConfig:
     sections: tuple[tuple[int, int], ...] | None = None
     """Song sections as ``[[start, end], ...]`` steps of the window (JSON on the command line);
     ``None``: one section per two phrases."""
-    shaping: str = "hierarchical"
-    """Reward shaping, a name of ``drum_env.SHAPINGS``."""
+    shaping: str = "aligned"
+    """Reward shaping, a name of ``drum_env.SHAPINGS``; the default ``aligned`` is the env's
+    (``drum_env.rewards.DEFAULT_SHAPING``: real drumming earns the highest return)."""
     weights: tuple[tuple[str, float], ...] | None = None
     """Per-term weights that replace the shaping's, as JSON (``'{"step": 0.5}'``); terms of
     ``drum_env.TERMS``, each weight in ``[0, 1000]`` (0 switches the term off)."""

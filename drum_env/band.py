@@ -183,7 +183,7 @@ class DrumBandParallelEnv(ParallelEnv):
         prompt_bars: int = 2,
         context_steps: int = 32,
         sections: Sequence[tuple[int, int]] | None = None,
-        shaping: str | Shaping = "hierarchical",
+        shaping: str | Shaping = rewards.DEFAULT_SHAPING,
         weights: Mapping[str, float] | None = None,
         normalize: bool | None = None,
         render_mode: str | None = None,

@@ -21,7 +21,10 @@ from dataset import metrics
 from drum_env import rewards
 from drum_env.rewards import TERMS, RunningNormalizer, Shaping
 
-__all__ = ["DrumComposeConfig", "ReferenceData", "ComposeCore", "StepResult", "load_reference"]
+__all__ = [
+    "check_reset_options", "DrumComposeConfig", "ReferenceData", "ComposeCore", "StepResult",
+    "load_reference",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -267,8 +270,9 @@ class ComposeCore:
         normalizer: running reward normaliser (shared when several cores hold the same one).
     """
 
-    STATE_VERSION = 1
-    """Version of the :meth:`state_dict` format; bump it when the saved buffers change."""
+    STATE_VERSION = 2
+    """Version of the :meth:`state_dict` format; bump it when the saved buffers change (2: the
+    ``variety`` term joined :data:`~drum_env.rewards.TERMS`)."""
 
     STATE_BUFFERS = ("reference", "canvas", "t", "window_ids", "_target", "_raw_hist",
                      "_closed_hist")  # fmt: skip
@@ -868,6 +872,38 @@ _NORM_KEYS = tuple(f"{name}/norm" for name in TERMS)
 _CLOSED_KEYS = tuple(f"{name}/closed" for name in TERMS)
 
 
+def check_reset_options(options: Any) -> Mapping[str, Any] | None:
+    """Check ``reset(options=...)``: ``None``, or a dict with ``"window"`` or ``"sequence"``.
+
+    Each given index must be an integer (numpy's too; not a bool, a float or a string); the
+    range and unknown keys are checked when the window is chosen.
+
+    Args:
+        options: what ``reset`` was given.
+
+    Returns:
+        ``options`` itself.
+
+    Raises:
+        ValueError: ``options`` is not a mapping, gives both keys, or an index that is not an
+            integer (the message names the option).
+    """
+    if options is None:
+        return None
+    if not isinstance(options, Mapping):
+        raise ValueError(
+            "options must be a dict such as {'window': 3} or {'sequence': 0}, got "
+            f"{type(options).__name__} {options!r}"
+        )
+    if "window" in options and "sequence" in options:
+        raise ValueError("options: give 'window' or 'sequence', not both")
+    for key in ("window", "sequence"):
+        value = options.get(key, 0)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"options[{key!r}] must be an integer index, got {value!r}")
+    return options
+
+
 def options_window(
     options: Mapping[str, Any] | None, data: ReferenceData, rng: np.random.Generator
 ) -> int:
@@ -879,7 +915,7 @@ def options_window(
     Raises:
         ValueError: unknown option keys, or a window / sequence out of range.
     """
-    options = dict(options or {})
+    options = dict(check_reset_options(options) or {})
     unknown = sorted(set(options) - {"window", "sequence"})
     if unknown:
         raise ValueError(f"unknown reset option(s) {unknown}; known: ['window', 'sequence']")

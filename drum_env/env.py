@@ -16,6 +16,7 @@ from drum_env.core import (
     check_actions,
     check_generator_state,
     check_normalizer_state,
+    check_reset_options,
     check_state_header,
     generator_state,
     options_window,
@@ -25,38 +26,6 @@ from drum_env.core import (
 from drum_env.rewards import DEFAULT_SHAPING, RunningNormalizer, Shaping
 
 __all__ = ["DrumComposeEnv", "check_reset_options"]
-
-
-def check_reset_options(options: Any) -> Mapping[str, Any] | None:
-    """Check ``reset(options=...)``: ``None``, or a dict with ``"window"`` or ``"sequence"``.
-
-    Each given index must be an integer (numpy's too; not a bool, a float or a string); the
-    range and unknown keys are checked when the window is chosen.
-
-    Args:
-        options: what ``reset`` was given.
-
-    Returns:
-        ``options`` itself.
-
-    Raises:
-        ValueError: ``options`` is not a mapping, gives both keys, or an index that is not an
-            integer (the message names the option).
-    """
-    if options is None:
-        return None
-    if not isinstance(options, Mapping):
-        raise ValueError(
-            "options must be a dict such as {'window': 3} or {'sequence': 0}, got "
-            f"{type(options).__name__} {options!r}"
-        )
-    if "window" in options and "sequence" in options:
-        raise ValueError("options: give 'window' or 'sequence', not both")
-    for key in ("window", "sequence"):
-        value = options.get(key, 0)
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"options[{key!r}] must be an integer index, got {value!r}")
-    return options
 
 
 class DrumComposeEnv(gym.Env):

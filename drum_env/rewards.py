@@ -60,6 +60,8 @@ __all__ = [
     "DEFAULT_SHAPING",
     "Shaping",
     "make_shaping",
+    "MAX_WEIGHT",
+    "check_weights",
     "step_probabilities",
     "bar_features",
     "phrase_features",
@@ -100,6 +102,33 @@ class _Weights(dict):
         return (_Weights, (dict(self),))
 
 
+MAX_WEIGHT: float = 1e3
+"""The largest term weight: a weight is a finite number in ``[0, MAX_WEIGHT]`` (0 switches a term
+off). Raw terms lie in ``[-1, 0]`` and normalised ones in ``[-5, 5]``, so every reward stays
+finite and far from float32's limits."""
+
+
+def check_weights(weights: object) -> None:
+    """Raise ``ValueError`` unless ``weights`` maps known terms to numbers in ``[0, MAX_WEIGHT]``.
+
+    The message names ``weights`` and the offending term.
+    """
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"weights must map term names to numbers, got {weights!r}")
+    unknown = sorted(str(k) for k in set(weights) - set(TERMS))
+    if unknown:
+        raise ValueError(f"weights has unknown term(s) {unknown}; known terms: {list(TERMS)}")
+    for term, w in weights.items():
+        number = isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(
+            w, (bool, np.bool_)
+        )
+        if not number or not np.isfinite(w) or not 0.0 <= float(w) <= MAX_WEIGHT:
+            raise ValueError(
+                f"weights: {term!r} must be a finite number in [0, {MAX_WEIGHT:g}] (0 switches "
+                f"the term off), got {w!r}"
+            )
+
+
 @dataclass(frozen=True)
 class Shaping:
     """A named reward shaping: one weight per term and whether terms are normalised.
@@ -116,13 +145,8 @@ class Shaping:
     normalize: bool = True
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.weights) - set(TERMS))
-        if unknown:
-            raise ValueError(f"weights has unknown term(s) {unknown}; known terms: {list(TERMS)}")
+        check_weights(self.weights)
         full = {k: float(self.weights.get(k, 0.0)) for k in TERMS}
-        bad = [k for k, v in full.items() if not np.isfinite(v)]
-        if bad:
-            raise ValueError(f"weights must be finite numbers, got non-finite for {bad}")
         object.__setattr__(self, "weights", _Weights(full))
 
     @property
@@ -202,9 +226,7 @@ def make_shaping(
         return base
     merged = dict(base.weights)
     if weights is not None:
-        unknown = sorted(set(weights) - set(TERMS))
-        if unknown:
-            raise ValueError(f"weights has unknown term(s) {unknown}; known terms: {list(TERMS)}")
+        check_weights(weights)
         merged.update({k: float(v) for k, v in weights.items()})
     norm = base.normalize if normalize is None else bool(normalize)
     return Shaping(f"{base.name}+custom", merged, norm)

@@ -11,8 +11,8 @@ worker's trial are covered by ``tests/agents/test_tune.py``
 (``test_two_workers_share_one_postgres_study``, ``test_a_dead_workers_trial_is_failed_by_the_
 heartbeat``), not repeated here.
 
-Rows that need a check in ``drum_env`` (``gymnasium.make(..., weights=...)``, the env reading a
-file's recorded bar length) are marked ``xfail(strict=True)`` until that check lands.
+The row that needs the dataset to read a file's recorded bar length is marked
+``xfail(strict=True)`` until that check lands.
 """
 
 from __future__ import annotations
@@ -366,11 +366,17 @@ def test_row6_learned_weights_are_honoured_or_refused_never_replaced():
     assert torch.isfinite(fixed()).all()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the weight check in drum_env.rewards.make_shaping")
 @pytest.mark.parametrize("weights", [{"step": "a"}, {"step": -1.0}, {"step": 1e308}])
 def test_rows6_7_15_the_env_names_bad_weights(weights):
     with pytest.raises(ValueError, match=r"weights.*'step'"):
         gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1, weights=weights)
+
+
+def test_the_task_and_the_env_share_one_weight_bound():
+    from agents.task import MAX_WEIGHT
+    from drum_env.rewards import MAX_WEIGHT as ENV_MAX_WEIGHT
+
+    assert MAX_WEIGHT == ENV_MAX_WEIGHT
 
 
 # --------------------------------------------------------------------------- rows 8, 10: npz files

@@ -122,7 +122,8 @@ def test_docstrings_are_read_from_the_declaring_class():
 
     docs = cli.field_docs(PPOConfig)
     assert docs["seq_len"].startswith("Steps of an episode's window")  # from TaskConfig
-    assert docs["shaping"] == "Reward shaping, a name of drum_env.SHAPINGS."  # markup gone
+    assert docs["shaping"].startswith("Reward shaping, a name of drum_env.SHAPINGS;")
+    assert "``" not in docs["shaping"] and "drum_env.rewards.DEFAULT_SHAPING" in docs["shaping"]
     assert "hierarchical-raw" not in docs["shaping"]
     assert "unnormalised by default" in cli.field_docs(GenerateConfig)["shaping"]  # redeclared
     assert cli.clean_doc(":class:`~agents.ppo.PPOConfig` and :data:`AGENTS`") == (
