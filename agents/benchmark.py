@@ -260,9 +260,9 @@ class BenchmarkConfig(HeldoutConfig):
     def reward_setup(self, shaping: str) -> tuple[str, dict[str, float] | None, str]:
         """The env shaping, weights and :attr:`PPOConfig.reward_norm` of a benchmark shaping.
 
-        ``learned`` uses ``aligned`` (its weights start the learned ones); the random player's ``any`` the task's ``shaping``
-        and ``weights``; ``tuned`` the tuned file's shaping and weights; ``<preset>/<norm>``
-        the preset with that normalisation.
+        ``learned`` uses ``aligned`` (its weights start the learned ones); the players' ``any``
+        the task's ``shaping`` and ``weights``; ``tuned`` the tuned file's shaping and weights;
+        ``<preset>/<norm>`` the preset with that normalisation.
         """
         if shaping == "tuned":
             name, weights = self.tuned_reward()
