@@ -66,8 +66,12 @@ class GenerateConfig(TaskConfig):
     """Seeds the episodes (which primers are drawn) and the sampling of the actions."""
     deterministic: bool = False
     """Hit when the policy's probability is > 0.5 instead of sampling."""
-    bpm: float = 100.0
-    """Tempo of the MIDI files, beats per minute (> 0)."""
+    bpm: float | None = None
+    """Tempo of the takes, quarter notes per minute (> 0); ``None``: each primer's recorded
+    tempo (``drum-env convert`` records it), else 120."""
+    wav: bool = False
+    """Also render each take as ``take{i}.wav`` with the built-in drum kit (no MIDI synth
+    needed)."""
     force: bool = False
     """Replace the takes already in ``out`` (their files are deleted) instead of refusing."""
 
@@ -84,7 +88,8 @@ class GenerateConfig(TaskConfig):
         check_int("seed", self.seed, 0)
         check_bool("deterministic", self.deterministic)
         check_bool("force", self.force)
-        check_number("bpm", self.bpm, 0.0, low_open=True)
+        check_bool("wav", self.wav)
+        check_number("bpm", self.bpm, 0.0, low_open=True, optional=True)
 
 
 class GenerateResult(NamedTuple):
@@ -114,7 +119,7 @@ def _existing_takes(out: Path) -> list[Path]:
     """The files of earlier takes in ``out``: ``take*.{mid,npz,png}`` and ``summary.json``."""
     if not out.is_dir():
         return []
-    takes = [p for p in out.glob("take*") if p.is_file() and p.suffix in _TAKE_SUFFIXES]
+    takes = [p for p in out.glob("take*") if p.is_file() and p.suffix in (*_TAKE_SUFFIXES, ".wav")]
     summary = out / "summary.json"
     return sorted(takes) + ([summary] if summary.is_file() else [])
 
@@ -170,9 +175,14 @@ def _generate(config: GenerateConfig) -> GenerateResult:
     files: list[Path] = []
     summary = []
     spb = config.steps_per_bar
-    for i, (seq, ref) in enumerate(zip(rollouts.sequences, rollouts.references)):
+    for i, (seq, ref) in enumerate(zip(rollouts.takes, rollouts.references)):
         stem = out / f"take{i}"
-        sequence_to_midi(seq, stem.with_suffix(".mid"), bpm=config.bpm, steps_per_bar=spb)
+        bpm = config.bpm or (rollouts.tempos[i] if rollouts.tempos else None) or 120.0
+        sequence_to_midi(seq, stem.with_suffix(".mid"), bpm=bpm, steps_per_bar=spb)
+        if config.wav:
+            from drum_env.audio import save_wav
+
+            files.append(save_wav(seq, stem.with_suffix(".wav"), bpm=bpm, steps_per_bar=spb))
         atomic_write(
             stem.with_suffix(".npz"),
             lambda f, s=seq, r=ref: np.savez_compressed(
@@ -186,6 +196,6 @@ def _generate(config: GenerateConfig) -> GenerateResult:
         )  # fmt: skip
         files += [stem.with_suffix(s) for s in _TAKE_SUFFIXES]
         summary.append({"take": i, "return": float(rollouts.returns[i]),
-                        "song_raw": float(rollouts.song_raw[i])})  # fmt: skip
+                        "song_raw": float(rollouts.song_raw[i]), "bpm": float(bpm)})  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return GenerateResult(files, rollouts)

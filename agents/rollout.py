@@ -41,6 +41,11 @@ class Rollouts(NamedTuple):
     """float32 (episodes, seq_len, drums): the reference windows."""
     prompt_steps: int
     """Steps of primer at the start of each sequence."""
+    takes: np.ndarray | None = None
+    """float32 (episodes, seq_len, drums): the canvases with velocities (the primer keeps the
+    data's, composed hits play at the primer's per-drum mean; ``DrumComposeVectorEnv.takes``)."""
+    tempos: tuple[float | None, ...] = ()
+    """Each episode's reference tempo when its file records one (quarter notes per minute)."""
 
 
 def random_policy(num_drums: int, rate: float | np.ndarray = 0.5, seed: int = 0) -> PolicyFn:
@@ -129,7 +134,7 @@ def rollout_episodes(
     )  # fmt: skip
     venv = env.unwrapped  # the DrumComposeVectorEnv: its canvases and references
     obs, _ = env.reset(seed=seed)
-    returns, song, seqs, refs = [], [], [], []
+    returns, song, seqs, refs, takes, tempos = [], [], [], [], [], []
     running = np.zeros(num_envs)
     while len(returns) < episodes:
         obs, reward, terminated, _, info = env.step(policy(obs))
@@ -137,18 +142,21 @@ def rollout_episodes(
         if terminated.any():
             ended = np.flatnonzero(terminated)
             canvases, references = venv.canvases[ended], venv.references[ended]
+            with_velocity, tempo = venv.takes[ended], venv.tempos
             for j, i in enumerate(ended):
                 returns.append(running[i])
                 song.append(info["reward_terms"]["song/raw"][i])
                 seqs.append(canvases[j])
                 refs.append(references[j])
+                takes.append(with_velocity[j])
+                tempos.append(tempo[i])
             running[terminated] = 0.0
             obs, *_ = env.step(np.zeros(env.action_space.shape, np.int8))  # the autoreset step
     env.close()
     k = episodes
     return Rollouts(
         np.array(returns[:k]), np.array(song[:k]), np.stack(seqs[:k]), np.stack(refs[:k]),
-        venv.prompt_steps,
+        venv.prompt_steps, np.stack(takes[:k]), tuple(tempos[:k]),
     )  # fmt: skip
 
 

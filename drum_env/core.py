@@ -140,11 +140,33 @@ class ReferenceData:
         windows: int64 array ``(N, 2)``: ``(sequence_idx, start)`` of every window of
             ``seq_len`` steps (the dataset's full-length samples).
         names: name of each sequence (file path or ``sequences[i]``).
+        values: float32 arrays ``(time_steps, drums)`` in [0, 1], the sequences as given
+            (velocities / 127 for converted MIDI; what a take's primer keeps).
+        tempos: each sequence's tempo in quarter notes per minute when its file records one
+            (``tempo_bpm``, written by ``drum-env convert``), else ``None``.
     """
 
     hits: tuple[np.ndarray, ...]
     windows: np.ndarray
     names: tuple[str, ...]
+    values: tuple[np.ndarray, ...] = ()
+    tempos: tuple[float | None, ...] = ()
+
+    def primer_values(self, window_ids: np.ndarray, prompt_steps: int) -> np.ndarray:
+        """The primers as given (velocities): int array (M,) -> float32 (M, prompt_steps, drums).
+
+        Falls back to the hits (1.0) when no values were kept.
+        """
+        source = self.values or self.hits
+        out = [np.asarray(source[s][st : st + prompt_steps], dtype=np.float32)
+               for s, st in self.windows[np.asarray(window_ids)]]  # fmt: skip
+        return np.stack(out) if out else np.zeros((0, prompt_steps, self.hits[0].shape[1]),
+                                                  np.float32)  # fmt: skip
+
+    def tempo(self, window_id: int) -> float | None:
+        """The recorded tempo of a window's sequence (quarter notes per minute), or ``None``."""
+        seq = int(self.windows[int(window_id)][0])
+        return self.tempos[seq] if seq < len(self.tempos) else None
 
     def stack(self, window_ids: np.ndarray, seq_len: int) -> np.ndarray:
         """Reference hits of windows: int array (M,) -> bool array (M, seq_len, drums)."""
@@ -215,7 +237,22 @@ def load_reference(
         )
     names = tuple(getattr(ds, "names", [f"sequences[{i}]" for i in range(len(lengths))]))
     hits = tuple(metrics.as_hits(np.asarray(s)) for s in ds.sequences)
-    return ReferenceData(hits, full, names)
+    values = tuple(np.asarray(s, dtype=np.float32) for s in ds.sequences)
+    files = list(getattr(ds, "files", []) or [])
+    tempos = tuple(_recorded_tempo(f) for f in files) if len(files) == len(hits) else ()
+    return ReferenceData(hits, full, names, values, tempos)
+
+
+def _recorded_tempo(path: Any) -> float | None:
+    """The ``tempo_bpm`` a converted ``.npz`` records (read without pickle), or ``None``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "tempo_bpm" not in z.files:
+                return None
+            value = float(z["tempo_bpm"])
+    except (OSError, ValueError, TypeError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
 
 
 # ----------------------------------------------------------------------------- core

@@ -230,6 +230,21 @@ class DrumComposeEnv(gym.Env):
         return self._core.reference[0].astype(np.float32)
 
     @property
+    def take(self) -> np.ndarray:
+        """float32 array (seq_len, num_drums): the canvas with velocities.
+
+        :func:`~drum_env.render.take_values`: the primer keeps the data's values (velocities),
+        composed hits play at the primer's per-drum mean velocity.
+        """
+        primer = self.data.primer_values(self._core.window_ids[:1], self.config.prompt_steps)[0]
+        return _render.take_values(self._core.canvas[0], primer)
+
+    @property
+    def tempo(self) -> float | None:
+        """The reference's tempo (quarter notes per minute) when its file records one."""
+        return self.data.tempo(int(self._core.window_ids[0]))
+
+    @property
     def observation(self) -> dict[str, np.ndarray]:
         """The current observation, as the last :meth:`reset` or :meth:`step` returned it.
 
@@ -303,29 +318,42 @@ class DrumComposeEnv(gym.Env):
         self._np_random_seed = int(seed)  # gym.Env's record of the seed, as reset left it
         self._started = bool(state["started"])
 
-    def save(self, path: str | Path, bpm: float = 120.0) -> Path:
-        """Save the canvas as ``.npz`` (key ``sequence``) or MIDI (``.mid`` / ``.midi``).
+    def save(self, path: str | Path, bpm: float | None = None) -> Path:
+        """Save the take (:attr:`take`: the canvas with velocities) as ``.npz``, MIDI or WAV.
+
+        ``.npz`` holds ``sequence`` (the take) and ``prompt_steps``; ``.mid`` / ``.midi`` is a
+        General MIDI drum track; ``.wav`` is audio from the built-in kit
+        (:mod:`drum_env.audio`). The primer keeps its velocities in every format.
 
         Args:
             path: file to write; the suffix picks the format.
-            bpm: tempo of the MIDI file, quarter notes per minute.
+            bpm: tempo, quarter notes per minute; ``None``: the reference file's recorded tempo
+                (``drum-env convert`` records it), else 120.
 
         Returns:
             The path written.
         """
-        from dataset.midi import sequence_to_midi
+        from dataset.io import atomic_write
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        take = self.take
+        tempo = float(bpm) if bpm is not None else (self.tempo or 120.0)
+        spb = self.config.steps_per_bar
         if path.suffix in (".mid", ".midi"):
-            sequence_to_midi(self.canvas, path, bpm=bpm, steps_per_bar=self.config.steps_per_bar)
-        elif path.suffix == ".npz":
-            from dataset.io import atomic_write
+            from dataset.midi import sequence_to_midi
 
-            canvas = self.canvas
-            atomic_write(path, lambda f: np.savez_compressed(f, sequence=canvas))
+            sequence_to_midi(take, path, bpm=tempo, steps_per_bar=spb)
+        elif path.suffix == ".npz":
+            prompt = self.config.prompt_steps
+            atomic_write(path, lambda f: np.savez_compressed(f, sequence=take,
+                                                             prompt_steps=prompt))  # fmt: skip
+        elif path.suffix == ".wav":
+            from drum_env.audio import save_wav
+
+            save_wav(take, path, bpm=tempo, steps_per_bar=spb)
         else:
-            raise ValueError(f"path must end in .npz, .mid or .midi, got {str(path)!r}")
+            raise ValueError(f"path must end in .npz, .mid, .midi or .wav, got {str(path)!r}")
         return path
 
     def _get_obs(self) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "take_values",
     "ACCENT_VELOCITY",
     "DEFAULT_DRUM_NAMES",
     "default_drum_names",
@@ -281,6 +282,36 @@ def render_rgb(
     image[:, : cell_h - gap_h] = hit_row[:, None]
     image[:, cell_h - gap_h :] = bg
     return image.reshape(num_drums * cell_h, num_steps * cell_w, 3)
+
+
+def take_values(canvas: np.ndarray, primer: np.ndarray) -> np.ndarray:
+    """A composed take with velocities: the primer as given, the composed hits at its dynamics.
+
+    The first ``P = len(primer)`` steps are the primer's own values (its velocities). A
+    composed hit of drum ``d`` plays at the mean value of the primer's hits of drum ``d``; a
+    drum the primer does not play takes the mean over all the primer's hits, and a silent primer
+    gives 1. So a take keeps the primer's dynamics and a binary primer gives a binary take.
+
+    Args:
+        canvas: array (steps, drums) or (batch, steps, drums): the composed canvas (hits > 0).
+        primer: float array (P, drums) or (batch, P, drums): the primer's values in [0, 1].
+
+    Returns:
+        float32 array of ``canvas``'s shape, values in [0, 1].
+    """
+    hits = np.asarray(canvas) > 0
+    primer = np.asarray(primer, dtype=np.float32)
+    p = primer.shape[-2]
+    on = primer > 0
+    count = on.sum(axis=-2)  # (..., drums)
+    total = np.where(on, primer, 0.0).sum(axis=-2)
+    all_count = count.sum(axis=-1, keepdims=True)
+    overall = np.where(all_count > 0, total.sum(axis=-1, keepdims=True) / np.maximum(all_count, 1),
+                       1.0)  # fmt: skip
+    velocity = np.where(count > 0, total / np.maximum(count, 1), overall).astype(np.float32)
+    out = hits * velocity[..., None, :]
+    out[..., :p, :] = primer
+    return out.astype(np.float32)
 
 
 def save_piano_roll_png(

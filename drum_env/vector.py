@@ -129,6 +129,21 @@ class DrumComposeVectorEnv(VectorEnv):
         return self._core.reference.astype(np.float32)
 
     @property
+    def takes(self) -> np.ndarray:
+        """float32 array (num_envs, seq_len, num_drums), a copy: each canvas with velocities.
+
+        :func:`~drum_env.render.take_values`: the primer keeps the data's values (velocities),
+        composed hits play at the primer's per-drum mean velocity.
+        """
+        primer = self.data.primer_values(self._core.window_ids, self.config.prompt_steps)
+        return _render.take_values(self._core.canvas, primer)
+
+    @property
+    def tempos(self) -> list[float | None]:
+        """Each sub-env's reference tempo (quarter notes per minute) when its file records one."""
+        return [self.data.tempo(w) for w in self._core.window_ids]
+
+    @property
     def prompt_steps(self) -> int:
         """Steps of primer at the start of every canvas (``prompt_bars * steps_per_bar``)."""
         return self.config.prompt_steps

@@ -815,12 +815,15 @@ def test_save_npz_and_midi(tmp_path):
     env.reset(seed=2)
     for a in action_stream(env, 48, seed=4):
         env.step(a)
-    canvas = env.unwrapped.canvas
+    canvas, take = env.unwrapped.canvas, env.unwrapped.take
+    np.testing.assert_array_equal(take > 0, canvas > 0)  # the take is the canvas, with velocities
+    primer = env.unwrapped.data.primer_values(env.unwrapped._core.window_ids, 16)[0]
+    np.testing.assert_array_equal(take[:16], primer)  # the primer keeps the data's values
     npz_path = env.unwrapped.save(tmp_path / "out" / "song.npz")
     assert npz_path.suffix == ".npz"
     with np.load(npz_path, allow_pickle=False) as f:
-        assert list(f.keys()) == ["sequence"]
-        np.testing.assert_array_equal(f["sequence"], canvas)
+        assert sorted(f.keys()) == ["prompt_steps", "sequence"]
+        np.testing.assert_array_equal(f["sequence"], take)
     mid_path = env.unwrapped.save(tmp_path / "song.mid", bpm=100.0)
     conv = midi_to_sequence(mid_path, steps_per_bar=16, velocity=False)
     back = conv.sequence
@@ -828,8 +831,10 @@ def test_save_npz_and_midi(tmp_path):
     np.testing.assert_array_equal(back > 0, canvas[: len(back)] > 0)
     assert not canvas[len(back) :].any()  # only trailing silence may be cut
     assert conv.tempo_bpm == pytest.approx(100.0)
+    wav = env.unwrapped.save(tmp_path / "song.wav")  # audio from the built-in kit
+    assert wav.read_bytes()[:4] == b"RIFF"
     with pytest.raises(ValueError, match=r"\.npz"):
-        env.unwrapped.save(tmp_path / "song.wav")
+        env.unwrapped.save(tmp_path / "song.ogg")
 
 
 # --------------------------------------------------------------------------- data sources
