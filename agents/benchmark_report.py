@@ -130,8 +130,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
     out: dict[str, dict[str, dict[str, float]]] = {}
     for (shaping, agent), rs in groups.items():
         cell: dict[str, float] = {"seeds": float(len(rs))}
-        for key in ("headline", "headline_draw_std", "song_raw", "episode_return",
-                    *(f"oa_{f}" for f in FAMILIES)):  # fmt: skip
+        oa = sorted({k for r in rs for k in r if k.startswith("oa_")} |
+                    {f"oa_{f}" for f in FAMILIES})  # registered families too  # fmt: skip
+        for key in ("headline", "headline_draw_std", "song_raw", "episode_return", *oa):
             values = np.array([r.get(key, math.nan) for r in rs], dtype=np.float64)
             ok = values[np.isfinite(values)]
             cell[key] = float(ok.mean()) if len(ok) else math.nan
@@ -303,7 +304,8 @@ def markdown(
         for a in AGENTS:
             c = summary.get(s, {}).get(a)
             if c is not None:
-                vals = " | ".join(fmt(c[f"oa_{f}"], 0, 1, 2) for f in ctx_info["families"])
+                vals = " | ".join(fmt(c.get(f"oa_{f}", math.nan), 0, 1, 2)
+                                  for f in ctx_info["families"])  # fmt: skip
                 lines.append(f"| {s} | {a} | {vals} |")
     lines += ["", "## Time", "", "| agent | mean train s per run | env steps / s |",
               "|---|---:|---:|"]  # fmt: skip

@@ -63,7 +63,7 @@ def test_smoke_csv_has_the_columns_and_one_final_row_per_cell(smoke):
     rows = _rows(out / "shapings.csv")
     assert tuple(rows[0]) == CSV_COLUMNS
     cells = {(r["shaping"], r["agent"], r["seed"]) for r in rows}
-    assert cells == {("hierarchical", "ppo", "0"), ("hierarchical", "sb3-ppo", "0"),
+    assert cells == {("aligned", "ppo", "0"), ("aligned", "sb3-ppo", "0"),
                      ("any", "random", "0")}  # fmt: skip
     for cell in cells:
         mine = [r for r in rows if (r["shaping"], r["agent"], r["seed"]) == cell]
@@ -90,7 +90,7 @@ def test_smoke_markdown_marks_a_best_per_column_and_the_references(smoke):
     assert "Groove" not in md  # built-in corpus: no attribution line
     # one shaping per column: the only value is the best one
     table = md.split("## Final headline score")[1].split("\n\n")[1]
-    assert re.search(r"\| hierarchical \| \*\*0\.\d{3}\*\* \| \*\*0\.\d{3}\*\* \|", table)
+    assert re.search(r"\| aligned \| \*\*0\.\d{3}\*\* \| \*\*0\.\d{3}\*\* \|", table)
 
 
 @pytest.mark.slow
@@ -169,7 +169,7 @@ def test_tuned_and_reward_norm_rows_are_custom_ppo_only(tmp_path):
     assert cfg.reward_setup("tuned") == ("hierarchical", {"step": 0.25, "song": 2.0}, "running")
     assert cfg.reward_setup("hierarchical/batch") == ("hierarchical", None, "batch")
     assert cfg.reward_setup("hierarchical/epoch") == ("hierarchical", None, "epoch")
-    assert cfg.reward_setup("learned") == ("hierarchical", None, "running")
+    assert cfg.reward_setup("learned") == ("aligned", None, "running")
     fields = cfg.result_fields()
     assert fields["tuned_config"] == str(tuned)
     assert fields["tuned_reward"] == {"shaping": "hierarchical",
