@@ -124,7 +124,11 @@ class DrumComposeEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial release.
+    * v0 (drum-env 0.2.0): the default shaping is ``aligned`` (no ``step`` term; a ``variety``
+      term at bar ends), under which the real continuation earns the highest return; the old
+      default is ``shaping="hierarchical"``. The id stays ``v0`` (the project is before 1.0
+      and its design names ``DrumCompose-v0``); the package version and CHANGELOG.md mark it.
+    * v0 (drum-env 0.1.0): initial release.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
