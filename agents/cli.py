@@ -64,6 +64,7 @@ PROG = "drum-env"
 CHOICES: dict[str, tuple[str, str]] = {
     "shaping": ("drum_env.rewards", "SHAPINGS"),
     "reward_norm": ("agents.trainer_reward", "REWARD_NORMS"),
+    "policy_kind": ("agents.policy", "POLICY_KINDS"),
     "algo": ("agents.sb3", "ALGOS"),
     "device": ("agents.distributed", "DEVICES"),
     "shapings": ("agents.benchmark", "SHAPING_NAMES"),

@@ -46,9 +46,26 @@ returned. So a policy pretrained on whole windows (:mod:`agents.pretrain`) acts 
 unchanged, as long as ``num_drums``, ``steps_per_bar``, ``bars_per_phrase`` and ``target_size``
 agree (:meth:`PolicyConfig.from_env_config`).
 
-Checkpoints (:func:`save_policy`, :func:`load_policy`) hold ``{"format", "version", "config",
-"state_dict"}`` with plain Python values and tensors only, loadable with
-``torch.load(weights_only=True)``.
+The last token's attention (:func:`_last_token_attention`) is the module's own computation
+(the same projections on the same layout, the same ``scaled_dot_product_attention``) without
+the module's argument checks and repacking copies: bitwise the same outputs and gradients,
+tested against ``nn.MultiheadAttention``. Caching keys and values across env steps is not
+possible: the window slides by one step each step, so every token's absolute position
+embedding, and with it every key and value, changes.
+
+## The MLP policy
+
+:class:`MLPPolicy` (``kind = "mlp"``) is the policy Stable-Baselines3's PPO builds for this
+env: the observation flattened (``context``, ``position``, ``target``), two separate 64-64
+tanh MLPs for the policy and the value, orthogonal initialisation. It has the interface the
+trainer and the rollouts use (:meth:`~MLPPolicy.forward_obs`, :meth:`~MLPPolicy.act`,
+:meth:`~MLPPolicy.evaluate_actions`, :meth:`~MLPPolicy.distribution`) and reads exactly its own
+``context_steps``. :func:`make_policy` builds either kind from an env config.
+
+Checkpoints (:func:`save_policy`, :func:`load_policy`) hold ``{"format", "version", "kind",
+"config", "state_dict"}`` with plain Python values and tensors only, loadable with
+``torch.load(weights_only=True)``. An MLP's config records ``kind: "mlp"`` (so a PPO
+checkpoint's ``policy_config`` names it too); a config without ``kind`` is a Transformer's.
 """
 
 from __future__ import annotations
@@ -72,17 +89,28 @@ if TYPE_CHECKING:
     from drum_env.core import DrumComposeConfig
 
 __all__ = [
+    "POLICY_KINDS",
     "PolicyConfig",
     "PolicyOutput",
     "DrumPolicy",
+    "MLPPolicyConfig",
+    "MLPPolicy",
+    "make_policy",
+    "bernoulli_log_prob",
+    "bernoulli_entropy",
     "obs_to_tensors",
     "save_policy",
     "load_policy",
+    "policy_from_state",
 ]
 
 _FORMAT = "drum-env/policy"
 _VERSION = 1
 _MIN_MAX_LEN = 1024
+
+POLICY_KINDS: tuple[str, ...] = ("transformer", "mlp")
+"""The policy kinds: :class:`DrumPolicy` (``transformer``) and :class:`MLPPolicy` (``mlp``);
+the values of :attr:`agents.ppo.PPOConfig.policy_kind`."""
 
 
 def _check_positive_int(value: Any, name: str) -> None:
@@ -195,6 +223,86 @@ class PolicyOutput(NamedTuple):
     """State value: (B, L), or (B,) from :meth:`DrumPolicy.forward_obs`."""
 
 
+def bernoulli_log_prob(logits: Tensor, actions: Tensor) -> Tensor:
+    """Log-probability of ``actions`` under independent Bernoullis, summed over the last axis.
+
+    Bitwise what ``DrumPolicy.distribution(logits).log_prob(actions)`` returns (the same
+    kernel, ``-binary_cross_entropy_with_logits``), without building distribution objects or
+    validating their arguments (which costs more than the maths at PPO's batch sizes).
+
+    Args:
+        logits: float32 tensor (..., D).
+        actions: float32 tensor (..., D) of 0 / 1.
+
+    Returns:
+        float32 tensor (...).
+    """
+    return -nn.functional.binary_cross_entropy_with_logits(logits, actions,
+                                                           reduction="none").sum(-1)  # fmt: skip
+
+
+def bernoulli_entropy(logits: Tensor) -> Tensor:
+    """Entropy of independent Bernoullis given by logits, summed over the last axis.
+
+    Bitwise ``DrumPolicy.distribution(logits).entropy()``.
+
+    Args:
+        logits: float32 tensor (..., D).
+
+    Returns:
+        float32 tensor (...), >= 0.
+    """
+    probs = torch.sigmoid(logits)
+    return nn.functional.binary_cross_entropy_with_logits(logits, probs,
+                                                          reduction="none").sum(-1)  # fmt: skip
+
+
+def _lookup(embedding: nn.Embedding, index: Tensor) -> Tensor:
+    """``embedding(index)`` as an ``index_select``: the same rows, and the same gradient faster.
+
+    On CPU the backward of ``index_select`` (``index_add`` in index order) is bitwise the
+    embedding's and several times faster; elsewhere this is the embedding itself (its
+    deterministic CUDA backward is what exact resume relies on).
+
+    Args:
+        embedding: the table (no padding index, no max norm).
+        index: int tensor (...).
+
+    Returns:
+        tensor (..., embedding_dim).
+    """
+    if index.device.type != "cpu":
+        return embedding(index)
+    rows = embedding.weight.index_select(0, index.reshape(-1))
+    return rows.view(*index.shape, embedding.embedding_dim)
+
+
+def _last_token_attention(attn: nn.MultiheadAttention, keys: Tensor) -> Tensor:
+    """The last token's query against every key: ``attn(keys[:, -1:], keys, keys)[0][:, 0]``.
+
+    Bitwise the module's output and gradients (the same projections on the same
+    sequence-major layout, the same ``scaled_dot_product_attention`` call) without its
+    argument checks and the copies that repack keys and values, which cost more than the
+    maths at this model size. No attention dropout (the caller uses the module then).
+
+    Args:
+        attn: a ``batch_first`` self-attention module with packed input projections.
+        keys: float tensor (B, L, E), the layer-normed tokens.
+
+    Returns:
+        tensor (B, E).
+    """
+    b, length, e = keys.shape
+    heads = attn.num_heads
+    w, bias = attn.in_proj_weight, attn.in_proj_bias
+    seq_major = keys.transpose(0, 1)  # (L, B, E), as the module projects them
+    q = nn.functional.linear(seq_major[-1:], w[:e], bias[:e]).view(b, heads, 1, e // heads)
+    kv = nn.functional.linear(seq_major, w[e:], bias[e:]).view(length, b, 2, heads, e // heads)
+    k, v = (t.permute(1, 2, 0, 3) for t in kv.unbind(2))  # (B, H, L, E / H); one backward
+    out = nn.functional.scaled_dot_product_attention(q, k, v).reshape(b, e)
+    return attn.out_proj(out)
+
+
 def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
@@ -211,6 +319,9 @@ class DrumPolicy(nn.Module):
     Args:
         config: sizes and dropout.
     """
+
+    kind = "transformer"
+    """The policy kind (:data:`POLICY_KINDS`) that :func:`save_policy` records."""
 
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
@@ -275,22 +386,25 @@ class DrumPolicy(nn.Module):
         x = (
             self.input_proj(steps.float())
             + self.position_embedding(index)
-            + self.step_embedding(phases % c.steps_per_bar)
-            + self.bar_embedding(phases // c.steps_per_bar)
+            + _lookup(self.step_embedding, phases % c.steps_per_bar)
+            + _lookup(self.bar_embedding, phases // c.steps_per_bar)
             + self.target_proj(target.float())[:, None, :]
         )
-        causal = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+        *lower, top = self.trunk.layers
+        if not last_only or lower:
+            causal = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
         if not last_only:
             return self.trunk(x, mask=causal, is_causal=True)
-        *lower, top = self.trunk.layers
         for layer in lower:
             x = layer(x, src_mask=causal, is_causal=True)
         keys = top.norm1(x)
-        query = keys[:, -1:]
-        attended = top.self_attn(query, keys, keys, need_weights=False)[0]
-        h = x[:, -1:] + top.dropout1(attended)
+        if self.training and top.self_attn.dropout > 0:  # attention dropout: the module's draws
+            attended = top.self_attn(keys[:, -1:], keys, keys, need_weights=False)[0][:, 0]
+        else:
+            attended = _last_token_attention(top.self_attn, keys)
+        h = x[:, -1] + top.dropout1(attended)
         h = h + top._ff_block(top.norm2(h))
-        return self.trunk.norm(h[:, 0])
+        return self.trunk.norm(h)
 
     def _heads(self, h: Tensor) -> PolicyOutput:
         logits = self.policy_head(h).float()
@@ -369,14 +483,7 @@ class DrumPolicy(nn.Module):
         Returns:
             actions float32 (B, D) of 0 / 1, log_prob float32 (B,), value float32 (B,).
         """
-        out = self.forward_obs(obs)
-        dist = self.distribution(out.logits)
-        probs = dist.base_dist.probs
-        if deterministic:
-            actions = (probs > 0.5).float()
-        else:
-            actions = torch.bernoulli(probs.detach(), generator=generator)
-        return actions, dist.log_prob(actions), out.value
+        return _act(self.forward_obs(obs), deterministic, generator)
 
     def evaluate_actions(
         self, obs: Mapping[str, Tensor], actions: Tensor
@@ -390,9 +497,270 @@ class DrumPolicy(nn.Module):
         Returns:
             log_prob float32 (B,), entropy float32 (B,), value float32 (B,).
         """
-        out = self.forward_obs(obs)
-        dist = self.distribution(out.logits)
-        return dist.log_prob(actions.to(out.logits)), dist.entropy(), out.value
+        return _evaluate(self.forward_obs(obs), actions)
+
+
+def _act(out: PolicyOutput, deterministic: bool, generator: torch.Generator | None
+         ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``act`` of either policy kind from its outputs (see :meth:`DrumPolicy.act`)."""
+    logits = out.logits.float()
+    probs = torch.sigmoid(logits)
+    if deterministic:
+        actions = (probs > 0.5).float()
+    else:
+        actions = torch.bernoulli(probs.detach(), generator=generator)
+    return actions, bernoulli_log_prob(logits, actions), out.value
+
+
+def _evaluate(out: PolicyOutput, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``evaluate_actions`` of either policy kind (see :meth:`DrumPolicy.evaluate_actions`)."""
+    logits = out.logits.float()
+    return bernoulli_log_prob(logits, actions.to(logits)), bernoulli_entropy(logits), out.value
+
+
+@dataclass(frozen=True)
+class MLPPolicyConfig:
+    """Shape of an :class:`MLPPolicy`. Validated on construction.
+
+    Build it from an env with :meth:`from_env_config` so the sizes agree with the observations.
+    """
+
+    num_drums: int = 9
+    """Drums per step ``D``: Bernoulli outputs per step."""
+    context_steps: int = 16
+    """Steps of the env's ``context`` observation ``C``; the MLP reads exactly ``C * D`` values
+    (unlike the Transformer, it cannot read another context length)."""
+    steps_per_bar: int = 16
+    """Steps in one bar (the ``position`` observation's step-in-bar block)."""
+    bars_per_phrase: int = 4
+    """Bars in one phrase (the ``position`` observation's bar-in-phrase block)."""
+    target_size: int = 20
+    """Length ``K`` of the target-feature vector (the env's ``target`` observation)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the hidden tanh layers of each of the two MLPs (policy, value); SB3's PPO
+    default is ``(64, 64)``."""
+    init_hit_rate: float = 0.1
+    """Hit probability of every drum before training, in (0, 1) (as
+    :attr:`PolicyConfig.init_hit_rate`)."""
+    kind: str = "mlp"
+    """Always ``"mlp"``: recorded with the config, so a saved config names its policy kind."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_drums", "context_steps", "steps_per_bar", "bars_per_phrase",
+                     "target_size"):  # fmt: skip
+            _check_positive_int(getattr(self, name), name)
+        sizes = self.hidden_sizes
+        if isinstance(sizes, (list, tuple)):
+            object.__setattr__(self, "hidden_sizes", tuple(sizes))  # a loaded list
+        if not isinstance(sizes, (list, tuple)) or not sizes:
+            raise ValueError(f"hidden_sizes must be a non-empty tuple of ints >= 1, got {sizes!r}")
+        for size in sizes:
+            _check_positive_int(size, "hidden_sizes")
+        if isinstance(self.init_hit_rate, bool) or not 0.0 < float(self.init_hit_rate) < 1.0:
+            raise ValueError(f"init_hit_rate must be in (0, 1), got {self.init_hit_rate!r}")
+        if self.kind != "mlp":
+            raise ValueError(f"kind of an MLPPolicyConfig must be 'mlp', got {self.kind!r}")
+
+    @property
+    def position_size(self) -> int:
+        """Length of the env's ``position`` observation this policy reads."""
+        return self.steps_per_bar + self.bars_per_phrase + 2
+
+    @property
+    def obs_size(self) -> int:
+        """Inputs of the MLPs: ``context_steps * num_drums + position_size + target_size``."""
+        return self.context_steps * self.num_drums + self.position_size + self.target_size
+
+    @property
+    def max_len(self) -> int:
+        """Longest context (steps) the policy reads: ``context_steps`` exactly."""
+        return self.context_steps
+
+    @classmethod
+    def from_env_config(cls, cfg: DrumComposeConfig, **overrides: Any) -> MLPPolicyConfig:
+        """The config whose sizes match a DrumCompose task, as :meth:`PolicyConfig.from_env_config`.
+
+        Args:
+            cfg: the env's :class:`~drum_env.core.DrumComposeConfig`.
+            **overrides: any other field (``hidden_sizes``, ``init_hit_rate``).
+
+        Raises:
+            TypeError: for an override that is not a field.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown MLPPolicyConfig field(s) {unknown}; fields: {sorted(names)}")
+        base = {
+            "num_drums": cfg.num_drums,
+            "context_steps": cfg.context_steps,
+            "steps_per_bar": cfg.steps_per_bar,
+            "bars_per_phrase": cfg.bars_per_phrase,
+            "target_size": cfg.target_size,
+        }
+        return cls(**{**base, **overrides})
+
+
+def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [_orthogonal(nn.Linear(a, b), float(np.sqrt(2.0))), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class MLPPolicy(nn.Module):
+    """An MLP actor-critic of the size and kind SB3's PPO uses, over the flattened observation.
+
+    ``x = concat(context, position, target)`` (``obs_size`` values); two separate tanh MLPs
+    (``hidden_sizes``, SB3's ``net_arch=dict(pi=[64, 64], vf=[64, 64])``), orthogonally
+    initialised with gain sqrt(2); a policy head to ``D`` Bernoulli logits (gain 0.01, bias
+    ``logit(init_hit_rate)`` as in :class:`DrumPolicy`) and a value head (gain 1). The same
+    interface as :class:`DrumPolicy` where the trainer and the rollouts use it:
+    :meth:`forward_obs`, :meth:`act`, :meth:`evaluate_actions`, :meth:`distribution`.
+    Initialisation draws from the global torch generator.
+
+    Args:
+        config: sizes.
+    """
+
+    kind = "mlp"
+    """The policy kind (:data:`POLICY_KINDS`) that :func:`save_policy` records."""
+
+    def __init__(self, config: MLPPolicyConfig) -> None:
+        super().__init__()
+        if not isinstance(config, MLPPolicyConfig):
+            raise TypeError(f"config must be an MLPPolicyConfig, got {type(config).__name__}")
+        self.config = config
+        sizes = (config.obs_size, *config.hidden_sizes)
+        self.policy_net = _mlp(sizes)
+        self.value_net = _mlp(sizes)
+        self.policy_head = _orthogonal(nn.Linear(sizes[-1], config.num_drums), 0.01)
+        rate = float(config.init_hit_rate)
+        nn.init.constant_(self.policy_head.bias, float(np.log(rate / (1.0 - rate))))
+        self.value_head = _orthogonal(nn.Linear(sizes[-1], 1), 1.0)
+
+    def forward(self, x: Tensor) -> PolicyOutput:
+        """Outputs from flattened observations.
+
+        Args:
+            x: float tensor (B, obs_size): ``concat(context, position, target)``.
+
+        Returns:
+            PolicyOutput: logits float32 (B, D), value float32 (B,).
+        """
+        logits = self.policy_head(self.policy_net(x)).float()
+        value = self.value_head(self.value_net(x)).squeeze(-1).float()
+        return PolicyOutput(logits, value)
+
+    def forward_obs(self, obs: Mapping[str, Tensor]) -> PolicyOutput:
+        """Outputs for the step to write, from a batch of DrumCompose observations.
+
+        Args:
+            obs: ``{"context": (B, C * D), "position": (B, position_size), "target": (B, K)}``
+                float tensors (:func:`obs_to_tensors`), with ``C = config.context_steps``.
+
+        Returns:
+            PolicyOutput: logits float32 (B, D), value float32 (B,).
+
+        Raises:
+            ValueError: an observation of another size (the message names the key).
+        """
+        c = self.config
+        sizes = {"context": c.context_steps * c.num_drums, "position": c.position_size,
+                 "target": c.target_size}  # fmt: skip
+        for key, size in sizes.items():
+            t = obs[key]
+            if t.dim() != 2 or t.shape[-1] != size:
+                raise ValueError(
+                    f"obs[{key!r}] must have shape (B, {size}) for this MLP policy (context_steps="
+                    f"{c.context_steps}, num_drums={c.num_drums}), got {tuple(t.shape)}"
+                )
+        x = torch.cat([obs["context"], obs["position"], obs["target"]], -1).float()
+        return self(x)
+
+    distribution = staticmethod(DrumPolicy.distribution)
+
+    def act(
+        self,
+        obs: Mapping[str, Tensor],
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Choose the next step's hits (see :meth:`DrumPolicy.act`).
+
+        Returns:
+            actions float32 (B, D) of 0 / 1, log_prob float32 (B,), value float32 (B,).
+        """
+        return _act(self.forward_obs(obs), deterministic, generator)
+
+    def evaluate_actions(
+        self, obs: Mapping[str, Tensor], actions: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-probability, entropy and value (see :meth:`DrumPolicy.evaluate_actions`).
+
+        Returns:
+            log_prob float32 (B,), entropy float32 (B,), value float32 (B,).
+        """
+        return _evaluate(self.forward_obs(obs), actions)
+
+
+def make_policy(kind: str, env_config: DrumComposeConfig, **overrides: Any
+                ) -> DrumPolicy | MLPPolicy:  # fmt: skip
+    """A fresh policy of ``kind`` sized for a DrumCompose task (draws from the global generator).
+
+    Args:
+        kind: one of :data:`POLICY_KINDS`.
+        env_config: the env's :class:`~drum_env.core.DrumComposeConfig`.
+        **overrides: fields of the kind's config (:class:`PolicyConfig` or
+            :class:`MLPPolicyConfig`).
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kind == "transformer":
+        return DrumPolicy(PolicyConfig.from_env_config(env_config, **overrides))
+    if kind == "mlp":
+        return MLPPolicy(MLPPolicyConfig.from_env_config(env_config, **overrides))
+    raise ValueError(f"policy kind must be one of {list(POLICY_KINDS)}, got {kind!r}")
+
+
+def _mlp_from_state(raw: Mapping[str, Any], state_dict: Mapping[str, Tensor], path: str,
+                    expected: Any = None) -> MLPPolicy:  # fmt: skip
+    """An :class:`MLPPolicy` from a saved config dict (``kind: "mlp"``) and state dict.
+
+    Raises:
+        ValueError: an invalid config, another architecture than ``expected``, or tensors that
+            do not fit (the message names ``path``).
+    """
+    if expected is not None and not isinstance(expected, MLPPolicyConfig):
+        raise ValueError(
+            f"{path!r} holds an mlp policy, but a {getattr(expected, 'kind', 'transformer')} "
+            "policy is expected (pretrained policies are Transformers: policy_kind='transformer')"
+        )
+    names = {f.name for f in dataclasses.fields(MLPPolicyConfig)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"{path!r}: unknown MLPPolicyConfig field(s) {unknown} in its config")
+    try:
+        config = MLPPolicyConfig(**raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path!r}: invalid config: {exc}") from exc
+    if expected is not None:
+        diffs = [f"{f.name}: checkpoint has {getattr(config, f.name)}, expected "
+                 f"{getattr(expected, f.name)}" for f in dataclasses.fields(MLPPolicyConfig)
+                 if f.name != "init_hit_rate"
+                 and getattr(config, f.name) != getattr(expected, f.name)]  # fmt: skip
+        if diffs:
+            raise ValueError(
+                f"{path!r} holds a policy of another shape; differing config fields: "
+                + "; ".join(diffs)
+            )
+    policy = MLPPolicy(config)
+    try:
+        policy.load_state_dict(state_dict)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path!r}: its tensors do not fit its config ({exc})") from exc
+    return policy
 
 
 def obs_to_tensors(obs: Mapping[str, np.ndarray], device: torch.device | str) -> dict[str, Tensor]:
@@ -417,12 +785,15 @@ def obs_to_tensors(obs: Mapping[str, np.ndarray], device: torch.device | str) ->
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_policy(path: str | Path, policy: DrumPolicy) -> Path:
+def save_policy(path: str | Path, policy: DrumPolicy | MLPPolicy) -> Path:
     """Write a policy checkpoint atomically (temp file in the same folder, fsync, rename).
+
+    The file records the policy's kind (``"kind"``: ``transformer`` or ``mlp``; an MLP's config
+    also holds ``kind``), so :func:`load_policy` rebuilds the right class.
 
     Args:
         path: the file to write; its folder is created.
-        policy: the policy; its tensors are saved on CPU.
+        policy: the policy (either kind); its tensors are saved on CPU.
 
     Returns:
         the path written.
@@ -432,6 +803,7 @@ def save_policy(path: str | Path, policy: DrumPolicy) -> Path:
     payload = {
         "format": _FORMAT,
         "version": _VERSION,
+        "kind": policy.kind,
         "config": asdict(policy.config),
         "state_dict": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
     }
@@ -526,15 +898,60 @@ def load_policy(
             f"{str(path)!r} is not a policy checkpoint (expected a dict with 'config' and "
             "'state_dict', as save_policy writes)"
         )
-    raw = payload["config"]
+    policy = policy_from_state(payload["config"], payload["state_dict"], path, expected=expected)
+    if isinstance(map_location, (str, torch.device)):
+        policy.to(map_location)
+    return policy
+
+
+def policy_from_state(
+    raw_config: Any, state_dict: Any, source: str | Path, *, expected: PolicyConfig | None = None
+) -> DrumPolicy:
+    """A :class:`DrumPolicy` built from a saved config dict and state dict, or a named error.
+
+    Building draws from the global torch generator; the state dict then replaces every
+    parameter.
+
+    Args:
+        raw_config: the saved :class:`PolicyConfig` fields (a dict).
+        state_dict: the saved tensors (a dict).
+        source: the file they came from, for the messages.
+        expected: if given, the architecture must equal it (see :func:`load_policy`).
+
+    Returns:
+        the policy (CPU, training mode).
+
+    Raises:
+        ValueError: the config is not a dict of valid ``PolicyConfig`` fields, the state is not
+            a dict, the architecture differs from ``expected``, or the tensors do not fit (the
+            message names ``source`` and what is wrong).
+    """
+    path = str(source)
+    if not isinstance(raw_config, dict):
+        raise ValueError(
+            f"{path!r}: its policy config is {type(raw_config).__name__}, not a dict of "
+            "PolicyConfig fields"
+        )
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"{path!r}: its model state is {type(state_dict).__name__}, not a dict")
+    raw = raw_config
+    if raw.get("kind", "transformer") == "mlp":  # an MLPPolicy's config records its kind
+        return _mlp_from_state(raw, state_dict, path, expected)
     names = {f.name for f in dataclasses.fields(PolicyConfig)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ValueError(f"{str(path)!r}: unknown PolicyConfig field(s) {unknown} in its config")
+        raise ValueError(f"{path!r}: unknown PolicyConfig field(s) {unknown} in its config")
+    missing = sorted(
+        f.name for f in dataclasses.fields(PolicyConfig)
+        if f.name not in raw and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )  # fmt: skip
+    if missing:
+        raise ValueError(f"{path!r}: its policy config lacks field(s) {missing}")
     try:
         config = PolicyConfig(**raw)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{str(path)!r}: invalid config: {exc}") from exc
+        raise ValueError(f"{path!r}: invalid config: {exc}") from exc
     if expected is not None:
         diffs = [
             f"{name}: checkpoint has {getattr(config, name)}, expected {getattr(expected, name)}"
@@ -543,17 +960,14 @@ def load_policy(
         ]
         if diffs:
             raise ValueError(
-                f"{str(path)!r} holds a policy of another shape; differing config fields: "
+                f"{path!r} holds a policy of another shape; differing config fields: "
                 + "; ".join(diffs)
             )
-    state_dict = payload["state_dict"]
     policy = DrumPolicy(config)
     try:
         policy.load_state_dict(state_dict)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         diffs = _describe_mismatch(config, state_dict)
         detail = "differing config fields: " + "; ".join(diffs) if diffs else str(exc)
-        raise ValueError(f"{str(path)!r}: its tensors do not fit its config ({detail})") from exc
-    if isinstance(map_location, (str, torch.device)):
-        policy.to(map_location)
+        raise ValueError(f"{path!r}: its tensors do not fit its config ({detail})") from exc
     return policy

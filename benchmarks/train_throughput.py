@@ -1,20 +1,34 @@
-"""Training throughput: env steps per second of the custom PPO (AMP on / off) vs SB3 PPO.
+"""Training throughput: the custom PPO (Transformer, MLP) vs SB3 PPO at equal settings, its scaling
+with ``num_envs``, and the peak memory of a long run.
 
 Same env (``DrumCompose-v0``, built-in corpus, seq_len 64, 1 primer bar, ``hierarchical``
-shaping), same CPU, same process, one torch thread; each trainer runs a fixed budget of env
-steps (``--steps``, default 16,384; ``--quick`` 4,096) through its public entry point:
+shaping), same CPU, one torch/BLAS thread, every trainer through its public entry point:
 
-* ``custom (amp off)`` / ``custom (amp on)``: :func:`agents.ppo.train` with the default
-  :class:`~agents.ppo.PPOConfig` (16 sub-envs of the native vector env, 64 steps per rollout,
-  4 epochs of 4 minibatches, the Transformer policy), AMP = bf16 autocast on the CPU;
-* ``sb3 ppo``: :func:`agents.sb3.train_baseline` (SB3 PPO, ``MultiInputPolicy`` MLP, a
-  ``DummyVecEnv`` of 16 single envs, ``n_steps`` 64, SB3's defaults otherwise: 10 epochs,
-  batch 256), no evaluation callback.
+* **equal settings** (``--settings``, default 16 envs x 32 steps, :class:`~agents.ppo.PPOConfig`'s
+  defaults, and 64 x 32): :func:`agents.ppo.train` with ``policy_kind="transformer"`` (AMP off,
+  and on: bf16 autocast) and ``"mlp"`` (SB3's policy: two 64-64 tanh MLPs over the flattened
+  observation) against SB3 PPO as :func:`agents.sb3.train_baseline` builds it
+  (:func:`agents.sb3.build_model`: ``MultiInputPolicy``, a ``DummyVecEnv`` of single envs, then
+  ``learn``; without the baseline's evaluation episodes) with the same ``num_envs``,
+  ``n_steps = num_steps``, the same 4 epochs and 4 minibatches (``batch_size = num_envs *
+  num_steps / 4``). No TensorBoard. Each trainer is called once untimed first (imports,
+  first-call costs), then for ``--steps`` env steps (at least 4 iterations), the trainers
+  taking turns ``--repeats`` times; the best call counts. Two figures per call: **training**
+  (after the first iteration to the end of the last update: what a long run sustains) and
+  **whole call** (construction of the envs and the model included; SB3 builds one env per
+  sub-env, about 60 ms each, which dominates its short calls at 64 envs).
+* **scaling**: the custom trainer at ``num_envs`` in ``--scale-envs`` (32 steps each),
+  timed by the phase timers of ``benchmarks/train_profile.py`` (the user's defaults otherwise:
+  TensorBoard on, a checkpoint every 10 iterations), with the share of the PPO update.
+* **memory**: the peak resident set size (``VmHWM``) of a subprocess that trains
+  ``--rss-steps`` env steps with the MLP policy and the defaults otherwise (16 x 32,
+  TensorBoard, a checkpoint every 10 iterations), and its RSS at 10 %, 50 % and 100 % of the
+  run (how it grows).
 
-Reported per trainer: ``steps_per_s`` = env steps / wall time of the whole call (env and model
-construction, rollouts, updates and the final save), best of ``--repeats`` runs taking turns,
-and for the custom PPO also the median of its per-iteration ``charts/fps`` (rollout plus
-update, without setup). The issue's target is custom >= 5x SB3; it is reported, not asserted.
+Speeds are env steps per **CPU second** of this process (``time.process_time``; with one thread
+that is the work the trainer does, which other processes on a shared machine do not inflate as
+they inflate wall time); the wall-clock figure is recorded beside it. The issue's target is
+custom >= 5x SB3; it is reported, not asserted.
 
 Run: ``python benchmarks/train_throughput.py [--quick]`` (writes
 ``benchmarks/results/train_throughput.json``).
@@ -32,92 +46,234 @@ import argparse
 import datetime
 import json
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "train_throughput.json"
 TARGET_CUSTOM_VS_SB3 = 5.0
-NUM_ENVS, NUM_STEPS, SEQ_LEN, SHAPING = 16, 64, 64, "hierarchical"
+SEQ_LEN, SHAPING, EPOCHS, MINIBATCHES = 64, "hierarchical", 4, 4
+TRAINERS = ("transformer", "transformer (amp)", "mlp", "sb3 ppo")
+"""The trainers of the equal-settings part; ``transformer (amp)`` runs at the first setting only."""
 
 
-def run_custom(steps: int, amp: bool, out: Path) -> dict:
+class _Clock:
+    """CPU and wall time at the start and after each iteration of a training call."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[int, float, float]] = []  # (env steps, cpu s, wall s)
+
+    def mark(self, env_steps: int) -> None:
+        self.marks.append((env_steps, time.process_time(), time.perf_counter()))
+
+    def result(self, env_steps: int) -> dict:
+        """Whole call (first mark to now) and training: from the end of the first iteration to
+        the first mark at ``env_steps`` (the last update; the final checkpoint excluded)."""
+        self.mark(env_steps)
+        (_, c0, w0), (s1, c1, w1) = self.marks[0], self.marks[1]
+        _, c3, w3 = self.marks[-1]
+        s2, c2, w2 = next(m for m in self.marks if m[0] == env_steps)
+        return {"env_steps": env_steps, "cpu_s": c3 - c0, "wall_s": w3 - w0,
+                "whole_steps_per_s": env_steps / (c3 - c0),
+                "whole_steps_per_s_wall": env_steps / (w3 - w0),
+                "steps_per_s": (s2 - s1) / (c2 - c1), "steps_per_s_wall": (s2 - s1) / (w2 - w1)}
+
+
+def run_custom(num_envs: int, num_steps: int, steps: int, kind: str, amp: bool,
+               out: Path) -> dict:  # fmt: skip
+    """One :func:`agents.ppo.train` call, timed whole and after its first iteration."""
     from agents.ppo import PPOConfig, train
 
     cfg = PPOConfig(
-        seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=NUM_ENVS, num_steps=NUM_STEPS,
-        total_timesteps=steps, amp=amp, device="cpu", seed=0, out=str(out), progress=False,
+        seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs, num_steps=num_steps,
+        update_epochs=EPOCHS, num_minibatches=MINIBATCHES, total_timesteps=steps,
+        policy_kind=kind, amp=amp, device="cpu", seed=0, out=str(out), progress=False,
         tensorboard=False, checkpoint_every=10**6,
     )  # fmt: skip
-    start = time.perf_counter()
-    result = train(cfg)
-    wall = time.perf_counter() - start
-    fps = [h["charts/fps"] for h in result.history]
-    return {"env_steps": result.global_step, "wall_s": wall,
-            "steps_per_s": result.global_step / wall,
-            "iteration_fps_median": float(np.median(fps))}  # fmt: skip
+    clock = _Clock()
+    clock.mark(0)
+    result = train(cfg, callback=lambda m: clock.mark(int(m["global_step"])))
+    return clock.result(result.global_step)
 
 
-def run_sb3(steps: int, out: Path) -> dict:
-    from agents.sb3 import BaselineConfig, train_baseline
+def run_sb3(num_envs: int, num_steps: int, steps: int, out: Path) -> dict:
+    """SB3 PPO (:func:`agents.sb3.build_model`, ``learn``) with the same epochs and minibatches.
+
+    ``build_model`` and ``learn`` are what :func:`agents.sb3.train_baseline` runs, without its
+    evaluation episodes and the save; a callback marks the start of every rollout.
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents.sb3 import BaselineConfig, build_model
 
     cfg = BaselineConfig(
-        algo="ppo", seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=NUM_ENVS,
-        n_steps=NUM_STEPS, total_timesteps=steps, seed=0, eval_every=0, out=str(out),
+        algo="ppo", seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs,
+        num_steps=num_steps, total_timesteps=steps, seed=0, eval_every=0, out=str(out),
         tensorboard=False,
+        extra={"n_epochs": EPOCHS, "batch_size": num_envs * num_steps // MINIBATCHES},
     )  # fmt: skip
-    start = time.perf_counter()
-    result = train_baseline(cfg)
-    wall = time.perf_counter() - start
-    return {"env_steps": result.global_step, "wall_s": wall,
-            "steps_per_s": result.global_step / wall}  # fmt: skip
+    clock = _Clock()
+
+    class Marks(BaseCallback):  # type: ignore[misc]
+        def _on_rollout_start(self) -> None:
+            if self.num_timesteps:  # after the first iteration
+                clock.mark(self.num_timesteps)
+
+        def _on_step(self) -> bool:
+            return True
+
+    clock.mark(0)
+    model, venv = build_model(cfg)
+    model.learn(steps, callback=Marks())
+    venv.close()
+    return clock.result(int(model.num_timesteps))
+
+
+def equal_settings(settings: list[tuple[int, int]], steps: int, repeats: int, tmp: Path) -> dict:
+    """Every trainer at every setting, taking turns; the best call of each."""
+    runs: dict[str, dict[str, list[dict]]] = {}
+
+    def call(name: str, n: int, t: int, budget: int, out: Path) -> dict:
+        if name == "sb3 ppo":
+            return run_sb3(n, t, budget, out)
+        return run_custom(n, t, budget, name.split()[0], name.endswith("(amp)"), out)
+
+    for i, (n, t) in enumerate(settings):
+        key = f"{n}x{t}"
+        names = [x for x in TRAINERS if i == 0 or x != "transformer (amp)"]
+        runs[key] = {name: [] for name in names}
+        budget = max(steps // (n * t), 4) * n * t
+        for name in names:  # warm-up: imports and first-call costs, untimed
+            call(name, n, t, 2 * n * t, tmp / f"warm-{key}-{name}")
+        for r in range(repeats):
+            for name in names:
+                runs[key][name].append(call(name, n, t, budget, tmp / f"{key}-{name}-{r}"))
+    out: dict[str, dict] = {}
+    for key, by_name in runs.items():
+        rows = {}
+        for name, rs in by_name.items():
+            best = max(rs, key=lambda x: x["steps_per_s"])
+            rows[name] = {**best, "runs_steps_per_s": [x["steps_per_s"] for x in rs]}
+        sb3 = rows["sb3 ppo"]
+        for row in rows.values():
+            for k in ("steps_per_s", "steps_per_s_wall", "whole_steps_per_s"):
+                row[k.replace("steps_per_s", "vs_sb3")] = row[k] / sb3[k]
+        out[key] = rows
+    return out
+
+
+def scaling(envs: list[int], num_steps: int, min_steps: int, kinds: list[str]) -> list[dict]:
+    """Steps/s and the update's share at each ``num_envs`` (``train_profile.profile_once``)."""
+    sys.path.insert(0, str(HERE))
+    from train_profile import profile_once
+
+    rows = []
+    for kind in kinds:
+        for n in envs:
+            iterations = max(8, -(-min_steps // (n * num_steps)))
+            r = profile_once(n, num_steps, iterations, kind, threads=1)
+            rows.append({
+                "policy_kind": kind, "num_envs": n, "num_steps": num_steps,
+                "env_steps": r["env_steps"], "steps_per_s": r["steps_per_s"],
+                "steps_per_s_wall": r["steps_per_s_wall"],
+                "update_share": r["phases_s"]["update"] / r["clock_s"],
+                "rollout_share": r["phases_s"]["rollout"] / r["clock_s"],
+                "us_per_env_step": r["us_per_env_step"],
+            })  # fmt: skip
+    for kind in kinds:
+        mine = [r for r in rows if r["policy_kind"] == kind]
+        for prev, row in zip(mine, mine[1:]):
+            row["speedup_vs_previous"] = row["steps_per_s"] / prev["steps_per_s"]
+    return rows
+
+
+_RSS_CHILD = """
+import json, sys, time
+import torch
+torch.set_num_threads(1)
+from agents.ppo import PPOConfig, train
+cfg = PPOConfig(**json.loads(sys.argv[1]))
+
+def vm(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+samples = []
+def callback(m):
+    samples.append((int(m["global_step"]), vm("VmRSS")))
+cpu, wall = time.process_time(), time.perf_counter()
+result = train(cfg, callback=callback)
+cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+print(json.dumps({"env_steps": result.global_step, "cpu_s": cpu, "wall_s": wall,
+                  "peak_rss_bytes": vm("VmHWM"), "samples": samples}))
+"""
+
+
+def peak_rss(steps: int, kind: str, tmp: Path) -> dict:
+    """Peak RSS of a subprocess training ``steps`` env steps with the defaults and ``kind``."""
+    cfg = {"total_timesteps": steps, "policy_kind": kind, "device": "cpu", "seed": 0,
+           "out": str(tmp / f"rss-{kind}"), "progress": False, "tensorboard": True,
+           "checkpoint_every": 10, "seq_len": SEQ_LEN, "prompt_bars": 1,
+           "shaping": SHAPING}  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, json.dumps(cfg)], cwd=HERE.parent,
+                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    samples = data.pop("samples")
+    at = {}
+    for frac in (0.1, 0.5, 1.0):
+        step, rss = min(samples, key=lambda s: abs(s[0] - frac * data["env_steps"]))
+        at[f"{int(frac * 100)}%"] = {"global_step": step, "rss_bytes": rss}
+    return {"policy_kind": kind, "num_envs": 16, "num_steps": 32, **data, "rss_at": at,
+            "steps_per_s": data["env_steps"] / data["cpu_s"]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4,096 steps per trainer")
-    parser.add_argument("--steps", type=int, default=None, help="env steps per trainer")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help="4,096 steps per trainer, one repeat, fewer scaling points, a "
+                             "100k-step memory run")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=None, help="env steps per trainer call")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--settings", nargs="+", default=["16x32", "64x32"],
+                        help="num_envs x num_steps of the equal-settings part")  # fmt: skip
+    parser.add_argument("--scale-envs", type=int, nargs="+", default=None)
+    parser.add_argument("--rss-steps", type=int, default=None,
+                        help="env steps of the memory run (default 1,000,000; quick 100,000; "
+                             "0 skips it)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     steps = args.steps or (4096 if args.quick else 16_384)
+    repeats = args.repeats or (1 if args.quick else 2)
+    scale_envs = args.scale_envs or ([16, 64, 256] if args.quick else [4, 16, 64, 256, 1024])
+    rss_steps = (100_000 if args.quick else 1_000_000) if args.rss_steps is None else args.rss_steps
+    settings = [tuple(int(x) for x in s.split("x")) for s in args.settings]
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    runs: dict[str, list[dict]] = {"custom (amp off)": [], "custom (amp on)": [], "sb3 ppo": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats):  # the trainers take turns
-            base = Path(tmp) / str(r)
-            runs["custom (amp off)"].append(run_custom(steps, False, base / "off"))
-            runs["custom (amp on)"].append(run_custom(steps, True, base / "on"))
-            runs["sb3 ppo"].append(run_sb3(steps, base / "sb3"))
-    rows = {}
-    for name, rs in runs.items():
-        best = max(rs, key=lambda x: x["steps_per_s"])
-        rows[name] = {**best, "runs_steps_per_s": [x["steps_per_s"] for x in rs]}
-    sb3 = rows["sb3 ppo"]["steps_per_s"]
-    for row in rows.values():
-        row["vs_sb3"] = row["steps_per_s"] / sb3
-    best_custom = max(
-        rows["custom (amp off)"]["steps_per_s"], rows["custom (amp on)"]["steps_per_s"]
-    )
+        equal = equal_settings(settings, steps, repeats, Path(tmp))
+        scale = scaling(scale_envs, 32, 4 * steps, ["transformer", "mlp"])
+        memory = peak_rss(rss_steps, "mlp", Path(tmp)) if rss_steps else None
+    first = equal[args.settings[0]]
+    best_custom = max(first["transformer"]["vs_sb3"], first["mlp"]["vs_sb3"])
     result = {
         "benchmark": "train_throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
         "env_steps_per_trainer": steps,
-        "repeats": args.repeats,
-        "env": {
-            "id": "DrumCompose-v0",
-            "data": "built-in corpus",
-            "seq_len": SEQ_LEN,
-            "prompt_bars": 1,
-            "shaping": SHAPING,
-            "num_envs": NUM_ENVS,
-            "n_steps": NUM_STEPS,
-        },  # fmt: skip
+        "repeats": repeats,
+        "env": {"id": "DrumCompose-v0", "data": "built-in corpus", "seq_len": SEQ_LEN,
+                "prompt_bars": 1, "shaping": SHAPING},
+        "ppo": {"update_epochs": EPOCHS, "num_minibatches": MINIBATCHES},
+        "clock": "env steps per CPU second of the process (time.process_time); *_wall: per "
+                 "wall-clock second",
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": 1},
         "machine": {
             "platform": platform.platform(),
@@ -125,14 +281,18 @@ def main(argv: list[str] | None = None) -> dict:
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "torch": torch.__version__,
-        },  # fmt: skip
-        "results": rows,
+        },
+        "results": equal,
+        "scaling": scale,
+        "memory": memory,
         "targets": {
             "custom_vs_sb3": TARGET_CUSTOM_VS_SB3,
-            "met_custom_vs_sb3": best_custom / sb3 >= TARGET_CUSTOM_VS_SB3,
-        },  # fmt: skip
+            "met_custom_vs_sb3": best_custom >= TARGET_CUSTOM_VS_SB3,
+            "met_transformer_vs_sb3": first["transformer"]["vs_sb3"] >= TARGET_CUSTOM_VS_SB3,
+            "met_mlp_vs_sb3": first["mlp"]["vs_sb3"] >= TARGET_CUSTOM_VS_SB3,
+        },
         "wall_s": time.perf_counter() - t0,
-    }
+    }  # fmt: skip
     print(markdown_table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -140,21 +300,50 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def update_dominates(scale: list[dict], kind: str) -> int | None:
+    """The smallest ``num_envs`` from which the update takes at least half of the time."""
+    return next((r["num_envs"] for r in scale if r["policy_kind"] == kind
+                 and r["update_share"] >= 0.5), None)  # fmt: skip
+
+
 def markdown_table(result: dict) -> str:
+    """The three parts as Markdown tables."""
     lines = [
-        f"Training throughput, {result['env_steps_per_trainer']:,} env steps per trainer, "
-        f"1 thread, best of {result['repeats']}",
+        f"Training throughput, env steps per CPU second (wall in brackets), 1 thread, "
+        f"{result['env_steps_per_trainer']:,} env steps per call, best of {result['repeats']}; "
+        f"{result['ppo']['update_epochs']} epochs x {result['ppo']['num_minibatches']} "
+        "minibatches for every trainer",
         "",
-        "| trainer | env steps/s (whole call) | per-iteration fps (median) | vs SB3 PPO |",
-        "|---|---:|---:|---:|",
+        "| setting | trainer | env steps/s, training | vs SB3 PPO | env steps/s, whole call "
+        "| vs SB3 PPO |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for name, row in result["results"].items():
-        fps = row.get("iteration_fps_median")
-        fps_text = "-" if fps is None else f"{fps:,.0f}"
-        lines.append(f"| {name} | {row['steps_per_s']:,.0f} | {fps_text} | {row['vs_sb3']:.2f}x |")
+    for key, rows in result["results"].items():
+        for name, row in rows.items():
+            label = "custom, " + name if name != "sb3 ppo" else "SB3 PPO"
+            lines.append(f"| {key} | {label} | {row['steps_per_s']:,.0f} "
+                         f"({row['steps_per_s_wall']:,.0f}) | {row['vs_sb3']:.2f}x | "
+                         f"{row['whole_steps_per_s']:,.0f} | "
+                         f"{row['whole_vs_sb3']:.2f}x |")  # fmt: skip
+    lines += ["", "| num_envs x 32 | policy | env steps/s | vs previous | update share |",
+              "|---:|---|---:|---:|---:|"]  # fmt: skip
+    for r in result["scaling"]:
+        up = r.get("speedup_vs_previous")
+        up_text = "-" if up is None else f"{up:.2f}x"
+        lines.append(f"| {r['num_envs']} | {r['policy_kind']} | {r['steps_per_s']:,.0f} | "
+                     f"{up_text} | {r['update_share']:.0%} |")  # fmt: skip
+    m = result.get("memory")
+    if m:
+        at = ", ".join(f"{k}: {v['rss_bytes'] / 2**20:,.0f} MiB" for k, v in m["rss_at"].items())
+        lines += ["", f"Peak RSS of a {m['env_steps']:,}-step run ({m['policy_kind']}, "
+                      f"{m['num_envs']} x {m['num_steps']}, TensorBoard, checkpoints): "
+                      f"{m['peak_rss_bytes'] / 2**20:,.0f} MiB (RSS {at}); "
+                      f"{m['steps_per_s']:,.0f} env steps/s, {m['wall_s']:.0f} s wall"]  # fmt: skip
     t = result["targets"]
-    lines.append(f"\ntarget custom >= {t['custom_vs_sb3']:.0f}x SB3: "
-                 f"{'met' if t['met_custom_vs_sb3'] else 'NOT met'}")  # fmt: skip
+    lines.append(f"\ntarget custom >= {t['custom_vs_sb3']:.0f}x SB3 at "
+                 f"{next(iter(result['results']))}: transformer "
+                 f"{'met' if t['met_transformer_vs_sb3'] else 'NOT met'}, mlp "
+                 f"{'met' if t['met_mlp_vs_sb3'] else 'NOT met'}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+import agents.policy
 from agents.policy import (
+    POLICY_KINDS,
     DrumPolicy,
+    MLPPolicy,
+    MLPPolicyConfig,
     PolicyConfig,
     PolicyOutput,
+    _last_token_attention,
+    _lookup,
+    bernoulli_entropy,
+    bernoulli_log_prob,
     load_policy,
     obs_to_tensors,
     save_policy,
@@ -412,3 +420,177 @@ def test_fresh_policy_plays_at_its_init_hit_rate():
     steps = torch.zeros(4, 8, 9)
     probs = torch.sigmoid(policy(steps, torch.zeros(4, dtype=torch.long), torch.rand(4, 20)).logits)
     assert torch.allclose(probs, torch.full_like(probs, 0.2), atol=0.01)
+
+
+# ----------------------------------------------------------------------------- speed paths
+
+
+def test_bernoulli_helpers_are_bitwise_the_distribution():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 9, generator=g) * 3
+    actions = (torch.rand(64, 9, generator=g) < 0.4).float()
+    dist = DrumPolicy.distribution(logits)
+    assert torch.equal(bernoulli_log_prob(logits, actions), dist.log_prob(actions))
+    assert torch.equal(bernoulli_entropy(logits), dist.entropy())
+
+
+def test_embedding_lookup_is_bitwise_the_embedding():
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(16, 8)
+    index = torch.randint(0, 16, (64, 12))
+    grad = torch.randn(64, 12, 8)
+    grads = []
+    for out in (emb(index), _lookup(emb, index)):
+        emb.zero_grad()
+        out.backward(grad)
+        grads.append((out.detach(), emb.weight.grad.clone()))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+@pytest.mark.parametrize("d_model, heads, b, length",
+                         [(16, 2, 5, 8), (32, 4, 64, 16), (8, 1, 1, 1)])  # fmt: skip
+def test_last_token_attention_is_bitwise_the_module(d_model, heads, b, length):
+    """The rollout's and the update's last-token pass: the module's numbers and gradients."""
+    torch.manual_seed(0)
+    attn = torch.nn.MultiheadAttention(d_model, heads, batch_first=True)
+    keys = torch.randn(b, length, d_model, requires_grad=True)
+    ref = attn(keys[:, -1:], keys, keys, need_weights=False)[0][:, 0]
+    fast = _last_token_attention(attn, keys)
+    assert torch.equal(fast, ref)
+    weights = torch.randn(b, d_model)
+    grads = []
+    for out in (ref, fast):
+        keys.grad = None
+        attn.zero_grad()
+        (out * weights).sum().backward(retain_graph=True)
+        grads.append([keys.grad.clone()] + [p.grad.clone() for p in attn.parameters()])
+    assert all(torch.equal(x, y) for x, y in zip(*grads))
+    with torch.inference_mode():
+        assert torch.equal(_last_token_attention(attn, keys), ref.detach())
+
+
+# ----------------------------------------------------------------------------- MLP policy
+
+
+MLP_SMALL = MLPPolicyConfig(num_drums=5, context_steps=8, steps_per_bar=4, bars_per_phrase=2,
+                            target_size=7, hidden_sizes=(32, 16))  # fmt: skip
+
+
+def mlp_obs(config: MLPPolicyConfig, b: int, seed: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "context": (torch.rand(b, config.context_steps * config.num_drums, generator=g) < 0.3)
+        .float(),
+        "position": torch.rand(b, config.position_size, generator=g),
+        "target": torch.rand(b, config.target_size, generator=g),
+    }
+
+
+def test_policy_kinds():
+    assert POLICY_KINDS == ("transformer", "mlp")
+    env_cfg = DrumComposeConfig(seq_len=64, context_steps=24)
+    assert isinstance(agents.policy.make_policy("transformer", env_cfg, d_model=16), DrumPolicy)
+    mlp = agents.policy.make_policy("mlp", env_cfg)
+    assert isinstance(mlp, MLPPolicy) and mlp.kind == "mlp" and DrumPolicy.kind == "transformer"
+    assert mlp.config.context_steps == 24 and mlp.config.hidden_sizes == (64, 64)
+    assert mlp.config.obs_size == 24 * 9 + (16 + 4 + 2) + 20
+    with pytest.raises(ValueError, match="policy kind.*'gru'"):
+        agents.policy.make_policy("gru", env_cfg)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"num_drums": 0}, "num_drums"), ({"hidden_sizes": ()}, "hidden_sizes"),
+     ({"hidden_sizes": (64, 0)}, "hidden_sizes"), ({"init_hit_rate": 1.0}, "init_hit_rate"),
+     ({"kind": "transformer"}, "kind")],
+)  # fmt: skip
+def test_mlp_config_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        MLPPolicyConfig(**kwargs)
+
+
+def test_mlp_is_sb3_sized_and_starts_at_its_hit_rate():
+    torch.manual_seed(0)
+    policy = MLPPolicy(MLPPolicyConfig())
+    shapes = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
+    obs = 16 * 9 + 22 + 20
+    assert shapes["policy_net.0.weight"] == (64, obs) and shapes["value_net.2.weight"] == (64, 64)
+    assert shapes["policy_head.weight"] == (9, 64) and shapes["value_head.weight"] == (1, 64)
+    out = policy.forward_obs(mlp_obs(policy.config, 6))
+    assert out.logits.shape == (6, 9) and out.value.shape == (6,)
+    assert out.logits.dtype == torch.float32 and out.value.dtype == torch.float32
+    probs = torch.sigmoid(out.logits)
+    assert (probs - 0.1).abs().max() < 0.01
+
+
+def test_mlp_act_and_evaluate_match_the_distribution():
+    torch.manual_seed(0)
+    policy = MLPPolicy(MLP_SMALL)
+    obs = mlp_obs(MLP_SMALL, 16)
+    with torch.no_grad():
+        a1, lp1, v1 = policy.act(obs, generator=torch.Generator().manual_seed(7))
+        a2, lp2, v2 = policy.act(obs, generator=torch.Generator().manual_seed(7))
+        det, _, _ = policy.act(obs, deterministic=True)
+        logits = policy.forward_obs(obs).logits
+    assert torch.equal(a1, a2) and torch.equal(lp1, lp2) and torch.equal(v1, v2)
+    assert torch.equal(det, (torch.sigmoid(logits) > 0.5).float())
+    log_prob, entropy, value = policy.evaluate_actions(obs, a1.to(torch.int64))
+    dist = policy.distribution(logits)
+    assert torch.equal(log_prob.detach(), dist.log_prob(a1)) and torch.equal(lp1, log_prob.detach())
+    assert torch.equal(entropy.detach(), dist.entropy()) and torch.equal(value.detach(), v1)
+
+
+def test_mlp_refuses_another_context_length():
+    policy = MLPPolicy(MLP_SMALL)
+    obs = mlp_obs(MLP_SMALL, 2)
+    with pytest.raises(ValueError, match="context"):
+        policy.forward_obs({**obs, "context": obs["context"][:, :-5]})
+    with pytest.raises(ValueError, match="position"):
+        policy.forward_obs({**obs, "position": obs["position"][:, :-1]})
+
+
+def test_mlp_acts_on_env_observations():
+    import gymnasium as gym
+
+    import drum_env  # noqa: F401
+
+    env = gym.make_vec("DrumCompose-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                       seq_len=64, prompt_bars=1, context_steps=16)  # fmt: skip
+    policy = agents.policy.make_policy("mlp", env.unwrapped.config)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        with torch.no_grad():
+            actions, _, _ = policy.act(obs_to_tensors(obs, "cpu"))
+        obs, *_ = env.step(actions.numpy().astype(np.int8))
+    env.close()
+
+
+def test_mlp_save_load_round_trip_records_the_kind(tmp_path: Path):
+    torch.manual_seed(0)
+    policy = MLPPolicy(MLP_SMALL)
+    path = save_policy(tmp_path / "mlp.pt", policy)
+    payload = torch.load(path, weights_only=True)
+    assert payload["kind"] == "mlp" and payload["config"]["kind"] == "mlp"
+    loaded = load_policy(path)
+    assert isinstance(loaded, MLPPolicy) and loaded.config == MLP_SMALL
+    for (ka, va), (kb, vb) in zip(policy.state_dict().items(), loaded.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    obs = mlp_obs(MLP_SMALL, 3)
+    assert torch.equal(policy.forward_obs(obs).logits, loaded.forward_obs(obs).logits)
+    assert load_policy(path, expected=MLP_SMALL).config == MLP_SMALL
+    with pytest.raises(ValueError, match="holds an mlp policy.*transformer"):
+        load_policy(path, expected=SMALL)
+    other = dataclasses.replace(MLP_SMALL, hidden_sizes=(8,))
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        load_policy(path, expected=other)
+    assert torch.load(save_policy(tmp_path / "t.pt", make_policy()),
+                      weights_only=True)["kind"] == "transformer"  # fmt: skip
+
+
+def test_mlp_file_with_tensors_of_another_shape_is_refused(tmp_path: Path):
+    path = save_policy(tmp_path / "mlp.pt", MLPPolicy(MLP_SMALL))
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["hidden_sizes"] = [64, 64]
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="mlp.pt.*do not fit"):
+        load_policy(path)

@@ -66,7 +66,9 @@ def test_config_derived_values_and_hashable():
     hash(cfg)
     assert update_config(cfg, learning_rate=1e-3).learning_rate == 1e-3
     assert cfg.learning_rate == 3e-4
-    assert cfg.learnable_terms == ("step", "bar", "phrase", "section", "silence", "repetition")
+    # the default shaping (aligned) weighs variety, not step; the given weights switch step on
+    assert cfg.learnable_terms == ("step", "bar", "phrase", "section", "silence", "repetition",
+                                   "variety")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -386,10 +388,11 @@ def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
 
 @pytest.mark.slow
 def test_learned_weights_move_and_stay_non_negative(tmp_path):
+    # hierarchical weighs every term but variety: all of them but song and variety are learned
     result = train(tiny(tmp_path, learn_weights=True, weights_lr=0.05, total_timesteps=640,
-                        seq_len=64))  # fmt: skip
+                        seq_len=64, shaping="hierarchical"))  # fmt: skip
     first, last = result.history[0], result.history[-1]
-    learned = [k for k in TERMS if k != "song"]
+    learned = [k for k in TERMS if k not in ("song", "variety")]
     assert all(f"weights/{k}" in last for k in TERMS)
     assert last["weights/song"] == 1.0  # the target's own weight is fixed
     moved = [k for k in learned if abs(last[f"weights/{k}"] - 1.0) > 1e-3]
@@ -478,3 +481,58 @@ def test_resume_keeps_the_config_and_extends_the_budget(tmp_path):
     longer = train(tiny(tmp_path, resume=True, total_timesteps=256))
     assert longer.global_step == 256 and longer.iterations == 4
     assert all(row["charts/lr"] > 0 for row in longer.history)  # never an iteration at lr 0
+
+
+# ----------------------------------------------------------------------------- the MLP policy
+
+
+def test_policy_kind_is_validated_and_mlp_refuses_a_pretrained_transformer():
+    with pytest.raises(ValueError, match=r"policy_kind must be one of \['transformer', 'mlp'\]"):
+        PPOConfig(policy_kind="gru")
+    with pytest.raises(ValueError, match=r"pretrained=.*Transformer.*policy_kind='mlp'"):
+        PPOConfig(policy_kind="mlp", pretrained="pre.pt")
+    assert PPOConfig().policy_kind == "transformer"
+    assert PPOConfig(policy_kind="mlp").to_dict()["policy_kind"] == "mlp"
+
+
+@pytest.mark.slow
+def test_mlp_run_repeats_resumes_exactly_and_plays(tmp_path):
+    from agents.generate import GenerateConfig, generate
+    from agents.policy import MLPPolicy
+    from agents.rollout import load_any_policy, policy_fn, rollout_episodes
+
+    cfg = dict(policy_kind="mlp", total_timesteps=640, checkpoint_every=100, learn_weights=True)
+    full = train(tiny(tmp_path, "full", **cfg))
+    assert isinstance(full.policy, MLPPolicy) and full.iterations == 10
+    assert all(math.isfinite(row["losses/policy"]) for row in full.history)
+    again = train(tiny(tmp_path, "again", **cfg))
+    assert_same_weights(full.policy.state_dict(), again.policy.state_dict())
+    part = train(tiny(tmp_path, "part", **cfg), callback=lambda m: m["iteration"] < 4)
+    assert part.iterations == 4
+    resumed = train(tiny(tmp_path, "part", resume=True, **cfg))
+    assert_same_weights(full.policy.state_dict(), resumed.policy.state_dict())
+    with pytest.raises(ValueError, match="another shape"):  # a resume keeps the policy kind
+        train(tiny(tmp_path, "part", resume=True, **{**cfg, "policy_kind": "transformer",
+                                                     "total_timesteps": 704}))  # fmt: skip
+
+    # the policy file and the checkpoint both load as the MLP and play (drum-env generate)
+    for path in (full.policy_path, full.checkpoint_path):
+        policy = load_any_policy(path)
+        assert isinstance(policy, MLPPolicy)
+        assert_same_weights(policy.state_dict(), full.policy.state_dict())
+    rollouts = rollout_episodes(policy_fn(load_policy(full.policy_path)),
+                                tiny(tmp_path).env_kwargs(), episodes=2)  # fmt: skip
+    assert rollouts.returns.shape == (2,) and np.isfinite(rollouts.returns).all()
+    taken = generate(GenerateConfig(policy=str(full.policy_path), out=str(tmp_path / "takes"),
+                                    num=2, seq_len=32, prompt_bars=1))  # fmt: skip
+    assert len(taken.files) >= 6
+
+
+def test_transformer_run_refuses_a_pretrained_mlp(tmp_path):
+    from agents.policy import MLPPolicy, MLPPolicyConfig
+
+    env_cfg = gym.make_vec("DrumCompose-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                           seq_len=32, prompt_bars=1).unwrapped.config  # fmt: skip
+    path = save_policy(tmp_path / "mlp.pt", MLPPolicy(MLPPolicyConfig.from_env_config(env_cfg)))
+    with pytest.raises(ValueError, match="mlp.pt.*holds an mlp policy"):
+        train(tiny(tmp_path, pretrained=str(path), total_timesteps=64))
