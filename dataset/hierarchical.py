@@ -10,10 +10,12 @@ With ``as_numpy=True``, or through :meth:`CompleteHierarchicalDrumDataset.window
 from __future__ import annotations
 
 import gc
+import math
 import operator
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,20 @@ import numpy as np
 
 from dataset import metrics
 from dataset.io import OnError, check_num_drums, load_npz_folder, validate_sequence
+from dataset.metrics import WindowLayout, WindowTables
 from dataset.registry import MetricSpec, registered_metrics
 
 __all__ = ["CompleteHierarchicalDrumDataset"]
 
 Section = tuple[int, int]
+
+
+@lru_cache(maxsize=1)
+def _from_numpy() -> Any:
+    """``torch.from_numpy``, imported on first use (importing this module does not import torch)."""
+    from torch import from_numpy
+
+    return from_numpy
 
 
 @contextmanager
@@ -51,6 +62,137 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+class _SamplePlan:
+    """How one flat float32 vector becomes a sample dict, for windows of one length.
+
+    The vector holds the window, its bar and phrase means, the window's metrics as
+    :meth:`dataset.metrics.WindowTables.fill` lays them out, then the song metrics. Its leaves
+    are stored by shape, so that each run of adjacent leaves of one shape becomes arrays (or
+    tensors) in one call, ``torch.from_numpy(run).unbind(0)``: a tensor per leaf (some 75) is
+    still most of a sample's time, but no more than one call into torch per run. Each sample
+    gets a fresh vector; its tensors are views of it, as those of a batch were views of the
+    batch's arrays.
+    """
+
+    def __init__(
+        self,
+        window: WindowLayout,
+        length: int,
+        drums: int,
+        steps_per_bar: int,
+        phrase_len: int,
+        song: dict[str, np.ndarray],
+    ) -> None:
+        # "step", "bar" and "phrase": (where, shape, steps averaged)
+        self.arrays: list[tuple[slice, tuple[int, int], int]] = []
+        offset = 0
+        for size in (1, steps_per_bar, phrase_len):
+            shape = (length // size, drums)
+            self.arrays.append((slice(offset, offset + math.prod(shape)), shape, size))
+            offset += math.prod(shape)
+        self.window = slice(offset, offset + window.size)
+        offset += window.size
+        # song leaves: the scalars, then each other shape's, in dict order within a shape
+        song_shapes = {k: np.shape(v) for k, v in song.items()}
+        shapes_seen = list(dict.fromkeys([(), *song_shapes.values()]))
+        self.song_keys = [k for shape in shapes_seen for k, v in song_shapes.items() if v == shape]
+        song_offsets = {}
+        start = offset
+        for k in self.song_keys:
+            song_offsets[k] = offset
+            offset += math.prod(song_shapes[k])
+        self.song = slice(start, offset)
+        self.size = offset
+        # every leaf, in dict order: the window's, then the song's
+        shapes = [*window.shapes, *(song_shapes[k] for k in song)]
+        offsets = [self.window.start + o for o in window.offsets] + [song_offsets[k] for k in song]
+        by_offset = sorted(range(len(offsets)), key=offsets.__getitem__)
+        # runs of adjacent leaves of one shape
+        self.groups: list[tuple[int, int, tuple[int, ...]]] = []  # (offset, count, shape)
+        for leaf in by_offset:
+            o, shape = offsets[leaf], shapes[leaf]
+            if self.groups:
+                g_off, g_count, g_shape = self.groups[-1]
+                if g_shape == shape and g_off + g_count * math.prod(shape) == o:
+                    self.groups[-1] = (g_off, g_count + 1, shape)
+                    continue
+            self.groups.append((o, 1, shape))
+        # (start, end, shape of the run, one leaf only) of each run, for sample()
+        self.runs = [
+            (o, o + count * math.prod(shape), shape if count == 1 else (count, *shape), count == 1)
+            for o, count, shape in self.groups
+        ]
+        position = {leaf: i for i, leaf in enumerate(by_offset)}  # leaf -> index in group order
+        # the dicts: {level or section index: (keys, their leaves' positions)}
+        paths = [*window.paths, *(("song", k) for k in song)]
+        containers: dict[Any, tuple[list[str], list[int]]] = {}
+        for leaf, path in enumerate(paths):
+            keys, where = containers.setdefault(path[:-1], ([], []))
+            keys.append(path[-1])
+            where.append(position[leaf])
+        # (level, whether a section, keys, getter of its leaves), in dict order
+        self.containers = [
+            (key[0], len(key) > 1, tuple(keys), operator.itemgetter(*where))
+            for key, (keys, where) in containers.items()
+        ]
+
+    def song_block(self, song: dict[str, np.ndarray]) -> np.ndarray:
+        """The song part of the vector, float32 (song size,).
+
+        From song metrics of the names and shapes the plan was made for.
+        """
+        return np.concatenate([np.ravel(song[k]) for k in self.song_keys]).astype(np.float32)
+
+    def fill_arrays(
+        self, buf: np.ndarray, window: np.ndarray, tables: WindowTables, start: int
+    ) -> None:
+        """Write the window, its bar means and its phrase means into ``buf``.
+
+        The means are read from the tables (:meth:`dataset.metrics.WindowTables.unit_means`).
+        """
+        (where, shape, _), *units = self.arrays
+        buf[where].reshape(shape)[...] = window
+        for where, shape, size in units:
+            buf[where].reshape(shape)[...] = tables.unit_means(start, size)
+
+    def sample(self, buf: np.ndarray, as_numpy: bool) -> dict[str, Any]:
+        """The sample dict of a filled vector ``buf``, float32 (size,).
+
+        Its tensors (or arrays) are views of ``buf``.
+        """
+        leaves: list[Any] = []
+        arrays = [buf[where].reshape(shape) for where, shape, _ in self.arrays]
+        if as_numpy:
+            for lo, hi, shape, single in self.runs:
+                part = buf[lo:hi].reshape(shape)
+                if single:
+                    leaves.append(part)
+                else:  # part[j, ...]: 0-d arrays (not numpy scalars) for scalars
+                    leaves.extend(part[j, ...] for j in range(shape[0]))
+        else:
+            from_numpy = _from_numpy()
+            arrays = [from_numpy(a) for a in arrays]
+            for lo, hi, shape, single in self.runs:
+                part = from_numpy(buf[lo:hi].reshape(shape))
+                if single:
+                    leaves.append(part)
+                else:
+                    leaves.extend(part.unbind(0))
+        metrics_: dict[str, Any] = {"step": None, "bar": None, "phrase": None, "section": []}
+        sections = metrics_["section"]
+        for level, in_section, keys, take in self.containers:
+            d = dict(zip(keys, take(leaves))) if len(keys) > 1 else {keys[0]: take(leaves)}
+            if in_section:
+                sections.append(d)
+            else:
+                metrics_[level] = d
+        return {"step": arrays[0], "bar": arrays[1], "phrase": arrays[2], "metrics": metrics_}
+
+
+_Prepared = tuple[WindowTables, _SamplePlan, np.ndarray]
+"""A sequence's window tables, the plan of its samples and its song metrics vector."""
 
 
 class CompleteHierarchicalDrumDataset:
@@ -124,9 +266,15 @@ class CompleteHierarchicalDrumDataset:
 
     ## Throughput
 
-    :meth:`__getitems__` (called by the DataLoader with a whole batch of indices) computes the
-    metrics of all same-length windows of the batch in one vectorised call;
-    ``dataset.__getitems__(idx) == [dataset[i] for i in idx]``.
+    The first time a window of a sequence is asked for, the dataset builds the sequence's
+    :class:`dataset.metrics.WindowTables` (prefix sums and per-window values from which every
+    window's metrics are read in some twenty numpy calls; some 250 bytes per window and 200 per
+    step with the defaults, for 9 drums), and keeps them. A window that is not rolled is then
+    read from them, ``dataset[i]`` as fast as :meth:`__getitems__`; rolled windows
+    (``augment=True``) are computed by :func:`dataset.metrics.level_metrics`, batch-wise in
+    :meth:`__getitems__`. Either way ``dataset.__getitems__(idx) == [dataset[i] for i in idx]``
+    and the numbers are those of :func:`dataset.metrics.level_metrics`. The tables are not
+    pickled: each DataLoader worker builds those of the sequences it reads.
 
     ## Registered metrics
 
@@ -231,9 +379,28 @@ class CompleteHierarchicalDrumDataset:
             s.setflags(write=False)  # windows are views: keep the corpus safe from them
         self.sequences = seqs
         self.lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        self._window_lengths = [min(self.seq_len, len(s)) for s in seqs]  # L of each sequence
         self.sample_indices = self._build_index()
         self.metric_specs = registered_metrics()
         self._song_cache: list[dict[str, np.ndarray] | None] = [None] * len(seqs)
+        self._reset_tables()
+
+    def _reset_tables(self) -> None:
+        """Forget the window tables (:meth:`_table_sample`): they are rebuilt when needed."""
+        # per sequence: (tables, plan, song vector), None before use, False if not supported
+        self._tables: list[_Prepared | bool | None] = [None] * len(self.sequences)
+        self._plans: dict[tuple[Any, ...], _SamplePlan] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the window tables (workers rebuild them, file by file, when used)."""
+        state = self.__dict__.copy()
+        for k in ("_tables", "_plans"):
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_tables()
 
     # ------------------------------------------------------------------------- indexing
 
@@ -426,15 +593,32 @@ class CompleteHierarchicalDrumDataset:
     # ------------------------------------------------------------------------- samples
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
-        """One sample: ``{"step", "bar", "phrase", "metrics"}`` (see the class docstring)."""
-        return self.__getitems__([idx])[0]
+        """One sample: ``{"step", "bar", "phrase", "metrics"}`` (see the class docstring).
+
+        A window that is not rolled (``augment=False``, or a shift of 0) is read from its
+        sequence's window tables (:meth:`_table_sample`); a rolled one goes through
+        :func:`dataset.metrics.level_metrics`.
+        """
+        i = self._index(idx)
+        seq_idx, start = self.sample_indices[i].tolist()
+        length = self._window_lengths[seq_idx]
+        shift = self._shift(i, length) if self.augment else 0
+        if not shift:
+            sample = self._table_sample(seq_idx, start, length)
+            if sample is not None:
+                return sample
+        out: list[dict[str, Any] | None] = [None]
+        self._batch_samples({0: (seq_idx, self._rolled(seq_idx, start, length, shift))}, out)
+        return out[0]  # type: ignore[return-value]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        """Several samples, equal to ``[self[i] for i in indices]``, computed batch-wise.
+        """Several samples, equal to ``[self[i] for i in indices]``.
 
-        The windows are grouped by length and each group's window metrics are computed in one
-        vectorised call of :func:`dataset.metrics.level_metrics` over a ``(B, L, D)`` stack.
-        :class:`torch.utils.data.DataLoader` calls this with each batch of indices.
+        Windows that are not rolled are read from their sequences' window tables, as in
+        :meth:`__getitem__`. Rolled windows are grouped by length and each group's window
+        metrics are computed in one vectorised call of :func:`dataset.metrics.level_metrics`
+        over a ``(B, L, D)`` stack. :class:`torch.utils.data.DataLoader` calls this with each
+        batch of indices.
 
         Args:
             indices: sample indices.
@@ -442,19 +626,88 @@ class CompleteHierarchicalDrumDataset:
         Returns:
             list of sample dicts, in the order of ``indices``.
         """
-        idx = [self._index(i) for i in indices]
-        windows = [self._window(i, self.augment) for i in idx]
+        out: list[dict[str, Any] | None] = []
+        rolled: dict[int, tuple[int, np.ndarray]] = {}  # position -> (sequence, window)
+        with _gc_paused():
+            for pos, idx in enumerate(indices):
+                i = self._index(idx)
+                seq_idx, start = self.sample_indices[i].tolist()
+                length = self._window_lengths[seq_idx]
+                shift = self._shift(i, length) if self.augment else 0
+                sample = None if shift else self._table_sample(seq_idx, start, length)
+                if sample is None:
+                    rolled[pos] = (seq_idx, self._rolled(seq_idx, start, length, shift))
+                out.append(sample)
+            if rolled:
+                self._batch_samples(rolled, out)
+        return out  # type: ignore[return-value]
+
+    def _rolled(self, seq_idx: int, start: int, length: int, shift: int) -> np.ndarray:
+        """Window ``[start, start + length)`` of a sequence rolled by ``shift`` steps."""
+        window = self.sequences[seq_idx][start : start + length]
+        return np.roll(window, shift, axis=0) if shift else window
+
+    def _batch_samples(
+        self, windows: dict[int, tuple[int, np.ndarray]], out: list[dict[str, Any] | None]
+    ) -> None:
+        """Samples of windows, batch-wise, written into ``out``.
+
+        ``windows`` maps a position in ``out`` to the window's sequence index and the window
+        (steps, drums).
+        """
         groups: dict[int, list[int]] = {}
-        for pos, win in enumerate(windows):
+        for pos, (_, win) in windows.items():
             groups.setdefault(len(win), []).append(pos)
-        out: list[dict[str, Any]] = [{} for _ in idx]
         for positions in groups.values():
-            batch = np.stack([windows[p] for p in positions])  # (B, L, D) float32, a copy
-            song = [self.sequence_metrics(self.sample_indices[idx[p], 0]) for p in positions]
+            batch = np.stack([windows[p][1] for p in positions])  # (B, L, D) float32, a copy
+            song = [self.sequence_metrics(windows[p][0]) for p in positions]
             samples = self._make_samples(batch, song)
             for p, sample in zip(positions, samples, strict=True):
                 out[p] = sample
-        return out
+
+    def _table_sample(self, seq_idx: int, start: int, length: int) -> dict[str, Any] | None:
+        """The sample of window ``[start, start + length)`` of a sequence, from its tables.
+
+        The window's metrics are read from the :class:`dataset.metrics.WindowTables` of the
+        sequence, the song's from :meth:`sequence_metrics` (both built on first use, then
+        kept); everything goes into one fresh float32 vector that the sample's tensors (or
+        arrays) are views of (:class:`_SamplePlan`). ``None`` where the tables do not apply
+        (more drums than they support): then the sample is computed from the window.
+        """
+        prepared = self._tables[seq_idx]
+        if prepared is None:
+            prepared = self._prepare_tables(seq_idx, length)
+        if prepared is False:
+            return None
+        tables, plan, song = prepared
+        buf = np.empty(plan.size, dtype=np.float32)
+        plan.fill_arrays(buf, self.sequences[seq_idx][start : start + length], tables, start)
+        tables.fill(start, buf[plan.window])
+        buf[plan.song] = song
+        return plan.sample(buf, self.as_numpy)
+
+    def _prepare_tables(self, seq_idx: int, length: int) -> _Prepared | bool:
+        """Build (and keep) a sequence's window tables, sample plan and song metrics vector.
+
+        False (kept too) where the tables do not apply.
+        """
+        prepared: _Prepared | bool = False
+        if WindowTables.supports(self.num_drums, length):
+            tables = WindowTables(
+                self.sequences[seq_idx], length, self.stride, self.steps_per_bar,
+                self.bars_per_phrase, self._sections(), self.fast_threshold, self.metric_specs,
+            )  # fmt: skip
+            song = self.sequence_metrics(seq_idx)
+            key = (length, tuple((k, np.shape(v)) for k, v in song.items()))
+            plan = self._plans.get(key)
+            if plan is None:  # one per window length and song metric shapes: shared
+                plan = self._plans[key] = _SamplePlan(
+                    tables.layout, length, self.num_drums, self.steps_per_bar, self.phrase_len,
+                    song,
+                )  # fmt: skip
+            prepared = (tables, plan, plan.song_block(song))
+        self._tables[seq_idx] = prepared
+        return prepared
 
     def _make_samples(
         self, batch: np.ndarray, song: list[dict[str, np.ndarray]]
@@ -499,6 +752,11 @@ class CompleteHierarchicalDrumDataset:
                      "phrase": split["phrase"][j], "metrics": metrics_}
                 )  # fmt: skip
         return samples
+
+    @property
+    def tables_nbytes(self) -> int:
+        """Bytes held by the window tables built so far (see the class docstring)."""
+        return sum(p[0].nbytes for p in self._tables if p)
 
     def section_spans(self, length: int) -> list[tuple[int, int]]:
         """The sections of a window of ``length`` steps: ``metrics["section"][i]`` is span ``i``.

@@ -680,3 +680,114 @@ def test_doctests() -> None:
 
     result = doctest.testmod(hierarchical, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ----------------------------------------------------------------------------- window tables
+# dataset[i] reads a window that is not rolled from its sequence's WindowTables; a rolled one
+# (augment=True) goes through level_metrics. Both must give the metric functions' numbers.
+
+
+def reference_sample(ds: DS, i: int) -> dict:
+    """Sample ``i`` from the metric functions themselves, as the class docstring defines it."""
+    s, start = (int(v) for v in ds.sample_indices[i])
+    window = ds.sequences[s][start : start + ds.seq_len]
+    if ds.augment and len(window) > 1:
+        shift = np.random.default_rng([ds.seed, ds.epoch, i]).integers(len(window))
+        window = np.roll(window, int(shift), axis=0)
+    spb, bpp, fast = ds.steps_per_bar, ds.bars_per_phrase, ds.fast_threshold
+    sections = None if ds.sections is None else list(ds.sections)
+    m = metrics.level_metrics(window, spb, bpp, sections, fast, ds.metric_specs)
+    m["song"] = metrics.song_level_metrics(ds.sequences[s], spb, bpp, fast, ds.metric_specs)
+
+    def f32(v: object) -> np.ndarray:
+        return np.array(v, dtype=np.float32)
+
+    return {
+        "step": f32(window),
+        "bar": f32(metrics.aggregate(window, spb)),
+        "phrase": f32(metrics.aggregate(window, ds.phrase_len)),
+        "metrics": {
+            level: [{k: f32(v) for k, v in d.items()} for d in part]
+            if level == "section"
+            else {k: f32(v) for k, v in part.items()}
+            for level, part in m.items()
+        },
+    }
+
+
+def mixed_corpus(seed: int, drums: int = 4) -> list[np.ndarray]:
+    """Random hits, velocities, silence, all hits, and sequences shorter than a window."""
+    rng = np.random.default_rng(seed)
+    velocity = (rng.random((70, drums)) < 0.3) * rng.integers(1, 128, (70, drums)) / 127
+    return [
+        *corpus([45, 7, 1], drums, p=0.35, seed=seed),
+        velocity.astype(np.float32),
+        np.zeros((30, drums), np.float32),
+        np.ones((26, drums), np.float32),
+    ]
+
+
+@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"stride": 3, "fast_threshold": 2, "sections": [(0, 5), (3, 12), (12, 40)]},
+        {"seq_len": 24, "steps_per_bar": 3, "bars_per_phrase": 3, "as_numpy": True},
+    ],
+)
+def test_samples_equal_the_metric_functions(augment: bool, kw: dict) -> None:
+    ds = small(mixed_corpus(seed=13), augment=augment, seed=4, **kw)
+    ds.set_epoch(2)
+    for i in range(len(ds)):
+        assert_samples_equal(ds[i], reference_sample(ds, i))
+    idx = list(range(len(ds)))[::-1]
+    for i, sample in zip(idx, ds.__getitems__(idx), strict=True):
+        assert_samples_equal(sample, reference_sample(ds, i))
+
+
+def test_samples_of_a_real_looking_corpus_equal_the_metric_functions() -> None:
+    from dataset.synthetic import default_corpus
+
+    ds = DS(None, 512, sequences=default_corpus()[:6])
+    rng = np.random.default_rng(0)
+    for i in rng.integers(0, len(ds), size=25):
+        assert_samples_equal(ds[int(i)], reference_sample(ds, int(i)))
+
+
+def test_registered_metrics_through_the_tables(registered: object) -> None:
+    ds = small(mixed_corpus(seed=14), sections=[(0, 5), (5, 16)])
+    for i in range(0, len(ds), 3):
+        assert_samples_equal(ds[i], reference_sample(ds, i))
+
+
+def test_more_drums_than_the_tables_hold_fall_back() -> None:
+    ds = small(corpus([20, 18], drums=16, seed=15))
+    assert not metrics.WindowTables.supports(16, 16)
+    for i in range(len(ds)):
+        assert_samples_equal(ds[i], reference_sample(ds, i))
+    assert ds._tables == [False, False]
+
+
+def test_tables_are_built_per_sequence_on_use_and_not_pickled() -> None:
+    ds = small(corpus([40, 30, 9], seed=16))
+    assert ds._tables == [None, None, None]
+    ds[len(ds) - 1]  # the short sequence's only window
+    assert ds._tables[:2] == [None, None] and ds._tables[2] is not None
+    assert ds.tables_nbytes > 0
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._tables == [None, None, None] and clone.tables_nbytes == 0
+    for i in range(len(ds)):
+        assert_samples_equal(ds[i], clone[i])
+
+
+def test_samples_do_not_share_memory_with_each_other_or_the_caches() -> None:
+    ds = small(corpus([30], seed=17))
+    a = ds[3]
+    want = reference_sample(ds, 3)
+    for v in leaves(a["metrics"]).values():
+        v.add_(100.0)  # in place, every leaf
+    for k in ("step", "bar", "phrase"):
+        a[k].add_(100.0)
+    assert_samples_equal(ds[3], want)
+    assert_samples_equal(ds.__getitems__([3])[0], want)
