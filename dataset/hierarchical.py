@@ -361,7 +361,10 @@ class CompleteHierarchicalDrumDataset:
         if (npz_dir is None) == (sequences is None):
             raise ValueError("give exactly one of npz_dir (a folder) and sequences= (arrays)")
         if npz_dir is not None:
-            corpus = load_npz_folder(npz_dir, on_error=on_error, key=key)
+            # a file that records bars of another length than steps_per_bar is refused (named)
+            corpus = load_npz_folder(
+                npz_dir, on_error=on_error, key=key, steps_per_bar=steps_per_bar
+            )
             self.files = list(corpus.files)
             self.names = [str(f) for f in self.files]
             seqs = corpus.sequences

@@ -11,8 +11,6 @@ worker's trial are covered by ``tests/agents/test_tune.py``
 (``test_two_workers_share_one_postgres_study``, ``test_a_dead_workers_trial_is_failed_by_the_
 heartbeat``), not repeated here.
 
-The row that needs the dataset to read a file's recorded bar length is marked
-``xfail(strict=True)`` until that check lands.
 """
 
 from __future__ import annotations
@@ -485,7 +483,6 @@ def test_row18_the_loader_refuses_bars_of_another_length(tmp_path):
     assert load_npz_file(path, steps_per_bar=14).shape == (112, 9)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the dataset to pass steps_per_bar to the loader")
 def test_row18_the_env_refuses_a_file_recorded_with_other_bars(tmp_path):
     _old_style_npz(tmp_path / "old", (7, 8))
     with pytest.raises(DataError, match="seven_eight.npz"):
