@@ -6,8 +6,10 @@ Runs, each in its own process (so each sets its own thread limits and nothing is
   loop-based baseline (``--quick``: fewer samples and repeats);
 * ``benchmarks/env_throughput.py``: env steps/s, single env, native vector env vs Sync, cost
   per step against the episode length (its own ``--quick``);
-* ``benchmarks/train_throughput.py``: env steps/s of the custom PPO (AMP on / off) vs SB3 PPO
-  (its own ``--quick``).
+* ``benchmarks/train_throughput.py``: env steps/s of the custom PPO (Transformer with AMP off /
+  on, MLP) vs SB3 PPO with the same envs, steps, epochs and minibatches, the custom PPO's
+  throughput against ``num_envs`` (with the share of the update), and the peak RSS of a
+  1M-step run (its own ``--quick``: 100k steps).
 
 Each writes its JSON to a temporary folder (the per-benchmark files under
 ``benchmarks/results`` are left as their own runs wrote them, unless ``--update-parts``); this
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -33,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PARTS = {
-    "dataset": ("dataset_throughput.py", ["--samples", "512", "--repeats", "3"]),
+    "dataset": ("dataset_throughput.py", ["--samples", "512", "--repeats", "3", "--groove", ""]),
     "env": ("env_throughput.py", ["--quick"]),
     "train": ("train_throughput.py", ["--quick"]),
 }
@@ -90,6 +93,23 @@ def markdown(result: dict) -> str:
             f"| dataset | batched vs the seed's loops | {batched.get('vs_baseline', 0):.1f}x | "
             f"{t.get('vs_baseline', 0):.0f}x | {_met(t.get('met_vs_baseline'))} |"
         )
+        single = res.get("__getitem__", {})
+        if single:
+            lines.append(
+                f"| dataset | one item `__getitem__` vs the seed's loops | "
+                f"{single.get('vs_baseline', 0):.1f}x | {t.get('single_vs_baseline', 0):.0f}x | "
+                f"{_met(t.get('met_single_vs_baseline'))} |"
+            )
+        groove = d.get("groove", {})
+        if groove.get("skipped"):
+            lines.append(f"| dataset | Groove subset | skipped: {groove['skipped']} | - | - |")
+        elif groove:
+            rss = groove.get("rss_mib", {})
+            lines.append(
+                f"| dataset | Groove subset: RSS with song metrics -> with window tables (MiB); "
+                f"one item vs the loops | {rss.get('song_metrics', 0):.0f} -> "
+                f"{rss.get('window_tables', 0):.0f}; {groove.get('vs_baseline', 0):.1f}x | - | - |"
+            )
     e = parts.get("env", {})
     if "error" in e:
         lines.append(f"| env | failed: {e['error']} | - | - | - |")
@@ -117,18 +137,54 @@ def markdown(result: dict) -> str:
     if "error" in tr:
         lines.append(f"| train | failed: {tr['error']} | - | - | - |")
     elif tr:
-        t = tr.get("targets", {})
-        target = f"{t.get('custom_vs_sb3', 0):.0f}x SB3"
-        for name, row in tr.get("results", {}).items():
-            is_custom = name.startswith("custom")
-            lines.append(
-                f"| train | env steps/s, {name} ({tr.get('env_steps_per_trainer', 0):,} steps) | "
-                f"{_fmt(row.get('steps_per_s'))} ({row.get('vs_sb3', 0):.2f}x SB3) | "
-                f"{target if is_custom else '-'} | "
-                f"{_met(t.get('met_custom_vs_sb3')) if is_custom else '-'} |"
-            )
+        lines += _train_rows(tr)
+    if tr and "error" not in tr:
+        lines += ["", "train: env steps per CPU second of the training (after its first iteration; "
+                  "`train_throughput.json` also has wall-clock and whole-call figures); every "
+                  "trainer with the same envs, steps, epochs and minibatches; the update share "
+                  "is the PPO update's part of the whole call."]  # fmt: skip
     lines += ["", f"Total: {result['wall_s']:.0f} s. Details: `throughput.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _train_rows(tr: dict) -> list[str]:
+    """The training part: custom vs SB3 at equal settings, scaling with num_envs, peak RSS."""
+    t = tr.get("targets", {})
+    target = f"{t.get('custom_vs_sb3', 0):.0f}x SB3"
+    ppo = tr.get("ppo", {})
+    same = f"{ppo.get('update_epochs')} epochs x {ppo.get('num_minibatches')} minibatches"
+    lines = []
+    for setting, rows in tr.get("results", {}).items():
+        envs, steps = setting.split("x")
+        for name, row in rows.items():
+            if name == "sb3 ppo":
+                label, tgt, status = "SB3 PPO", "-", "-"
+            else:
+                label, tgt = f"custom PPO, {name}", target
+                status = _met(row.get("vs_sb3", 0) >= t.get("custom_vs_sb3", math.inf))
+            lines.append(
+                f"| train | env steps/s, {label}, {envs} envs x {steps} steps, {same} "
+                f"(vs SB3 PPO) | {_fmt(row.get('steps_per_s'))} ({row.get('vs_sb3', 0):.2f}x) | "
+                f"{tgt} | {status} |"
+            )
+    for row in tr.get("scaling", []):
+        up = row.get("speedup_vs_previous")
+        up_text = "" if up is None else f", {up:.2f}x the previous"
+        lines.append(
+            f"| train | custom PPO, {row['policy_kind']}, {row['num_envs']} envs x "
+            f"{row['num_steps']} steps: env steps/s (update share) | "
+            f"{_fmt(row.get('steps_per_s'))} ({row.get('update_share', 0):.0%}{up_text}) | - | - |"
+        )
+    m = tr.get("memory")
+    if m:
+        mib = {k: v["rss_bytes"] / 2**20 for k, v in m["rss_at"].items()}
+        lines.append(
+            f"| train | peak RSS, {m['env_steps']:,}-step run, {m['policy_kind']}, "
+            f"{m['num_envs']} envs x {m['num_steps']} steps (RSS at 10% / 100%) | "
+            f"{m['peak_rss_bytes'] / 2**20:,.0f} MiB ({mib['10%']:,.0f} / {mib['100%']:,.0f} MiB)"
+            " | - | - |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict:
