@@ -670,7 +670,9 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
             mean_kl = all_reduce(epoch_kl / config.num_minibatches, d) / d.world_size
             if float(mean_kl) > config.target_kl:
                 break
-    out = {f"losses/{k}": v / max(updates, 1) for k, v in sums.items()}
+    # CleanRL's tag names where CleanRL logs the same quantity (dashboards overlay)
+    tag = {"policy": "policy_loss", "value": "value_loss"}
+    out = {f"losses/{tag.get(k, k)}": v / max(updates, 1) for k, v in sums.items()}
     # pre-clip norm over the updates GradScaler did not skip (NaN if it skipped all)
     out["losses/grad_norm"] = sums["grad_norm"] / finite_updates if finite_updates else math.nan
     out["losses/skipped_updates"] = float(updates - finite_updates)
@@ -689,7 +691,7 @@ def _episode_metrics(finished: list[tuple[float, np.ndarray, np.ndarray]]) -> di
     out = {"charts/episodes": float(len(finished))}
     raw = np.array([f[2] for f in finished]).reshape(-1, len(TERMS))
     nan = not finished
-    out["charts/episode_return"] = math.nan if nan else float(np.mean([f[0] for f in finished]))
+    out["charts/episodic_return"] = math.nan if nan else float(np.mean([f[0] for f in finished]))
     song = TERMS.index("song")
     out["charts/episode_song_raw"] = math.nan if nan else float(raw[:, song].mean())
     for k, name in enumerate(TERMS):
@@ -736,7 +738,8 @@ def train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None]
     Args:
         config: the run.
         callback: called after every iteration with that iteration's metrics (the keys of
-            :data:`TrainResult.history`: ``"charts/episode_return"``, ``"losses/policy"``, ...);
+            :data:`TrainResult.history`: ``"charts/episodic_return"``,
+            ``"losses/policy_loss"``, ...);
             returning ``False`` stops the run after writing a checkpoint (e.g. Optuna pruning).
             Under DDP it is called on rank 0 only.
 
@@ -882,6 +885,9 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"), purge_step=global_step if config.resume else None)
+        # the run's config as text, as CleanRL logs its hyperparameters
+        rows = "\n".join(f"|{k}|{v}|" for k, v in config.to_dict().items())
+        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}", global_step)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=num_iterations * step_size, initial=global_step, unit="step", desc="ppo",
@@ -919,8 +925,9 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             scheduler.step()
 
             metrics = {"iteration": float(iteration), "global_step": float(global_step),
-                       **_episode_metrics(finished), **losses, "charts/lr": float(lr_now),
-                       "charts/fps": step_size / (time.perf_counter() - t_start)}  # fmt: skip
+                       **_episode_metrics(finished), **losses,
+                       "charts/learning_rate": float(lr_now),
+                       "charts/SPS": step_size / (time.perf_counter() - t_start)}  # fmt: skip
             if learned:
                 for name, w in zip(TERMS, reward_weights().detach().cpu().tolist()):
                     metrics[f"weights/{name}"] = float(w)
@@ -932,7 +939,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
                         writer.add_scalar(key, value, global_step)
             bar.update(step_size)
             if d.main and finished:
-                bar.set_postfix(ret=f"{metrics['charts/episode_return']:.2f}",
+                bar.set_postfix(ret=f"{metrics['charts/episodic_return']:.2f}",
                                 song=f"{metrics['charts/episode_song_raw']:.3f}")  # fmt: skip
 
             stop = callback is not None and d.main and callback(dict(metrics)) is False
@@ -954,7 +961,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     barrier(d)
     return TrainResult(
         policy_path, ckpt_path, global_step, iteration,
-        _recent(history, "charts/episode_return"), _recent(history, "charts/episode_song_raw"),
+        _recent(history, "charts/episodic_return"), _recent(history, "charts/episode_song_raw"),
         history, policy,
     )  # fmt: skip
 

@@ -323,7 +323,7 @@ def test_rows4_5_resume_extends_a_run_to_the_new_budget(finished_run, tmp_path):
     assert main(argv) == 0
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["global_step"] == 1536 and state["iteration"] == 3
-    assert all(row["charts/lr"] > 0 for row in state["history"])  # no iteration at lr 0
+    assert all(row["charts/learning_rate"] > 0 for row in state["history"])  # no iteration at lr 0
 
 
 # ------------------------------------------------------------------------------- rows 6-7: weights

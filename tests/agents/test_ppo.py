@@ -235,16 +235,16 @@ def test_epoch_statistics_frozen_within_an_iteration(tmp_path, reward_norm):
     assert first["charts/episodes"] > cfg.num_envs  # a second episode started and ended
     weighted_raw = sum(w[k] * first[f"reward/{k}"] for k in TERMS)
     if reward_norm == "epoch":
-        assert first["charts/episode_return"] == pytest.approx(weighted_raw, abs=1e-9)
+        assert first["charts/episodic_return"] == pytest.approx(weighted_raw, abs=1e-9)
         state = load_checkpoint(result.checkpoint_path)["ranks"][0]["reward_normalizer"]
         episodes = sum(row["charts/episodes"] for row in result.history)
         assert state["count"][TERMS.index("song")] == episodes  # every closed term, once
         second = result.history[1]
-        assert second["charts/episode_return"] != pytest.approx(
+        assert second["charts/episodic_return"] != pytest.approx(
             sum(w[k] * second[f"reward/{k}"] for k in TERMS), abs=1e-6
         )
     else:  # the env normalises the second episodes with the first ones' statistics
-        assert first["charts/episode_return"] != pytest.approx(weighted_raw, abs=1e-6)
+        assert first["charts/episodic_return"] != pytest.approx(weighted_raw, abs=1e-6)
 
 
 @pytest.mark.slow
@@ -254,11 +254,11 @@ def test_tiny_run_completes_and_repeats(tmp_path):
     assert a.policy_path.is_file() and a.checkpoint_path.is_file()
     assert list((tmp_path / "a" / "tb").iterdir())  # TensorBoard event file
     for row in a.history:
-        for key in ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl",
-                    "losses/grad_norm", "charts/fps", "charts/lr"):  # fmt: skip
+        for key in ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
+                    "losses/grad_norm", "charts/SPS", "charts/learning_rate"):  # fmt: skip
             assert math.isfinite(row[key]), key
     assert -1.0 <= a.mean_song_raw <= 0.0 and math.isfinite(a.mean_episode_return)
-    assert a.history[-1]["charts/lr"] < a.history[0]["charts/lr"]  # annealed
+    assert a.history[-1]["charts/learning_rate"] < a.history[0]["charts/learning_rate"]  # annealed
     assert all(row["losses/skipped_updates"] == 0 for row in a.history)  # no scaler on CPU
 
     state = load_checkpoint(a.checkpoint_path)
@@ -301,7 +301,7 @@ def test_resume_is_exact(tmp_path, amp, reward_norm):
     for ra, rb in zip(a["history"], b["history"]):
         assert ra.keys() == rb.keys()
         for k in ra:
-            if k != "charts/fps":  # wall-clock
+            if k != "charts/SPS":  # wall-clock
                 assert ra[k] == rb[k] or (math.isnan(ra[k]) and math.isnan(rb[k])), k
 
 
@@ -480,7 +480,8 @@ def test_resume_keeps_the_config_and_extends_the_budget(tmp_path):
         train(tiny(tmp_path, resume=True, total_timesteps=64))
     longer = train(tiny(tmp_path, resume=True, total_timesteps=256))
     assert longer.global_step == 256 and longer.iterations == 4
-    assert all(row["charts/lr"] > 0 for row in longer.history)  # never an iteration at lr 0
+    # never an iteration at lr 0
+    assert all(row["charts/learning_rate"] > 0 for row in longer.history)
 
 
 # ----------------------------------------------------------------------------- the MLP policy
@@ -504,7 +505,7 @@ def test_mlp_run_repeats_resumes_exactly_and_plays(tmp_path):
     cfg = dict(policy_kind="mlp", total_timesteps=640, checkpoint_every=100, learn_weights=True)
     full = train(tiny(tmp_path, "full", **cfg))
     assert isinstance(full.policy, MLPPolicy) and full.iterations == 10
-    assert all(math.isfinite(row["losses/policy"]) for row in full.history)
+    assert all(math.isfinite(row["losses/policy_loss"]) for row in full.history)
     again = train(tiny(tmp_path, "again", **cfg))
     assert_same_weights(full.policy.state_dict(), again.policy.state_dict())
     part = train(tiny(tmp_path, "part", **cfg), callback=lambda m: m["iteration"] < 4)
