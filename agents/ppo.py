@@ -843,14 +843,16 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
                "scaler": scaler, "reward_weights": reward_weights,
                "weights_optimizer": weights_optimizer}  # fmt: skip
     global_step, start_iteration, history = 0, 0, []
-    if d.main:  # the settings and the model are valid: claim the run folder
-        prepare_run_dir(out, config.to_dict(), resume=config.resume, force=config.force)
-    barrier(d)
-    if config.resume:
+    state = None
+    if config.resume and ckpt_path.is_file():  # check the resume before config.json changes
         state = load_training_state(
             ckpt_path, config=config.to_dict(), policy_config=dataclasses.asdict(policy_cfg),
             world_size=d.world_size, resumable=RESUMABLE_FIELDS,
         )  # fmt: skip
+    if d.main:  # the settings, the model and a resume are valid: claim the run folder
+        prepare_run_dir(out, config.to_dict(), resume=config.resume, force=config.force)
+    barrier(d)
+    if state is not None:
         next_obs, next_reset = _restore(state, d.rank, modules, venv, episodes,
                                         epoch_normalizer, generators, ckpt_path)  # fmt: skip
         global_step, start_iteration = int(state["global_step"]), int(state["iteration"])

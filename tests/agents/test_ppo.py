@@ -537,3 +537,13 @@ def test_transformer_run_refuses_a_pretrained_mlp(tmp_path):
     path = save_policy(tmp_path / "mlp.pt", MLPPolicy(MLPPolicyConfig.from_env_config(env_cfg)))
     with pytest.raises(ValueError, match="mlp.pt.*holds an mlp policy"):
         train(tiny(tmp_path, pretrained=str(path), total_timesteps=64))
+
+
+def test_a_refused_resume_leaves_config_json_alone(tmp_path):
+    import json
+
+    train(tiny(tmp_path, total_timesteps=64))
+    before = json.loads((tmp_path / "run" / "config.json").read_text())
+    with pytest.raises(ValueError, match="learning_rate"):
+        train(tiny(tmp_path, resume=True, total_timesteps=128, learning_rate=0.1))
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == before
