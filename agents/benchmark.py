@@ -21,7 +21,8 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
    :func:`dataset.evaluation.score_sets` against the continuations of the episodes' own
    reference windows. Reported: the headline (mean overlapping area over the discriminative
    families), every family's OA, the mean raw ``song`` term (in [-1, 0]) and the mean return.
-4. **Agents.** ``ppo`` (:func:`agents.ppo.train`), ``ppo+pretrain`` (:func:`agents.pretrain.
+4. **Agents.** ``ppo`` (:func:`agents.ppo.train`, the Transformer policy), ``ppo-mlp`` (the
+   same trainer with SB3's policy: ``policy_kind="mlp"``), ``ppo+pretrain`` (:func:`agents.pretrain.
    pretrain` on the training split, once per seed, then PPO initialised from it with a KL
    penalty ``kl_coef`` towards it), ``sb3-ppo`` and ``sb3-a2c`` (Stable-Baselines3, set up as
    :func:`agents.sb3.train_baseline` does and trained in chunks of ``learn(...,
@@ -116,7 +117,8 @@ __all__ = [
 
 # Throughput measured on the 2-core development machine (env steps / s, one torch thread),
 # used only for the time estimate printed at the start.
-_RATE = {"ppo": 380.0, "ppo+pretrain": 350.0, "sb3-ppo": 3000.0, "sb3-a2c": 4000.0}
+_RATE = {"ppo": 8000.0, "ppo-mlp": 15000.0, "ppo+pretrain": 8000.0, "sb3-ppo": 2000.0,
+         "sb3-a2c": 3000.0}  # fmt: skip
 _EVAL_S_PER_EPISODE = 0.015
 _PRETRAIN_S_PER_STEP = 0.05
 
@@ -469,11 +471,12 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     import gymnasium as gym
     import torch
 
-    from agents.policy import DrumPolicy, PolicyConfig, load_policy
+    from agents.policy import load_policy, make_policy
     from agents.ppo import PPOConfig, train
     from agents.rollout import load_any_policy, policy_fn
 
     c = ctx.config
+    kind = "mlp" if agent == "ppo-mlp" else "transformer"
     rec = _Recorder(ctx, shaping, agent, seed)
     pretrained = _pretrained_policy(ctx, seed) if agent == "ppo+pretrain" else None
     rec.start = time.perf_counter()  # pretraining is shared by the seed's runs: not counted
@@ -485,7 +488,7 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
            "weights": weights}, reward_norm=reward_norm, learn_weights=shaping == "learned",
         num_envs=c.ppo_num_envs, num_steps=c.ppo_num_steps, total_timesteps=c.total_timesteps,
         kl_coef=c.kl_coef if pretrained else 0.0, pretrained=pretrained, amp=c.amp,
-        device="cpu", seed=seed, out=str(_run_dir(c, shaping, agent, seed)),
+        policy_kind=kind, device="cpu", seed=seed, out=str(_run_dir(c, shaping, agent, seed)),
         checkpoint_every=every, force=True, progress=False, tensorboard=False,
     )  # fmt: skip
 
@@ -494,14 +497,12 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
         initial = load_policy(pretrained)
     else:
         env = gym.make("DrumCompose-v0", **cfg.env_kwargs())
-        pcfg = PolicyConfig.from_env_config(
-            env.unwrapped.config, d_model=cfg.d_model, n_layers=cfg.n_layers,
-            n_heads=cfg.n_heads, dropout=cfg.dropout,
-        )  # fmt: skip
-        env.close()
+        sizes = {} if kind == "mlp" else dict(d_model=cfg.d_model, n_layers=cfg.n_layers,
+                                              n_heads=cfg.n_heads, dropout=cfg.dropout)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            initial = DrumPolicy(pcfg)
+            initial = make_policy(kind, env.unwrapped.config, **sizes)
+        env.close()
     rec.evaluate(policy_fn(initial, seed=seed), 0, 0.0)
     rec.start = time.perf_counter() - rec.eval_total  # the run's clock starts with training
 

@@ -29,7 +29,7 @@ __all__ = [
 ]  # fmt: skip
 
 AGENTS: tuple[str, ...] = (
-    "ppo", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "pretrained", "loop", "random",
+    "ppo", "ppo-mlp", "ppo+pretrain", "sb3-ppo", "sb3-a2c", "pretrained", "loop", "random",
 )  # fmt: skip
 """Agent names, in table order: the learners, then the :data:`PLAYERS`."""
 PLAYERS: tuple[str, ...] = ("pretrained", "loop", "random")
@@ -55,7 +55,7 @@ reward normalisation per batch or per epoch instead of the env's running one).""
 SB3_ALGOS = {"sb3-ppo": "ppo", "sb3-a2c": "a2c"}
 # Shapings only the custom PPO has (learned weights, tuned weights, trainer-side normalisation).
 CUSTOM_ONLY = ("learned", "tuned", "hierarchical/batch", "hierarchical/epoch")
-PPO_AGENTS = ("ppo", "ppo+pretrain")
+PPO_AGENTS = ("ppo", "ppo-mlp", "ppo+pretrain")
 ANY_SHAPING = "any"  # the shaping of the shaping-independent players
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -346,7 +346,8 @@ def plot_curves(
     ref = ctx_info["references"]
     shapings = [s for s in SHAPING_NAMES if s in summary]
     agents = [a for a in AGENTS if a not in PLAYERS and any(a in summary[s] for s in summary)]
-    curve_agents = [a for a in ("ppo+pretrain", "ppo", "sb3-ppo", "sb3-a2c") if a in agents]
+    curve_agents = [a for a in ("ppo+pretrain", "ppo", "ppo-mlp", "sb3-ppo", "sb3-a2c")
+                    if a in agents]  # fmt: skip
     palette = plt.get_cmap("tab10").colors
     colour = {}
     for a in curve_agents:

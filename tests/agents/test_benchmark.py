@@ -309,3 +309,18 @@ def test_players_rows_pretraining_validation_and_evaluation_draws(tmp_path):
     stamp = policy.stat().st_mtime_ns
     run_benchmark(cfg)
     assert policy.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_ppo_mlp_agent_trains_the_sb3_sized_policy(tmp_path):
+    import torch
+
+    from agents.benchmark import run_benchmark
+
+    cfg = BenchmarkConfig.preset("smoke", agents=("ppo-mlp",), out=str(tmp_path),
+                                 work=str(tmp_path / "work"), progress=False)  # fmt: skip
+    run_benchmark(cfg)
+    rows = _rows(tmp_path / "shapings.csv")
+    assert {(r["shaping"], r["agent"]) for r in rows} == {("aligned", "ppo-mlp")}
+    ckpt = tmp_path / "work" / "runs" / "aligned" / "ppo-mlp" / "seed0" / "checkpoint.pt"
+    assert torch.load(ckpt, weights_only=True)["config"]["policy_kind"] == "mlp"
