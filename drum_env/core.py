@@ -366,7 +366,7 @@ class ComposeCore:
             names += ["bar", "silence", "repetition", "variety"] if flags & _BAR else []
             names += ["phrase"] if flags & _PHRASE else []
             names += ["section"] if flags & _SECTION else []
-            names += ["song"] if flags & _SONG else []
+            names += ["song", "metrics"] if flags & _SONG else []
             self._columns.append(np.array(sorted(_T[n] for n in names)))
         # Position features by step: one-hot step in bar, one-hot bar in phrase, section and
         # song progress. Precomputed once: observing is a gather.
@@ -540,6 +540,11 @@ class ComposeCore:
             feats = rewards.song_features(songs, c.steps_per_bar, c.bars_per_phrase)
             raw[i, _T["song"]] = -rewards.feature_distance(feats, ref.song[rows[i]])
             closed[i, _T["song"]] = True
+            if self._weights[_T["metrics"]] != 0.0:  # opt-in: computed only when weighted
+                raw[i, _T["metrics"]] = -rewards.registered_distance(
+                    songs, self.reference[rows[i]], c.steps_per_bar, c.bars_per_phrase
+                )
+                closed[i, _T["metrics"]] = True
 
         self.t[rows] = end
         if c.shaping.normalize:

@@ -16,6 +16,7 @@ for an unnormalised shaping) and ``w_k`` the shaping's weight. The terms:
 | ``song`` | at the episode's end | the same with :func:`song_features` of the whole canvas vs the whole reference window |
 | ``silence`` | at each composed bar end | ``-1`` if the composed bar is silent while the reference bar is not, else 0 |
 | ``repetition`` | at each composed bar end | ``-1`` if the composed bar repeats one non-silent step pattern on every step while the reference bar does not, else 0 |
+| ``metrics`` | at the episode's end | ``-mean_{m, j} |a_{m,j} - b_{m,j}| / max(|a_{m,j}|, |b_{m,j}|)`` (a term 0/0 counts 0) over the elements ``j`` of every metric ``m`` registered at level ``song`` (:mod:`dataset.registry`; ``swing``, ``polyrhythm``, ``drum_periods`` ship), ``a`` of the canvas and ``b`` of the reference window: :func:`registered_distance`. Weight 0 in every preset (opt in with ``weights={"metrics": 1}``); while its weight is 0 it is not computed and never closes |
 | ``variety`` | at each composed bar end | ``-(1/3) sum_j |v(c_k, c_{k-1})_j - v(r_k, r_{k-1})_j|``: :func:`variety_features` ``v`` = [Jaccard similarity with the bar before, pattern entropy / log2(min(S, 2**D)), 4-gram diversity] of composed bar ``c_k`` (after ``c_{k-1}``) vs reference bar ``r_k`` (after ``r_{k-1}``); a window's first bar counts as its own bar before |
 
 Every feature is computed by ``dataset.metrics`` (nothing here re-implements a metric) and scaled
@@ -71,6 +72,7 @@ __all__ = [
     "VARIETY_FEATURE_NAMES",
     "SONG_FEATURE_NAMES",
     "feature_distance",
+    "registered_distance",
     "RunningNormalizer",
     "update_moments",
 ]
@@ -78,7 +80,7 @@ __all__ = [
 LEVELS: tuple[str, ...] = ("step", "bar", "phrase", "section", "song")
 """The five hierarchical levels, finest first."""
 
-TERMS: tuple[str, ...] = (*LEVELS, "silence", "repetition", "variety")
+TERMS: tuple[str, ...] = (*LEVELS, "silence", "repetition", "variety", "metrics")
 """Every reward term: the five levels, the two terms against degenerate play, then the
 bar-level variety term (see :func:`variety_features`)."""
 
@@ -409,6 +411,41 @@ def song_features(songs: np.ndarray, steps_per_bar: int, bars_per_phrase: int) -
         np.minimum(metrics.fast_patterns(songs, 4, steps_per_bar).runs_per_bar / steps_per_bar, 1),
     ]
     return np.concatenate([np.stack(scalars, axis=-1), dens.drum_density], axis=-1)
+
+
+def registered_distance(
+    composed: np.ndarray, reference: np.ndarray, steps_per_bar: int, bars_per_phrase: int
+) -> np.ndarray:
+    """How far the registered song-level metrics of ``composed`` are from ``reference``'s.
+
+    ``mean_{m, j} |a_{m,j} - b_{m,j}| / max(|a_{m,j}|, |b_{m,j}|)`` over every element ``j`` of
+    every metric ``m`` registered at level ``song`` (a 0/0 element counts 0): a relative
+    difference, so metrics of any scale (lags in steps, shares in [0, 1]) weigh alike.
+
+    Args:
+        composed: bool array (M, steps, drums).
+        reference: bool array (M, steps, drums).
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+
+    Returns:
+        float64 array (M,), values in [0, 1]; 0 when no metric is registered.
+    """
+    from dataset.registry import MetricGrid, compute_metrics
+
+    grid = MetricGrid(steps_per_bar, bars_per_phrase)
+    a = compute_metrics(composed, grid, level="song")
+    b = compute_metrics(reference, grid, level="song")
+    m = len(composed)
+    parts = []
+    for name in a:
+        x = np.asarray(a[name], dtype=np.float64).reshape(m, -1)
+        y = np.asarray(b[name], dtype=np.float64).reshape(m, -1)
+        scale = np.maximum(np.abs(x), np.abs(y))
+        parts.append(np.where(scale > 0, np.abs(x - y) / np.where(scale > 0, scale, 1.0), 0.0))
+    if not parts:
+        return np.zeros(m)
+    return np.clip(np.concatenate(parts, axis=1).mean(axis=1), 0.0, 1.0)
 
 
 def feature_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

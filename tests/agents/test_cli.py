@@ -95,7 +95,8 @@ def test_help_explains_every_option(command, capsys, wide):
     ("train", "--reward-norm", "running, batch, epoch"),
     ("train", "--device", "auto, cpu, cuda, cuda:N"),
     ("baseline", "--algo", "ppo, a2c"),
-    ("benchmark", "--agents", "ppo, ppo-mlp, ppo+pretrain, sb3-ppo, sb3-a2c, pretrained, loop, random"),
+    ("benchmark", "--agents",
+     "ppo, ppo-mlp, ppo+pretrain, sb3-ppo, sb3-a2c, pretrained, loop, random"),
     ("tune", "--pruner", "median, hyperband, none"),
 ])  # fmt: skip
 def test_help_lists_the_allowed_values(command, option, values, capsys, wide):

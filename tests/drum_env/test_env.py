@@ -461,7 +461,7 @@ def test_normalizer_joins_statistics_when_the_episode_ends():
     raw_first = np.array(raw_first)
     # closes: step every step; 6 composed bars; phrases end at 64 and 128; one section; one song
     closes = {"step": 96, "bar": 6, "silence": 6, "repetition": 6, "phrase": 2, "section": 1,
-              "song": 1, "variety": 6}  # fmt: skip
+              "song": 1, "variety": 6, "metrics": 0}  # metrics weigh 0: never computed  # fmt: skip
     np.testing.assert_array_equal(norm.count, [closes[k] for k in TERMS])
     ends = np.arange(33, 129)
     masks = {
@@ -473,9 +473,13 @@ def test_normalizer_joins_statistics_when_the_episode_ends():
         "phrase": ends % 64 == 0,
         "section": ends == 128,
         "song": ends == 128,
+        "metrics": np.zeros(96, bool),
     }
     for j, k in enumerate(TERMS):
         values = raw_first[masks[k], j]
+        if not len(values):  # never closed: no statistics
+            assert norm.mean[j] == 0.0 and norm.var[j] == 0.0, k
+            continue
         assert norm.mean[j] == pytest.approx(values.mean(), abs=1e-12), k
         assert norm.var[j] == pytest.approx(values.var() if len(values) > 1 else 0.0, abs=1e-12)
     # second episode: every term scaled by the statistics frozen at the episode's start
@@ -573,7 +577,8 @@ EPISODE = 64 - 16
 @pytest.mark.parametrize("saved_after", [0, 5, EPISODE - 1, EPISODE])
 @pytest.mark.parametrize("copy_state", ["as-is", "pickle", "deepcopy"])
 def test_state_dict_round_trip_continues_bitwise(saved_after, copy_state):
-    env = DrumComposeEnv(**SMALL, shaping="hierarchical")  # normalised: the normaliser matters
+    # normalised: the normaliser matters; the opt-in metrics term weighed, so it closes too
+    env = DrumComposeEnv(**SMALL, shaping="hierarchical", weights={"metrics": 1.0})
     actions = action_stream(env, 3 * EPISODE + 10, seed=saved_after)
     env.reset(seed=7)
     play(env, actions[:EPISODE])  # one whole episode: the normaliser holds statistics
@@ -589,7 +594,7 @@ def test_state_dict_round_trip_continues_bitwise(saved_after, copy_state):
         state = pickle.loads(pickle.dumps(state))
     elif copy_state == "deepcopy":
         state = copy.deepcopy(state)
-    fresh = DrumComposeEnv(**SMALL, shaping="hierarchical")
+    fresh = DrumComposeEnv(**SMALL, shaping="hierarchical", weights={"metrics": 1.0})
     fresh.load_state_dict(state)
     assert data_equivalence(env.observation, fresh.observation, exact=True)
     assert fresh.np_random_seed == env.np_random_seed == 7

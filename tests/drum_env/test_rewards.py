@@ -49,7 +49,7 @@ DOCUMENTED_SHAPINGS = {
 
 def test_terms_and_levels():
     assert LEVELS == ("step", "bar", "phrase", "section", "song")
-    assert TERMS == (*LEVELS, "silence", "repetition", "variety")
+    assert TERMS == (*LEVELS, "silence", "repetition", "variety", "metrics")
 
 
 def test_default_shaping_is_aligned_and_has_no_step_term():
@@ -569,3 +569,39 @@ def test_the_mode_outscores_real_drumming_on_step_but_not_on_aligned():
     assert mode[:, variety].mean() < 0.0
     w = SHAPINGS["aligned"].weight_vector
     assert (real @ w).mean() > (mode @ w).mean()
+
+
+def test_registered_metrics_term_is_zero_for_the_reference_and_opt_in():
+    import gymnasium as gym
+
+    from drum_env.rewards import SHAPINGS, registered_distance
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((4, 64, 9)) < 0.25
+    assert np.array_equal(registered_distance(ref, ref, 16, 4), np.zeros(4))
+    other = registered_distance(rng.random((4, 64, 9)) < 0.6, ref, 16, 4)
+    assert np.all((other > 0) & (other <= 1))
+    # hand-worked: one registered metric with values 2 and 1 -> |2 - 1| / max(2, 1) = 0.5
+    from dataset.registry import register_metric, unregister_metric
+
+    assert all(w["metrics"] == 0.0 for w in (s.weights for s in SHAPINGS.values()))
+    saved = {n: unregister_metric(n) for n in ("swing", "polyrhythm", "drum_periods")}
+    try:
+        register_metric("hits_total", lambda seq, grid: float(np.asarray(seq).sum()),
+                        levels=("song",))  # fmt: skip
+        two, one = np.zeros((1, 16, 2), bool), np.zeros((1, 16, 2), bool)
+        two[0, :2, 0], one[0, 0, 0] = True, True
+        assert registered_distance(two, one, 16, 4)[0] == pytest.approx(0.5)
+        unregister_metric("hits_total")
+        assert registered_distance(two, one, 16, 4)[0] == 0.0  # nothing registered
+    finally:
+        for spec in saved.values():
+            register_metric(spec.name, spec.fn, levels=spec.levels, batched=spec.batched)
+    # the env: the term closes at the episode's end only when weighed; real play scores 0
+    env = gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1, weights={"metrics": 1.0})
+    env.reset(seed=0)
+    u = env.unwrapped
+    for t in range(16, 32):
+        _, _, done, _, info = env.step(u.reference[t].astype(np.int8))
+    assert done and info["reward_terms"]["metrics/closed"]
+    assert info["reward_terms"]["metrics/raw"] == 0.0

@@ -122,7 +122,8 @@ def test_native_matches_sync(num_envs, shaping):
     assert per_episode[TERMS.index("step")] == EPISODE
     assert per_episode[TERMS.index("song")] == 1
     # and its mean is the pooled mean of theirs
-    pooled = sum(n.count * n.mean for n in own) / shared.count
+    total = sum(n.count * n.mean for n in own)
+    pooled = np.divide(total, shared.count, out=np.zeros_like(total), where=shared.count > 0)
     np.testing.assert_allclose(shared.mean, pooled, rtol=1e-12, atol=1e-15)
     native.close()
     sync.close()
@@ -340,7 +341,8 @@ SAVE_AT = [0, 7, EPISODE - 1, EPISODE, EPISODE + 1, EPISODE + 1 + 20]
 @pytest.mark.parametrize("saved_after", SAVE_AT)
 @pytest.mark.parametrize("copy_state", ["as-is", "pickle", "deepcopy"])
 def test_state_dict_round_trip_continues_bitwise(saved_after, copy_state):
-    kwargs = {"shaping": "hierarchical"}  # normalised: the shared normaliser matters
+    # normalised: the shared normaliser matters; the opt-in metrics term weighed, so it closes
+    kwargs = {"shaping": "hierarchical", "weights": {"metrics": 1.0}}
     env = make_native(3, **kwargs)
     env.reset(seed=11)
     rng = np.random.default_rng(saved_after)
