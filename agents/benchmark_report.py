@@ -220,9 +220,9 @@ def notes(config: Any, shapings: Sequence[str]) -> list[str]:
                      "frozen during an iteration (`epoch`) instead of the env's running "
                      "normaliser (the other rows).")  # fmt: skip
     lines.append("* The rows `hierarchical/batch` and `hierarchical/epoch` (reward normalisation "
-                 "per batch / per epoch) and `tuned` are opt-in: `--shapings ... "
-                 "hierarchical/batch hierarchical/epoch`, `--tuned FILE`; each adds a row of "
-                 "custom PPO runs, so they are not in the default list.")  # fmt: skip
+                 "per batch / per epoch) and `tuned` are opt-in: `--shapings ...,"
+                 "hierarchical/batch,hierarchical/epoch`, `--tuned-config FILE`; each adds a "
+                 "row of custom PPO runs, so they are not in the default list.")  # fmt: skip
     return [*lines, ""]
 
 
