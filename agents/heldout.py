@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,7 +215,8 @@ def write_split(config: HeldoutConfig, work: str | Path) -> Split:
     """Split ``config.data`` and write both parts as ``.npz`` folders under ``work/split``.
 
     Files this function wrote earlier under ``work/split`` are removed first (a stale split
-    must not leak into the new one); nothing else is touched.
+    must not leak into the new one); nothing else is touched. Files of a data folder are
+    copied as they are, so what they record (``tempo_bpm``, ``steps_per_bar``) stays.
     """
     names, seqs, source = load_sequences(config.data)
     train, held = split_indices(config, names)
@@ -227,7 +229,11 @@ def write_split(config: HeldoutConfig, work: str | Path) -> Split:
         for i in idx:
             path = dirs[part] / f"{names[i]}.npz"
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(path, sequence=np.asarray(seqs[i], dtype=np.float32))
+            source = Path(config.data) / f"{names[i]}.npz" if config.data is not None else None
+            if source is not None and source.is_file():  # keep what the file records (tempo)
+                shutil.copyfile(source, path)
+            else:
+                np.savez_compressed(path, sequence=np.asarray(seqs[i], dtype=np.float32))
     return Split(
         dirs["train"], dirs["heldout"], [names[i] for i in train], [names[i] for i in held],
         source,
