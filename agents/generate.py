@@ -108,6 +108,12 @@ def _check_fits(config: GenerateConfig, policy_config: Any) -> None:
                 f"{name}={mine} does not fit policy {config.policy!r}, which plays "
                 f"{name}={theirs}; leave {name} unset to use the policy's"
             )
+    fixed = getattr(policy_config, "fixed_context", False)
+    if fixed and config.context_steps != policy_config.max_len:
+        raise ValueError(
+            f"context_steps={config.context_steps} does not fit policy {config.policy!r}, which "
+            f"reads exactly {policy_config.max_len} steps; leave context_steps unset"
+        )
     if config.context_steps > policy_config.max_len:
         raise ValueError(
             f"context_steps={config.context_steps} exceeds what policy {config.policy!r} reads "

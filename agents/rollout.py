@@ -20,7 +20,7 @@ import drum_env  # noqa: F401  (registers DrumCompose-v0)
 
 __all__ = [
     "PolicyFn", "Rollouts", "rollout_episodes", "random_policy", "loop_policy", "policy_fn",
-    "sb3_policy_fn", "load_any_policy",
+    "sb3_policy_fn", "load_any_policy", "SB3Policy",
 ]  # fmt: skip
 
 PolicyFn = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -160,21 +160,67 @@ def rollout_episodes(
     )  # fmt: skip
 
 
-def load_any_policy(path: str | Path):
-    """A :class:`~agents.policy.DrumPolicy` from ``policy.pt`` or a PPO ``checkpoint.pt``.
+class SB3Policy(NamedTuple):
+    """A Stable-Baselines3 model (``model.zip`` of ``drum-env baseline``) and the task it plays."""
 
-    Loading leaves the global torch generator as it was (a training run may be evaluating).
+    model: Any
+    """The SB3 ``PPO`` or ``A2C`` model."""
+    config: Any
+    """``context_steps``, ``steps_per_bar``, ``bars_per_phrase`` of its run (from the
+    ``config.json`` beside the file), ``max_len`` (= ``context_steps``: an MLP reads exactly
+    that many steps) and ``fixed_context = True``."""
+
+
+def _load_sb3(path: Path) -> SB3Policy:
+    import json
+    from types import SimpleNamespace
+
+    record = path.with_name("config.json")
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    except ValueError as exc:
+        raise ValueError(f"{str(record)!r} (beside {str(path)!r}) is not JSON: {exc}") from None
+    from stable_baselines3 import A2C, PPO
+
+    algo = {"ppo": PPO, "a2c": A2C}.get(str(saved.get("algo", "ppo")), PPO)
+    try:
+        model = algo.load(str(path), device="cpu")
+    except Exception as exc:  # SB3 raises many kinds for a file that is not its zip
+        raise ValueError(
+            f"{str(path)!r} is not a Stable-Baselines3 {algo.__name__} model.zip "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    context = int(saved.get("context_steps", 16))
+    config = SimpleNamespace(
+        context_steps=context, steps_per_bar=int(saved.get("steps_per_bar", 16)),
+        bars_per_phrase=int(saved.get("bars_per_phrase", 4)), max_len=context,
+        fixed_context=True,
+    )  # fmt: skip
+    return SB3Policy(model, config)
+
+
+def load_any_policy(path: str | Path):
+    """A policy from ``policy.pt``, a PPO ``checkpoint.pt`` or an SB3 ``model.zip``.
+
+    ``policy.pt`` and ``checkpoint.pt`` give a :class:`~agents.policy.DrumPolicy` (or
+    ``MLPPolicy``); a ``.zip`` gives an :class:`SB3Policy` (its task from the ``config.json``
+    that ``drum-env baseline`` writes beside it). :func:`policy_fn` plays any of them. Loading
+    leaves the global torch generator as it was (a training run may be evaluating).
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: the file is neither, or its policy config or tensors are not a policy's
-            (the message names the file and what is wrong).
+        ValueError: the file is none of these, or its policy config or tensors are not a
+            policy's (the message names the file and what is wrong).
     """
     import torch
 
     from agents.checkpoint import load_checkpoint
     from agents.policy import load_policy, policy_from_state
 
+    if Path(path).suffix == ".zip":
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"policy {str(path)!r} does not exist")
+        return _load_sb3(Path(path))
     payload = load_checkpoint(path)
     if "policy_config" in payload and "model" in payload:  # a PPO training checkpoint
         with torch.random.fork_rng():  # building a module draws from the global generator
@@ -183,7 +229,10 @@ def load_any_policy(path: str | Path):
 
 
 def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
-    """Wrap a :class:`~agents.policy.DrumPolicy` as a batched numpy policy for rollouts.
+    """Wrap a policy of :func:`load_any_policy` as a batched numpy policy for rollouts.
+
+    A :class:`SB3Policy` plays through :func:`sb3_policy_fn` (``seed`` unused: SB3 samples from
+    torch's global generator).
 
     Args:
         policy: the torch policy (evaluated on CPU, no gradients).
@@ -197,6 +246,8 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
 
     from agents.policy import obs_to_tensors
 
+    if isinstance(policy, SB3Policy):
+        return sb3_policy_fn(policy.model, deterministic)
     generator = torch.Generator().manual_seed(seed)
     device = next(policy.parameters()).device
     policy.eval()

@@ -127,3 +127,24 @@ def test_takes_keep_the_primer_velocities_and_tempo_and_render_wav(tmp_path, tra
     fixed = generate(_config(trained.policy_path, tmp_path / "b", data=str(data), bpm=90.0))
     assert midi_to_sequence(tmp_path / "b" / "take0.mid").tempo_bpm == pytest.approx(90.0, rel=1e-3)
     assert fixed.rollouts.takes.shape == fixed.rollouts.sequences.shape
+
+
+@pytest.mark.slow
+def test_generate_from_an_sb3_model_zip(tmp_path):
+    from agents.rollout import SB3Policy
+    from agents.sb3 import BaselineConfig, train_baseline
+
+    run = train_baseline(BaselineConfig(total_timesteps=128, num_envs=2, num_steps=32,
+                                        eval_every=0, eval_episodes=2, seq_len=32, context_steps=8,
+                                        tensorboard=False, out=str(tmp_path / "sb3")))  # fmt: skip
+    policy = load_any_policy(run.model_path)
+    assert isinstance(policy, SB3Policy) and policy.config.context_steps == 8
+    cfg = GenerateConfig(policy=str(run.model_path), out=str(tmp_path / "takes"), num=2,
+                         seq_len=32, prompt_bars=1)  # fmt: skip
+    assert cfg.context_steps == 8  # read from the run's config.json
+    result = generate(cfg)
+    assert (tmp_path / "takes" / "take1.mid").is_file()
+    assert result.rollouts.sequences.shape == (2, 32, 9)
+    with pytest.raises(ValueError, match="reads exactly 8 steps"):
+        generate(GenerateConfig(policy=str(run.model_path), out=str(tmp_path / "t2"), num=1,
+                                seq_len=32, prompt_bars=1, context_steps=16))  # fmt: skip
