@@ -10,7 +10,7 @@ bash scripts/setup_venv.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 rm -rf runs/demo
 .venv/bin/drum-env stats --seq-len 64
-.venv/bin/drum-env pretrain --seq-len 64 --max-steps 2000 --out runs/demo/pretrain --no-progress
+.venv/bin/drum-env pretrain --seq-len 64 --epochs 1000 --max-steps 2000 --out runs/demo/pretrain --no-progress
 .venv/bin/drum-env train --seq-len 64 --total-timesteps 65536 --pretrained runs/demo/pretrain/policy.pt \
   --kl-coef 0.05 --out runs/demo/ppo --no-progress
 .venv/bin/drum-env generate runs/demo/ppo/policy.pt --seq-len 64 --num 4 --wav --out runs/demo/takes
