@@ -229,9 +229,9 @@ def write_split(config: HeldoutConfig, work: str | Path) -> Split:
         for i in idx:
             path = dirs[part] / f"{names[i]}.npz"
             path.parent.mkdir(parents=True, exist_ok=True)
-            source = Path(config.data) / f"{names[i]}.npz" if config.data is not None else None
-            if source is not None and source.is_file():  # keep what the file records (tempo)
-                shutil.copyfile(source, path)
+            original = Path(config.data) / f"{names[i]}.npz" if config.data is not None else None
+            if original is not None and original.is_file():  # keep what it records (tempo)
+                shutil.copyfile(original, path)
             else:
                 np.savez_compressed(path, sequence=np.asarray(seqs[i], dtype=np.float32))
     return Split(

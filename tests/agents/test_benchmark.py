@@ -324,3 +324,18 @@ def test_ppo_mlp_agent_trains_the_sb3_sized_policy(tmp_path):
     assert {(r["shaping"], r["agent"]) for r in rows} == {("aligned", "ppo-mlp")}
     ckpt = tmp_path / "work" / "runs" / "aligned" / "ppo-mlp" / "seed0" / "checkpoint.pt"
     assert torch.load(ckpt, weights_only=True)["config"]["policy_kind"] == "mlp"
+
+
+def test_write_split_copies_the_files_and_names_the_source(tmp_path):
+    from agents.heldout import write_split
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(8):
+        np.savez(data / f"s{i}.npz", sequence=np.eye(16, 9, dtype=np.float32),
+                 tempo_bpm=np.float64(90 + i))  # fmt: skip
+    split = write_split(HeldoutConfig(data=str(data), heldout_fraction=0.25), tmp_path / "w")
+    assert split.source == f"data folder {str(data)!r}"
+    name = split.heldout_names[0]
+    with np.load(split.heldout_dir / f"{name}.npz") as f:
+        assert float(f["tempo_bpm"]) == 90 + int(name[1:])  # what the file records is kept
