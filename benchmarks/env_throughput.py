@@ -4,7 +4,10 @@ Measures, on one CPU thread, with random actions sampled before timing:
 
 * (a) ``single``: one ``gymnasium.make("DrumCompose-v0")`` (default arguments: seq_len 128,
   2 primer bars, the full ``hierarchical`` reward, the checker and order wrappers that
-  ``make`` adds), stepped through whole episodes, resetting when one terminates;
+  ``make`` adds), stepped through whole episodes, resetting when one terminates, taking turns
+  with ``gymnasium.make("CartPole-v1")`` stepped the same way (random actions sampled before
+  timing, same number of steps): ``cartpole_ratio`` = CartPole steps/s / DrumCompose steps/s,
+  both from the same run;
 * (b) ``vector``: ``gymnasium.vector.SyncVectorEnv`` over ``N`` such envs against the native
   ``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`` at ``N`` = 16, 256 and
   1024, in env steps per second (vector steps * N), autoresets included. Both read one shared
@@ -24,7 +27,8 @@ as a long training run does), then ``--repeats`` timed runs, the compared paths 
 native at one N; seq_len 64 and 1024) taking turns; the best is reported (all runs are in the
 JSON). Timing: ``time.perf_counter``.
 
-Targets (reported, not asserted): >= 30,000 steps/s single env; native >= 30x Sync at N = 256;
+Targets (reported, not asserted): >= 30,000 steps/s single env; the single env at most 4x
+slower than CartPole-v1 (``cartpole_ratio <= 4``); native >= 30x Sync at N = 256;
 ``cost(1024) / cost(64) <= 1.2``.
 
 Run: ``python benchmarks/env_throughput.py [--quick]`` (writes
@@ -59,6 +63,7 @@ from dataset.synthetic import default_corpus
 ENV_ID = "DrumCompose-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "env_throughput.json"
 TARGET_SINGLE = 30_000.0
+TARGET_CARTPOLE_RATIO = 4.0
 TARGET_NATIVE_VS_SYNC = 30.0
 TARGET_COST_RATIO = 1.2
 
@@ -81,16 +86,22 @@ def best_of(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, tuple[
 
 
 def single_env_runner(env: gym.Env, steps: int, seed: int) -> Callable[[], int]:
-    """Step ``env`` ``steps`` times with pre-sampled actions, resetting at episode ends."""
-    actions = (np.random.default_rng(seed).random((steps, env.action_space.n)) < 0.3).astype(
-        np.int8
-    )
+    """Step ``env`` ``steps`` times with pre-sampled actions, resetting at episode ends.
+
+    MultiBinary actions (DrumCompose) are int8 rows; Discrete ones (CartPole) Python ints.
+    """
+    rng = np.random.default_rng(seed)
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        actions = rng.integers(env.action_space.n, size=steps).tolist()
+    else:
+        actions = (rng.random((steps, env.action_space.n)) < 0.3).astype(np.int8)
 
     def run() -> int:
         env.reset(seed=seed)
         step = env.step
         for a in actions:
-            if step(a)[2]:
+            out = step(a)
+            if out[2] or out[3]:
                 env.reset()
         return steps
 
@@ -138,8 +149,16 @@ def main(argv: list[str] | None = None) -> dict:
     single = gym.make(ENV_ID)
     episode = single.unwrapped.config.episode_steps
     single_steps = (4 if quick else 40) * episode
-    sps, runs = best_of({"single": single_env_runner(single, single_steps, args.seed)},
-                        args.repeats)["single"]  # fmt: skip
+    cartpole = gym.make("CartPole-v1")
+    timed = best_of(
+        {
+            "single": single_env_runner(single, single_steps, args.seed),
+            "cartpole": single_env_runner(cartpole, single_steps, args.seed),
+        },
+        args.repeats,
+    )
+    (sps, runs), (cp_sps, cp_runs) = timed["single"], timed["cartpole"]
+    cartpole.close()
     result_single = {
         "steps_per_s": sps,
         "runs_steps_per_s": runs,
@@ -147,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
         "seq_len": single.unwrapped.config.seq_len,
         "shaping": single.unwrapped.config.shaping.name,
         "wrappers": str(single),
+        "cartpole_steps_per_s": cp_sps,
+        "cartpole_runs_steps_per_s": cp_runs,
+        "cartpole_ratio": cp_sps / sps,
     }
 
     # (b) SyncVectorEnv vs native, same data, same config
@@ -228,9 +250,11 @@ def main(argv: list[str] | None = None) -> dict:
         "seq_len_cost": {**cost_rows, "cost_ratio_1024_vs_64": cost_ratio},
         "targets": {
             "single_env_steps_per_s": TARGET_SINGLE,
+            "cartpole_ratio": TARGET_CARTPOLE_RATIO,
             "native_vs_sync_at_256": TARGET_NATIVE_VS_SYNC,
             "cost_ratio_1024_vs_64": TARGET_COST_RATIO,
             "met_single_env": result_single["steps_per_s"] >= TARGET_SINGLE,
+            "met_cartpole_ratio": result_single["cartpole_ratio"] <= TARGET_CARTPOLE_RATIO,
             "met_native_vs_sync": ratio_256 >= TARGET_NATIVE_VS_SYNC,
             "met_cost_ratio": cost_ratio <= TARGET_COST_RATIO,
         },
@@ -261,6 +285,9 @@ def markdown_table(result: dict) -> str:
         f"| (a) single env, seq_len {s['seq_len']}, `{s['shaping']}` | "
         f"{s['steps_per_s']:,.0f} steps/s | >= {t['single_env_steps_per_s']:,.0f} | "
         f"{met(t['met_single_env'])} |",
+        f"| (a) CartPole-v1 {s['cartpole_steps_per_s']:,.0f} steps/s vs single env | "
+        f"{s['cartpole_ratio']:.2f}x | <= {t['cartpole_ratio']:.0f}x | "
+        f"{met(t['met_cartpole_ratio'])} |",
     ]
     for n, row in result["vector"].items():
         target = f">= {t['native_vs_sync_at_256']:.0f}x" if n == "256" else ""

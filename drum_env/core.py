@@ -316,7 +316,7 @@ class ComposeCore:
     """The batched episode buffers (batch axis first) that reset and step write."""
 
     CONSTANT_TABLES = ("_rows", "_weights", "_section_at", "_closes_at", "_columns",
-                       "_position", "_context_offsets")  # fmt: skip
+                       "_position", "_context_offsets", "_closes_list")  # fmt: skip
     """Tables derived from the config alone, never written after ``__init__``: not saved."""
 
     def __init__(
@@ -359,6 +359,7 @@ class ComposeCore:
             | (ends == t) * _SONG
         ).astype(np.int64)
         self._closes_at[: c.prompt_steps + 1] = 0  # nothing closes before the agent writes
+        self._closes_list = self._closes_at.tolist()  # the same, for scalar lookups (B = 1)
         # Term columns that may close for each combination of unit flags.
         self._columns = []
         for flags in range(16):
@@ -473,6 +474,10 @@ class ComposeCore:
             StepResult with one row per stepped sub-env.
         """
         c, ref = self.config, self._ref
+        if env_ids is None and self.num_envs == 1:
+            p = int(self.t[0])
+            if not self._closes_list[p + 1]:  # most steps: only the step term closes
+                return self._step_open(actions[0], p)
         rows = self._rows if env_ids is None else np.asarray(env_ids)
         m = len(rows)
         pos = self.t[rows]
@@ -568,6 +573,37 @@ class ComposeCore:
             )
         return StepResult(raw, closed, values, reward, terminated)
 
+    def _step_open(self, action: np.ndarray, p: int) -> StepResult:
+        """:meth:`step` for ``B = 1`` at a step that closes no unit: the same values, in scalars.
+
+        Only the ``step`` term closes, so the normalised value and the reward are one scalar each,
+        computed with the same float64 operations as the batched path (and so the same bits).
+        """
+        c = self.config
+        s = _T["step"]
+        self.canvas[0, p] = action
+        raw = np.zeros((1, len(TERMS)))
+        closed = np.zeros((1, len(TERMS)), dtype=bool)
+        sq = np.square(action - self._ref.step_probs[0, p % c.steps_per_bar])
+        x = -float(np.add.reduce(sq)) / c.num_drums  # what .sum(axis=-1) does
+        raw[0, s] = x
+        closed[0, s] = True
+        if c.shaping.normalize:
+            v = self.normalizer.normalize_one(x, s)
+            values = np.zeros((1, len(TERMS)))
+            values[0, s] = v
+        else:
+            v, values = x, raw
+        y = v * float(self._weights[s])
+        if y != 0.0 and y == y:  # the other terms add signed zeros: the sum is y itself
+            reward = np.array([y])
+        else:
+            reward = (values * self._weights).sum(axis=-1)
+        self.t[0] = p + 1
+        self._raw_hist[0, p] = raw[0]
+        self._closed_hist[0, p] = closed[0]
+        return StepResult(raw, closed, values, reward, np.zeros(1, dtype=bool))
+
     def _slices(
         self, env_ids: np.ndarray, ends: np.ndarray, length: int, source: np.ndarray | None = None
     ) -> np.ndarray:
@@ -575,16 +611,34 @@ class ComposeCore:
 
         Of the canvas, or of ``source`` (e.g. the reference) when given.
         """
+        source = self.canvas if source is None else source
+        if len(env_ids) == 1:  # one row: a slice, the same values without the gather
+            e, end = int(env_ids[0]), int(ends[0])
+            if end >= length:
+                return source[e : e + 1, end - length : end]
         steps = ends[:, None] - length + np.arange(length)
-        return (self.canvas if source is None else source)[env_ids[:, None], steps]
+        return source[env_ids[:, None], steps]
 
     # ------------------------------------------------------------------------- observing
 
-    def observe(self) -> dict[str, np.ndarray]:
-        """Batched observation: each single-space key with a leading batch axis (float32)."""
+    def observe(self, row: int | None = None) -> dict[str, np.ndarray]:
+        """Batched observation: each single-space key with a leading batch axis (float32).
+
+        With ``row``, that sub-env's observation alone, without the batch axis (the same
+        values as ``observe()[k][row]``, as new arrays).
+        """
         if self._ref is None:
             raise RuntimeError("no episode yet: reset before observing")
         c = self.config
+        if row is not None:
+            t = int(self.t[row])
+            if t < c.context_steps:
+                return {k: v[row] for k, v in self.observe().items()}
+            return {
+                "context": self.canvas[row, t - c.context_steps : t].reshape(-1).astype(np.float32),
+                "position": self._position[t].copy(),
+                "target": self._target[row].copy(),
+            }
         t0 = int(self.t[0])
         if t0 >= c.context_steps and (self.t == t0).all():  # lockstep: one slice
             context = self.canvas[:, t0 - c.context_steps : t0]
@@ -891,27 +945,32 @@ def check_actions(actions: Any, shape: tuple[int, ...], space: spaces.Space) -> 
     if a.dtype.kind not in "uif":
         raise ValueError(f"action values must be 0 or 1 for {space}, got dtype {a.dtype}")
     hits = a == 1
-    if not (hits | (a == 0)).all():
+    # every value is 0 or 1 when the nonzero values are exactly the ones (NaN is nonzero)
+    if np.count_nonzero(a) != np.count_nonzero(hits):
         raise ValueError(f"action values must be 0 or 1 for {space}, got {a!r}")
     return hits
 
 
-def terms_info(result: StepResult, row: int | slice) -> dict[str, Any]:
+def terms_info(result: StepResult, row: int) -> dict[str, Any]:
     """``info["reward_terms"]``: ``"<term>/raw"``, ``"<term>/norm"``, ``"<term>/closed"``.
 
     One of each for every term; ``closed`` (bool) says whether the term closed on this step, so
     that a raw 0 of a closed term is told apart from "did not close".
     """
-    return (
-        dict(zip(_RAW_KEYS, result.raw[row].tolist()))
-        | dict(zip(_NORM_KEYS, result.normalized[row].tolist()))
-        | dict(zip(_CLOSED_KEYS, result.closed[row].tolist()))
+    return dict(
+        zip(
+            _TERM_KEYS,
+            result.raw[row].tolist()
+            + result.normalized[row].tolist()
+            + result.closed[row].tolist(),
+        )
     )
 
 
 _RAW_KEYS = tuple(f"{name}/raw" for name in TERMS)
 _NORM_KEYS = tuple(f"{name}/norm" for name in TERMS)
 _CLOSED_KEYS = tuple(f"{name}/closed" for name in TERMS)
+_TERM_KEYS = _RAW_KEYS + _NORM_KEYS + _CLOSED_KEYS
 
 
 def check_reset_options(options: Any) -> Mapping[str, Any] | None:

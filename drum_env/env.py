@@ -361,7 +361,7 @@ class DrumComposeEnv(gym.Env):
         return path
 
     def _get_obs(self) -> dict[str, np.ndarray]:
-        return {k: v[0] for k, v in self._core.observe().items()}
+        return self._core.observe(0)
 
     def _get_info(self) -> dict[str, Any]:
         window = int(self._core.window_ids[0])

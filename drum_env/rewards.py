@@ -530,6 +530,8 @@ class RunningNormalizer:
         self._moments = value
         self._ready = value.count > 1
         self._inv_std = 1.0 / np.sqrt(self.var + self.epsilon)
+        # the same as Python floats, for the one-env path of drum_env.core
+        self._scalars = (self._ready.tolist(), value.mean.tolist(), self._inv_std.tolist())
 
     @property
     def mean(self) -> np.ndarray:
@@ -560,6 +562,18 @@ class RunningNormalizer:
         cols = slice(None) if columns is None else columns
         scaled = (raw - self._moments.mean[cols]) * self._inv_std[cols]
         return np.where(self._ready[cols], np.clip(scaled, -self.clip, self.clip), raw)
+
+    def normalize_one(self, raw: float, term: int) -> float:
+        """:meth:`normalize` of one raw value of term index ``term``, as a Python float.
+
+        The same float64 operations as :meth:`normalize` (so the same bits), without arrays:
+        for the single env, where numpy's per-call overhead would dominate.
+        """
+        ready, mean, inv_std = self._scalars
+        if not ready[term]:
+            return raw
+        scaled = (raw - mean[term]) * inv_std[term]
+        return min(max(scaled, -self.clip), self.clip)  # np.clip, NaN passing through
 
     def update(self, count: np.ndarray, total: np.ndarray, sumsq: np.ndarray) -> None:
         """Add the values of finished episodes, given by per-term count, sum and sum of squares."""
