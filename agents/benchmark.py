@@ -93,7 +93,6 @@ from agents.benchmark_report import (
     SHAPING_NAMES,
 )
 from agents.heldout import (
-    FAMILIES,
     HeldoutConfig,
     Reference,
     Split,
@@ -681,9 +680,6 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     reference = reference_players(config, heldout)
     ctx = _Context(config, split, heldout, reference, rates, {}, {})
 
-    from dataset.evaluation import FAMILIES as EVAL_FAMILIES
-
-    assert tuple(EVAL_FAMILIES) == FAMILIES, "CSV columns out of date with dataset.evaluation"
     ctx_info = {
         "command": config.command or f"run_benchmark({config!r})",
         "data": split.source,

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from agents.task import TaskConfig, check_int, check_number, check_path
+from dataset.evaluation import FAMILIES  # the built-in families: the CSV's columns
 
 __all__ = [
     "FAMILIES",
@@ -57,15 +58,6 @@ __all__ = [
     "reference",
     "evaluate",
 ]
-
-# Families as in dataset.evaluation.FAMILIES (kept literal so the columns are known without
-# importing it; a test checks they agree).
-FAMILIES: tuple[str, ...] = (
-    "density", "ioi", "syncopation", "transitions", "ngram_diversity", "entropy",
-    "empty_bars", "pattern_consistency",
-)  # fmt: skip
-"""The evaluation families, in column order."""
-
 
 @dataclass(frozen=True)
 class HeldoutConfig(TaskConfig):

@@ -113,6 +113,26 @@ POLICY_KINDS: tuple[str, ...] = ("transformer", "mlp")
 the values of :attr:`agents.ppo.PPOConfig.policy_kind`."""
 
 
+def _config_from_env(cls: type, cfg: DrumComposeConfig, overrides: Mapping[str, Any]) -> Any:
+    """A policy config of ``cls`` sized for a DrumCompose task, with ``overrides`` on top.
+
+    Raises:
+        TypeError: for an override that is not a field of ``cls`` (the message lists them).
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} field(s) {unknown}; fields: {sorted(names)}")
+    base = {
+        "num_drums": cfg.num_drums,
+        "context_steps": cfg.context_steps,
+        "steps_per_bar": cfg.steps_per_bar,
+        "bars_per_phrase": cfg.bars_per_phrase,
+        "target_size": cfg.target_size,
+    }
+    return cls(**{**base, **overrides})
+
+
 def _check_positive_int(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -199,18 +219,7 @@ class PolicyConfig:
         Raises:
             TypeError: for an override that is not a field.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise TypeError(f"unknown PolicyConfig field(s) {unknown}; fields: {sorted(names)}")
-        base = {
-            "num_drums": cfg.num_drums,
-            "context_steps": cfg.context_steps,
-            "steps_per_bar": cfg.steps_per_bar,
-            "bars_per_phrase": cfg.bars_per_phrase,
-            "target_size": cfg.target_size,
-        }
-        return cls(**{**base, **overrides})
+        return _config_from_env(cls, cfg, overrides)
 
 
 class PolicyOutput(NamedTuple):
@@ -587,18 +596,7 @@ class MLPPolicyConfig:
         Raises:
             TypeError: for an override that is not a field.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise TypeError(f"unknown MLPPolicyConfig field(s) {unknown}; fields: {sorted(names)}")
-        base = {
-            "num_drums": cfg.num_drums,
-            "context_steps": cfg.context_steps,
-            "steps_per_bar": cfg.steps_per_bar,
-            "bars_per_phrase": cfg.bars_per_phrase,
-            "target_size": cfg.target_size,
-        }
-        return cls(**{**base, **overrides})
+        return _config_from_env(cls, cfg, overrides)
 
 
 def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from drum_env.rewards import MAX_WEIGHT  # re-exported: the env's one weight bound
+
 __all__ = [
     "TaskConfig",
     "MAX_WEIGHT",
@@ -48,11 +50,6 @@ __all__ = [
     "replace_config",
     "config_to_dict",
 ]
-
-
-MAX_WEIGHT: float = 1e3
-"""Largest reward weight accepted: ``drum_env.rewards.MAX_WEIGHT`` (kept literal so that this
-module imports no env code at import time; a test checks they agree)."""
 
 
 # ----------------------------------------------------------------------------- validators
@@ -152,21 +149,27 @@ def check_path(obj: Any, name: str, optional: bool = True) -> None:
         )
 
 
+def _json_arg(name: str, value: Any, expected: str) -> Any:
+    """``value`` parsed from JSON when it is a string (a command-line option), else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be {expected}: {exc}") from exc
+
+
 def _weights_pairs(value: Any) -> tuple[tuple[str, float], ...] | None:
     """``weights`` as ``(term, weight)`` pairs in ``TERMS`` order (a JSON string, dict or pairs).
 
     Each weight must be a finite number in ``[0, MAX_WEIGHT]``: 0 switches a term off; a
     negative weight would reward the opposite of the term, and a huge one overflows the reward.
     """
-    from drum_env.rewards import TERMS
+    from drum_env.rewards import TERMS, check_weights
 
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"weights must be a JSON object of term weights: {exc}") from exc
+    value = _json_arg("weights", value, "a JSON object of term weights")
     if isinstance(value, Mapping):
         pairs = list(value.items())
     else:
@@ -176,33 +179,22 @@ def _weights_pairs(value: Any) -> tuple[tuple[str, float], ...] | None:
             raise ValueError(
                 f"weights must map term names to numbers, got {value!r}"
             ) from None
-    given: dict[str, float] = {}
+    given: dict[str, Any] = {}
     for pair in pairs:
         if len(pair) != 2:
             raise ValueError(f"weights must map term names to numbers, got {value!r}")
         term, weight = pair
         if not isinstance(term, str):
             raise ValueError(f"weights: term names must be strings, got {term!r}")
-        if not is_number(weight) or not 0.0 <= float(weight) <= MAX_WEIGHT:
-            raise ValueError(
-                f"weights: {term!r} must be a finite number in [0, {MAX_WEIGHT:g}] (0 switches "
-                f"the term off), got {weight!r}"
-            )
-        given[term] = float(weight)
-    unknown = sorted(set(given) - set(TERMS))
-    if unknown:
-        raise ValueError(f"weights: unknown term(s) {unknown}; known terms: {list(TERMS)}")
-    return tuple((k, given[k]) for k in TERMS if k in given)
+        given[term] = weight
+    check_weights(given)  # the env's own check: known terms, finite, in [0, MAX_WEIGHT]
+    return tuple((k, float(given[k])) for k in TERMS if k in given)
 
 
 def _sections(value: Any) -> tuple[tuple[int, int], ...] | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"sections must be a JSON list of [start, end] pairs: {exc}") from exc
+    value = _json_arg("sections", value, "a JSON list of [start, end] pairs")
     try:
         spans = tuple((a, b) for a, b in value)
     except (TypeError, ValueError):

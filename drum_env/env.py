@@ -16,7 +16,7 @@ from drum_env.core import (
     check_actions,
     check_generator_state,
     check_normalizer_state,
-    check_reset_options,
+    check_reset_options,  # re-exported: drum_env.env.check_reset_options
     check_state_header,
     generator_state,
     options_window,
@@ -200,7 +200,7 @@ class DrumComposeEnv(gym.Env):
             The first observation and an info dict with the window and its source.
         """
         super().reset(seed=seed)
-        window = options_window(check_reset_options(options), self.data, self.np_random)
+        window = options_window(options, self.data, self.np_random)  # checks the options
         self._core.reset(np.array([0]), np.array([window]))
         self._started = True
         return self._get_obs(), self._get_info()

@@ -23,7 +23,6 @@ from drum_env.core import (
     options_window,
     set_generator_state,
 )
-from drum_env.env import check_reset_options
 from drum_env.rewards import DEFAULT_SHAPING, TERMS, RunningNormalizer, Shaping
 
 __all__ = ["DrumComposeVectorEnv"]
@@ -201,7 +200,7 @@ class DrumComposeVectorEnv(VectorEnv):
                 for s, rng in zip(seed, self.np_random_list)
             ]
         envs = np.arange(self.num_envs)
-        infos = self._reset_envs(envs, check_reset_options(options))
+        infos = self._reset_envs(envs, options)  # options_window checks them
         self._autoreset[:] = False
         self._started = True
         return self._core_obs(), infos
