@@ -609,6 +609,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from dataset.hierarchical import CompleteHierarchicalDrumDataset
+    from dataset.midi import DRUM_NAMES
 
     if args.data is None:
         from dataset.synthetic import ensure_default_corpus
@@ -621,9 +622,16 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     ds = CompleteHierarchicalDrumDataset(
         folder, seq_len=args.seq_len, steps_per_bar=args.steps_per_bar,
         bars_per_phrase=args.bars_per_phrase, on_error=args.on_error, as_numpy=True,
+        velocity_metrics=True,
     )  # fmt: skip
     summary = ds.summary(bpm=args.bpm)
-    Console().print(_summary_table(summary, title))
+    # per-drum velocity rows: mean and spread of each drum's hit velocities (0 without hits)
+    mean, spread = summary.pop("velocity_mean"), summary.pop("velocity_spread")
+    table = _summary_table(summary, title)
+    names = DRUM_NAMES if len(mean) == len(DRUM_NAMES) else range(len(mean))
+    for name, m, s in zip(names, mean, spread):
+        table.add_row(f"velocity/{name}", f"{m:.3f} (spread {s:.3f})")
+    Console().print(table)
     return 0
 
 

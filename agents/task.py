@@ -243,6 +243,9 @@ class TaskConfig:
     ``drum_env.TERMS``, each weight in ``[0, 1000]`` (0 switches the term off)."""
     normalize: bool | None = None
     """Normalise each term by its running mean and std; ``None``: the shaping's choice."""
+    velocity_levels: int = 0
+    """Velocity classes per hit: 0 is the binary env (hits only); ``K > 0`` the expressive
+    env, whose action per drum is 0 (rest) or a velocity bin ``1..K`` (bins from the data)."""
 
     def __post_init__(self) -> None:
         self._check_task()
@@ -255,6 +258,7 @@ class TaskConfig:
         for name in ("seq_len", "steps_per_bar", "bars_per_phrase", "context_steps"):
             check_int(name, getattr(self, name), 1)
         check_int("prompt_bars", self.prompt_bars, 0)
+        check_int("velocity_levels", self.velocity_levels, 0, 127)
         check_choice("shaping", self.shaping, SHAPINGS)
         if self.normalize is not None:
             check_bool("normalize", self.normalize)
@@ -264,6 +268,7 @@ class TaskConfig:
         DrumComposeConfig(
             self.seq_len, self.steps_per_bar, self.bars_per_phrase, self.prompt_bars,
             self.context_steps, self.sections, self.shaping_object,
+            velocity_levels=self.velocity_levels,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------- derived
@@ -292,11 +297,16 @@ class TaskConfig:
         """The task settings alone, plain Python (``weights`` a dict, ``sections`` lists)."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(TaskConfig)}
 
-    def env_kwargs(self, data: Any = None, **changes: Any) -> dict[str, Any]:
+    def env_kwargs(
+        self, data: Any = None, velocity_bins: Any = None, **changes: Any
+    ) -> dict[str, Any]:
         """Keyword arguments of ``DrumCompose-v0`` for this task.
 
         Args:
             data: replaces ``self.data`` when given (a folder or a dataset object, e.g. a split).
+            velocity_bins: the velocity bins to play with (a
+                :class:`~dataset.velocity.VelocityBins` or its ``to_dict()``), e.g. a trained
+                policy's on held-out data; ``None``: the env chooses them from its data.
             **changes: task fields to override (``shaping="sparse"``, ...), validated.
 
         Returns:
@@ -308,8 +318,10 @@ class TaskConfig:
             "steps_per_bar": task.steps_per_bar, "bars_per_phrase": task.bars_per_phrase,
             "prompt_bars": task.prompt_bars, "context_steps": task.context_steps,
             "sections": task.sections, "shaping": task.shaping, "weights": task.weight_mapping,
-            "normalize": task.normalize,
+            "normalize": task.normalize, "velocity_levels": task.velocity_levels,
         }  # fmt: skip
+        if velocity_bins is not None:
+            kwargs["velocity_bins"] = velocity_bins
         return kwargs
 
     def to_dict(self) -> dict[str, Any]:

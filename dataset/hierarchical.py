@@ -23,7 +23,7 @@ import numpy as np
 
 from dataset import metrics
 from dataset.io import OnError, check_num_drums, load_npz_folder, validate_sequence
-from dataset.metrics import WindowLayout, WindowTables
+from dataset.metrics import VELOCITY_SPECS, WindowLayout, WindowTables
 from dataset.registry import MetricSpec, registered_metrics
 
 __all__ = ["CompleteHierarchicalDrumDataset"]
@@ -235,8 +235,9 @@ class CompleteHierarchicalDrumDataset:
     steps_per_bar, D)``.)
 
     ``"metrics"`` holds, by level, the seed's metrics under the seed's names, the project's under
-    names of their own, and the registered metrics (:mod:`dataset.registry`; built in:
-    ``swing``, ``polyrhythm``, ``drum_periods``); every key and definition is listed in
+    names of their own, the registered metrics (:mod:`dataset.registry`; built in:
+    ``swing``, ``polyrhythm``, ``drum_periods``), then the velocity metrics (see below); every
+    hit metric's key and definition is listed in
     :func:`dataset.metrics.level_metrics` (``"step"``, ``"bar"``, ``"phrase"``: they describe the
     window; ``"section"``: a list with one dict per section of the window, the seed's
     ``avg_hits``, ``drum_density``, ``max_hits``, ``dense_frac`` and more) and
@@ -246,6 +247,30 @@ class CompleteHierarchicalDrumDataset:
     and cached). Scalars are 0-d; per-drum metrics have shape ``(D,)``, ``(D, D)`` or
     ``(D, 16)``; ``metrics["bar"]["density"]`` has one value per complete bar and
     ``metrics["phrase"]["phrase_structure"]`` is ``(phrases, bars_per_phrase)``.
+
+    ## Velocity metrics
+
+    Every metric above works on hits (a value > 0). With ``velocity_metrics=True`` the dict
+    also describes the dynamics, the values read as velocities, exactly, after the registered
+    metrics of each level (:data:`dataset.metrics.VELOCITY_SPECS`,
+    :data:`dataset.registry.VELOCITY_KEYS`). Off by default: the dict stays the seed's (and
+    ``dataset[i]`` as fast) unless they are asked for.
+
+    * ``velocity_mean``, ``velocity_spread`` (``"bar"`` and ``"song"``, ``(D,)``): mean and
+      population standard deviation of each drum's hit velocities, 0 for a drum without hits
+      (:func:`dataset.metrics.velocity_stats`);
+    * ``accent_pattern`` (``"bar"`` and ``"song"``, ``(steps_per_bar, D)``): mean velocity of
+      each drum's hits at each position in the bar, 0 where it has none
+      (:func:`dataset.metrics.accent_pattern`);
+    * ``accent_contrast`` (``"bar"`` and ``"song"``, ``(D,)``): between-position standard
+      deviation of each drum's hit velocities (:func:`dataset.metrics.accent_contrast`);
+    * ``dynamic_range`` (``"bar"``, ``(bars,)``): loudest minus softest hit of each complete
+      bar, 0 below two hits (:func:`dataset.metrics.bar_dynamic_range`);
+    * ``mean_dynamic_range`` (``"song"``, ``()``): its mean over the complete bars with two hits
+      or more (:func:`dataset.metrics.mean_dynamic_range`).
+
+    As for the other ``"bar"`` metrics, the ``"bar"`` ones describe the window. Binary data gives
+    mean 1 for every drum that hits and 0 spread, contrast and range.
 
     ## Sections
 
@@ -279,8 +304,8 @@ class CompleteHierarchicalDrumDataset:
     ## Registered metrics
 
     The dataset takes a snapshot of :func:`dataset.registry.registered_metrics` when it is
-    built (``metric_specs``): metrics registered later are not in its samples, and its
-    DataLoader workers compute the same ones as the main process.
+    built (``metric_specs``, the velocity metrics appended): metrics registered later are not
+    in its samples, and its DataLoader workers compute the same ones as the main process.
 
     Args:
         npz_dir: folder of ``.npz`` files, or ``None`` with ``sequences``.
@@ -299,6 +324,8 @@ class CompleteHierarchicalDrumDataset:
             ``(time_steps, num_drums)``, values in [0, 1]; they are copied.
         key: name of the array in each ``.npz`` archive.
         as_numpy: return numpy arrays instead of torch tensors (torch is then never imported).
+        velocity_metrics: add the velocity metrics to the metrics dict (see above; some 80
+            microseconds more per sample of 512 steps).
 
     Raises:
         dataset.io.DataError: for bad files or sequences (the message names them).
@@ -327,7 +354,10 @@ class CompleteHierarchicalDrumDataset:
     sample_indices: np.ndarray
     """int64 array ``(N, 2)``: ``(sequence_idx, start_idx)`` of each sample, in order."""
     metric_specs: dict[str, MetricSpec]
-    """The registered metrics it computes (a snapshot taken when it was built)."""
+    """The registered metrics it computes (a snapshot taken when it was built), then the
+    velocity metrics (:data:`dataset.metrics.VELOCITY_SPECS`) with ``velocity_metrics=True``."""
+    velocity_metrics: bool
+    """Whether its metrics dict holds the velocity metrics (see above)."""
 
     def __init__(
         self,
@@ -345,6 +375,7 @@ class CompleteHierarchicalDrumDataset:
         sequences: Sequence[np.ndarray] | None = None,
         key: str = "sequence",
         as_numpy: bool = False,
+        velocity_metrics: bool = False,
     ) -> None:
         self.seq_len = _check_int(seq_len, "seq_len", 1)
         self.steps_per_bar = _check_int(steps_per_bar, "steps_per_bar", 1)
@@ -384,7 +415,10 @@ class CompleteHierarchicalDrumDataset:
         self.lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         self._window_lengths = [min(self.seq_len, len(s)) for s in seqs]  # L of each sequence
         self.sample_indices = self._build_index()
+        self.velocity_metrics = bool(velocity_metrics)
         self.metric_specs = registered_metrics()
+        if self.velocity_metrics:
+            self.metric_specs.update(VELOCITY_SPECS)
         self._song_cache: list[dict[str, np.ndarray] | None] = [None] * len(seqs)
         self._reset_tables()
 
@@ -788,9 +822,11 @@ class CompleteHierarchicalDrumDataset:
             ``num_drums``, ``num_samples``, ``seq_len``, ``total_steps``, ``total_bars``,
             ``min_length_steps``, ``mean_length_steps``, ``max_length_steps``, ``hours`` (only
             with ``bpm``), ``drum_density`` (float64 array ``(D,)``: fraction of all steps on
-            which each drum hits), and the mean over sequences of every scalar metric of the
-            ``"song"`` level (:meth:`sequence_metrics`, registered metrics included; keys
-            ``"song/<name>"``, floats).
+            which each drum hits), ``velocity_mean`` and ``velocity_spread`` (float64 arrays
+            ``(D,)``: :func:`dataset.metrics.velocity_stats` of all the corpus's hits of each
+            drum, pooled; 0 for a drum that never hits), and the mean over sequences of every
+            scalar metric of the ``"song"`` level (:meth:`sequence_metrics`, registered and
+            velocity metrics included; keys ``"song/<name>"``, floats).
         """
         total = int(self.lengths.sum())
         hits = np.zeros(self.num_drums, dtype=np.int64)
@@ -814,6 +850,8 @@ class CompleteHierarchicalDrumDataset:
             steps_per_beat = self.steps_per_bar / _check_int(beats_per_bar, "beats_per_bar", 1)
             out["hours"] = total / steps_per_beat * 60.0 / bpm / 3600.0
         out["drum_density"] = hits / total
+        pooled = metrics.velocity_stats(np.concatenate(self.sequences))
+        out["velocity_mean"], out["velocity_spread"] = pooled.mean, pooled.spread
         songs = [self.sequence_metrics(i) for i in range(len(self.sequences))]
         for k, v in songs[0].items():
             if v.ndim == 0:

@@ -46,6 +46,7 @@ import numpy as np
 __all__ = [
     "LEVELS",
     "BUILTIN_KEYS",
+    "VELOCITY_KEYS",
     "MetricGrid",
     "MetricSpec",
     "register_metric",
@@ -125,6 +126,28 @@ BUILTIN_KEYS: Mapping[str, tuple[str, ...]] = {
 """The built-in metric names of each level, in the order of the dataset's dicts (see
 :func:`dataset.metrics.level_metrics` and :func:`dataset.metrics.song_level_metrics`, which
 define them). A registered metric may not take one of these names at a level it registers for."""
+
+VELOCITY_KEYS: Mapping[str, tuple[str, ...]] = {
+    "bar": (
+        "velocity_mean",
+        "velocity_spread",
+        "accent_pattern",
+        "accent_contrast",
+        "dynamic_range",
+    ),
+    "song": (
+        "velocity_mean",
+        "velocity_spread",
+        "accent_pattern",
+        "accent_contrast",
+        "mean_dynamic_range",
+    ),
+}
+"""The velocity metrics of the dataset's metrics dict at each level, in order (defined by
+:data:`dataset.metrics.VELOCITY_SPECS`). They are not registered: the registered song-level
+metrics are hit metrics to the evaluation's families and the env's reward term. The dataset
+adds them after the registered metrics of a level; no registered metric may take one of these
+names, at any level."""
 
 
 class MetricGrid(NamedTuple):
@@ -239,7 +262,8 @@ def register_metric(
 
     Args:
         name: key of the metric in the levels' dicts: a non-empty string without ``"/"``, not
-            a built-in key of those levels (:data:`BUILTIN_KEYS`).
+            a built-in key of those levels (:data:`BUILTIN_KEYS`) nor a velocity metric's name
+            (:data:`VELOCITY_KEYS`).
         fn: the metric function; ``None`` to return a decorator.
         levels: levels it appears at, from :data:`LEVELS`.
         batched: ``fn`` takes ``(..., steps, drums)`` and returns the batch shape in front (the
@@ -251,8 +275,8 @@ def register_metric(
         ``fn`` (unchanged), or a decorator that registers and returns its function.
 
     Raises:
-        ValueError: for a bad ``name`` or ``levels``, a built-in name, or a name already
-            registered (without ``replace=True``).
+        ValueError: for a bad ``name`` or ``levels``, a built-in or velocity name, or a name
+            already registered (without ``replace=True``).
         TypeError: if ``fn`` is not callable.
     """
     if not isinstance(name, str) or not name or "/" in name or name.startswith("_"):
@@ -261,6 +285,10 @@ def register_metric(
     clash = [level for level in lv if name in BUILTIN_KEYS[level]]
     if clash:
         raise ValueError(f"{name!r} is a built-in metric of level(s) {clash}: choose another name")
+    if any(name in keys for keys in VELOCITY_KEYS.values()):
+        raise ValueError(
+            f"{name!r} is a velocity metric of the dataset (VELOCITY_KEYS): choose another name"
+        )
     if name in _REGISTRY and not replace:
         raise ValueError(f"a metric {name!r} is registered already (pass replace=True)")
 

@@ -28,6 +28,7 @@ except ModuleNotFoundError as exc:  # the band is an extra
     ) from None
 
 from dataset import metrics
+from dataset.velocity import VelocityBins
 from drum_env import render as _render
 from drum_env import rewards
 from drum_env.core import ComposeCore, build_config, options_window, terms_info
@@ -189,6 +190,8 @@ class DrumBandParallelEnv(ParallelEnv):
         render_mode: str | None = None,
         on_error: str = "raise",
         normalizer: RunningNormalizer | None = None,
+        velocity_levels: int = 0,
+        velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
         max_cycles: int | None = None,
         agent_weight: float = 1.0,
     ) -> None:
@@ -209,7 +212,7 @@ class DrumBandParallelEnv(ParallelEnv):
             raise ValueError(f"agent_weight must be a finite number, got {agent_weight!r}")
         self.config, self.data = build_config(
             data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-            sections, shaping, weights, normalize, on_error,
+            sections, shaping, weights, normalize, on_error, velocity_levels, velocity_bins,
         )  # fmt: skip
         c = self.config
         self.render_mode = render_mode
@@ -233,8 +236,9 @@ class DrumBandParallelEnv(ParallelEnv):
             a: spaces.Box(0.0, 1.0, (self.observation_size,), dtype=np.float32)
             for a in self.possible_agents
         }
+        self._classes = c.velocity_levels + 1 if c.expressive else 2
         self.action_spaces: dict[str, spaces.Discrete] = {
-            a: spaces.Discrete(2) for a in self.possible_agents
+            a: spaces.Discrete(self._classes) for a in self.possible_agents
         }
         self.state_space = spaces.Box(
             0.0, 1.0, (c.seq_len * d + c.position_size,), dtype=np.float32
@@ -254,7 +258,11 @@ class DrumBandParallelEnv(ParallelEnv):
         return self.observation_spaces[agent]
 
     def action_space(self, agent: str) -> spaces.Discrete:
-        """The agent's action space, ``Discrete(2)`` (the same object on every call)."""
+        """The agent's action space (the same object on every call).
+
+        ``Discrete(2)``, or ``Discrete(K + 1)`` with ``K`` velocity levels (0 rest, ``k`` a hit
+        in velocity bin ``k``).
+        """
         return self.action_spaces[agent]
 
     @property
@@ -332,10 +340,10 @@ class DrumBandParallelEnv(ParallelEnv):
         """
         if not self._running:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
-        hits = self._check_actions(actions)
+        chosen = self._check_actions(actions)
         c, core = self.config, self._core
         end = int(core.t[0]) + 1  # steps written after this one
-        result = core.step(hits[None])
+        result = core.step(chosen[None])
         agent_terms = np.zeros((len(AGENT_TERMS), c.num_drums))
         if result.closed[0, _BAR]:
             bar = core.canvas[0, end - c.steps_per_bar : end]
@@ -402,14 +410,19 @@ class DrumBandParallelEnv(ParallelEnv):
         if not self._has_reset:
             raise RuntimeError("call reset() before state()")
         position = self._core.observe()["position"][0]
-        return np.concatenate([self._core.canvas[0].ravel().astype(np.float32), position])
+        return np.concatenate([self.canvas.ravel(), position])
 
     def close(self) -> None:
         """Nothing to release; safe to call more than once."""
 
     @property
     def canvas(self) -> np.ndarray:
-        """float32 array (seq_len, num_drums): the primer and what the band wrote so far."""
+        """float32 array (seq_len, num_drums): the primer and what the band wrote so far.
+
+        Hits as 1; with velocity levels, each hit's velocity.
+        """
+        if self.config.expressive:
+            return self._core.values[0].copy()
         return self._core.canvas[0].astype(np.float32)
 
     @property
@@ -439,12 +452,15 @@ class DrumBandParallelEnv(ParallelEnv):
             arr = np.asarray(values)
         except ValueError:  # ragged: some value is not a scalar
             arr = None
+        top = self._classes - 1
         if arr is not None and arr.shape == (len(values),) and arr.dtype.kind in "biuf":
-            hits = arr == 1
-            if (hits | (arr == 0)).all():
-                return hits
-        bad = {a: v for a, v in zip(self.agents, values) if not _is_binary(v)}
-        raise ValueError(f"each action must be 0 (rest) or 1 (hit) for Discrete(2), got {bad}")
+            whole = np.isfinite(arr).all() and (arr == np.round(arr)).all()
+            if whole and ((arr >= 0) & (arr <= top)).all():
+                classes = arr.astype(np.int64)
+                return classes if self.config.expressive else classes == 1
+        bad = {a: v for a, v in zip(self.agents, values) if not _is_class(v, top)}
+        what = "0 (rest) or 1 (hit)" if top == 1 else f"an integer in [0, {top}] (0 rest)"
+        raise ValueError(f"each action must be {what} for Discrete({top + 1}), got {bad}")
 
     def _set_references(self) -> None:
         """Per-agent reference targets of the new episode's window (metrics of the reference)."""
@@ -486,10 +502,15 @@ def _ioi_feature(seq: np.ndarray, steps_per_bar: int) -> np.ndarray:
     return np.minimum(metrics.ioi_stats(seq).mean / steps_per_bar, 1.0)
 
 
-def _is_binary(value: Any) -> bool:
-    """Whether one agent's action is a scalar 0 or 1 (bool, integer or integral float)."""
+def _is_class(value: Any, top: int) -> bool:
+    """Whether one agent's action is a scalar integer in ``[0, top]``.
+
+    A bool, an integer or an integral float.
+    """
     a = np.asarray(value)
-    return a.ndim == 0 and a.dtype.kind in "biuf" and bool(a == 0 or a == 1)
+    if a.ndim != 0 or a.dtype.kind not in "biuf" or not np.isfinite(a):
+        return False
+    return bool(a == np.round(a) and 0 <= a <= top)
 
 
 def parallel_env(**kwargs: Any) -> DrumBandParallelEnv:

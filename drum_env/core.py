@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dataset import metrics
+from dataset.velocity import MAX_VELOCITY_LEVELS, VelocityBins
 from drum_env import rewards
 from drum_env.rewards import TERMS, RunningNormalizer, Shaping
 
@@ -41,6 +42,11 @@ class DrumComposeConfig:
             one section per two phrases.
         shaping: the reward shaping (resolved from a name by :func:`rewards.make_shaping`).
         num_drums: drums per step, set from the data.
+        velocity_levels: ``K``; 0 is the binary env (``MultiBinary`` actions, hits only);
+            ``K > 0`` the expressive env (``MultiDiscrete([K + 1] * num_drums)``: 0 no hit,
+            ``k`` a hit in velocity bin ``k``).
+        velocity_bins: the ``K`` bins (:class:`~dataset.velocity.VelocityBins`) when ``K > 0``,
+            set from the data unless given; ``None`` when ``K = 0``.
     """
 
     seq_len: int = 128
@@ -51,6 +57,8 @@ class DrumComposeConfig:
     sections: tuple[tuple[int, int], ...] | None = None
     shaping: Shaping = field(default_factory=lambda: rewards.make_shaping(rewards.DEFAULT_SHAPING))
     num_drums: int = 9
+    velocity_levels: int = 0
+    velocity_bins: VelocityBins | None = None
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "steps_per_bar", "bars_per_phrase", "context_steps", "num_drums"):
@@ -78,6 +86,28 @@ class DrumComposeConfig:
                 if end > start:
                     clean.append((start, end))
             object.__setattr__(self, "sections", tuple(clean))
+        k = self.velocity_levels
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not (
+            0 <= k <= MAX_VELOCITY_LEVELS
+        ):
+            raise ValueError(
+                f"velocity_levels must be an integer in [0, {MAX_VELOCITY_LEVELS}] (0: binary "
+                f"hits), got {k!r}"
+            )
+        if self.velocity_bins is not None:
+            bins = VelocityBins.from_dict(self.velocity_bins)
+            if k == 0:
+                raise ValueError("velocity_bins needs velocity_levels > 0")
+            if bins.num_levels != k:
+                raise ValueError(
+                    f"velocity_bins has {bins.num_levels} levels, velocity_levels is {k}"
+                )
+            object.__setattr__(self, "velocity_bins", bins)
+
+    @property
+    def expressive(self) -> bool:
+        """Whether actions carry velocities (``velocity_levels > 0``)."""
+        return self.velocity_levels > 0
 
     @property
     def prompt_steps(self) -> int:
@@ -108,8 +138,15 @@ class DrumComposeConfig:
 
     @property
     def target_size(self) -> int:
-        """Length of the ``target`` observation."""
-        return len(rewards.SONG_FEATURE_NAMES) + self.num_drums
+        """Length of the ``target`` observation.
+
+        The song features, the drum densities, and the song's velocity features when
+        ``velocity_levels > 0``.
+        """
+        size = len(rewards.SONG_FEATURE_NAMES) + self.num_drums
+        if self.expressive:
+            size += rewards.velocity_feature_size(self.num_drums)
+        return size
 
     def observation_space(self) -> spaces.Dict:
         """The single-env observation space."""
@@ -123,8 +160,14 @@ class DrumComposeConfig:
             }
         )
 
-    def action_space(self) -> spaces.MultiBinary:
-        """The single-env action space."""
+    def action_space(self) -> spaces.MultiBinary | spaces.MultiDiscrete:
+        """The single-env action space.
+
+        ``MultiBinary(num_drums)``, or with ``K`` velocity levels
+        ``MultiDiscrete([K + 1] * num_drums)``.
+        """
+        if self.expressive:
+            return spaces.MultiDiscrete(np.full(self.num_drums, self.velocity_levels + 1))
         return spaces.MultiBinary(self.num_drums)
 
 
@@ -167,6 +210,17 @@ class ReferenceData:
         """The recorded tempo of a window's sequence (quarter notes per minute), or ``None``."""
         seq = int(self.windows[int(window_id)][0])
         return self.tempos[seq] if seq < len(self.tempos) else None
+
+    def stack_values(self, window_ids: np.ndarray, seq_len: int) -> np.ndarray:
+        """Reference values of windows: int array (M,) -> float32 (M, seq_len, drums).
+
+        The velocities; the hits as 1.0 when no values were kept.
+        """
+        source = self.values or self.hits
+        out = [np.asarray(source[s][st : st + seq_len], dtype=np.float32)
+               for s, st in self.windows[np.asarray(window_ids)]]  # fmt: skip
+        return np.stack(out) if out else np.zeros((0, seq_len, self.hits[0].shape[1]),
+                                                  np.float32)  # fmt: skip
 
     def stack(self, window_ids: np.ndarray, seq_len: int) -> np.ndarray:
         """Reference hits of windows: int array (M,) -> bool array (M, seq_len, drums)."""
@@ -268,6 +322,15 @@ class _RefFeatures(NamedTuple):
     phrase: np.ndarray  # (M, phrases, Kp)
     section: list[np.ndarray]  # per section: (M, Ks)
     song: np.ndarray  # (M, Kg), also the target observation
+    velocity_bar: np.ndarray  # (M, bars, Fv); Fv = 0 when velocity_levels = 0
+    velocity_phrase: np.ndarray  # (M, phrases, Fv)
+    velocity_song: np.ndarray  # (M, Fv)
+
+
+def _pack(cols: Sequence[Any], num_sections: int) -> _RefFeatures:
+    """:class:`_RefFeatures` from its arrays in :func:`_feature_arrays` order."""
+    n = num_sections
+    return _RefFeatures(*cols[:5], list(cols[5 : 5 + n]), *cols[5 + n :])
 
 
 class StepResult(NamedTuple):
@@ -307,16 +370,17 @@ class ComposeCore:
         normalizer: running reward normaliser (shared when several cores hold the same one).
     """
 
-    STATE_VERSION = 2
+    STATE_VERSION = 3
     """Version of the :meth:`state_dict` format; bump it when the saved buffers change (2: the
-    ``variety`` term joined :data:`~drum_env.rewards.TERMS`)."""
+    ``variety`` term joined :data:`~drum_env.rewards.TERMS`; 3: velocities, the ``values``
+    buffer, the velocity terms and reference features)."""
 
-    STATE_BUFFERS = ("reference", "canvas", "t", "window_ids", "_target", "_raw_hist",
+    STATE_BUFFERS = ("reference", "canvas", "values", "t", "window_ids", "_target", "_raw_hist",
                      "_closed_hist")  # fmt: skip
     """The batched episode buffers (batch axis first) that reset and step write."""
 
     CONSTANT_TABLES = ("_rows", "_weights", "_section_at", "_closes_at", "_columns",
-                       "_position", "_context_offsets", "_closes_list")  # fmt: skip
+                       "_position", "_context_offsets", "_closes_list", "_levels")  # fmt: skip
     """Tables derived from the config alone, never written after ``__init__``: not saved."""
 
     def __init__(
@@ -334,6 +398,12 @@ class ComposeCore:
         b, t, d = num_envs, c.seq_len, c.num_drums
         self.reference = np.zeros((b, t, d), dtype=bool)
         self.canvas = np.zeros((b, t, d), dtype=bool)
+        # The canvas's velocities (float32 in [0, 1]) with velocity levels; empty without.
+        self.values = np.zeros((b, t if c.expressive else 0, d), dtype=np.float32)
+        # class -> value: 0 for class 0, then the bins' levels
+        self._levels = np.zeros(1, dtype=np.float32)
+        if c.expressive:
+            self._levels = np.concatenate([self._levels, c.velocity_bins.levels])
         self.t = np.full(b, c.prompt_steps, dtype=np.int64)
         self.window_ids = np.zeros(b, dtype=np.int64)
         self._target = np.zeros((b, c.target_size), dtype=np.float32)  # the target observation
@@ -368,6 +438,10 @@ class ComposeCore:
             names += ["phrase"] if flags & _PHRASE else []
             names += ["section"] if flags & _SECTION else []
             names += ["song", "metrics"] if flags & _SONG else []
+            if c.expressive:
+                names += ["bar_velocity"] if flags & _BAR else []
+                names += ["phrase_velocity"] if flags & _PHRASE else []
+                names += ["song_velocity"] if flags & _SONG else []
             self._columns.append(np.array(sorted(_T[n] for n in names)))
         # Position features by step: one-hot step in bar, one-hot bar in phrase, section and
         # song progress. Precomputed once: observing is a gather.
@@ -391,14 +465,34 @@ class ComposeCore:
         table[:, -1] = steps / c.seq_len
         return table
 
-    def _compute_features(self, ref: np.ndarray) -> list[tuple[np.ndarray, ...]]:
-        """Reference features of a batch of windows: bool (M, T, D) -> one tuple per window."""
+    def _compute_features(
+        self, ref: np.ndarray, values: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, ...]]:
+        """Reference features of a batch of windows: bool (M, T, D) -> one tuple per window.
+
+        ``values``: float32 (M, T, D), the windows' velocities as :meth:`reference_values`
+        gives them; used (and needed) only when ``velocity_levels > 0``.
+        """
         c = self.config
         m, d = ref.shape[0], c.num_drums
         bars = ref.reshape(m, -1, c.steps_per_bar, d)
         codes = metrics.step_codes(bars)
         n_phr = c.seq_len // c.phrase_len
         phrases = ref[:, : n_phr * c.phrase_len].reshape(m, n_phr, c.phrase_len, d)
+        if c.expressive:
+            assert values is not None
+            velocity = (
+                rewards.velocity_features(values.reshape(m, -1, c.steps_per_bar, d),
+                                          c.steps_per_bar),
+                rewards.velocity_features(
+                    values[:, : n_phr * c.phrase_len].reshape(m, n_phr, c.phrase_len, d),
+                    c.steps_per_bar,
+                ),
+                rewards.velocity_features(values, c.steps_per_bar),
+            )  # fmt: skip
+        else:
+            velocity = (np.zeros((m, bars.shape[1], 0)), np.zeros((m, n_phr, 0)),
+                        np.zeros((m, 0)))  # fmt: skip
         parts = (
             rewards.step_probabilities(ref, c.steps_per_bar),
             rewards.bar_features(bars, c.steps_per_bar),
@@ -407,36 +501,52 @@ class ComposeCore:
             rewards.phrase_features(phrases, c.steps_per_bar, c.bars_per_phrase),
             *[rewards.section_features(ref[:, s:e], c.steps_per_bar) for s, e in c.section_spans],
             np.clip(rewards.song_features(ref, c.steps_per_bar, c.bars_per_phrase), 0.0, 1.0),
+            *velocity,
         )
         return [tuple(p[i] for p in parts) for i in range(m)]
 
-    def _reference_features(self, window_ids: np.ndarray, ref: np.ndarray) -> _RefFeatures:
+    def reference_values(self, window_ids: np.ndarray) -> np.ndarray:
+        """The velocities an episode on each window is judged against: float32 (M, T, D).
+
+        The primer keeps the data's values; after it each hit is moved to its velocity bin's
+        level (:meth:`~dataset.velocity.VelocityBins.quantize`), so that playing the real
+        continuation's classes reproduces it exactly. Without velocity levels: the data's
+        values as they are.
+        """
+        c = self.config
+        values = self.data.stack_values(window_ids, c.seq_len)
+        if c.expressive:
+            values[:, c.prompt_steps :] = c.velocity_bins.quantize(values[:, c.prompt_steps :])
+        return values
+
+    def _reference_features(
+        self, window_ids: np.ndarray, ref: np.ndarray, values: np.ndarray | None = None
+    ) -> _RefFeatures:
         """Features of the given windows, computed once per window and cached."""
         missing = sorted({int(w) for w in window_ids} - self._feature_cache.keys())
         if missing:
             first = {int(w): k for k, w in enumerate(window_ids)}
-            rows = ref[[first[w] for w in missing]]
-            for w, feats in zip(missing, self._compute_features(rows)):
+            take = [first[w] for w in missing]
+            vals = None if values is None else values[take]
+            for w, feats in zip(missing, self._compute_features(ref[take], vals)):
                 self._feature_cache[w] = feats
         per = [self._feature_cache[int(w)] for w in window_ids]
         cols = [np.stack(col) for col in zip(*per)]
-        n_sec = len(self.config.section_spans)
-        return _RefFeatures(*cols[:5], cols[5 : 5 + n_sec], cols[5 + n_sec])
+        return _pack(cols, len(self.config.section_spans))
 
     def _allocate_features(self, like: _RefFeatures) -> _RefFeatures:
         """Zeroed reference features of ``B`` windows, shaped like ``like``'s rows."""
         b = self.num_envs
         arrays = [np.zeros((b, *a.shape[1:]), a.dtype) for a in _feature_arrays(like)]
-        n_sec = len(like.section)
-        return _RefFeatures(*arrays[:5], arrays[5 : 5 + n_sec], arrays[5 + n_sec])
+        return _pack(arrays, len(like.section))
 
     def _feature_layout(self) -> _RefFeatures:
         """Zeroed reference features of ``B`` windows: the shapes and dtypes of ``_ref``."""
         c = self.config
         silent = np.zeros((1, c.seq_len, c.num_drums), dtype=bool)
-        cols = [a[None] for a in self._compute_features(silent)[0]]
-        n = len(c.section_spans)
-        return self._allocate_features(_RefFeatures(*cols[:5], cols[5 : 5 + n], cols[5 + n]))
+        quiet = np.zeros((1, c.seq_len, c.num_drums), dtype=np.float32)
+        cols = [a[None] for a in self._compute_features(silent, quiet)[0]]
+        return self._allocate_features(_pack(cols, len(c.section_spans)))
 
     # ------------------------------------------------------------------------- dynamics
 
@@ -447,10 +557,14 @@ class ComposeCore:
             return
         c = self.config
         ref = self.data.stack(window_ids, c.seq_len)
-        feats = self._reference_features(np.asarray(window_ids), ref)
+        values = self.reference_values(window_ids) if c.expressive else None
+        feats = self._reference_features(np.asarray(window_ids), ref, values)
         self.reference[env_ids] = ref
         self.canvas[env_ids] = False
         self.canvas[env_ids, : c.prompt_steps] = ref[:, : c.prompt_steps]
+        if c.expressive:
+            self.values[env_ids] = 0.0
+            self.values[env_ids, : c.prompt_steps] = values[:, : c.prompt_steps]
         self.t[env_ids] = c.prompt_steps
         self.window_ids[env_ids] = window_ids
         self._raw_hist[env_ids] = 0.0
@@ -461,27 +575,40 @@ class ComposeCore:
             self._ref = self._allocate_features(feats)
         for mine, new in zip(_feature_arrays(self._ref), _feature_arrays(feats)):
             mine[env_ids] = new
-        self._target[env_ids] = feats.song  # the observation's target, per episode
+        if c.expressive:  # the observation's target, per episode
+            self._target[env_ids] = np.concatenate(
+                [feats.song, np.clip(feats.velocity_song, 0.0, 1.0)], axis=-1
+            )
+        else:
+            self._target[env_ids] = feats.song
 
     def step(self, actions: np.ndarray, env_ids: np.ndarray | None = None) -> StepResult:
         """Write one step in sub-envs ``env_ids`` (all by default).
 
         Args:
-            actions: bool array (M, drums), one row per stepped sub-env.
+            actions: bool array (M, drums), one row per stepped sub-env; with velocity levels
+                int array (M, drums) of classes in ``0 .. K``.
             env_ids: int array (M,) of running sub-envs, or None for all ``B``.
 
         Returns:
             StepResult with one row per stepped sub-env.
         """
         c, ref = self.config, self._ref
+        if c.expressive:
+            classes = actions
+            actions = classes > 0
         if env_ids is None and self.num_envs == 1:
             p = int(self.t[0])
             if not self._closes_list[p + 1]:  # most steps: only the step term closes
+                if c.expressive:
+                    self.values[0, p] = self._levels[classes[0]]
                 return self._step_open(actions[0], p)
         rows = self._rows if env_ids is None else np.asarray(env_ids)
         m = len(rows)
         pos = self.t[rows]
         self.canvas[rows, pos] = actions
+        if c.expressive:
+            self.values[rows, pos] = self._levels[classes]
         raw = np.zeros((m, len(TERMS)))
         closed = np.zeros((m, len(TERMS)), dtype=bool)
 
@@ -518,6 +645,12 @@ class ComposeCore:
             raw[i, _T["variety"]] = -rewards.feature_distance(variety[: len(i)], variety[len(i) :])
             for name in ("bar", "silence", "repetition", "variety"):
                 closed[i, _T[name]] = True
+            if c.expressive:
+                vbars = self._slices(e, end[i], c.steps_per_bar, self.values)
+                feats = rewards.velocity_features(vbars, c.steps_per_bar)
+                dist = rewards.feature_distance(feats, ref.velocity_bar[e, k])
+                raw[i, _T["bar_velocity"]] = -dist
+                closed[i, _T["bar_velocity"]] = True
 
         if any_flags & _PHRASE:
             phrase_end = (flags & _PHRASE) > 0
@@ -527,6 +660,13 @@ class ComposeCore:
             feats = rewards.phrase_features(phrases, c.steps_per_bar, c.bars_per_phrase)
             raw[i, _T["phrase"]] = -rewards.feature_distance(feats, ref.phrase[e, k])
             closed[i, _T["phrase"]] = True
+            if c.expressive:
+                vphr = self._slices(e, end[i], c.phrase_len, self.values)
+                feats = rewards.velocity_features(vphr, c.steps_per_bar)
+                raw[i, _T["phrase_velocity"]] = -rewards.feature_distance(
+                    feats, ref.velocity_phrase[e, k]
+                )
+                closed[i, _T["phrase_velocity"]] = True
 
         if any_flags & _SECTION:
             section = self._section_at[end]
@@ -550,6 +690,12 @@ class ComposeCore:
                     songs, self.reference[rows[i]], c.steps_per_bar, c.bars_per_phrase
                 )
                 closed[i, _T["metrics"]] = True
+            if c.expressive:
+                feats = rewards.velocity_features(self.values[rows[i]], c.steps_per_bar)
+                raw[i, _T["song_velocity"]] = -rewards.feature_distance(
+                    feats, ref.velocity_song[rows[i]]
+                )
+                closed[i, _T["song_velocity"]] = True
 
         self.t[rows] = end
         if c.shaping.normalize:
@@ -630,22 +776,23 @@ class ComposeCore:
         if self._ref is None:
             raise RuntimeError("no episode yet: reset before observing")
         c = self.config
+        canvas = self.values if c.expressive else self.canvas
         if row is not None:
             t = int(self.t[row])
             if t < c.context_steps:
                 return {k: v[row] for k, v in self.observe().items()}
             return {
-                "context": self.canvas[row, t - c.context_steps : t].reshape(-1).astype(np.float32),
+                "context": canvas[row, t - c.context_steps : t].reshape(-1).astype(np.float32),
                 "position": self._position[t].copy(),
                 "target": self._target[row].copy(),
             }
         t0 = int(self.t[0])
         if t0 >= c.context_steps and (self.t == t0).all():  # lockstep: one slice
-            context = self.canvas[:, t0 - c.context_steps : t0]
+            context = canvas[:, t0 - c.context_steps : t0]
         else:
             rows = np.arange(self.num_envs)
             steps = self.t[:, None] + self._context_offsets
-            context = self.canvas[rows[:, None], np.maximum(steps, 0)] & (steps >= 0)[..., None]
+            context = canvas[rows[:, None], np.maximum(steps, 0)] * (steps >= 0)[..., None]
         return {
             "context": context.reshape(self.num_envs, -1).astype(np.float32),
             "position": self._position[self.t],
@@ -756,9 +903,9 @@ class ComposeCore:
                 )
             names = [f"ref_features[{k!r}]" for k in _RefFeatures._fields[:5]]
             names += [f"ref_features['section'][{k}]" for k in range(len(ref.section))]
-            names.append("ref_features['song']")
+            names += [f"ref_features[{k!r}]" for k in _RefFeatures._fields[6:]]
             saved_arrays = [*(saved_ref[k] for k in _RefFeatures._fields[:5]), *sections,
-                            saved_ref["song"]]  # fmt: skip
+                            *(saved_ref[k] for k in _RefFeatures._fields[6:])]  # fmt: skip
             checked = [
                 check_state_array(name, value, mine)
                 for name, value, mine in zip(names, saved_arrays, _feature_arrays(ref))
@@ -782,13 +929,15 @@ class ComposeCore:
             "context_steps": int(c.context_steps),
             "sections": [[int(s), int(e)] for s, e in c.section_spans],
             "num_drums": int(c.num_drums),
+            "velocity_levels": int(c.velocity_levels),
+            "velocity_bins": None if c.velocity_bins is None else c.velocity_bins.to_dict(),
             "num_windows": len(self.data.windows),
         }
 
 
 def _feature_arrays(ref: _RefFeatures) -> list[np.ndarray]:
     """The arrays of reference features in a fixed order, sections flattened in."""
-    return [*ref[:5], *ref.section, ref.song]
+    return [*ref[:5], *ref.section, *ref[6:]]
 
 
 def _mapping(value: Any, name: str) -> Mapping[str, Any]:
@@ -931,15 +1080,37 @@ def set_generator_state(generator: np.random.Generator, state: Mapping[str, Any]
     generator.bit_generator.state = dict(state)
 
 
-def check_actions(actions: Any, shape: tuple[int, ...], space: spaces.Space) -> np.ndarray:
-    """Validate actions against a MultiBinary space: -> bool array of ``shape``.
+def check_actions(
+    actions: Any, shape: tuple[int, ...], space: spaces.Space, velocity_levels: int = 0
+) -> np.ndarray:
+    """Validate actions against the action space.
+
+    Returns a bool array of ``shape`` (binary env), or int64 classes in ``0 .. K`` with
+    ``K = velocity_levels > 0``.
 
     Raises:
-        ValueError: naming the expected space when the shape is wrong or a value is not 0 or 1.
+        ValueError: naming the expected space when the shape is wrong or a value is not allowed.
     """
     a = np.asarray(actions)
     if a.shape != shape:
         raise ValueError(f"action must have shape {shape} for {space}, got shape {a.shape}")
+    if velocity_levels:
+        top = int(velocity_levels)
+        if a.dtype == np.bool_:
+            return a.astype(np.int64)
+        if a.dtype.kind not in "uif":
+            raise ValueError(f"action values must be integers in [0, {top}] for {space}, "
+                             f"got dtype {a.dtype}")  # fmt: skip
+        whole = a.dtype.kind != "f" or bool((np.isfinite(a) & (a == np.round(a))).all())
+        classes = a.astype(np.int64) if whole and a.dtype.kind == "f" else a
+        if (
+            not whole
+            or int(classes.min(initial=0)) < 0
+            or int(classes.max(initial=0)) > top
+        ):
+            raise ValueError(f"action values must be integers in [0, {top}] for {space}, "
+                             f"got {a!r}")  # fmt: skip
+        return classes.astype(np.int64, copy=False)
     if a.dtype == np.bool_:
         return a
     if a.dtype.kind not in "uif":
@@ -1050,16 +1221,25 @@ def build_config(
     weights: Mapping[str, float] | None,
     normalize: bool | None,
     on_error: str = "raise",
+    velocity_levels: int = 0,
+    velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
 ) -> tuple[DrumComposeConfig, ReferenceData]:
-    """Validate the env arguments and load the data: the shared constructor of every env."""
+    """Validate the env arguments and load the data: the shared constructor of every env.
+
+    With ``velocity_levels > 0`` and no ``velocity_bins``, the bins are chosen from the hits of
+    every reference sequence (:meth:`~dataset.velocity.VelocityBins.from_data`).
+    """
     resolved = rewards.make_shaping(shaping, weights, normalize)
+    spans = tuple(sections) if sections is not None else None
     DrumComposeConfig(  # validate the arguments before loading any data
-        seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-        tuple(sections) if sections is not None else None, resolved,
+        seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps, spans, resolved,
+        velocity_levels=velocity_levels, velocity_bins=velocity_bins,
     )  # fmt: skip
     ref = load_reference(data, seq_len, steps_per_bar, bars_per_phrase, on_error)
+    if velocity_levels and velocity_bins is None:
+        velocity_bins = VelocityBins.from_data(ref.values or ref.hits, int(velocity_levels))
     config = DrumComposeConfig(
-        seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-        tuple(sections) if sections is not None else None, resolved, ref.hits[0].shape[1],
+        seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps, spans, resolved,
+        ref.hits[0].shape[1], velocity_levels, velocity_bins,
     )  # fmt: skip
     return config, ref

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dataset.velocity import VelocityBins
 from drum_env import render as _render
 from drum_env.core import (
     ComposeCore,
@@ -46,18 +47,24 @@ class DrumComposeEnv(gym.Env):
     ``MultiBinary(num_drums)``: 1 = the drum hits on this step. With the default 9-drum data the
     drums are kick, snare, closed hi-hat, open hi-hat, low tom, mid tom, high tom, crash, ride.
 
+    With ``velocity_levels=K > 0`` (the expressive env): ``MultiDiscrete([K + 1] * num_drums)``,
+    0 = rest, ``k`` = a hit in velocity bin ``k``, played at the bin's level. The bins
+    (``env.unwrapped.config.velocity_bins``, :class:`~dataset.velocity.VelocityBins`) are
+    equal-count bins of the data's hit velocities unless ``velocity_bins`` gives them: edges at
+    the ``j / K`` quantiles, each level the median velocity of the data's hits in its bin.
+
     ## Observation Space
 
     A ``Dict`` (one level, so Stable-Baselines3's ``MultiInputPolicy`` takes it as it is):
 
     | key | shape | meaning | range | unit |
     |---|---|---|---|---|
-    | ``context`` | ``(context_steps * num_drums,)`` | the latest steps of the canvas, oldest first, flattened step-major (``reshape(context_steps, num_drums)`` restores the grid); zeros before step 0 | {0, 1} | hits |
+    | ``context`` | ``(context_steps * num_drums,)`` | the latest steps of the canvas, oldest first, flattened step-major (``reshape(context_steps, num_drums)`` restores the grid); zeros before step 0 | {0, 1}; [0, 1] with velocity levels | hits; velocity / 127 |
     | ``position[0:spb]`` | ``(steps_per_bar,)`` | one-hot step in the bar of the step to write | {0, 1} | 16ths |
     | ``position[spb:spb+bpp]`` | ``(bars_per_phrase,)`` | one-hot bar in the phrase | {0, 1} | bars |
     | ``position[-2]`` | ``()`` | progress through the current section | [0, 1) | fraction |
     | ``position[-1]`` | ``()`` | progress through the window, ``t / seq_len`` | [0, 1] | fraction |
-    | ``target`` | ``(11 + num_drums,)`` | the reference window's song features (``rewards.SONG_FEATURE_NAMES``, then each drum's density) | [0, 1] | scaled metrics |
+    | ``target`` | ``(11 + num_drums,)`` (``+ F`` with velocity levels) | the reference window's song features (``rewards.SONG_FEATURE_NAMES``, then each drum's density; with velocity levels then its ``rewards.velocity_features``) | [0, 1] | scaled metrics |
 
     ## Rewards
 
@@ -69,7 +76,11 @@ class DrumComposeEnv(gym.Env):
     (``-1`` for a silent bar or one pattern on every step, where the reference bar is neither),
     ``variety`` (at each bar end: the bar's Jaccard similarity with the bar before it, pattern
     entropy and 4-gram diversity against the reference bar's). Every raw term lies in
-    ``[-1, 0]``. ``n_k`` is a running normalisation per term (identity for the ``*-raw``
+    ``[-1, 0]``. With velocity levels, ``bar_velocity``, ``phrase_velocity`` and
+    ``song_velocity`` close at bar, phrase and episode ends: the mean absolute difference of the
+    unit's ``rewards.velocity_features`` (per-drum velocity mean and spread, accents, dynamic
+    range) and the reference unit's, whose velocities after the primer are moved to their bins'
+    levels (so the real continuation's classes score 0). ``n_k`` is a running normalisation per term (identity for the ``*-raw``
     shapings), updated when an episode ends; ``w_k`` comes from ``shaping``. The default
     shaping, ``"aligned"``, leaves out the mode-seeking ``step`` term and weighs ``variety`` 3,
     so that real drumming earns the highest return (:mod:`drum_env.rewards` says why).
@@ -108,6 +119,8 @@ class DrumComposeEnv(gym.Env):
     | ``render_mode`` | ``None`` | ``"ansi"`` (text grid) or ``"rgb_array"`` (piano roll) |
     | ``on_error`` | ``"raise"`` | ``"skip"`` bad ``.npz`` files with one warning |
     | ``normalizer`` | ``None`` | a ``RunningNormalizer`` to share (the vector env passes one) |
+    | ``velocity_levels`` | 0 | ``K``: 0 binary hits; ``K > 0`` velocity classes per hit |
+    | ``velocity_bins`` | ``None`` | the bins (a ``VelocityBins`` or its ``to_dict()``); ``None``: from the data |
 
     >>> import gymnasium, drum_env
     >>> env = gymnasium.make("DrumCompose-v0", seq_len=64, prompt_bars=1)
@@ -124,6 +137,8 @@ class DrumComposeEnv(gym.Env):
 
     ## Version History
 
+    * v0 (drum-env 0.3.0): ``velocity_levels`` (the expressive env) and the velocity terms;
+      with the default ``velocity_levels=0`` rewards and observations are unchanged.
     * v0 (drum-env 0.2.0): the default shaping is ``aligned`` (no ``step`` term; a ``variety``
       term at bar ends), under which the real continuation earns the highest return; the old
       default is ``shaping="hierarchical"``. The id stays ``v0`` (the project is before 1.0
@@ -151,6 +166,8 @@ class DrumComposeEnv(gym.Env):
         render_mode: str | None = None,
         on_error: str = "raise",
         normalizer: RunningNormalizer | None = None,
+        velocity_levels: int = 0,
+        velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -159,7 +176,7 @@ class DrumComposeEnv(gym.Env):
             )
         self.config, self.data = build_config(
             data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-            sections, shaping, weights, normalize, on_error,
+            sections, shaping, weights, normalize, on_error, velocity_levels, velocity_bins,
         )  # fmt: skip
         self.render_mode = render_mode
         self.observation_space = self.config.observation_space()
@@ -176,7 +193,8 @@ class DrumComposeEnv(gym.Env):
         """Write one step of the canvas; see the class docstring for rewards and episode end."""
         if not self._started:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
-        a = check_actions(action, (self.config.num_drums,), self.action_space)
+        a = check_actions(action, (self.config.num_drums,), self.action_space,
+                          self.config.velocity_levels)
         result = self._core.step(a[None])
         terminated = bool(result.terminated[0])
         info = {"reward_terms": terms_info(result, 0)}
@@ -225,7 +243,12 @@ class DrumComposeEnv(gym.Env):
 
     @property
     def canvas(self) -> np.ndarray:
-        """float32 array (seq_len, num_drums): the primer and what the agent wrote so far."""
+        """float32 array (seq_len, num_drums): the primer and what the agent wrote so far.
+
+        Hits as 1; with velocity levels, each hit's velocity.
+        """
+        if self.config.expressive:
+            return self._core.values[0].copy()
         return self._core.canvas[0].astype(np.float32)
 
     @property
@@ -237,9 +260,13 @@ class DrumComposeEnv(gym.Env):
     def take(self) -> np.ndarray:
         """float32 array (seq_len, num_drums): the canvas with velocities.
 
-        :func:`~drum_env.render.take_values`: the primer keeps the data's values (velocities),
-        composed hits play at the primer's per-drum mean velocity.
+        With velocity levels, the canvas itself (the primer's values, then each composed hit at
+        its class's level). Without, :func:`~drum_env.render.take_values`: the primer keeps
+        the data's values (velocities), composed hits play at the primer's per-drum mean
+        velocity.
         """
+        if self.config.expressive:
+            return self._core.values[0].copy()
         primer = self.data.primer_values(self._core.window_ids[:1], self.config.prompt_steps)[0]
         return _render.take_values(self._core.canvas[0], primer)
 

@@ -17,6 +17,9 @@ for an unnormalised shaping) and ``w_k`` the shaping's weight. The terms:
 | ``silence`` | at each composed bar end | ``-1`` if the composed bar is silent while the reference bar is not, else 0 |
 | ``repetition`` | at each composed bar end | ``-1`` if the composed bar repeats one non-silent step pattern on every step while the reference bar does not, else 0 |
 | ``metrics`` | at the episode's end | ``-mean_{m, j} |a_{m,j} - b_{m,j}| / max(|a_{m,j}|, |b_{m,j}|)`` (a term 0/0 counts 0) over the elements ``j`` of every metric ``m`` registered at level ``song`` (:mod:`dataset.registry`; ``swing``, ``polyrhythm``, ``drum_periods`` ship), ``a`` of the canvas and ``b`` of the reference window: :func:`registered_distance`. Weight 0 in every preset (opt in with ``weights={"metrics": 1}``); while its weight is 0 it is not computed and never closes |
+| ``bar_velocity`` | at each composed bar end, expressive env only | ``-mean_k |f_vel(c)_k - f_vel(r)_k|``: :func:`velocity_features` of the bar's velocities vs the reference bar's (after the primer the reference's velocities are moved to their bins' levels, so the real continuation's classes score 0) |
+| ``phrase_velocity`` | at each phrase end, expressive env only | the same over the phrase |
+| ``song_velocity`` | at the episode's end, expressive env only | the same over the whole window |
 | ``variety`` | at each composed bar end | ``-(1/3) sum_j |v(c_k, c_{k-1})_j - v(r_k, r_{k-1})_j|``: :func:`variety_features` ``v`` = [Jaccard similarity with the bar before, pattern entropy / log2(min(S, 2**D)), 4-gram diversity] of composed bar ``c_k`` (after ``c_{k-1}``) vs reference bar ``r_k`` (after ``r_{k-1}``); a window's first bar counts as its own bar before |
 
 Every feature is computed by ``dataset.metrics`` (nothing here re-implements a metric) and scaled
@@ -57,6 +60,9 @@ from dataset import metrics
 __all__ = [
     "LEVELS",
     "TERMS",
+    "VELOCITY_TERMS",
+    "velocity_features",
+    "velocity_feature_size",
     "SHAPINGS",
     "DEFAULT_SHAPING",
     "Shaping",
@@ -80,9 +86,14 @@ __all__ = [
 LEVELS: tuple[str, ...] = ("step", "bar", "phrase", "section", "song")
 """The five hierarchical levels, finest first."""
 
-TERMS: tuple[str, ...] = (*LEVELS, "silence", "repetition", "variety", "metrics")
-"""Every reward term: the five levels, the two terms against degenerate play, then the
-bar-level variety term (see :func:`variety_features`)."""
+VELOCITY_TERMS: tuple[str, ...] = ("bar_velocity", "phrase_velocity", "song_velocity")
+"""The dynamics terms: they close only in the expressive env (``velocity_levels > 0``)."""
+
+TERMS: tuple[str, ...] = (*LEVELS, "silence", "repetition", "variety", "metrics",
+                          *VELOCITY_TERMS)  # fmt: skip
+"""Every reward term: the five levels, the two terms against degenerate play, the bar-level
+variety term (see :func:`variety_features`), the opt-in registered-metrics term, then the
+velocity terms (:data:`VELOCITY_TERMS`)."""
 
 
 # ----------------------------------------------------------------------------- shapings
@@ -159,13 +170,15 @@ class Shaping:
 
 _ALL = {"step": 1.0, "bar": 1.0, "phrase": 1.0, "section": 1.0, "song": 1.0,
         "silence": 1.0, "repetition": 1.0}  # fmt: skip
-_ALIGNED = {"bar": 1.0, "phrase": 1.0, "section": 1.0, "song": 1.0, "silence": 1.0,
-            "repetition": 1.0, "variety": 3.0}  # fmt: skip
+_ALIGNED_HITS = {"bar": 1.0, "phrase": 1.0, "section": 1.0, "song": 1.0, "silence": 1.0,
+                 "repetition": 1.0, "variety": 3.0}  # fmt: skip
+_ALIGNED = {**_ALIGNED_HITS, "bar_velocity": 1.0, "phrase_velocity": 1.0, "song_velocity": 1.0}
 
 SHAPINGS: Mapping[str, Shaping] = MappingProxyType(
     {
         "aligned": Shaping("aligned", _ALIGNED, normalize=True),
         "aligned-raw": Shaping("aligned-raw", _ALIGNED, normalize=False),
+        "aligned-hits": Shaping("aligned-hits", _ALIGNED_HITS, normalize=True),
         "sparse": Shaping("sparse", {"song": 1.0}, normalize=True),
         "step": Shaping("step", {"step": 1.0, "song": 1.0}, normalize=True),
         "bar": Shaping(
@@ -179,13 +192,17 @@ SHAPINGS: Mapping[str, Shaping] = MappingProxyType(
 
 | name | weights (all others 0) | normalised |
 |---|---|---|
-| ``aligned`` (default) | bar, phrase, section, song, silence, repetition 1; variety 3 | yes |
+| ``aligned`` (default) | bar, phrase, section, song, silence, repetition 1; variety 3; bar_velocity, phrase_velocity, song_velocity 1 | yes |
 | ``aligned-raw`` | as ``aligned`` | no |
+| ``aligned-hits`` | as ``aligned`` without the velocity terms: dynamics unrewarded | yes |
 | ``sparse`` | song 1 | yes |
 | ``step`` | step 1, song 1 | yes |
 | ``bar`` | bar 1, song 1, silence 1, repetition 1 | yes |
-| ``hierarchical`` | every term but variety 1 | yes |
-| ``hierarchical-raw`` | every term but variety 1 | no |
+| ``hierarchical`` | every term but variety, metrics and the velocity terms 1 | yes |
+| ``hierarchical-raw`` | as ``hierarchical`` | no |
+
+The velocity terms close only in the expressive env (``velocity_levels > 0``); in the binary
+env they never close, so ``aligned`` and ``aligned-hits`` give the same rewards there.
 
 ``aligned`` is the default because it is the one whose returns rank real drumming first and
 rank the reference players like the held-out evaluation does (see the module docstring); the
@@ -446,6 +463,20 @@ def registered_distance(
     if not parts:
         return np.zeros(m)
     return np.clip(np.concatenate(parts, axis=1).mean(axis=1), 0.0, 1.0)
+
+
+def velocity_features(values: np.ndarray, steps_per_bar: int) -> np.ndarray:
+    """The dynamics of a unit of whole bars: float (..., steps, drums) -> float64 (..., F).
+
+    :func:`dataset.metrics.velocity_features` (its docstring gives the exact definition; every
+    feature in ``[0, 1]``), on the velocities of the canvas (the expressive env's ``values``).
+    """
+    return metrics.velocity_features(values, steps_per_bar)
+
+
+def velocity_feature_size(num_drums: int) -> int:
+    """``F``, the length of :func:`velocity_features` for ``num_drums`` drums."""
+    return int(velocity_features(np.zeros((16, num_drums), np.float32), 16).shape[-1])
 
 
 def feature_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

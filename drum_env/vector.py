@@ -10,6 +10,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dataset.velocity import VelocityBins
 from drum_env import render as _render
 from drum_env.core import (
     ComposeCore,
@@ -81,6 +82,8 @@ class DrumComposeVectorEnv(VectorEnv):
         render_mode: str | None = None,
         on_error: str = "raise",
         normalizer: RunningNormalizer | None = None,
+        velocity_levels: int = 0,
+        velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -91,7 +94,7 @@ class DrumComposeVectorEnv(VectorEnv):
             )
         self.config, self.data = build_config(
             data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-            sections, shaping, weights, normalize, on_error,
+            sections, shaping, weights, normalize, on_error, velocity_levels, velocity_bins,
         )  # fmt: skip
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
@@ -113,10 +116,12 @@ class DrumComposeVectorEnv(VectorEnv):
     def canvases(self) -> np.ndarray:
         """float32 array (num_envs, seq_len, num_drums), a copy: each sub-env's canvas.
 
-        The primer and the hits written so far, values in {0, 1}; steps not written yet are 0.
-        After the step that terminates a sub-env (until its autoreset step) it is that
-        episode's whole composition.
+        The primer and the hits written so far, values in {0, 1} (with velocity levels, the
+        hits' velocities in [0, 1]); steps not written yet are 0. After the step that
+        terminates a sub-env (until its autoreset step) it is that episode's whole composition.
         """
+        if self.config.expressive:
+            return self._core.values.copy()
         return self._core.canvas.astype(np.float32)
 
     @property
@@ -131,9 +136,12 @@ class DrumComposeVectorEnv(VectorEnv):
     def takes(self) -> np.ndarray:
         """float32 array (num_envs, seq_len, num_drums), a copy: each canvas with velocities.
 
+        With velocity levels, the canvases' velocities. Without,
         :func:`~drum_env.render.take_values`: the primer keeps the data's values (velocities),
         composed hits play at the primer's per-drum mean velocity.
         """
+        if self.config.expressive:
+            return self._core.values.copy()
         primer = self.data.primer_values(self._core.window_ids, self.config.prompt_steps)
         return _render.take_values(self._core.canvas, primer)
 
@@ -230,7 +238,8 @@ class DrumComposeVectorEnv(VectorEnv):
         """Step every running sub-env; sub-envs whose episode ended last step are reset."""
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        a = check_actions(actions, (self.num_envs, self.config.num_drums), self.action_space)
+        a = check_actions(actions, (self.num_envs, self.config.num_drums), self.action_space,
+                          self.config.velocity_levels)
         n = self.num_envs
         rewards = np.zeros(n)
         terminations = np.zeros(n, dtype=bool)

@@ -461,7 +461,8 @@ def test_normalizer_joins_statistics_when_the_episode_ends():
     raw_first = np.array(raw_first)
     # closes: step every step; 6 composed bars; phrases end at 64 and 128; one section; one song
     closes = {"step": 96, "bar": 6, "silence": 6, "repetition": 6, "phrase": 2, "section": 1,
-              "song": 1, "variety": 6, "metrics": 0}  # metrics weigh 0: never computed  # fmt: skip
+              "song": 1, "variety": 6, "metrics": 0,  # metrics weigh 0: never computed
+              "bar_velocity": 0, "phrase_velocity": 0, "song_velocity": 0}  # binary  # fmt: skip
     np.testing.assert_array_equal(norm.count, [closes[k] for k in TERMS])
     ends = np.arange(33, 129)
     masks = {
@@ -474,6 +475,7 @@ def test_normalizer_joins_statistics_when_the_episode_ends():
         "section": ends == 128,
         "song": ends == 128,
         "metrics": np.zeros(96, bool),
+        **{k: np.zeros(96, bool) for k in ("bar_velocity", "phrase_velocity", "song_velocity")},
     }
     for j, k in enumerate(TERMS):
         values = raw_first[masks[k], j]
@@ -582,7 +584,7 @@ def test_state_dict_round_trip_continues_bitwise(saved_after, copy_state):
     actions = action_stream(env, 3 * EPISODE + 10, seed=saved_after)
     env.reset(seed=7)
     play(env, actions[:EPISODE])  # one whole episode: the normaliser holds statistics
-    assert env.normalizer.count.min() > 0
+    assert env.normalizer.count[: TERMS.index("bar_velocity")].min() > 0  # binary env
     for a in actions[EPISODE : EPISODE + saved_after]:
         _, _, terminated, _, _ = env.step(a)
     state = env.state_dict()

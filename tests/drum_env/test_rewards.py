@@ -36,9 +36,11 @@ from drum_env.rewards import (
 
 # The table of the SHAPINGS docstring, written out by hand: name -> (non-zero weights, normalised).
 _UNITS = ("bar", "phrase", "section", "song", "silence", "repetition")
+_VELOCITY = dict.fromkeys(("bar_velocity", "phrase_velocity", "song_velocity"), 1.0)
 DOCUMENTED_SHAPINGS = {
-    "aligned": ({**dict.fromkeys(_UNITS, 1.0), "variety": 3.0}, True),
-    "aligned-raw": ({**dict.fromkeys(_UNITS, 1.0), "variety": 3.0}, False),
+    "aligned": ({**dict.fromkeys(_UNITS, 1.0), "variety": 3.0, **_VELOCITY}, True),
+    "aligned-raw": ({**dict.fromkeys(_UNITS, 1.0), "variety": 3.0, **_VELOCITY}, False),
+    "aligned-hits": ({**dict.fromkeys(_UNITS, 1.0), "variety": 3.0}, True),
     "sparse": ({"song": 1.0}, True),
     "step": ({"step": 1.0, "song": 1.0}, True),
     "bar": ({"bar": 1.0, "song": 1.0, "silence": 1.0, "repetition": 1.0}, True),
@@ -49,7 +51,8 @@ DOCUMENTED_SHAPINGS = {
 
 def test_terms_and_levels():
     assert LEVELS == ("step", "bar", "phrase", "section", "song")
-    assert TERMS == (*LEVELS, "silence", "repetition", "variety", "metrics")
+    assert TERMS == (*LEVELS, "silence", "repetition", "variety", "metrics", "bar_velocity",
+                     "phrase_velocity", "song_velocity")  # fmt: skip
 
 
 def test_default_shaping_is_aligned_and_has_no_step_term():
