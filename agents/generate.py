@@ -27,7 +27,8 @@ __all__ = [
     "generate",
 ]
 
-POLICY_FIELDS: tuple[str, ...] = ("context_steps", "steps_per_bar", "bars_per_phrase")
+POLICY_FIELDS: tuple[str, ...] = ("context_steps", "steps_per_bar", "bars_per_phrase",
+                                  "velocity_levels")  # fmt: skip
 """The task fields a policy file fixes; :class:`GenerateConfig` takes them from the file unless
 given."""
 
@@ -39,9 +40,11 @@ class GenerateConfig(TaskConfig):
     """Takes composed by one policy: the task, the policy file, how many takes and where. Frozen.
 
     The task settings come from :class:`~agents.task.TaskConfig`, except that
-    ``context_steps``, ``steps_per_bar`` and ``bars_per_phrase`` default to the policy file's
-    own values (read on construction when any of them is ``None``) and ``shaping`` defaults to
-    ``aligned-raw``, so the returns of different policies share one scale.
+    ``context_steps``, ``steps_per_bar``, ``bars_per_phrase`` and ``velocity_levels`` default to
+    the policy file's own values (read on construction when any of them is ``None``) and
+    ``shaping`` defaults to ``aligned-raw``, so the returns of different policies share one
+    scale. A policy with velocity levels plays in envs built with its own velocity bins, so the
+    takes' velocities are the levels it learned.
     """
 
     context_steps: int | None = None
@@ -51,6 +54,9 @@ class GenerateConfig(TaskConfig):
     """Steps in one bar; ``None``: the policy file's (a policy plays only its own metre)."""
     bars_per_phrase: int | None = None
     """Bars in one phrase; ``None``: the policy file's."""
+    velocity_levels: int | None = None
+    """Velocity classes of the actions (0: binary hits); ``None``: the policy file's (a policy
+    plays only its own number of classes)."""
     shaping: str = "aligned-raw"
     """Reward shaping of the returns reported per take, a name of ``drum_env.SHAPINGS``;
     unnormalised by default so that returns compare across policies and runs."""
@@ -101,8 +107,8 @@ class GenerateResult(NamedTuple):
 
 def _check_fits(config: GenerateConfig, policy_config: Any) -> None:
     """Raise ``ValueError`` when the task's sizes do not fit the policy (naming the field)."""
-    for name in ("steps_per_bar", "bars_per_phrase"):
-        mine, theirs = getattr(config, name), getattr(policy_config, name)
+    for name in ("steps_per_bar", "bars_per_phrase", "velocity_levels"):
+        mine, theirs = getattr(config, name), getattr(policy_config, name, 0)
         if mine != theirs:
             raise ValueError(
                 f"{name}={mine} does not fit policy {config.policy!r}, which plays "
@@ -156,6 +162,7 @@ def generate(config: GenerateConfig) -> GenerateResult:
 
 
 def _generate(config: GenerateConfig) -> GenerateResult:
+    from agents.policy import policy_velocity_bins
     from dataset.io import atomic_write
     from dataset.midi import sequence_to_midi
     from drum_env.render import save_piano_roll_png
@@ -171,8 +178,10 @@ def _generate(config: GenerateConfig) -> GenerateResult:
         )
     policy = load_any_policy(config.policy)
     _check_fits(config, policy.config)
+    # a policy with velocity levels plays at its own bins (None for a binary policy)
+    env_kwargs = config.env_kwargs(velocity_bins=policy_velocity_bins(policy))
     rollouts = rollout_episodes(
-        policy_fn(policy, config.deterministic, config.seed), config.env_kwargs(),
+        policy_fn(policy, config.deterministic, config.seed), env_kwargs,
         episodes=config.num, num_envs=config.num, seed=config.seed,
     )  # fmt: skip
     for path in previous:

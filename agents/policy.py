@@ -36,6 +36,26 @@ a pretrained trunk is not disturbed by the (initially large, noisy) value gradie
 PPO's ``vf_coef`` does not trade value accuracy against the policy. The trunk learns from the
 policy (and pretraining) loss only; the value head learns to read it.
 
+## Velocity classes
+
+With ``velocity_levels = K > 0`` (the env's ``MultiDiscrete([K + 1] * D)`` action: 0 is no hit,
+class ``k`` a hit in velocity bin ``k``, :mod:`dataset.velocity`) the policy head gives
+``D * (K + 1)`` logits, shaped ``(..., D, K + 1)``: an independent categorical per drum, whose
+log-probability and entropy are summed over the drums. Its bias starts every drum at
+``P(no hit) = 1 - init_hit_rate`` and ``init_hit_rate / K`` for each velocity class. The input
+is unchanged: a token reads the step's values (velocities in ``[0, 1]``, as the env's
+``context`` shows them). :class:`ActionDist` holds the maths of both heads (sampling, mode,
+log-probability, entropy, KL), chosen by ``K`` (:func:`action_dist`); the trainer and the
+rollouts use it through ``policy.action_dist``. With ``K = 0`` every number is what it was
+before velocities existed (the same parameters, initial draws and kernels).
+
+A policy with ``K > 0`` keeps the :class:`~dataset.velocity.VelocityBins` it plays at as two
+buffers (``velocity_bin_edges`` float64, ``velocity_bin_levels`` float32) in its state dict, so
+:func:`save_policy`, a PPO checkpoint's model state and ``load_state_dict`` all carry them;
+:attr:`DrumPolicy.velocity_bins` (and :func:`policy_velocity_bins` for a file) gives them back
+to build evaluation envs with the same bins (``velocity_bins=bins.to_dict()``). A policy built
+without bins holds the uniform bins (``VelocityBins.uniform(K)``) until its state is loaded.
+
 ## Observation mapping
 
 :meth:`DrumPolicy.forward_obs` takes a batch of DrumCompose observations: ``context`` (the last
@@ -81,9 +101,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Independent
+from torch.distributions import Bernoulli, Categorical, Distribution, Independent
 
 from dataset.io import atomic_write
+from dataset.velocity import MAX_VELOCITY_LEVELS, VelocityBins
 
 if TYPE_CHECKING:
     from drum_env.core import DrumComposeConfig
@@ -96,8 +117,15 @@ __all__ = [
     "MLPPolicyConfig",
     "MLPPolicy",
     "make_policy",
+    "ActionDist",
+    "action_dist",
     "bernoulli_log_prob",
     "bernoulli_entropy",
+    "bernoulli_kl",
+    "categorical_log_prob",
+    "categorical_entropy",
+    "categorical_kl",
+    "policy_velocity_bins",
     "obs_to_tensors",
     "save_policy",
     "load_policy",
@@ -129,6 +157,7 @@ def _config_from_env(cls: type, cfg: DrumComposeConfig, overrides: Mapping[str, 
         "steps_per_bar": cfg.steps_per_bar,
         "bars_per_phrase": cfg.bars_per_phrase,
         "target_size": cfg.target_size,
+        "velocity_levels": int(getattr(cfg, "velocity_levels", 0)),
     }
     return cls(**{**base, **overrides})
 
@@ -136,6 +165,15 @@ def _config_from_env(cls: type, cfg: DrumComposeConfig, overrides: Mapping[str, 
 def _check_positive_int(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_velocity_levels(value: Any) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+            or not 0 <= value <= MAX_VELOCITY_LEVELS):  # fmt: skip
+        raise ValueError(
+            f"velocity_levels must be an integer in [0, {MAX_VELOCITY_LEVELS}] (0: binary hits), "
+            f"got {value!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +208,11 @@ class PolicyConfig:
     ``logit(init_hit_rate)``. Drummers hit each drum on about 1 step in 10 (the Groove subset's
     mean drum density is 0.13, the built-in corpus's 0.11); starting at 0.5 makes a fresh agent
     spend its first updates learning to play less. Pretrained weights replace it."""
+    velocity_levels: int = 0
+    """Velocity classes ``K`` of the action, in ``[0, 127]``: 0 plays binary hits (a Bernoulli
+    per drum: the env's ``MultiBinary`` action); ``K > 0`` a categorical per drum over ``K + 1``
+    classes (0 no hit, ``k`` velocity bin ``k``: the env with ``velocity_levels=K``). A saved
+    config without it is a binary policy's."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -177,6 +220,7 @@ class PolicyConfig:
             "d_model", "n_layers", "n_heads",
         ):  # fmt: skip
             _check_positive_int(getattr(self, name), name)
+        _check_velocity_levels(self.velocity_levels)
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model must be a multiple of n_heads={self.n_heads}, got d_model={self.d_model}"
@@ -214,7 +258,7 @@ class PolicyConfig:
 
         Returns:
             PolicyConfig with ``num_drums``, ``context_steps``, ``steps_per_bar``,
-            ``bars_per_phrase`` and ``target_size`` taken from ``cfg``.
+            ``bars_per_phrase``, ``target_size`` and ``velocity_levels`` taken from ``cfg``.
 
         Raises:
             TypeError: for an override that is not a field.
@@ -226,8 +270,9 @@ class PolicyOutput(NamedTuple):
     """Outputs of :class:`DrumPolicy`, float32."""
 
     logits: Tensor
-    """Bernoulli logits of each drum of the predicted step: (B, L, D), or (B, D) from
-    :meth:`DrumPolicy.forward_obs`."""
+    """Logits of each drum of the predicted step: Bernoulli logits (B, L, D), or (B, D) from
+    :meth:`DrumPolicy.forward_obs`; with ``velocity_levels = K > 0`` categorical logits with a
+    trailing class axis, (B, L, D, K + 1) or (B, D, K + 1)."""
     value: Tensor
     """State value: (B, L), or (B,) from :meth:`DrumPolicy.forward_obs`."""
 
@@ -264,6 +309,226 @@ def bernoulli_entropy(logits: Tensor) -> Tensor:
     probs = torch.sigmoid(logits)
     return nn.functional.binary_cross_entropy_with_logits(logits, probs,
                                                           reduction="none").sum(-1)  # fmt: skip
+
+
+def bernoulli_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """``KL(p || q)`` of independent Bernoullis given by logits, summed over the last axis.
+
+    ``sum_d p_d (log p_d - log q_d) + (1 - p_d) (log(1 - p_d) - log(1 - q_d))``, computed with
+    ``logsigmoid`` for stability, in float32.
+
+    Args:
+        logits_p: tensor (..., D).
+        logits_q: tensor (..., D).
+
+    Returns:
+        float32 tensor (...), >= 0.
+    """
+    lp, lq = logits_p.float(), logits_q.float()
+    p = torch.sigmoid(lp)
+    f = nn.functional.logsigmoid
+    kl = p * (f(lp) - f(lq)) + (1.0 - p) * (f(-lp) - f(-lq))
+    return kl.sum(-1)
+
+
+def categorical_log_prob(logits: Tensor, actions: Tensor) -> Tensor:
+    """Log-probability of class ``actions`` under a categorical per drum, summed over the drums.
+
+    Args:
+        logits: float tensor (..., D, C).
+        actions: integer tensor (..., D) of classes in ``0 .. C - 1`` (any dtype holding them).
+
+    Returns:
+        float32 tensor (...).
+    """
+    log_p = nn.functional.log_softmax(logits.float(), -1)
+    return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1).sum(-1)
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """Entropy of a categorical per drum given by logits, summed over the drums.
+
+    Args:
+        logits: float tensor (..., D, C).
+
+    Returns:
+        float32 tensor (...), >= 0.
+    """
+    log_p = nn.functional.log_softmax(logits.float(), -1)
+    return -(log_p.exp() * log_p).sum((-2, -1))
+
+
+def categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """``KL(p || q)`` of a categorical per drum given by logits, summed over the drums.
+
+    ``sum_d sum_c p_dc (log p_dc - log q_dc)``, from ``log_softmax``, in float32.
+
+    Args:
+        logits_p: tensor (..., D, C).
+        logits_q: tensor (..., D, C).
+
+    Returns:
+        float32 tensor (...), >= 0.
+    """
+    log_p = nn.functional.log_softmax(logits_p.float(), -1)
+    log_q = nn.functional.log_softmax(logits_q.float(), -1)
+    return (log_p.exp() * (log_p - log_q)).sum((-2, -1))
+
+
+@dataclass(frozen=True)
+class ActionDist:
+    """The action distribution of a policy head: the maths of acting, chosen by ``K``.
+
+    ``velocity_levels = 0``: an independent Bernoulli per drum over logits (..., D), actions
+    float32 0 / 1 (the :func:`bernoulli_log_prob` kernels). ``K > 0``: an independent
+    categorical per drum over logits (..., D, K + 1), actions int64 classes ``0 .. K``. Every
+    log-probability, entropy and KL is summed over the drums, in float32. Get one with
+    :func:`action_dist` or ``policy.action_dist``.
+    """
+
+    velocity_levels: int = 0
+    """``K``: 0 for the binary head, else the number of velocity classes of a hit."""
+
+    @property
+    def action_dtype(self) -> torch.dtype:
+        """The dtype of the actions: float32 (binary) or int64 (classes)."""
+        return torch.int64 if self.velocity_levels else torch.float32
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Draw an action per drum (no gradient): (..., D) of :attr:`action_dtype`."""
+        logits = logits.detach().float()
+        if not self.velocity_levels:
+            return torch.bernoulli(torch.sigmoid(logits), generator=generator)
+        probs = torch.softmax(logits, -1)
+        draws = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+        return draws.view(probs.shape[:-1])
+
+    def mode(self, logits: Tensor) -> Tensor:
+        """The most likely action per drum: hit where ``p > 0.5``, or the argmax class."""
+        logits = logits.detach().float()
+        if not self.velocity_levels:
+            return (torch.sigmoid(logits) > 0.5).float()
+        return logits.argmax(-1)
+
+    def log_prob(self, logits: Tensor, actions: Tensor) -> Tensor:
+        """``log pi(actions)`` summed over the drums: float32 (...)."""
+        logits = logits.float()
+        if not self.velocity_levels:
+            return bernoulli_log_prob(logits, actions.to(logits))
+        return categorical_log_prob(logits, actions)
+
+    def entropy(self, logits: Tensor) -> Tensor:
+        """Entropy summed over the drums: float32 (...)."""
+        logits = logits.float()
+        return categorical_entropy(logits) if self.velocity_levels else bernoulli_entropy(logits)
+
+    def kl(self, logits_p: Tensor, logits_q: Tensor) -> Tensor:
+        """``KL(p || q)`` summed over the drums: float32 (...), >= 0."""
+        if not self.velocity_levels:
+            return bernoulli_kl(logits_p, logits_q)
+        return categorical_kl(logits_p, logits_q)
+
+    def distribution(self, logits: Tensor) -> Distribution:
+        """The torch distribution (``Independent`` over the drums) the methods above compute."""
+        if not self.velocity_levels:
+            return Independent(Bernoulli(logits=logits.float()), 1)
+        return Independent(Categorical(logits=logits.float()), 1)
+
+
+def action_dist(velocity_levels: int = 0) -> ActionDist:
+    """The :class:`ActionDist` of a head with ``velocity_levels`` classes (0: binary).
+
+    Raises:
+        ValueError: ``velocity_levels`` is not an integer in ``[0, 127]``.
+    """
+    _check_velocity_levels(velocity_levels)
+    return ActionDist(int(velocity_levels))
+
+
+class _DistributionOf:
+    """``policy.distribution(logits)``: the policy's own head's distribution.
+
+    Called on the class (``DrumPolicy.distribution(logits)``), the binary head's, as always.
+    """
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        if obj is None:
+            return ActionDist(0).distribution
+        return obj.action_dist.distribution
+
+
+def _policy_head(width: int, config: Any) -> nn.Linear:
+    """The policy head: ``D`` Bernoulli logits, or ``D * (K + 1)`` categorical logits.
+
+    Orthogonal weights of gain 0.01; the bias starts every drum at ``init_hit_rate``
+    (``logit(rate)``; with ``K`` classes, ``log(1 - rate)`` for no hit and ``log(rate / K)`` for
+    each velocity class, so the softmax gives exactly those probabilities).
+    """
+    k, drums, rate = config.velocity_levels, config.num_drums, float(config.init_hit_rate)
+    head = _orthogonal(nn.Linear(width, drums * (k + 1) if k else drums), 0.01)
+    with torch.no_grad():
+        if not k:
+            nn.init.constant_(head.bias, float(np.log(rate / (1.0 - rate))))
+        else:
+            per_drum = torch.tensor([np.log(1.0 - rate)] + [np.log(rate / k)] * k)
+            head.bias.copy_(per_drum.repeat(drums))
+    return head
+
+
+def _shape_logits(logits: Tensor, config: Any) -> Tensor:
+    """The head's output as logits: (..., D) unchanged, or (..., D * (K + 1)) -> (..., D, K + 1)."""
+    k = config.velocity_levels
+    return logits.unflatten(-1, (config.num_drums, k + 1)) if k else logits
+
+
+class _VelocityBinsMixin:
+    """The velocity bins a policy plays at, kept as buffers (see the module docstring)."""
+
+    config: Any
+    velocity_bin_edges: Tensor
+    velocity_bin_levels: Tensor
+
+    def _register_velocity_bins(self, bins: VelocityBins | Mapping[str, Any] | None) -> None:
+        k = self.config.velocity_levels
+        if not k:
+            if bins is not None:
+                raise ValueError(
+                    "velocity_bins were given but velocity_levels=0 (a binary policy has no bins)"
+                )
+            return
+        bins = VelocityBins.uniform(k) if bins is None else VelocityBins.from_dict(bins)
+        if bins.num_levels != k:
+            raise ValueError(
+                f"velocity_bins have {bins.num_levels} levels but velocity_levels={k}"
+            )
+        self.register_buffer("velocity_bin_edges", torch.from_numpy(bins.edges.copy()))
+        self.register_buffer("velocity_bin_levels", torch.from_numpy(bins.levels.copy()))
+
+    @property
+    def action_dist(self) -> ActionDist:
+        """The :class:`ActionDist` of this policy's head."""
+        return ActionDist(self.config.velocity_levels)
+
+    @property
+    def velocity_bins(self) -> VelocityBins | None:
+        """The :class:`~dataset.velocity.VelocityBins` the policy plays at.
+
+        ``None`` when ``velocity_levels = 0``; build evaluation envs with ``velocity_bins=``
+        these.
+        """
+        if not self.config.velocity_levels:
+            return None
+        return VelocityBins(
+            self.velocity_bin_edges.detach().cpu().numpy().astype(np.float64),
+            self.velocity_bin_levels.detach().cpu().numpy().astype(np.float32),
+        )
+
+    distribution = _DistributionOf()
+    """``distribution(logits)``: the head's torch distribution, independent over the drums
+    (``log_prob`` and ``entropy`` sum over them): a Bernoulli per drum for logits (..., D), or a
+    categorical per drum for (..., D, K + 1) when ``velocity_levels > 0``; cast to float32
+    (autocast may give bf16 / fp16). On the class (``DrumPolicy.distribution``) the binary
+    head's."""
 
 
 def _lookup(embedding: nn.Embedding, index: Tensor) -> Tensor:
@@ -318,21 +583,26 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
-class DrumPolicy(nn.Module):
+class DrumPolicy(_VelocityBinsMixin, nn.Module):
     """Causal Transformer policy over drum steps with a per-drum Bernoulli head and a value head.
 
     See the module docstring for the model. Works on CPU and CUDA and under ``torch.autocast``
     (outputs are cast to float32). Initialisation draws from the global torch generator: call
-    ``torch.manual_seed`` first for a reproducible model.
+    ``torch.manual_seed`` first for a reproducible model. With ``config.velocity_levels > 0``
+    the head is a categorical per drum (see "Velocity classes" in the module docstring).
 
     Args:
         config: sizes and dropout.
+        velocity_bins: the bins the policy plays at when ``config.velocity_levels > 0`` (a
+            :class:`~dataset.velocity.VelocityBins` or its ``to_dict()``; ``None``: uniform
+            bins); must be ``None`` for a binary policy. No draws from any generator.
     """
 
     kind = "transformer"
     """The policy kind (:data:`POLICY_KINDS`) that :func:`save_policy` records."""
 
-    def __init__(self, config: PolicyConfig) -> None:
+    def __init__(self, config: PolicyConfig,
+                 velocity_bins: VelocityBins | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if not isinstance(config, PolicyConfig):
             raise TypeError(f"config must be a PolicyConfig, got {type(config).__name__}")
@@ -352,14 +622,13 @@ class DrumPolicy(nn.Module):
         self.trunk = nn.TransformerEncoder(
             layer, c.n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False
         )
-        self.policy_head = _orthogonal(nn.Linear(d, c.num_drums), 0.01)
-        rate = float(c.init_hit_rate)
-        nn.init.constant_(self.policy_head.bias, float(np.log(rate / (1.0 - rate))))
+        self.policy_head = _policy_head(d, c)
         self.value_head = nn.Sequential(
             _orthogonal(nn.Linear(d, d), float(np.sqrt(2.0))),
             nn.Tanh(),
             _orthogonal(nn.Linear(d, 1), 1.0),
         )
+        self._register_velocity_bins(velocity_bins)
 
     # ------------------------------------------------------------------------- model
 
@@ -416,7 +685,7 @@ class DrumPolicy(nn.Module):
         return self.trunk.norm(h)
 
     def _heads(self, h: Tensor) -> PolicyOutput:
-        logits = self.policy_head(h).float()
+        logits = _shape_logits(self.policy_head(h).float(), self.config)
         value = self.value_head(h.detach()).squeeze(-1).float()
         return PolicyOutput(logits, value)
 
@@ -424,7 +693,8 @@ class DrumPolicy(nn.Module):
         """Predict every next step of a window, causally.
 
         Args:
-            steps: float tensor (B, L, D), hits in {0, 1}; ``1 <= L <= config.max_len``.
+            steps: float tensor (B, L, D), hits in {0, 1} (or velocities in [0, 1]);
+                ``1 <= L <= config.max_len``.
                 Token ``i`` reads step ``i`` and predicts step ``i + 1``; it sees tokens ``<= i``.
             phase: int tensor (B,): index within the phrase (``0 .. phrase_len - 1``) of the step
                 the *last* token predicts; token ``i`` predicts phase
@@ -432,7 +702,8 @@ class DrumPolicy(nn.Module):
             target: float tensor (B, K): target song features, values in [0, 1].
 
         Returns:
-            PolicyOutput: logits float32 (B, L, D), value float32 (B, L).
+            PolicyOutput: logits float32 (B, L, D) (with velocity classes (B, L, D, K + 1)),
+            value float32 (B, L).
         """
         return self._heads(self._features(steps, phase, target))
 
@@ -445,7 +716,8 @@ class DrumPolicy(nn.Module):
                 ``config.context_steps`` but must be at most ``config.max_len``.
 
         Returns:
-            PolicyOutput: logits float32 (B, D), value float32 (B,) of the last context token.
+            PolicyOutput: logits float32 (B, D) (with velocity classes (B, D, K + 1)), value
+            float32 (B,) of the last context token.
         """
         c = self.config
         context, position = obs["context"], obs["position"]
@@ -466,15 +738,6 @@ class DrumPolicy(nn.Module):
 
     # ------------------------------------------------------------------------- acting
 
-    @staticmethod
-    def distribution(logits: Tensor) -> Independent:
-        """Independent Bernoulli per drum: ``log_prob`` and ``entropy`` sum over the last axis.
-
-        Args:
-            logits: tensor (..., D); cast to float32 (autocast may give bf16 / fp16).
-        """
-        return Independent(Bernoulli(logits=logits.float()), 1)
-
     def act(
         self,
         obs: Mapping[str, Tensor],
@@ -485,14 +748,16 @@ class DrumPolicy(nn.Module):
 
         Args:
             obs: batch of observations, as in :meth:`forward_obs`.
-            deterministic: hit exactly the drums with probability > 0.5.
-            generator: torch generator for the Bernoulli draws (on the policy's device): a
-                generator in the same state gives the same actions.
+            deterministic: hit exactly the drums with probability > 0.5 (with velocity
+                classes: play each drum's most likely class).
+            generator: torch generator for the draws (on the policy's device): a generator in
+                the same state gives the same actions.
 
         Returns:
-            actions float32 (B, D) of 0 / 1, log_prob float32 (B,), value float32 (B,).
+            actions (B, D): float32 0 / 1, or int64 classes ``0 .. K`` when
+            ``velocity_levels = K > 0``; log_prob float32 (B,); value float32 (B,).
         """
-        return _act(self.forward_obs(obs), deterministic, generator)
+        return _act(self.forward_obs(obs), self.action_dist, deterministic, generator)
 
     def evaluate_actions(
         self, obs: Mapping[str, Tensor], actions: Tensor
@@ -501,30 +766,28 @@ class DrumPolicy(nn.Module):
 
         Args:
             obs: batch of observations, as in :meth:`forward_obs`.
-            actions: tensor (B, D) of 0 / 1 (any dtype).
+            actions: tensor (B, D) of 0 / 1 (any dtype), or of integer classes ``0 .. K`` when
+                ``velocity_levels = K > 0``.
 
         Returns:
             log_prob float32 (B,), entropy float32 (B,), value float32 (B,).
         """
-        return _evaluate(self.forward_obs(obs), actions)
+        return _evaluate(self.forward_obs(obs), self.action_dist, actions)
 
 
-def _act(out: PolicyOutput, deterministic: bool, generator: torch.Generator | None
-         ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+def _act(out: PolicyOutput, dist: ActionDist, deterministic: bool,
+         generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """``act`` of either policy kind from its outputs (see :meth:`DrumPolicy.act`)."""
     logits = out.logits.float()
-    probs = torch.sigmoid(logits)
-    if deterministic:
-        actions = (probs > 0.5).float()
-    else:
-        actions = torch.bernoulli(probs.detach(), generator=generator)
-    return actions, bernoulli_log_prob(logits, actions), out.value
+    actions = dist.mode(logits) if deterministic else dist.sample(logits, generator)
+    return actions, dist.log_prob(logits, actions), out.value
 
 
-def _evaluate(out: PolicyOutput, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _evaluate(out: PolicyOutput, dist: ActionDist, actions: Tensor
+              ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """``evaluate_actions`` of either policy kind (see :meth:`DrumPolicy.evaluate_actions`)."""
     logits = out.logits.float()
-    return bernoulli_log_prob(logits, actions.to(logits)), bernoulli_entropy(logits), out.value
+    return dist.log_prob(logits, actions), dist.entropy(logits), out.value
 
 
 @dataclass(frozen=True)
@@ -553,6 +816,9 @@ class MLPPolicyConfig:
     :attr:`PolicyConfig.init_hit_rate`)."""
     kind: str = "mlp"
     """Always ``"mlp"``: recorded with the config, so a saved config names its policy kind."""
+    velocity_levels: int = 0
+    """Velocity classes ``K`` of the action (as :attr:`PolicyConfig.velocity_levels`): 0 binary
+    hits, ``K > 0`` a categorical per drum over ``K + 1`` classes."""
 
     def __post_init__(self) -> None:
         for name in ("num_drums", "context_steps", "steps_per_bar", "bars_per_phrase",
@@ -569,6 +835,7 @@ class MLPPolicyConfig:
             raise ValueError(f"init_hit_rate must be in (0, 1), got {self.init_hit_rate!r}")
         if self.kind != "mlp":
             raise ValueError(f"kind of an MLPPolicyConfig must be 'mlp', got {self.kind!r}")
+        _check_velocity_levels(self.velocity_levels)
 
     @property
     def position_size(self) -> int:
@@ -606,7 +873,7 @@ def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MLPPolicy(nn.Module):
+class MLPPolicy(_VelocityBinsMixin, nn.Module):
     """An MLP actor-critic of the size and kind SB3's PPO uses, over the flattened observation.
 
     ``x = concat(context, position, target)`` (``obs_size`` values); two separate tanh MLPs
@@ -615,16 +882,19 @@ class MLPPolicy(nn.Module):
     ``logit(init_hit_rate)`` as in :class:`DrumPolicy`) and a value head (gain 1). The same
     interface as :class:`DrumPolicy` where the trainer and the rollouts use it:
     :meth:`forward_obs`, :meth:`act`, :meth:`evaluate_actions`, :meth:`distribution`.
-    Initialisation draws from the global torch generator.
+    Initialisation draws from the global torch generator. With ``config.velocity_levels > 0``
+    the head is a categorical per drum, as :class:`DrumPolicy`'s.
 
     Args:
         config: sizes.
+        velocity_bins: as for :class:`DrumPolicy`.
     """
 
     kind = "mlp"
     """The policy kind (:data:`POLICY_KINDS`) that :func:`save_policy` records."""
 
-    def __init__(self, config: MLPPolicyConfig) -> None:
+    def __init__(self, config: MLPPolicyConfig,
+                 velocity_bins: VelocityBins | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if not isinstance(config, MLPPolicyConfig):
             raise TypeError(f"config must be an MLPPolicyConfig, got {type(config).__name__}")
@@ -632,10 +902,9 @@ class MLPPolicy(nn.Module):
         sizes = (config.obs_size, *config.hidden_sizes)
         self.policy_net = _mlp(sizes)
         self.value_net = _mlp(sizes)
-        self.policy_head = _orthogonal(nn.Linear(sizes[-1], config.num_drums), 0.01)
-        rate = float(config.init_hit_rate)
-        nn.init.constant_(self.policy_head.bias, float(np.log(rate / (1.0 - rate))))
+        self.policy_head = _policy_head(sizes[-1], config)
         self.value_head = _orthogonal(nn.Linear(sizes[-1], 1), 1.0)
+        self._register_velocity_bins(velocity_bins)
 
     def forward(self, x: Tensor) -> PolicyOutput:
         """Outputs from flattened observations.
@@ -644,9 +913,10 @@ class MLPPolicy(nn.Module):
             x: float tensor (B, obs_size): ``concat(context, position, target)``.
 
         Returns:
-            PolicyOutput: logits float32 (B, D), value float32 (B,).
+            PolicyOutput: logits float32 (B, D) (with velocity classes (B, D, K + 1)), value
+            float32 (B,).
         """
-        logits = self.policy_head(self.policy_net(x)).float()
+        logits = _shape_logits(self.policy_head(self.policy_net(x)).float(), self.config)
         value = self.value_head(self.value_net(x)).squeeze(-1).float()
         return PolicyOutput(logits, value)
 
@@ -676,8 +946,6 @@ class MLPPolicy(nn.Module):
         x = torch.cat([obs["context"], obs["position"], obs["target"]], -1).float()
         return self(x)
 
-    distribution = staticmethod(DrumPolicy.distribution)
-
     def act(
         self,
         obs: Mapping[str, Tensor],
@@ -687,9 +955,10 @@ class MLPPolicy(nn.Module):
         """Choose the next step's hits (see :meth:`DrumPolicy.act`).
 
         Returns:
-            actions float32 (B, D) of 0 / 1, log_prob float32 (B,), value float32 (B,).
+            actions (B, D) (float32 0 / 1, or int64 classes), log_prob float32 (B,), value
+            float32 (B,).
         """
-        return _act(self.forward_obs(obs), deterministic, generator)
+        return _act(self.forward_obs(obs), self.action_dist, deterministic, generator)
 
     def evaluate_actions(
         self, obs: Mapping[str, Tensor], actions: Tensor
@@ -699,12 +968,14 @@ class MLPPolicy(nn.Module):
         Returns:
             log_prob float32 (B,), entropy float32 (B,), value float32 (B,).
         """
-        return _evaluate(self.forward_obs(obs), actions)
+        return _evaluate(self.forward_obs(obs), self.action_dist, actions)
 
 
 def make_policy(kind: str, env_config: DrumComposeConfig, **overrides: Any
                 ) -> DrumPolicy | MLPPolicy:  # fmt: skip
     """A fresh policy of ``kind`` sized for a DrumCompose task (draws from the global generator).
+
+    With velocity classes it plays at the env config's ``velocity_bins``.
 
     Args:
         kind: one of :data:`POLICY_KINDS`.
@@ -715,10 +986,13 @@ def make_policy(kind: str, env_config: DrumComposeConfig, **overrides: Any
     Raises:
         ValueError: an unknown kind.
     """
+    bins = getattr(env_config, "velocity_bins", None)
     if kind == "transformer":
-        return DrumPolicy(PolicyConfig.from_env_config(env_config, **overrides))
+        config = PolicyConfig.from_env_config(env_config, **overrides)
+        return DrumPolicy(config, bins if config.velocity_levels else None)
     if kind == "mlp":
-        return MLPPolicy(MLPPolicyConfig.from_env_config(env_config, **overrides))
+        mlp_config = MLPPolicyConfig.from_env_config(env_config, **overrides)
+        return MLPPolicy(mlp_config, bins if mlp_config.velocity_levels else None)
     raise ValueError(f"policy kind must be one of {list(POLICY_KINDS)}, got {kind!r}")
 
 
@@ -812,7 +1086,7 @@ def save_policy(path: str | Path, policy: DrumPolicy | MLPPolicy) -> Path:
 # context length up to ``max_len``, so a policy pretrained on 32 steps of context acts on 16.
 _ARCH_FIELDS = (
     "num_drums", "steps_per_bar", "bars_per_phrase", "target_size", "d_model", "n_layers",
-    "n_heads",
+    "n_heads", "velocity_levels",
 )  # fmt: skip
 
 
@@ -826,6 +1100,8 @@ def _shape_fields(state_dict: Mapping[str, Tensor]) -> dict[str, int]:
 
     if (s := shape("input_proj.weight")) and len(s) == 2:
         found["d_model"], found["num_drums"] = s
+        if (h := shape("policy_head.weight")) and len(h) == 2 and h[0] % s[1] == 0:
+            found["velocity_levels"] = h[0] // s[1] - 1
     if (s := shape("target_proj.weight")) and len(s) == 2:
         found["target_size"] = s[1]
     if (s := shape("step_embedding.weight")) and len(s) == 2:
@@ -969,3 +1245,44 @@ def policy_from_state(
         detail = "differing config fields: " + "; ".join(diffs) if diffs else str(exc)
         raise ValueError(f"{path!r}: its tensors do not fit its config ({detail})") from exc
     return policy
+
+
+def policy_velocity_bins(policy: Any) -> VelocityBins | None:
+    """The velocity bins a policy plays at: ``None`` for a binary policy.
+
+    Build an evaluation env that plays the policy's classes at the levels it learned with
+    ``velocity_bins=policy_velocity_bins(policy)`` (or its ``to_dict()``).
+
+    Args:
+        policy: a policy (or anything with a ``velocity_bins`` attribute, such as the
+            :class:`~agents.rollout.SB3Policy` config), or a file: a ``policy.pt`` of
+            :func:`save_policy` or a PPO ``checkpoint.pt`` (read with ``weights_only=True``;
+            no module is built).
+
+    Returns:
+        the :class:`~dataset.velocity.VelocityBins`, or ``None`` when ``velocity_levels = 0``.
+
+    Raises:
+        FileNotFoundError: a file that does not exist.
+        ValueError: a file that is not a policy or PPO checkpoint, or whose bins are invalid
+            (the message names it).
+    """
+    if not isinstance(policy, (str, Path)):
+        found = getattr(policy, "velocity_bins", None)
+        if found is None and hasattr(policy, "config"):
+            found = getattr(policy.config, "velocity_bins", None)
+        return None if found is None else VelocityBins.from_dict(found)
+    from agents.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(policy)
+    config = payload.get("config") if "state_dict" in payload else payload.get("policy_config")
+    state = payload.get("state_dict", payload.get("model"))
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise ValueError(f"{str(policy)!r} is neither a policy file nor a PPO checkpoint")
+    if not config.get("velocity_levels", 0):
+        return None
+    try:
+        return VelocityBins(state["velocity_bin_edges"].double().numpy(),
+                            state["velocity_bin_levels"].float().numpy())  # fmt: skip
+    except (KeyError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{str(policy)!r}: no valid velocity bins in its state ({exc})") from exc

@@ -38,6 +38,15 @@ flattened observation) for comparisons with Stable-Baselines3 at equal size. Bot
 logits and a value from ``forward_obs``; the loop is the same for both. A ``pretrained`` policy
 (``drum-env pretrain``) is a Transformer: an MLP run refuses one.
 
+With ``velocity_levels = K > 0`` (the expressive env, ``MultiDiscrete`` actions) the policy's
+head is a categorical per drum over ``K + 1`` classes: the rollout stores int64 classes, and
+log-probabilities, entropies and the KL to the pretrained policy are the categorical ones summed
+over the drums (``policy.action_dist``, :class:`~agents.policy.ActionDist`); the loop is
+otherwise the same. A ``pretrained`` policy must have the run's ``velocity_levels`` (refused
+otherwise, naming both), and the envs are then built with the pretrained policy's velocity bins,
+so its classes keep the levels it learned; without one they are the env's own bins (from the
+data), which the trained policy records.
+
 ## Throughput
 
 The loop does per step one batched forward pass of the policy over all sub-envs (in
@@ -128,10 +137,10 @@ from agents.policy import (
     MLPPolicy,
     MLPPolicyConfig,
     PolicyConfig,
-    bernoulli_entropy,
-    bernoulli_log_prob,
+    bernoulli_kl,
     load_policy,
     obs_to_tensors,
+    policy_velocity_bins,
     save_policy,
 )
 from agents.runs import RunLock, prepare_run_dir
@@ -156,7 +165,8 @@ from agents.trainer_reward import (
     update_normalizer,
     weighted_reward,
 )
-from drum_env.rewards import TERMS, RunningNormalizer
+from dataset.velocity import VelocityBins
+from drum_env.rewards import TERMS, VELOCITY_TERMS, RunningNormalizer
 
 __all__ = [
     "PPOConfig",
@@ -165,6 +175,7 @@ __all__ = [
     "update_config",
     "compute_gae",
     "bernoulli_kl",
+    "pretrained_velocity_bins",
     "reward_terms",
     "weighted_reward",
     "batch_normalize",
@@ -383,9 +394,13 @@ class PPOConfig(TaskConfig):
 
     @property
     def learnable_terms(self) -> tuple[str, ...]:
-        """Terms whose weight ``learn_weights`` learns: non-song terms with non-zero weight."""
+        """Terms whose weight ``learn_weights`` learns: non-song terms with non-zero weight.
+
+        Only terms that close in this task: the velocity terms need ``velocity_levels > 0``.
+        """
         w = self.shaping_object.weights
-        return tuple(k for k in TERMS if k != "song" and w[k] != 0.0)
+        never = () if self.velocity_levels else VELOCITY_TERMS  # they never close
+        return tuple(k for k in TERMS if k != "song" and w[k] != 0.0 and k not in never)
 
 
 def update_config(cfg: PPOConfig, **changes: Any) -> PPOConfig:
@@ -465,24 +480,29 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def bernoulli_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
-    """``KL(p || q)`` of independent Bernoullis given by logits, summed over the last axis.
+# bernoulli_kl (re-exported above) lives with the policy's other distribution kernels in
+# agents.policy, beside categorical_kl; ActionDist.kl picks one by velocity_levels.
 
-    ``sum_d p_d (log p_d - log q_d) + (1 - p_d) (log(1 - p_d) - log(1 - q_d))``, computed with
-    ``logsigmoid`` for stability, in float32.
 
-    Args:
-        logits_p: tensor (..., D).
-        logits_q: tensor (..., D).
+def pretrained_velocity_bins(config: PPOConfig) -> VelocityBins | None:
+    """The velocity bins of ``config.pretrained`` (``None`` without one, or for a binary one).
 
-    Returns:
-        float32 tensor (...), >= 0.
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is not a policy, or its ``velocity_levels`` is not the run's (the
+            message names both).
     """
-    lp, lq = logits_p.float(), logits_q.float()
-    p = torch.sigmoid(lp)
-    f = nn.functional.logsigmoid
-    kl = p * (f(lp) - f(lq)) + (1.0 - p) * (f(-lp) - f(-lq))
-    return kl.sum(-1)
+    if config.pretrained is None:
+        return None
+    bins = policy_velocity_bins(config.pretrained)
+    levels = 0 if bins is None else bins.num_levels
+    if levels != config.velocity_levels:
+        raise ValueError(
+            f"pretrained policy {config.pretrained!r} plays velocity_levels={levels}, but this "
+            f"run has velocity_levels={config.velocity_levels}: pretrain with velocity_levels="
+            f"{config.velocity_levels}, or train with velocity_levels={levels}"
+        )
+    return bins
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -494,7 +514,7 @@ class Storage(NamedTuple):
     obs: dict[str, Tensor]
     """Observations the actions were chosen from, per key ``(steps, envs, *space.shape)``."""
     actions: Tensor
-    """float32 ``(steps, envs, drums)``, 0 or 1."""
+    """``(steps, envs, drums)``: float32 0 or 1, or int64 classes with velocity levels."""
     logprobs: Tensor
     """float32 ``(steps, envs)``: log-probability of the action under the rollout policy."""
     values: Tensor
@@ -513,15 +533,16 @@ class Storage(NamedTuple):
     """bool ``(steps, envs, terms)``: whether each term closed at the step."""
 
     @classmethod
-    def allocate(cls, obs_space: Any, steps: int, n: int, drums: int,
-                 device: torch.device) -> Storage:  # fmt: skip
-        """Zeroed storage for ``steps`` steps of ``n`` sub-envs."""
+    def allocate(cls, obs_space: Any, steps: int, n: int, drums: int, device: torch.device,
+                 action_dtype: torch.dtype = torch.float32) -> Storage:  # fmt: skip
+        """Zeroed storage for ``steps`` steps of ``n`` sub-envs (actions of ``action_dtype``)."""
         def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.zeros(shape, dtype=dtype, device=device)
 
         terms = len(TERMS)
         return cls(
-            {k: z(steps, n, *s.shape) for k, s in obs_space.spaces.items()}, z(steps, n, drums),
+            {k: z(steps, n, *s.shape) for k, s in obs_space.spaces.items()},
+            z(steps, n, drums, dtype=action_dtype),
             z(steps, n), z(steps, n), z(steps, n), z(steps, n, dtype=torch.bool),
             z(steps, n, dtype=torch.bool), np.zeros((steps, n, terms)),
             np.zeros((steps, n, terms)), np.zeros((steps, n, terms), dtype=bool),
@@ -535,7 +556,8 @@ def _rollout(env: Any, policy: nn.Module, next_obs: dict[str, np.ndarray],
 
     Per step, with no Python loop over sub-envs: the observation is written once into its
     storage row (which the policy then reads), one batched forward pass in ``inference_mode``,
-    the Bernoulli draw and its log-probability, one ``env.step``, the reward terms. The
+    the draw (Bernoulli, or categorical with velocity levels) and its log-probability, one
+    ``env.step``, the reward terms. The
     terminations and reset flags are kept in numpy and copied to ``buf`` once at the end.
     """
     device = buf.actions.device
@@ -543,6 +565,8 @@ def _rollout(env: Any, policy: nn.Module, next_obs: dict[str, np.ndarray],
     on_cpu = device.type == "cpu"
     terminations = np.zeros((steps, n), dtype=bool)
     resets = np.zeros((steps, n), dtype=bool)
+    dist = policy.action_dist
+    binary = not dist.velocity_levels
     policy.eval()
     for step in range(steps):
         obs = {k: v[step] for k, v in buf.obs.items()}
@@ -556,11 +580,11 @@ def _rollout(env: Any, policy: nn.Module, next_obs: dict[str, np.ndarray],
             with autocast():
                 out = policy.forward_obs(obs)
             logits = out.logits.float()
-            action = torch.bernoulli(torch.sigmoid(logits), generator=act_gen)
-            buf.logprobs[step] = bernoulli_log_prob(logits, action)
+            action = dist.sample(logits, act_gen)
+            buf.logprobs[step] = dist.log_prob(logits, action)
             buf.values[step] = out.value.float()
             buf.actions[step] = action
-            env_action = action.to(torch.int8).cpu().numpy()
+            env_action = (action.to(torch.int8) if binary else action).cpu().numpy()
         next_obs, _, term, _, info = env.step(env_action)
         buf.norm[step] = reward_terms(info, "norm", n)
         buf.raw[step] = reward_terms(info, "raw", n)
@@ -585,11 +609,13 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
     """The minibatch epochs of one iteration; the mean losses (``losses/*`` metrics).
 
     The losses are CleanRL's, every mean taken over the minibatch's valid rows; the
-    log-probabilities and entropies come from :func:`~agents.policy.bernoulli_log_prob` and
-    :func:`~agents.policy.bernoulli_entropy` (the distribution's own kernels, without building
-    distribution objects), and the logged values are read in one transfer per minibatch.
+    log-probabilities, entropies and KL come from the policy's
+    :class:`~agents.policy.ActionDist` (the distribution's own kernels, without building
+    distribution objects: Bernoulli, or categorical with velocity levels), and the logged values
+    are read in one transfer per minibatch.
     """
     device = buf.actions.device
+    dist = policy.action_dist
     steps, n = buf.actions.shape[:2]
     b_obs = {k: v.reshape(steps * n, *v.shape[2:]) for k, v in buf.obs.items()}
     batch = {"actions": buf.actions.reshape(steps * n, -1), "logprobs": buf.logprobs.reshape(-1),
@@ -617,7 +643,7 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
             with autocast():
                 logits, new_value = model({k: b[f"obs/{k}"] for k in b_obs})
             logits, new_value = logits.float(), new_value.float()
-            logratio = bernoulli_log_prob(logits, b["actions"]) - b["logprobs"]
+            logratio = dist.log_prob(logits, b["actions"]) - b["logprobs"]
             ratio = logratio.exp()
             with torch.no_grad():
                 approx_kl = _masked_mean((ratio - 1.0) - logratio, mask, count)
@@ -642,10 +668,10 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
                 ), mask, count)  # fmt: skip
             else:
                 v_loss = 0.5 * _masked_mean(torch.square(new_value - b["returns"]), mask, count)
-            entropy_loss = _masked_mean(bernoulli_entropy(logits), mask, count)
+            entropy_loss = _masked_mean(dist.entropy(logits), mask, count)
             kl_pre = torch.zeros((), device=device)
             if "ref_logits" in b:
-                kl_pre = _masked_mean(bernoulli_kl(logits, b["ref_logits"]), mask, count)
+                kl_pre = _masked_mean(dist.kl(logits, b["ref_logits"]), mask, count)
             loss = (pg_loss - config.ent_coef * entropy_loss + config.vf_coef * v_loss
                     + config.kl_coef * kl_pre)  # fmt: skip
 
@@ -781,9 +807,11 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     ckpt_path, policy_path = out / "checkpoint.pt", out / "policy.pt"
     n, steps, step_size = config.num_envs, config.num_steps, config.batch_size * d.world_size
 
-    # --- env: each rank its own sub-envs, seeded seed + rank * num_envs + i
+    # --- env: each rank its own sub-envs, seeded seed + rank * num_envs + i; with velocity
+    # levels and a pretrained policy, its bins (its classes keep the levels it learned)
+    bins = pretrained_velocity_bins(config)
     env = gym.make_vec("DrumCompose-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                       **config.env_kwargs())  # fmt: skip
+                       **config.env_kwargs(velocity_bins=bins))  # fmt: skip
     venv = env.unwrapped
     next_obs, _ = env.reset(seed=config.seed + d.rank * n)
     next_reset = np.zeros(n, dtype=bool)
@@ -793,13 +821,14 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     policy_cfg: PolicyConfig | MLPPolicyConfig
     if config.policy_kind == "mlp":
         policy_cfg = MLPPolicyConfig.from_env_config(venv.config)
-        policy: DrumPolicy | MLPPolicy = MLPPolicy(policy_cfg).to(device)
+        policy: DrumPolicy | MLPPolicy = MLPPolicy(policy_cfg, venv.config.velocity_bins)
+        policy = policy.to(device)
     else:
         policy_cfg = PolicyConfig.from_env_config(
             venv.config, d_model=config.d_model, n_layers=config.n_layers,
             n_heads=config.n_heads, dropout=config.dropout,
         )  # fmt: skip
-        policy = DrumPolicy(policy_cfg).to(device)
+        policy = DrumPolicy(policy_cfg, venv.config.velocity_bins).to(device)
     reference: DrumPolicy | None = None
     if config.pretrained is not None:
         reference = load_policy(config.pretrained, map_location=device, expected=policy_cfg)
@@ -894,7 +923,8 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
 
     bar = tqdm(total=num_iterations * step_size, initial=global_step, unit="step", desc="ppo",
                disable=not (config.progress and d.main), dynamic_ncols=True)  # fmt: skip
-    buf = Storage.allocate(venv.single_observation_space, steps, n, venv.config.num_drums, device)
+    buf = Storage.allocate(venv.single_observation_space, steps, n, venv.config.num_drums, device,
+                           policy.action_dist.action_dtype)  # fmt: skip
     iteration = start_iteration
     threads = torch.get_num_threads()
     if config.threads is not None:

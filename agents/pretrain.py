@@ -17,6 +17,19 @@ One optimiser step, in one linear pass (:func:`pretrain`):
 5. backward under ``torch.autocast`` (bf16 on CPU, fp16 with ``GradScaler`` on CUDA), gradient
    norm clipped to ``max_grad_norm``, AdamW step.
 
+Velocity classes (``velocity_levels = K > 0``): the bins are
+``VelocityBins.from_data(<the training sequences>, K)`` (``data`` only, never ``val_data``), the
+bins the env builds from the same data; the target of token ``i`` is the class
+``bins.encode(values)`` of each drum at step ``i + 1`` and the loss is the cross-entropy over the
+``K + 1`` classes per drum, averaged as above (:func:`next_step_loss` with ``classes``). The
+model reads the steps as the env's ``context`` shows them (:func:`shown_values`): the window's
+first ``prompt_bars`` bars (the primer's place in an env window) with the data's own values, the
+later steps with each hit moved to its bin's level (``bins.quantize``), as the env shows composed
+hits; the conditioning target adds the window's velocity features computed on those same
+values, as the env's ``target`` does. The saved policy carries the bins
+(:attr:`~agents.policy.DrumPolicy.velocity_bins`). With ``K = 0`` nothing changes: hits in,
+binary cross-entropy out.
+
 Phase convention: the env's ``position`` observation counts steps from the start of its window
 (which starts on a bar line), so window position ``i`` has phase ``i mod phrase_len``; the same
 convention holds here.
@@ -49,12 +62,14 @@ from agents.distributed import check_device
 from agents.policy import DrumPolicy, PolicyConfig, save_policy
 from agents.runs import RunLock, prepare_run_dir
 from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
+from dataset.velocity import VelocityBins
 
 __all__ = [
     "PretrainConfig",
     "PretrainResult",
     "pretrain",
     "window_targets",
+    "shown_values",
     "next_step_loss",
     "autocast_dtype",
 ]
@@ -65,8 +80,9 @@ class PretrainConfig(TaskConfig):
     """Everything that defines a pretraining run. Validated on construction.
 
     The task settings come from :class:`~agents.task.TaskConfig` (pretraining reads ``data``,
-    ``seq_len``, ``steps_per_bar``, ``bars_per_phrase`` and ``context_steps``; the reward
-    settings are accepted so that ``pretrain`` and ``train`` take the same flags, and unused).
+    ``seq_len``, ``steps_per_bar``, ``bars_per_phrase``, ``prompt_bars``, ``context_steps`` and
+    ``velocity_levels``; the reward settings are accepted so that ``pretrain`` and ``train`` take
+    the same flags, and unused).
     Use the env's ``seq_len``: the target features then describe windows of the same length.
     """
 
@@ -147,20 +163,25 @@ class PretrainConfig(TaskConfig):
     def policy_config_for(self, num_drums: int) -> PolicyConfig:
         """The config of the policy trained on data with ``num_drums`` drums (with this dropout).
 
-        Its ``target_size`` is ``len(SONG_FEATURE_NAMES) + num_drums``, as the env's.
+        Its ``target_size`` is ``len(SONG_FEATURE_NAMES) + num_drums`` (plus the velocity
+        features with ``velocity_levels > 0``), as the env's.
         """
-        from drum_env.rewards import SONG_FEATURE_NAMES
+        from drum_env.rewards import SONG_FEATURE_NAMES, velocity_feature_size
 
+        size = len(SONG_FEATURE_NAMES) + num_drums
+        if self.velocity_levels:
+            size += velocity_feature_size(num_drums)
         return PolicyConfig(
             num_drums=num_drums,
             context_steps=self.context_steps,
             steps_per_bar=self.steps_per_bar,
             bars_per_phrase=self.bars_per_phrase,
-            target_size=len(SONG_FEATURE_NAMES) + num_drums,
+            target_size=size,
             d_model=self.d_model,
             n_layers=self.n_layers,
             n_heads=self.n_heads,
             dropout=self.dropout,
+            velocity_levels=self.velocity_levels,
         )
 
 
@@ -188,9 +209,30 @@ def autocast_dtype(device_type: str) -> torch.dtype:
     return torch.float16 if device_type == "cuda" else torch.bfloat16
 
 
+def shown_values(step: Tensor, bins: VelocityBins, prompt_steps: int) -> Tensor:
+    """The windows' values as the expressive env's ``context`` shows them.
+
+    The first ``prompt_steps`` steps (the primer's place in an env window) keep the data's
+    values; every later hit is moved to its velocity bin's level (``bins.quantize``), as the
+    env shows the hits the agent composes (and as its reference values are after the primer).
+
+    Args:
+        step: float tensor (B, L, D) of values in [0, 1] (zero padding stays 0).
+        bins: the velocity bins.
+        prompt_steps: steps of primer at the start of each window.
+
+    Returns:
+        float32 tensor (B, L, D) on ``step``'s device.
+    """
+    values = step.detach().float().cpu().numpy().copy()
+    values[:, prompt_steps:] = bins.quantize(values[:, prompt_steps:])
+    return torch.from_numpy(values).to(step.device)
+
+
 def window_targets(
-    step: Tensor, lengths: Tensor, steps_per_bar: int, bars_per_phrase: int
-) -> Tensor:
+    step: Tensor, lengths: Tensor, steps_per_bar: int, bars_per_phrase: int,
+    shown: Tensor | None = None,
+) -> Tensor:  # fmt: skip
     """The conditioning target of each window, as the env's ``target`` observation.
 
     Args:
@@ -198,19 +240,27 @@ def window_targets(
         lengths: int tensor (B,): real steps of each window.
         steps_per_bar: steps in one bar.
         bars_per_phrase: bars in one phrase.
+        shown: with velocity classes, the windows' values as the env shows them
+            (:func:`shown_values`): their velocity features are appended, as the expressive
+            env's target does; ``None``: the binary env's target.
 
     Returns:
         float32 tensor (B, K) on CPU, ``K = 11 + D``: ``clip(song_features(window), 0, 1)`` of each
-        unpadded window (computed in one batch per distinct length).
+        unpadded window (computed in one batch per distinct length), followed with ``shown`` by
+        ``clip(velocity_features(shown window), 0, 1)`` (``3 * D + 1`` more).
     """
-    from drum_env.rewards import song_features
+    from drum_env.rewards import song_features, velocity_features
 
     hits = step.detach().cpu().numpy() > 0
+    values = None if shown is None else shown.detach().float().cpu().numpy()
     lens = lengths.cpu().numpy()
     out = None
     for length in np.unique(lens):
         rows = np.flatnonzero(lens == length)
         feats = song_features(hits[rows, :length], steps_per_bar, bars_per_phrase)
+        if values is not None:
+            dynamics = velocity_features(values[rows, :length], steps_per_bar)
+            feats = np.concatenate([feats, dynamics], axis=-1)
         if out is None:
             out = np.zeros((len(lens), feats.shape[-1]), dtype=np.float32)
         out[rows] = np.clip(feats, 0.0, 1.0)
@@ -218,33 +268,57 @@ def window_targets(
 
 
 def next_step_loss(
-    policy: DrumPolicy, hits: Tensor, mask: Tensor, target: Tensor, start_phase: int = 0
-) -> tuple[Tensor, Tensor]:
-    """Teacher-forced next-step binary cross-entropy over whole windows, padding masked out.
+    policy: DrumPolicy, hits: Tensor, mask: Tensor, target: Tensor, start_phase: int = 0,
+    classes: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Teacher-forced next-step cross-entropy over whole windows, padding masked out.
 
     Token ``i`` reads step ``i`` and predicts step ``i + 1``, whose phase is
-    ``(start_phase + i + 1) mod phrase_len``.
+    ``(start_phase + i + 1) mod phrase_len``. A binary policy predicts the hits of ``hits``
+    (binary cross-entropy per drum); a policy with ``velocity_levels = K > 0`` predicts
+    ``classes`` (cross-entropy over the ``K + 1`` classes per drum).
 
     Args:
         policy: the model.
-        hits: float tensor (B, L, D) of 0 / 1, ``L >= 2``, zero-padded at the end.
+        hits: float tensor (B, L, D), ``L >= 2``, zero-padded at the end: the model's input,
+            0 / 1 hits (with velocity classes: the values the env shows, :func:`shown_values`);
+            for a binary policy also the target.
         mask: bool tensor (B, L): True on real steps.
         target: float tensor (B, K): conditioning.
         start_phase: phase of step 0 of the windows (0 for windows that start on a phrase
             phase of 0, as the loader's windows do).
+        classes: int tensor (B, L, D) of classes ``0 .. K`` (``bins.encode`` of the values):
+            the targets when the policy has velocity classes; ``None`` for a binary policy.
 
     Returns:
-        loss: float32 scalar, the mean BCE per drum over the real predicted steps (0 if none);
+        loss: float32 scalar, the mean cross-entropy per drum over the real predicted steps (0
+        if none);
         count: int64 scalar, the number of real predicted steps (the loss's weight).
+
+    Raises:
+        ValueError: fewer than 2 steps, or ``classes`` given to a binary policy / missing for a
+            policy with velocity classes.
     """
     length = hits.shape[1]
     if length < 2:
         raise ValueError(f"windows need at least 2 steps to predict one, got {length}")
+    levels = policy.config.velocity_levels
+    if (classes is None) != (levels == 0):
+        raise ValueError(
+            f"classes must be given exactly when the policy has velocity classes (its "
+            f"velocity_levels={levels}, classes {'missing' if classes is None else 'given'})"
+        )
     phrase_len = policy.config.phrase_len
     last = (start_phase + length - 1) % phrase_len  # phase of step L - 1, predicted by token L - 2
     phase = torch.full((hits.shape[0],), last, dtype=torch.long)
     out = policy(hits[:, :-1], phase.to(hits.device), target)
-    bce = F.binary_cross_entropy_with_logits(out.logits, hits[:, 1:].float(), reduction="none")
+    if classes is None:
+        bce = F.binary_cross_entropy_with_logits(out.logits, hits[:, 1:].float(),
+                                                 reduction="none")  # fmt: skip
+    else:
+        logits = out.logits.float()  # (B, L - 1, D, K + 1)
+        bce = F.cross_entropy(logits.reshape(-1, levels + 1), classes[:, 1:].reshape(-1).long(),
+                              reduction="none").view(logits.shape[:-1])  # fmt: skip
     valid = mask[:, 1:].to(bce.dtype)
     count = valid.sum()
     loss = (bce.mean(-1) * valid).sum() / count.clamp(min=1.0)
@@ -293,14 +367,33 @@ def validation_loss(policy: DrumPolicy, loader: Any, device: torch.device,
     total = count = 0.0
     with torch.no_grad():
         for batch in loader:
-            target = window_targets(batch["step"], batch["lengths"], config.steps_per_bar,
-                                    config.bars_per_phrase).to(device)  # fmt: skip
-            hits = (batch["step"].to(device) > 0).float()
-            loss, n = next_step_loss(policy, hits, batch["mask"].to(device), target)
+            hits, classes, target = _batch_inputs(batch, policy.velocity_bins, config, device)
+            loss, n = next_step_loss(policy, hits, batch["mask"].to(device), target,
+                                     classes=classes)  # fmt: skip
             total += float(loss) * int(n)
             count += int(n)
     policy.train(training)
     return total / count if count else math.nan
+
+
+def _batch_inputs(batch: dict[str, Any], bins: VelocityBins | None, config: PretrainConfig,
+                  device: torch.device, non_blocking: bool = False
+                  ) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
+    """A batch's model input, class targets and conditioning target, on ``device``.
+
+    Binary (``bins`` None): hits in {0, 1}, no classes, the song-feature target. With velocity
+    bins: the values as the env shows them (:func:`shown_values`), their classes
+    ``bins.encode(values)`` (int64) and the target with the velocity features.
+    """
+    step, lengths = batch["step"], batch["lengths"]
+    if bins is None:
+        target = window_targets(step, lengths, config.steps_per_bar, config.bars_per_phrase)
+        hits = (step.to(device, non_blocking=non_blocking) > 0).float()
+        return hits, None, target.to(device, non_blocking=non_blocking)
+    shown = shown_values(step, bins, config.prompt_steps)
+    target = window_targets(step, lengths, config.steps_per_bar, config.bars_per_phrase, shown)
+    classes = torch.from_numpy(bins.encode(step.detach().cpu().numpy()))
+    return shown.to(device), classes.to(device), target.to(device)
 
 
 def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
@@ -326,7 +419,10 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                 f"{c.data!r} has {num_drums}"
             )
     policy_config = c.policy_config_for(num_drums)
-    policy = DrumPolicy(policy_config).to(device)
+    bins = None  # the env's bins: from the training data's hits (never the validation data's)
+    if c.velocity_levels:
+        bins = VelocityBins.from_data(loader.dataset.sequences, c.velocity_levels)
+    policy = DrumPolicy(policy_config, bins).to(device)
     policy.train()
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
@@ -368,20 +464,19 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                     if step >= total:
                         break
                     lengths = batch["lengths"]
-                    target = window_targets(
-                        batch["step"], lengths, c.steps_per_bar, c.bars_per_phrase
-                    )
                     # pinned batch -> device, asynchronously; hits and crop on the device
-                    hits = (batch["step"].to(device, non_blocking=True) > 0).float()
+                    hits, classes, target = _batch_inputs(batch, bins, c, device,
+                                                          non_blocking=True)  # fmt: skip
                     mask = batch["mask"].to(device, non_blocking=True)
-                    target = target.to(device, non_blocking=True)
                     r = 0
                     if c.phase_offsets:
                         r = int(torch.randint(c.phrase_len, (1,), generator=offsets))
                         r = min(r, max(int(lengths.min()) - 2, 0))  # keep >= 2 steps per window
                         hits, mask = hits[:, r:], mask[:, r:]
+                        classes = None if classes is None else classes[:, r:]
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                        loss, count = next_step_loss(policy, hits, mask, target, start_phase=r)
+                        loss, count = next_step_loss(policy, hits, mask, target, start_phase=r,
+                                                     classes=classes)  # fmt: skip
                     if int(count) == 0:
                         continue
                     value = float(loss.detach())
@@ -412,7 +507,7 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                 validate()
     finally:
         writer.close()
-    final = DrumPolicy(dataclasses.replace(policy_config, dropout=0.0))
+    final = DrumPolicy(dataclasses.replace(policy_config, dropout=0.0), bins)
     final.load_state_dict(best["state"] if best["state"] is not None else policy.state_dict())
     path = save_policy(out / "policy.pt", final)
     tail = losses[-min(c.log_every, len(losses)) :] if losses else [math.nan]

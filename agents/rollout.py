@@ -5,6 +5,11 @@ all evaluate through :func:`rollout_episodes`, so their numbers are comparable. 
 :data:`PolicyFn`; the adapters make one from a torch policy (:func:`policy_fn`), an SB3 model
 (:func:`sb3_policy_fn`) or nothing (:func:`random_policy`), and :func:`load_any_policy` reads a
 policy file or a PPO checkpoint.
+
+In the expressive env (``velocity_levels = K > 0``) actions are int64 classes ``0 .. K`` per drum
+(0 no hit, ``k`` velocity bin ``k``) instead of int8 0 / 1; every adapter here plays either. A
+policy's velocity bins (:func:`agents.policy.policy_velocity_bins`) are the ones to build its
+evaluation envs with (``velocity_bins=``), so that its classes play at the levels it learned.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ import drum_env  # noqa: F401  (registers DrumCompose-v0)
 
 __all__ = [
     "PolicyFn", "Rollouts", "rollout_episodes", "random_policy", "loop_policy", "policy_fn",
-    "sb3_policy_fn", "load_any_policy", "SB3Policy",
+    "sb3_policy_fn", "load_any_policy", "SB3Policy", "VELOCITY_BINS_FILE",
 ]  # fmt: skip
 
 PolicyFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 """Maps a batched observation (dict of arrays with a leading ``num_envs`` axis) to actions
-``(num_envs, num_drums)`` of 0/1."""
+``(num_envs, num_drums)``: int8 0 / 1, or int64 classes ``0 .. K`` in the expressive env."""
 
 
 class Rollouts(NamedTuple):
@@ -48,42 +53,86 @@ class Rollouts(NamedTuple):
     """Each episode's reference tempo when its file records one (quarter notes per minute)."""
 
 
-def random_policy(num_drums: int, rate: float | np.ndarray = 0.5, seed: int = 0) -> PolicyFn:
+def random_policy(num_drums: int, rate: float | np.ndarray = 0.5, seed: int = 0,
+                  velocity_levels: int = 0) -> PolicyFn:  # fmt: skip
     """A policy that hits each drum independently with probability ``rate`` (seeded).
+
+    With ``velocity_levels = K > 0`` it plays classes: each drum's class is drawn from a
+    probability table ``(num_drums, K + 1)``; a ``rate`` of shape ``()`` or ``(num_drums,)``
+    is a hit rate, spread evenly over the ``K`` velocity classes (``[1 - rate, rate / K, ...]``),
+    and a ``rate`` of shape ``(num_drums, K + 1)`` is the table itself (e.g. each drum's class
+    frequencies in the data: a density- and velocity-matched random player). One uniform draw
+    per drum and step either way.
 
     Args:
         num_drums: drums per step.
-        rate: hit probability, scalar or float array (num_drums,).
+        rate: hit probability, scalar or float array (num_drums,); with velocity levels also a
+            class table (num_drums, K + 1) whose rows sum to 1.
         seed: seed of the policy's own generator.
+        velocity_levels: ``K`` (0: binary hits).
 
     Returns:
-        PolicyFn.
+        PolicyFn: int8 0 / 1 actions, or int64 classes with velocity levels.
+
+    Raises:
+        ValueError: ``velocity_levels`` is not an integer >= 0; with velocity levels, a class
+            table of another shape, with entries outside [0, 1], or whose rows do not sum to 1.
     """
+    if isinstance(velocity_levels, bool) or not isinstance(velocity_levels, (int, np.integer)) \
+            or velocity_levels < 0:
+        raise ValueError(f"velocity_levels must be an integer >= 0, got {velocity_levels!r}")
     rng = np.random.default_rng(seed)
-    rate = np.broadcast_to(np.asarray(rate, dtype=np.float64), (num_drums,))
+    table = np.asarray(rate, dtype=np.float64)
+    if not velocity_levels:
+        rate = np.broadcast_to(table, (num_drums,))
 
-    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+            n = len(next(iter(obs.values())))
+            return (rng.random((n, num_drums)) < rate).astype(np.int8)
+
+        return act
+    k = int(velocity_levels)
+    if table.ndim < 2:
+        hit = np.broadcast_to(table, (num_drums,))
+        table = np.concatenate([1.0 - hit[:, None], np.repeat(hit[:, None] / k, k, 1)], axis=1)
+    if table.shape != (num_drums, k + 1):
+        raise ValueError(
+            f"rate must be a hit rate (scalar or ({num_drums},)) or a class table "
+            f"({num_drums}, {k + 1}), got shape {table.shape}"
+        )
+    if not (np.isfinite(table).all() and (table >= 0).all()
+            and np.allclose(table.sum(1), 1.0)):  # fmt: skip
+        raise ValueError(f"rate must give class probabilities in [0, 1] summing to 1, got {table}")
+    inner = np.cumsum(table, axis=1)[:, :-1]  # (D, K): the class boundaries in [0, 1)
+
+    def act_classes(obs: dict[str, np.ndarray]) -> np.ndarray:
         n = len(next(iter(obs.values())))
-        return (rng.random((n, num_drums)) < rate).astype(np.int8)
+        u = rng.random((n, num_drums))
+        return (u[..., None] >= inner).sum(-1).astype(np.int64)
 
-    return act
+    return act_classes
 
 
-def loop_policy(num_drums: int, context_steps: int, steps_per_bar: int) -> PolicyFn:
+def loop_policy(num_drums: int, context_steps: int, steps_per_bar: int,
+                velocity_bins: Any = None) -> PolicyFn:  # fmt: skip
     """Loop the primer: play at each step what the canvas holds one bar earlier.
 
     The obvious continuation that learns nothing: it reads only the observation's ``context``
     (flattened ``(context_steps, num_drums)``, oldest step first), whose row
     ``context_steps - steps_per_bar`` is the step one bar before the current one, so with a
-    one-bar primer it repeats the primer's bar to the end.
+    one-bar primer it repeats the primer's bar to the end. With ``velocity_bins`` (the
+    expressive env's, ``env.unwrapped.config.velocity_bins``) it plays the classes of those
+    values (``bins.encode``): a primer hit's velocity class, and a looped hit's own class again.
 
     Args:
         num_drums: drums per step.
         context_steps: steps of context in the observation (>= ``steps_per_bar``).
         steps_per_bar: steps in one bar.
+        velocity_bins: the env's :class:`~dataset.velocity.VelocityBins` (or its ``to_dict()``)
+            when it has velocity levels; ``None`` for the binary env.
 
     Returns:
-        PolicyFn.
+        PolicyFn: int8 0 / 1 actions, or int64 classes with ``velocity_bins``.
 
     Raises:
         ValueError: the context is shorter than a bar.
@@ -94,9 +143,16 @@ def loop_policy(num_drums: int, context_steps: int, steps_per_bar: int) -> Polic
             f"{steps_per_bar}"
         )
     row = context_steps - steps_per_bar
+    bins = None
+    if velocity_bins is not None:
+        from dataset.velocity import VelocityBins
+
+        bins = VelocityBins.from_dict(velocity_bins)
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         context = np.asarray(obs["context"]).reshape(-1, context_steps, num_drums)
+        if bins is not None:
+            return bins.encode(context[:, row])
         return (context[:, row] > 0).astype(np.int8)
 
     return act
@@ -151,7 +207,7 @@ def rollout_episodes(
                 takes.append(with_velocity[j])
                 tempos.append(tempo[i])
             running[terminated] = 0.0
-            obs, *_ = env.step(np.zeros(env.action_space.shape, np.int8))  # the autoreset step
+            obs, *_ = env.step(np.zeros(env.action_space.shape, env.action_space.dtype))  # reset
     env.close()
     k = episodes
     return Rollouts(
@@ -160,15 +216,21 @@ def rollout_episodes(
     )  # fmt: skip
 
 
+VELOCITY_BINS_FILE = "velocity_bins.json"
+"""Beside an SB3 ``model.zip`` with velocity levels: the bins of its training envs
+(``VelocityBins.to_dict()`` as JSON), written by :func:`agents.sb3.train_baseline`."""
+
+
 class SB3Policy(NamedTuple):
     """A Stable-Baselines3 model (``model.zip`` of ``drum-env baseline``) and the task it plays."""
 
     model: Any
     """The SB3 ``PPO`` or ``A2C`` model."""
     config: Any
-    """``context_steps``, ``steps_per_bar``, ``bars_per_phrase`` of its run (from the
-    ``config.json`` beside the file), ``max_len`` (= ``context_steps``: an MLP reads exactly
-    that many steps) and ``fixed_context = True``."""
+    """``context_steps``, ``steps_per_bar``, ``bars_per_phrase`` and ``velocity_levels`` of its
+    run (from the ``config.json`` beside the file), ``velocity_bins`` (the bins of its training
+    envs, from ``velocity_bins.json`` beside it; ``None`` without velocity levels), ``max_len``
+    (= ``context_steps``: an MLP reads exactly that many steps) and ``fixed_context = True``."""
 
 
 def _load_sb3(path: Path) -> SB3Policy:
@@ -191,10 +253,20 @@ def _load_sb3(path: Path) -> SB3Policy:
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
     context = int(saved.get("context_steps", 16))
+    levels = int(saved.get("velocity_levels", 0))
+    bins = None
+    bins_file = path.with_name(VELOCITY_BINS_FILE)
+    if levels and bins_file.is_file():
+        from dataset.velocity import VelocityBins
+
+        try:
+            bins = VelocityBins.from_dict(json.loads(bins_file.read_text(encoding="utf-8")))
+        except ValueError as exc:
+            raise ValueError(f"{str(bins_file)!r} holds no velocity bins: {exc}") from None
     config = SimpleNamespace(
         context_steps=context, steps_per_bar=int(saved.get("steps_per_bar", 16)),
         bars_per_phrase=int(saved.get("bars_per_phrase", 4)), max_len=context,
-        fixed_context=True,
+        fixed_context=True, velocity_levels=levels, velocity_bins=bins,
     )  # fmt: skip
     return SB3Policy(model, config)
 
@@ -205,7 +277,9 @@ def load_any_policy(path: str | Path):
     ``policy.pt`` and ``checkpoint.pt`` give a :class:`~agents.policy.DrumPolicy` (or
     ``MLPPolicy``); a ``.zip`` gives an :class:`SB3Policy` (its task from the ``config.json``
     that ``drum-env baseline`` writes beside it). :func:`policy_fn` plays any of them. Loading
-    leaves the global torch generator as it was (a training run may be evaluating).
+    leaves the global torch generator as it was (a training run may be evaluating). Each
+    carries the velocity bins it plays at (``policy.velocity_bins``, or ``config.velocity_bins``
+    of an :class:`SB3Policy`; :func:`agents.policy.policy_velocity_bins` reads either).
 
     Raises:
         FileNotFoundError: the file is missing.
@@ -236,11 +310,13 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
 
     Args:
         policy: the torch policy (evaluated on CPU, no gradients).
-        deterministic: hit when the probability is > 0.5 instead of sampling.
+        deterministic: hit when the probability is > 0.5 instead of sampling (with velocity
+            classes: each drum's most likely class).
         seed: seed of the torch generator that samples the actions.
 
     Returns:
-        obs dict of arrays -> int8 actions (num_envs, num_drums).
+        obs dict of arrays -> actions (num_envs, num_drums): int8 0 / 1, or int64 classes for a
+        policy with velocity levels.
     """
     import torch
 
@@ -250,6 +326,7 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
         return sb3_policy_fn(policy.model, deterministic)
     generator = torch.Generator().manual_seed(seed)
     device = next(policy.parameters()).device
+    dtype = np.int64 if policy.config.velocity_levels else np.int8
     policy.eval()
 
     def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -257,16 +334,21 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
             actions, _, _ = policy.act(
                 obs_to_tensors(obs, device), deterministic=deterministic, generator=generator
             )
-        return actions.cpu().numpy().astype(np.int8)
+        return actions.cpu().numpy().astype(dtype)
 
     return act
 
 
 def sb3_policy_fn(model: Any, deterministic: bool = False):
-    """A policy function (batched obs dict -> int8 actions) from an SB3 model's ``predict``."""
+    """A policy function (batched obs dict -> actions) from an SB3 model's ``predict``.
+
+    Actions are int8 0 / 1 (``MultiBinary``), or int64 classes (``MultiDiscrete``: velocity
+    levels).
+    """
+    dtype = np.int64 if isinstance(model.action_space, gym.spaces.MultiDiscrete) else np.int8
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         actions, _ = model.predict(obs, deterministic=deterministic)
-        return np.asarray(actions, dtype=np.int8)
+        return np.asarray(actions, dtype=dtype)
 
     return act

@@ -4,6 +4,11 @@ SB3 trains on its own ``DummyVecEnv`` of ``gymnasium.make("DrumCompose-v0", ...)
 does not take Gymnasium vector envs); the reward, shaping and evaluation are the same as the
 custom agent's: :class:`DrumEvalCallback` plays whole episodes with
 :func:`agents.rollout.rollout_episodes` and logs the same scalars to TensorBoard.
+
+With ``velocity_levels = K > 0`` the env's actions are ``MultiDiscrete([K + 1] * num_drums)``,
+which SB3's ``MultiInputPolicy`` handles natively (a categorical per drum); the run writes the
+training envs' velocity bins as ``velocity_bins.json`` beside ``model.zip``
+(:data:`agents.rollout.VELOCITY_BINS_FILE`), and evaluates on envs with the same bins.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agents.rollout import rollout_episodes, sb3_policy_fn
+from agents.rollout import VELOCITY_BINS_FILE, rollout_episodes, sb3_policy_fn
 from agents.runs import RunLock, prepare_run_dir
 from agents.task import TaskConfig, check_bool, check_choice, check_int, check_number, check_path
 
@@ -24,7 +29,7 @@ __all__ = [
 ]  # fmt: skip
 
 ALGOS = ("ppo", "a2c")
-"""SB3 algorithms with ``MultiBinary`` actions: PPO and A2C."""
+"""SB3 algorithms with ``MultiBinary`` (and ``MultiDiscrete``) actions: PPO and A2C."""
 
 
 @dataclass(frozen=True)
@@ -205,9 +210,11 @@ def train_baseline(config: BaselineConfig) -> BaselineResult:
 def _train_baseline(config: BaselineConfig) -> BaselineResult:
     out = prepare_run_dir(config.out, config.to_dict(), force=config.force)
     model, venv = build_model(config)
-    callback = DrumEvalCallback(
-        config.env_kwargs(), config.eval_every, config.eval_episodes, config.seed
-    )
+    bins = venv.envs[0].unwrapped.config.velocity_bins  # None without velocity levels
+    if bins is not None:  # evaluate, and let the model be played, with its training bins
+        (out / VELOCITY_BINS_FILE).write_text(json.dumps(bins.to_dict()), encoding="utf-8")
+    callback = DrumEvalCallback(config.env_kwargs(velocity_bins=bins), config.eval_every,
+                                config.eval_episodes, config.seed)  # fmt: skip
     # A2C updates every num_steps * num_envs steps: log every 10 of them (SB3's default: 100)
     model.learn(config.total_timesteps, callback=callback, progress_bar=config.progress,
                 log_interval=1 if config.algo == "ppo" else 10)  # fmt: skip
