@@ -382,12 +382,18 @@ class _Context(NamedTuple):
     train_rates: np.ndarray  # float64 (drums,): hits per step of each drum in the train split
     pretrained: dict[int, str]  # seed -> pretrained policy path (filled lazily)
     notes: dict[str, Any]
+    # With velocity levels: the bins of the train split (the envs' own choice on that data) and
+    # each drum's class frequencies there (float64 (drums, K + 1), the random player's table).
+    velocity_bins: Any = None
+    class_rates: np.ndarray | None = None
 
 
-def _env_kwargs(config: BenchmarkConfig, data: Any, shaping: str) -> dict[str, Any]:
+def _env_kwargs(
+    config: BenchmarkConfig, data: Any, shaping: str, velocity_bins: Any = None
+) -> dict[str, Any]:
     """The env arguments of a benchmark shaping (its preset, weights) on ``data``."""
     name, weights, _ = config.reward_setup(shaping)
-    return config.env_kwargs(data, shaping=name, weights=weights)
+    return config.env_kwargs(data, velocity_bins, shaping=name, weights=weights)
 
 
 def _run_dir(config: BenchmarkConfig, shaping: str, agent: str, seed: int) -> Path:
@@ -397,9 +403,17 @@ def _run_dir(config: BenchmarkConfig, shaping: str, agent: str, seed: int) -> Pa
 class _Recorder:
     """Collects a run's evaluation rows with their timings."""
 
-    def __init__(self, ctx: _Context, shaping: str, agent: str, seed: int) -> None:
+    def __init__(
+        self, ctx: _Context, shaping: str, agent: str, seed: int, velocity_bins: Any = None
+    ) -> None:
+        """Record the runs of one (shaping, agent, seed) cell.
+
+        ``velocity_bins``: the bins the policy plays at (default: the train split's); the
+        held-out env plays the policy's classes at these levels.
+        """
         self.ctx, self.key = ctx, {"shaping": shaping, "agent": agent, "seed": seed}
-        self.env_kwargs = _env_kwargs(ctx.config, ctx.heldout, shaping)
+        bins = velocity_bins if velocity_bins is not None else ctx.velocity_bins
+        self.env_kwargs = _env_kwargs(ctx.config, ctx.heldout, shaping, bins)
         self.rows: list[dict[str, Any]] = []
         self.start = time.perf_counter()
         self.eval_total = 0.0
@@ -470,14 +484,16 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     import gymnasium as gym
     import torch
 
-    from agents.policy import load_policy, make_policy
+    from agents.policy import load_policy, make_policy, policy_velocity_bins
     from agents.ppo import PPOConfig, train
     from agents.rollout import load_any_policy, policy_fn
 
     c = ctx.config
     kind = "mlp" if agent == "ppo-mlp" else "transformer"
-    rec = _Recorder(ctx, shaping, agent, seed)
     pretrained = _pretrained_policy(ctx, seed) if agent == "ppo+pretrain" else None
+    # PPO plays at the pretrained policy's bins, or at the bins its envs choose on the train split
+    bins = policy_velocity_bins(pretrained) if pretrained is not None else None
+    rec = _Recorder(ctx, shaping, agent, seed, bins)
     rec.start = time.perf_counter()  # pretraining is shared by the seed's runs: not counted
     iterations = c.total_timesteps // c.ppo_batch
     every = max(1, iterations // c.eval_points)
@@ -557,16 +573,23 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
 
 def _run_player(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
     """A player that does not train: the pretrained policy alone, loop-the-primer, random."""
+    from agents.policy import policy_velocity_bins
     from agents.rollout import load_any_policy, loop_policy, policy_fn, random_policy
 
     c = ctx.config
-    rec = _Recorder(ctx, shaping, agent, seed)
+    bins = None
     if agent == "pretrained":
-        policy = policy_fn(load_any_policy(_pretrained_policy(ctx, seed)), seed=seed)
+        path = _pretrained_policy(ctx, seed)
+        bins = policy_velocity_bins(path)
+        policy = policy_fn(load_any_policy(path), seed=seed)
     elif agent == "loop":
-        policy = loop_policy(len(ctx.train_rates), c.context_steps, c.steps_per_bar)
+        policy = loop_policy(len(ctx.train_rates), c.context_steps, c.steps_per_bar,
+                             ctx.velocity_bins)  # fmt: skip
+    elif ctx.class_rates is not None:  # density- and velocity-matched classes
+        policy = random_policy(len(ctx.train_rates), ctx.class_rates, seed, c.velocity_levels)
     else:
         policy = random_policy(len(ctx.train_rates), ctx.train_rates, seed)
+    rec = _Recorder(ctx, shaping, agent, seed, bins)
     rec.start = time.perf_counter()
     rec.evaluate(policy, 0, 0.0, final=True)
     return rec.finish()
@@ -678,7 +701,16 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     hits = sum(as_hits(s).sum(axis=0) for s in train_ds.sequences)
     rates = np.asarray(hits, dtype=np.float64) / float(sum(len(s) for s in train_ds.sequences))
     reference = reference_players(config, heldout)
-    ctx = _Context(config, split, heldout, reference, rates, {}, {})
+    bins = class_rates = None
+    if config.velocity_levels:
+        from dataset.velocity import VelocityBins
+
+        bins = VelocityBins.from_data(train_ds.sequences, config.velocity_levels)
+        classes = np.concatenate([bins.encode(np.asarray(s)) for s in train_ds.sequences])
+        k = config.velocity_levels + 1
+        counts = np.stack([np.bincount(classes[:, d], minlength=k) for d in range(len(rates))])
+        class_rates = counts / counts.sum(axis=1, keepdims=True)
+    ctx = _Context(config, split, heldout, reference, rates, {}, {}, bins, class_rates)
 
     ctx_info = {
         "command": config.command or f"run_benchmark({config!r})",
@@ -690,6 +722,8 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
         "heldout_names": split.heldout_names,
         "baseline_windows": reference.windows, "heldout_windows": reference.heldout_windows,
         "references": reference.headline,
+        "velocity_references": reference.velocity_headline,
+        "velocity_discriminative": list(reference.velocity.discriminative),
         "reference_families": {
             name: getattr(reference.baselines, name).families
             for name in ("real_vs_real", "uniform_random", "density_random", "silence")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from agents.heldout import FAMILIES
+from dataset.evaluation import VELOCITY_FAMILIES
 
 __all__ = [
     "AGENTS", "PLAYERS", "PLAYER_LABELS", "DEFAULT_SHAPINGS", "SHAPING_NAMES", "SB3_ALGOS",
@@ -47,9 +48,11 @@ DEFAULT_SHAPINGS: tuple[str, ...] = (
 """The shapings run by default: ``aligned`` (the env's default), the presets of
 :data:`drum_env.SHAPINGS` before it, and ``learned``."""
 SHAPING_NAMES: tuple[str, ...] = (
-    *DEFAULT_SHAPINGS, "tuned", "hierarchical/batch", "hierarchical/epoch",
+    *DEFAULT_SHAPINGS, "aligned-hits", "tuned", "hierarchical/batch", "hierarchical/epoch",
 )  # fmt: skip
-"""Every shaping name, in table order: :data:`DEFAULT_SHAPINGS`, then the opt-in ``tuned``
+"""Every shaping name, in table order: :data:`DEFAULT_SHAPINGS`, then the opt-in
+``aligned-hits`` (``aligned`` without the velocity terms: in the expressive env, dynamics
+unrewarded), ``tuned``
 (weights of a tuning run) and ``hierarchical/batch``, ``hierarchical/epoch`` (the trainer's
 reward normalisation per batch or per epoch instead of the env's running one)."""
 SB3_ALGOS = {"sb3-ppo": "ppo", "sb3-a2c": "a2c"}
@@ -60,12 +63,14 @@ ANY_SHAPING = "any"  # the shaping of the shaping-independent players
 
 CSV_COLUMNS: tuple[str, ...] = (
     "shaping", "agent", "seed", "env_steps", "final", "headline", "headline_draw_std",
-    "song_raw", "episode_return", *(f"oa_{f}" for f in FAMILIES), "train_s", "eval_s", "wall_s",
+    "song_raw", "episode_return", *(f"oa_{f}" for f in FAMILIES), "velocity_headline",
+    *(f"oa_{f}" for f in VELOCITY_FAMILIES), "train_s", "eval_s", "wall_s",
 )  # fmt: skip
 """Columns of ``shapings.csv``: ``final`` is 1 on a run's last evaluation; ``headline`` the
 mean over ``eval_draws`` evaluation draws (other primers) and ``headline_draw_std`` their
 standard deviation (0 with one draw); ``oa_<family>`` the
 family's mean overlapping area (empty when the family has no feature for this data);
+``velocity_headline`` the same over the velocity families (the takes' dynamics);
 ``train_s`` the training wall time up to that point (evaluations and pretraining excluded),
 ``eval_s`` the time of that evaluation, ``wall_s`` the time since the run started."""
 
@@ -132,7 +137,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
         cell: dict[str, float] = {"seeds": float(len(rs))}
         oa = sorted({k for r in rs for k in r if k.startswith("oa_")} |
                     {f"oa_{f}" for f in FAMILIES})  # registered families too  # fmt: skip
-        for key in ("headline", "headline_draw_std", "song_raw", "episode_return", *oa):
+        keys = ("headline", "headline_draw_std", "velocity_headline", "song_raw",
+                "episode_return", *oa)  # fmt: skip
+        for key in keys:
             values = np.array([r.get(key, math.nan) for r in rs], dtype=np.float64)
             ok = values[np.isfinite(values)]
             cell[key] = float(ok.mean()) if len(ok) else math.nan
@@ -267,6 +274,36 @@ def markdown(
                   "weights, tuned weights and the reward normalisation per batch / epoch are "
                   "part of the custom trainer); those runs are skipped.", ""]  # fmt: skip
     lines += notes(config, shapings)
+    vel_ref = ctx_info.get("velocity_references")
+    if vel_ref:
+        vdisc = ", ".join(ctx_info.get("velocity_discriminative", [])) or "none"
+        binary = "binary env: composed hits play at the primer's per-drum mean velocity" if not \
+            config.velocity_levels else f"velocity_levels {config.velocity_levels}"
+        lines += [
+            "## Final velocity headline (dynamics; mean ± std over seeds)",
+            "",
+            "The takes' velocities against the held-out players' recorded velocities: mean OA "
+            f"over the discriminative velocity families ({vdisc}); {binary}.",
+            "",
+            *table(summary, shapings, agents, "velocity_headline"),
+            "",
+            "| player | velocity headline |",
+            "|---|---:|",
+        ]
+        for player in PLAYERS:
+            c = summary.get(ANY_SHAPING, {}).get(player)
+            if c is not None:
+                score = fmt(c["velocity_headline"], c["velocity_headline_std"], c["seeds"])
+                lines.append(f"| {PLAYER_LABELS[player]} | {score} |")
+        vnames = {"ceiling": "ceiling: real vs real", "density_random":
+                  "floor: density-matched random (real velocities per drum)", "constant_velocity":
+                  "floor: the real hits at one velocity", "uniform_random": "floor: uniform random",
+                  "silence": "floor: silence"}  # fmt: skip
+        for key, label in vnames.items():
+            if key in vel_ref:
+                mean, std = vel_ref[key]
+                lines.append(f"| {label} | {mean:.3f} ± {std:.3f} |")
+        lines.append("")
     lines += [
         "## Final song term (raw, in [-1, 0]; 0 = the song features match; higher is better)",
         "",

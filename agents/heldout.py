@@ -255,6 +255,12 @@ class Reference(NamedTuple):
     """Held-out windows the baselines were computed on."""
     heldout_windows: int
     """Full windows in the held-out part."""
+    velocity: Any = None
+    """:class:`dataset.evaluation.VelocityBaselines` of the same windows and splits: the
+    velocity families' ceiling, floors and discriminative families."""
+    velocity_headline: dict[str, tuple[float, float]] | None = None
+    """Player (``ceiling``, ``uniform_random``, ``density_random``, ``silence``,
+    ``constant_velocity``) -> (mean, std) velocity headline over ``baseline_splits`` halvings."""
 
 
 def reference(config: HeldoutConfig, heldout: Any) -> Reference:
@@ -267,7 +273,7 @@ def reference(config: HeldoutConfig, heldout: Any) -> Reference:
     Raises:
         ValueError: fewer than 4 full windows in the held-out part.
     """
-    from dataset.evaluation import compare_to_baselines
+    from dataset.evaluation import compare_to_baselines, compare_velocity_to_baselines
 
     lengths = np.array([len(s) for s in heldout.sequences])
     idx = np.asarray(heldout.sample_indices).reshape(-1, 2)
@@ -296,7 +302,17 @@ def reference(config: HeldoutConfig, heldout: Any) -> Reference:
     for name, attr in players.items():
         values = [base.headline(getattr(b, attr)) for b in runs]
         headline[name] = (float(np.mean(values)), float(np.std(values)))
-    return Reference(base, headline, len(windows), len(full))
+    spb = config.steps_per_bar
+    vel = compare_velocity_to_baselines(windows, spb, seed=config.split_seed)
+    vel_runs = [vel] + [
+        compare_velocity_to_baselines(windows, spb, seed=config.split_seed + k, bootstrap=0)
+        for k in range(1, config.baseline_splits)
+    ]
+    vel_headline = {}
+    for name, attr in {**players, "constant_velocity": "constant_velocity"}.items():
+        values = [vel.headline(getattr(b, attr)) for b in vel_runs]
+        vel_headline[name] = (float(np.mean(values)), float(np.std(values)))
+    return Reference(base, headline, len(windows), len(full), vel, vel_headline)
 
 
 def evaluate(
@@ -320,10 +336,14 @@ def evaluate(
         ``headline`` (in [0, 1], higher is better), ``headline_draw_std`` (the standard
         deviation of the headline over the draws; 0 for one), ``song_raw``, ``episode_return``
         and ``oa_<family>`` for every family of :data:`FAMILIES` (NaN where it has no feature)
-        and of each registered song-level metric (:func:`dataset.evaluation.families`).
+        and of each registered song-level metric (:func:`dataset.evaluation.families`); then
+        ``velocity_headline`` and ``oa_velocity``, ``oa_accent``
+        (:data:`dataset.evaluation.VELOCITY_FAMILIES`): the dynamics of the takes (a binary
+        env's takes play composed hits at the primer's per-drum mean velocity) against the
+        references' recorded velocities.
     """
     from agents.rollout import rollout_episodes
-    from dataset.evaluation import families, score_sets
+    from dataset.evaluation import VELOCITY_FAMILIES, families, score_sets, score_velocity_sets
 
     rows = []
     for k in range(draws):
@@ -342,6 +362,12 @@ def evaluate(
         }
         for f in families():  # the built-in ones, then the registered metrics
             row[f"oa_{f}"] = float(score.families.get(f, math.nan))
+        if ref.velocity is not None:
+            vs = score_velocity_sets(r.takes[:, p:], r.reference_values[:, p:],
+                                     config.steps_per_bar)  # fmt: skip
+            row["velocity_headline"] = ref.velocity.headline(vs)
+            for f in VELOCITY_FAMILIES:
+                row[f"oa_{f}"] = float(vs.families.get(f, math.nan))
         rows.append(row)
     out = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
     out["headline_draw_std"] = float(np.std([row["headline"] for row in rows]))

@@ -51,6 +51,9 @@ class Rollouts(NamedTuple):
     data's, composed hits play at the primer's per-drum mean; ``DrumComposeVectorEnv.takes``)."""
     tempos: tuple[float | None, ...] = ()
     """Each episode's reference tempo when its file records one (quarter notes per minute)."""
+    reference_values: np.ndarray | None = None
+    """float32 (episodes, seq_len, drums): the reference windows with the data's velocities
+    (``DrumComposeVectorEnv.reference_values``): what the velocity families judge against."""
 
 
 def random_policy(num_drums: int, rate: float | np.ndarray = 0.5, seed: int = 0,
@@ -190,7 +193,7 @@ def rollout_episodes(
     )  # fmt: skip
     venv = env.unwrapped  # the DrumComposeVectorEnv: its canvases and references
     obs, _ = env.reset(seed=seed)
-    returns, song, seqs, refs, takes, tempos = [], [], [], [], [], []
+    returns, song, seqs, refs, takes, tempos, ref_values = [], [], [], [], [], [], []
     running = np.zeros(num_envs)
     while len(returns) < episodes:
         obs, reward, terminated, _, info = env.step(policy(obs))
@@ -199,6 +202,7 @@ def rollout_episodes(
             ended = np.flatnonzero(terminated)
             canvases, references = venv.canvases[ended], venv.references[ended]
             with_velocity, tempo = venv.takes[ended], venv.tempos
+            real_values = venv.reference_values[ended]
             for j, i in enumerate(ended):
                 returns.append(running[i])
                 song.append(info["reward_terms"]["song/raw"][i])
@@ -206,13 +210,14 @@ def rollout_episodes(
                 refs.append(references[j])
                 takes.append(with_velocity[j])
                 tempos.append(tempo[i])
+                ref_values.append(real_values[j])
             running[terminated] = 0.0
             obs, *_ = env.step(np.zeros(env.action_space.shape, env.action_space.dtype))  # reset
     env.close()
     k = episodes
     return Rollouts(
         np.array(returns[:k]), np.array(song[:k]), np.stack(seqs[:k]), np.stack(refs[:k]),
-        venv.prompt_steps, np.stack(takes[:k]), tuple(tempos[:k]),
+        venv.prompt_steps, np.stack(takes[:k]), tuple(tempos[:k]), np.stack(ref_values[:k]),
     )  # fmt: skip
 
 

@@ -133,6 +133,14 @@ class DrumComposeVectorEnv(VectorEnv):
         return self._core.reference.astype(np.float32)
 
     @property
+    def reference_values(self) -> np.ndarray:
+        """float32 array (num_envs, seq_len, num_drums), a new array: the reference windows.
+
+        As the data gives them: velocities in [0, 1] (1.0 hits for binary data).
+        """
+        return self.data.stack_values(self._core.window_ids, self.config.seq_len)
+
+    @property
     def takes(self) -> np.ndarray:
         """float32 array (num_envs, seq_len, num_drums), a copy: each canvas with velocities.
 

@@ -280,10 +280,12 @@ def test_leave_players_out_split_holds_out_whole_players():
 
 
 def test_csv_columns_follow_the_evaluation_families():
-    from dataset.evaluation import FAMILIES
+    from dataset.evaluation import FAMILIES, VELOCITY_FAMILIES
 
-    assert [c[3:] for c in CSV_COLUMNS if c.startswith("oa_")] == list(FAMILIES)
-    assert np.all([c in CSV_COLUMNS for c in ("env_steps", "headline", "song_raw", "train_s")])
+    oa = [c[3:] for c in CSV_COLUMNS if c.startswith("oa_")]
+    assert oa == [*FAMILIES, *VELOCITY_FAMILIES]
+    wanted = ("env_steps", "headline", "velocity_headline", "song_raw", "train_s")
+    assert np.all([c in CSV_COLUMNS for c in wanted])
 
 
 @pytest.mark.slow
@@ -339,3 +341,54 @@ def test_write_split_copies_the_files_and_names_the_source(tmp_path):
     name = split.heldout_names[0]
     with np.load(split.heldout_dir / f"{name}.npz") as f:
         assert float(f["tempo_bpm"]) == 90 + int(name[1:])  # what the file records is kept
+
+
+@pytest.mark.slow
+def test_expressive_benchmark_scores_dynamics_with_the_policies_bins(tmp_path, monkeypatch):
+    """velocity_levels > 0: every row has a velocity headline, the report its section, and each
+    agent is evaluated on an env that plays its classes at the bins it learned with."""
+    import agents.benchmark as bench
+    from agents.policy import policy_velocity_bins
+
+    seen: dict[str, object] = {}
+    original = bench._Recorder.__init__
+
+    def spy(self, ctx, shaping, agent, seed, velocity_bins=None):
+        original(self, ctx, shaping, agent, seed, velocity_bins)
+        seen[agent] = self.env_kwargs["velocity_bins"]
+
+    monkeypatch.setattr(bench._Recorder, "__init__", spy)
+    cfg = BenchmarkConfig.preset(
+        "smoke", agents=("ppo+pretrain", "pretrained", "loop", "random", "sb3-ppo"),
+        velocity_levels=3, out=str(tmp_path), work=str(tmp_path / "work"), progress=False,
+        pretrain_steps=40, pretrain_patience=2,
+    )  # fmt: skip
+    result = bench.run_benchmark(cfg)
+    rows = _rows(tmp_path / "shapings.csv")
+    assert {r["agent"] for r in rows} == set(cfg.agents)
+    for r in rows:
+        assert 0.0 <= float(r["velocity_headline"]) <= 1.0
+    pretrained = tmp_path / "work" / "pretrain" / "seed0" / "run" / "policy.pt"
+    assert seen["pretrained"] == seen["ppo+pretrain"] == policy_velocity_bins(pretrained)
+    assert seen["loop"] == seen["random"] == seen["sb3-ppo"]  # the train split's bins
+    md = result.md_path.read_text()
+    assert "## Final velocity headline" in md and "floor: the real hits at one velocity" in md
+
+
+def test_heldout_evaluation_scores_dynamics_of_the_takes(tmp_path):
+    """The reference has a velocity ceiling above the hits-at-one-velocity floor, and a binary
+    agent's takes (composed hits at the primer's mean velocities) are scored on dynamics."""
+    from agents.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
+    from agents.rollout import loop_policy
+    from dataset.synthetic import default_corpus
+
+    for i, seq in enumerate(default_corpus()[:24]):
+        np.savez(tmp_path / f"s{i:02d}.npz", sequence=seq)
+    cfg = HeldoutConfig(eval_episodes=16, baseline_splits=2)
+    data = heldout_dataset(cfg, tmp_path)
+    ref = reference(cfg, data)
+    assert ref.velocity_headline["ceiling"][0] > ref.velocity_headline["constant_velocity"][0]
+    loop = loop_policy(9, cfg.context_steps, cfg.steps_per_bar)
+    scores = evaluate(loop, cfg, cfg.env_kwargs(data), ref)
+    assert {"velocity_headline", "oa_velocity", "oa_accent"} <= set(scores)
+    assert 0.0 < scores["velocity_headline"] <= 1.0
