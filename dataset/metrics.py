@@ -2083,8 +2083,8 @@ def accent_contrast(seq: np.ndarray, steps_per_bar: int = 16) -> np.ndarray:
     their mean), ``n_d = sum_p n_{p,d}`` and the drum's mean velocity ``m_d``
     (:func:`velocity_stats`): ``C[d] = sqrt(sum_p n_{p,d} (A[p, d] - m_d)**2 / n_d)``, and 0 for a
     drum without hits. By the law of total variance ``C[d]**2 + (mean within-position
-    variance) = spread[d]**2``, so ``0 <= C[d] <= spread[d] <= 0.5``: 0 when each position is
-    played at one velocity throughout (constant velocity, or no positional accents), equal to
+    variance) = spread[d]**2``, so ``0 <= C[d] <= spread[d] <= 0.5``: 0 when every position's
+    mean velocity is the drum's mean (constant velocity, or no positional accents), equal to
     the spread when the position determines the velocity (every position played once, or a
     strict accent pattern).
 

@@ -271,6 +271,16 @@ class DrumComposeEnv(gym.Env):
         return _render.take_values(self._core.canvas[0], primer)
 
     @property
+    def reference_values(self) -> np.ndarray:
+        """float32 array (seq_len, num_drums): the velocities the episode is judged against.
+
+        The primer's recorded values, then the reference continuation's: as recorded in the
+        binary env, at their velocity bins' levels in the expressive env (so that
+        ``config.velocity_bins.encode(env.reference_values)`` are the classes that replay it).
+        """
+        return self._core.reference_values(self._core.window_ids[:1])[0]
+
+    @property
     def tempo(self) -> float | None:
         """The reference's tempo (quarter notes per minute) when its file records one."""
         return self.data.tempo(int(self._core.window_ids[0]))

@@ -36,9 +36,7 @@ def make(**kwargs) -> gym.Env:
 
 def real_classes(env: gym.Env) -> np.ndarray:
     """The classes that replay the episode's reference window: int (seq_len, drums)."""
-    core = env.unwrapped._core  # noqa: SLF001  (test reaches the reference values)
-    values = core.reference_values(core.window_ids[:1])[0]
-    return env.unwrapped.config.velocity_bins.encode(values)
+    return env.unwrapped.config.velocity_bins.encode(env.unwrapped.reference_values)
 
 
 def play(env: gym.Env, classes: np.ndarray, window: int = 0):
