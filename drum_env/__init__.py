@@ -52,7 +52,7 @@ __all__ = [
     "make_shaping",
 ]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # No max_episode_steps: the episode length follows seq_len and the env always terminates itself.
 register(
