@@ -653,7 +653,9 @@ def _run_pretrain(config: Any) -> int:
     result = pretrain(config)
     _print_rows("pretraining", [
         ("policy", str(result.policy_path)), ("optimiser steps", str(result.steps)),
-        ("final loss (BCE per drum)", f"{result.final_loss:.4f}"),
+        ("final loss (cross-entropy per drum over "
+         + ("hit / rest)" if not config.velocity_levels else f"{config.velocity_levels + 1} "
+            "classes)"), f"{result.final_loss:.4f}"),
     ])  # fmt: skip
     return 0
 
