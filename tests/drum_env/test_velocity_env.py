@@ -251,3 +251,19 @@ def test_band_plays_velocities_like_the_single_env():
     with pytest.raises(ValueError, match=rf"integer in \[0, {K}\]"):
         band.reset(seed=0)
         band.step(dict.fromkeys(band.agents, K + 1))
+
+
+def test_saved_midi_plays_the_class_levels(tmp_path):
+    """A take written to MIDI keeps the primer's velocities and the composed classes' levels."""
+    from dataset.midi import midi_to_sequence
+
+    env = make()
+    env.reset(seed=0, options={"window": 1})
+    rng = np.random.default_rng(4)
+    terminated = False
+    while not terminated:
+        *_, terminated, _, _ = env.step(rng.integers(0, K + 1, 9))
+    path = env.unwrapped.save(tmp_path / "take.mid")
+    back = midi_to_sequence(path).sequence[: env.unwrapped.config.seq_len]
+    expected = np.clip(np.rint(env.unwrapped.take * 127), 0, 127) / 127
+    np.testing.assert_allclose(back, expected, atol=1e-6)
