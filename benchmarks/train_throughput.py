@@ -5,7 +5,7 @@ Same env (``DrumCompose-v0``, built-in corpus, seq_len 64, 1 primer bar, ``hiera
 shaping), same CPU, one torch/BLAS thread, every trainer through its public entry point:
 
 * **equal settings** (``--settings``, default 16 envs x 32 steps, :class:`~agents.ppo.PPOConfig`'s
-  defaults, and 64 x 32): :func:`agents.ppo.train` with ``policy_kind="transformer"`` (AMP off,
+  defaults, 64 x 32 and 256 x 32): :func:`agents.ppo.train` with ``policy_kind="transformer"`` (AMP off,
   and on: bf16 autocast) and ``"mlp"`` (SB3's policy: two 64-64 tanh MLPs over the flattened
   observation) against SB3 PPO as :func:`agents.sb3.train_baseline` builds it
   (:func:`agents.sb3.build_model`: ``MultiInputPolicy``, a ``DummyVecEnv`` of single envs, then
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "100k-step memory run")  # fmt: skip
     parser.add_argument("--steps", type=int, default=None, help="env steps per trainer call")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--settings", nargs="+", default=["16x32", "64x32"],
+    parser.add_argument("--settings", nargs="+", default=["16x32", "64x32", "256x32"],
                         help="num_envs x num_steps of the equal-settings part")  # fmt: skip
     parser.add_argument("--scale-envs", type=int, nargs="+", default=None)
     parser.add_argument("--rss-steps", type=int, default=None,
