@@ -71,7 +71,9 @@ class DrumBandParallelEnv(ParallelEnv):
 
     ``Discrete(2)`` per agent: 1 = the agent's drum hits on this step, 0 = rest. ``step`` takes
     one action for every live agent; ``bool``, integer and integral float values 0 / 1 are
-    accepted.
+    accepted. With ``velocity_levels=K > 0``: ``Discrete(K + 1)``, 0 = rest, ``k`` = a hit in
+    velocity bin ``k`` (as ``DrumCompose-v0``'s expressive action; the shared and own
+    ``context`` then carry velocities in [0, 1]).
 
     ## Observation Space
 
@@ -327,7 +329,8 @@ class DrumBandParallelEnv(ParallelEnv):
         """Write one step of the canvas: each agent's action is its drum's hit or rest.
 
         Args:
-            actions: one action in {0, 1} for every live agent, keyed by agent name.
+            actions: one action in {0, 1} (``0 .. K`` with velocity levels) for every live
+                agent, keyed by agent name.
 
         Returns:
             ``(observations, rewards, terminations, truncations, infos)``, each keyed by the
@@ -336,7 +339,7 @@ class DrumBandParallelEnv(ParallelEnv):
         Raises:
             RuntimeError: before ``reset`` or after the episode ended.
             ValueError: actions for unknown or finished agents, missing actions, or a value
-                that is not 0 or 1; the message names the agents.
+                that is not 0 or 1 (not in ``0 .. K``); the message names the agents.
         """
         if not self._running:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
