@@ -387,6 +387,21 @@ def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_ddp_two_ranks_with_velocity_classes(tmp_path):
+    """The expressive policy (categorical head, bins as buffers) trains under DDP: both ranks
+    end with the same weights, the same bins, and a split run resumes to the same end."""
+    _torchrun(tmp_path / "full", "--velocity-levels", "3")
+    r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
+    assert_same_weights(r0["model"], r1["model"])
+    assert r0["model"]["velocity_bin_levels"].shape == (3,)
+    _torchrun(tmp_path / "split", "--velocity-levels", "3", "--stop-at", "2")
+    _torchrun(tmp_path / "split", "--velocity-levels", "3", "--resume")
+    s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
+    assert_same_weights(r0["model"], s0["model"])
+
+
+@pytest.mark.slow
 def test_learned_weights_move_and_stay_non_negative(tmp_path):
     # hierarchical weighs every term but variety: all of them but song and variety are learned
     result = train(tiny(tmp_path, learn_weights=True, weights_lr=0.05, total_timesteps=640,
