@@ -233,6 +233,27 @@ def notes(config: Any, shapings: Sequence[str]) -> list[str]:
     return [*lines, ""]
 
 
+def _player_rows(
+    summary: Mapping[str, Mapping[str, Mapping[str, float]]], keys: Sequence[str]
+) -> list[str]:
+    """Table rows of the shaping-independent players: label, then ``keys`` (mean ± std)."""
+    rows = []
+    for player in PLAYERS:
+        c = summary.get(ANY_SHAPING, {}).get(player)
+        if c is not None:
+            cells = " | ".join(fmt(c[k], c[f"{k}_std"], c["seeds"]) for k in keys)
+            rows.append(f"| {PLAYER_LABELS[player]} | {cells} |")
+    return rows
+
+
+def _reference_rows(
+    ref: Mapping[str, tuple[float, float]], labels: Mapping[str, str], rest: str = ""
+) -> list[str]:
+    """Table rows of the ceiling and floors present in ``ref`` (mean ± std), then ``rest``."""
+    return [f"| {label} | {ref[key][0]:.3f} ± {ref[key][1]:.3f} |{rest}"
+            for key, label in labels.items() if key in ref]  # fmt: skip
+
+
 def markdown(
     config: Any,
     ctx_info: Mapping[str, Any],
@@ -290,20 +311,12 @@ def markdown(
             "| player | velocity headline |",
             "|---|---:|",
         ]
-        for player in PLAYERS:
-            c = summary.get(ANY_SHAPING, {}).get(player)
-            if c is not None:
-                score = fmt(c["velocity_headline"], c["velocity_headline_std"], c["seeds"])
-                lines.append(f"| {PLAYER_LABELS[player]} | {score} |")
+        lines += _player_rows(summary, ("velocity_headline",))
         vnames = {"ceiling": "ceiling: real vs real", "density_random":
                   "floor: density-matched random (real velocities per drum)", "constant_velocity":
                   "floor: the real hits at one velocity", "uniform_random": "floor: uniform random",
                   "silence": "floor: silence"}  # fmt: skip
-        for key, label in vnames.items():
-            if key in vel_ref:
-                mean, std = vel_ref[key]
-                lines.append(f"| {label} | {mean:.3f} ± {std:.3f} |")
-        lines.append("")
+        lines += [*_reference_rows(vel_ref, vnames), ""]
     lines += [
         "## Final song term (raw, in [-1, 0]; 0 = the song features match; higher is better)",
         "",
@@ -314,19 +327,11 @@ def markdown(
         "| player | headline | song term |",
         "|---|---:|---:|",
     ]
-    for player in PLAYERS:
-        c = summary.get(ANY_SHAPING, {}).get(player)
-        if c is not None:
-            lines.append(
-                f"| {PLAYER_LABELS[player]} | {fmt(c['headline'], c['headline_std'], c['seeds'])}"
-                f" | {fmt(c['song_raw'], c['song_raw_std'], c['seeds'])} |"
-            )
+    lines += _player_rows(summary, ("headline", "song_raw"))
     names = {"ceiling": "ceiling: real vs real (± spread over halvings)",
              "uniform_random": "floor: uniform random", "density_random":
              "floor: density-matched random", "silence": "floor: silence"}  # fmt: skip
-    for key, label in names.items():
-        mean, std = ref[key]
-        lines.append(f"| {label} | {mean:.3f} ± {std:.3f} | - |")
+    lines += _reference_rows(ref, names, " - |")
     lines += [
         "",
         f"Ceiling and floors: {ctx_info['baseline_windows']} held-out windows (continuations), "

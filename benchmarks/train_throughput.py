@@ -5,11 +5,12 @@ Same env (``DrumCompose-v0``, built-in corpus, seq_len 64, 1 primer bar, ``hiera
 shaping), same CPU, one torch/BLAS thread, every trainer through its public entry point:
 
 * **equal settings** (``--settings``, default 16 envs x 32 steps, :class:`~agents.ppo.PPOConfig`'s
-  defaults, 64 x 32 and 256 x 32): :func:`agents.ppo.train` with ``policy_kind="transformer"`` (AMP off,
-  and on: bf16 autocast) and ``"mlp"`` (SB3's policy: two 64-64 tanh MLPs over the flattened
-  observation) against SB3 PPO as :func:`agents.sb3.train_baseline` builds it
-  (:func:`agents.sb3.build_model`: ``MultiInputPolicy``, a ``DummyVecEnv`` of single envs, then
-  ``learn``; without the baseline's evaluation episodes) with the same ``num_envs``,
+  defaults, 64 x 32 and 256 x 32): :func:`agents.ppo.train` with
+  ``policy_kind="transformer"`` (AMP off, and on: bf16 autocast) and ``"mlp"`` (SB3's
+  policy: two 64-64 tanh MLPs over the flattened observation) against SB3 PPO as
+  :func:`agents.sb3.train_baseline` builds it (:func:`agents.sb3.build_model`:
+  ``MultiInputPolicy``, a ``DummyVecEnv`` of single envs, then ``learn``; without the
+  baseline's evaluation episodes) with the same ``num_envs``,
   ``n_steps = num_steps``, the same 4 epochs and 4 minibatches (``batch_size = num_envs *
   num_steps / 4``). No TensorBoard. Each trainer is called once untimed first (imports,
   first-call costs), then for ``--steps`` env steps (at least 4 iterations), the trainers

@@ -37,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
+from agents.alignment import spearman
 from dataset.evaluation import compare_velocity_to_baselines, score_velocity_sets
 from drum_env.rewards import VELOCITY_TERMS
 
@@ -67,12 +68,6 @@ def _classes(player: str, real: np.ndarray, values: np.ndarray, prompt: int, bin
     if player == "middle":
         return np.where(hit, (k + 1) // 2, 0)
     return np.where(hit, k, 0)  # loudest
-
-
-def _spearman(a: list[float], b: list[float]) -> float:
-    ra = np.argsort(np.argsort(a)).astype(float)
-    rb = np.argsort(np.argsort(b)).astype(float)
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main() -> None:
@@ -133,7 +128,7 @@ def main() -> None:
         "velocity_bins": bins.to_dict(), "discriminative": list(base.discriminative),
         "ceiling": base.headline(base.real_vs_real), "rows": rows,
         "real_first": bool(np.argmax(rets) == 0 and rets[0] > max(rets[1:])),
-        "spearman": _spearman(rets, heads),
+        "spearman": spearman(rets, heads),
     }  # fmt: skip
     lines = [
         "# Velocity alignment: real hits, other dynamics", "",

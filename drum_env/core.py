@@ -198,13 +198,10 @@ class ReferenceData:
     def primer_values(self, window_ids: np.ndarray, prompt_steps: int) -> np.ndarray:
         """The primers as given (velocities): int array (M,) -> float32 (M, prompt_steps, drums).
 
-        Falls back to the hits (1.0) when no values were kept.
+        :meth:`stack_values` of the first ``prompt_steps`` steps (the hits as 1.0 when no
+        values were kept).
         """
-        source = self.values or self.hits
-        out = [np.asarray(source[s][st : st + prompt_steps], dtype=np.float32)
-               for s, st in self.windows[np.asarray(window_ids)]]  # fmt: skip
-        return np.stack(out) if out else np.zeros((0, prompt_steps, self.hits[0].shape[1]),
-                                                  np.float32)  # fmt: skip
+        return self.stack_values(window_ids, prompt_steps)
 
     def tempo(self, window_id: int) -> float | None:
         """The recorded tempo of a window's sequence (quarter notes per minute), or ``None``."""
