@@ -63,6 +63,12 @@ sample: up to about 256 envs with the Transformer (minibatches of 2,048 windows;
 leave the cache and the throughput falls) and 1,024 or more with the MLP
 (``benchmarks/results/train_throughput.json``).
 
+The update bounds the throughput: with the env, the rollout and everything else free, the
+Transformer's update alone allows 1.3-1.6x the env steps/s of the whole of SB3's PPO at equal
+settings, the MLP's 2.8-6.3x from 16 to 256 envs (``benchmarks/speed_limits.py``). ``compile``
+runs the update's model through ``torch.compile``: 1.1-1.2x faster for the Transformer after a
+compile of a few seconds, worth it for runs of several hundred thousand env steps or more.
+
 ## Mixed precision, clipping, schedule
 
 Forward passes run under ``torch.autocast`` (bfloat16 on CPU, float16 on CUDA) when ``amp``;
@@ -282,6 +288,13 @@ class PPOConfig(TaskConfig):
     amp: bool = False
     """Mixed precision: bfloat16 autocast on CPU, float16 with a GradScaler on CUDA. Off by
     default: at this model size the casts cost more than they save."""
+    compile: bool = False
+    """Run the PPO update's forward and backward passes through ``torch.compile`` (inductor;
+    on CPU it needs a C++ compiler). The Transformer's update runs 1.1-1.2x faster on CPU after
+    a compile of a few seconds, which a run repays after about 250k env steps; the MLP's does
+    not gain (``benchmarks/results/speed_limits.md``). The rollout and the saved policy are
+    unchanged; the compiled kernels round differently, so a run repeats (and resumes) bitwise
+    only with the same setting."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; under DDP on CUDA each
     rank uses ``cuda:LOCAL_RANK``."""
@@ -315,8 +328,8 @@ class PPOConfig(TaskConfig):
             check_int(name, getattr(self, name), 1)  # fmt: skip
         check_int("seed", self.seed, 0)
         check_int("threads", self.threads, 1, optional=True)
-        for name in ("learn_weights", "anneal_lr", "norm_adv", "clip_vloss", "amp", "resume",
-                     "force", "progress", "tensorboard"):  # fmt: skip
+        for name in ("learn_weights", "anneal_lr", "norm_adv", "clip_vloss", "amp", "compile",
+                     "resume", "force", "progress", "tensorboard"):  # fmt: skip
             check_bool(name, getattr(self, name))
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("weights_lr", self.weights_lr, 0.0, low_open=True)
@@ -753,6 +766,24 @@ class _ActorCritic(nn.Module):
         return out.logits, out.value
 
 
+def _compiled(model: nn.Module, device: torch.device) -> nn.Module:
+    """``torch.compile(model)``; on CPU, first a clear error where no C++ compiler is found.
+
+    Inductor compiles at the first call (the first update) and needs a C++ compiler on CPU:
+    without one the run would fail there, deep in torch, after its rollout.
+    """
+    if device.type == "cpu":
+        import shutil
+
+        found = [c for c in (os.environ.get("CXX"), "g++", "c++", "clang++") if c]
+        if not any(shutil.which(c) for c in found):
+            raise ValueError(
+                "compile=True: torch.compile on CPU needs a C++ compiler and none of "
+                f"{found} is on PATH; install one (or set CXX) or train without --compile"
+            )
+    return torch.compile(model)
+
+
 def train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None] | None = None
           ) -> TrainResult:  # fmt: skip
     """Train the custom policy with PPO on ``DrumCompose-v0`` (see the module docstring).
@@ -841,6 +872,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
         model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    update_model = _compiled(model, device) if config.compile else model
     # foreach: one multi-tensor step instead of a Python loop over the parameters, bitwise the
     # same updates (Adam's maths in the same order); fused=True would be faster still but rounds
     # differently
@@ -951,8 +983,9 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminations,
                                               buf.valid, next_value, config.gamma,
                                               config.gae_lambda)  # fmt: skip
-            losses = _ppo_update(model, policy, reference, optimizer, scaler, buf, advantages,
-                                 returns, config, shuffle_gen, d, autocast)  # fmt: skip
+            losses = _ppo_update(update_model, policy, reference, optimizer, scaler, buf,
+                                 advantages, returns, config, shuffle_gen, d,
+                                 autocast)  # fmt: skip
             lr_now = optimizer.param_groups[0]["lr"]  # the rate this iteration used
             scheduler.step()
 

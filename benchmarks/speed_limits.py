@@ -9,27 +9,26 @@ This benchmark measures the floors under both, on one CPU thread, in one run:
   (no TensorBoard), with :func:`agents.ppo._ppo_update`, the trainer's own update, timed per
   call (thread CPU time). ``ceiling = batch_size / median update time`` is the env steps/s the
   trainer would reach if the env, the rollout and everything else cost nothing: the algorithm
-  (same epochs, minibatches and losses) fixes it. Once **eager**, and once with the update's
-  model wrapped in ``torch.compile`` (default inductor backend; the wrap is made here, in the
-  patched update, the library is unchanged), whose first update carries the compile, from
-  cold (inductor's disk caches off, as on a user's first run): ``compile_s = first update -
-  median update``, and ``pays_after`` is the env steps a run
-  needs before the compiled update's savings repay it. SB3 PPO at the same settings
-  (``train_throughput.run_sb3``: its env steps per CPU second after the first iteration) in the
-  same run gives ``ceiling_vs_sb3``: when it is under 5, no change outside the update can meet
-  the 5x target with that policy.
+  (same epochs, minibatches and losses) fixes it. Once **eager**, and once **compiled**: the
+  update's model wrapped in ``torch.compile`` as ``train(compile=True)`` wraps it. The first
+  compiled update carries the compile, from cold (a fresh inductor cache, its FX graph and
+  autograd caches off, as on a user's first run): ``compile_s = first update - median
+  update``, and ``pays_after`` is the env steps a run needs before the compiled update's
+  savings repay it. SB3 PPO at the same settings (``train_throughput.run_sb3``: its env steps
+  per CPU second after the first iteration) in the same run gives ``ceiling_vs_sb3``: when it
+  is under 5, no change outside the update can meet the 5x target with that policy.
 * **SB3's env share**: SB3 PPO (:func:`agents.sb3.build_model`, ``learn``) at the first setting
   with ``DrumComposeEnv.step`` timed: the share of SB3's CPU time spent inside the env's step,
   and, by Amdahl's law, how much faster SB3 would train if the single env ran at the 4x-CartPole
   target (the env's time scaled by ``target_ratio / measured ratio``).
 * **single env split**: ``gymnasium.make("DrumCompose-v0")`` (defaults: seq_len 128, 2 primer
   bars, ``hierarchical``) stepped through whole episodes with pre-sampled actions, each step
-  timed and classed by the units it closes (the core's close flags: an open step closes the
-  step term alone; a bar end; a phrase end, with its bar; the episode end, with its bar, phrase,
-  section, song and ``info["episode_metrics"]``), resets timed apart; CartPole-v1 stepped the
-  same way, the two taking turns ``--repeats`` times (best total of each). Per class: steps per
-  episode, microseconds per step, share of the episode; and the ratio to CartPole of the open
-  steps alone: the floor of the 4x target if every unit end cost nothing.
+  timed and classed by the largest unit it closes (from its ``info["reward_terms"]``): an open
+  step (the step term alone), a bar end, a phrase end (with its bar), the episode end (with its
+  bar, phrase, section, song and ``info["episode_metrics"]``); resets timed apart. CartPole-v1
+  is stepped the same way, the two taking turns ``--repeats`` times (best total of each). Per
+  class: steps per episode, microseconds per step, share of the episode; and the ratio to
+  CartPole of the open steps alone: the floor of the 4x target if every unit end cost nothing.
 
 Run: ``python benchmarks/speed_limits.py [--quick]`` (writes
 ``benchmarks/results/speed_limits.json`` and ``.md``).
@@ -39,18 +38,25 @@ Run: ``python benchmarks/speed_limits.py [--quick]`` (writes
 from __future__ import annotations
 
 import os
+import tempfile
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
+# compiles from cold, as on a user's first run: a fresh inductor cache, no FX graph or autograd
+# cache (read when torch is imported)
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = _CACHE = tempfile.mkdtemp(prefix="speed-limits-inductor-")
+os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] = "0"
+os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] = "0"
 
 import argparse
+import atexit
 import contextlib
 import datetime
 import json
 import platform
+import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -66,6 +72,7 @@ sys.path.insert(0, str(HERE))
 from train_throughput import EPOCHS, MINIBATCHES, SEQ_LEN, SHAPING, run_sb3
 
 RESULTS = HERE / "results" / "speed_limits.json"
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 TARGET_VS_SB3 = 5.0
 TARGET_CARTPOLE_RATIO = 4.0
 KINDS = ("open", "bar end", "phrase end", "episode end", "reset")
@@ -101,15 +108,9 @@ def _timed_update(times: list[float], compile_model: bool) -> Iterator[None]:
 def update_ceiling(kind: str, num_envs: int, num_steps: int, iterations: int,
                    compile_model: bool, out: Path) -> dict:  # fmt: skip
     """One ``train`` call; the update's time per call and the ceiling it sets."""
-    import torch._dynamo
-    import torch._functorch.config
-    import torch._inductor.config
-
     from agents.ppo import PPOConfig, train
 
-    torch._dynamo.reset()  # every compiled run pays its own compile, from cold: no disk caches
-    torch._inductor.config.fx_graph_cache = False
-    torch._functorch.config.enable_autograd_cache = False
+    torch.compiler.reset()  # every compiled run pays its own compile
     cfg = PPOConfig(
         seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs, num_steps=num_steps,
         update_epochs=EPOCHS, num_minibatches=MINIBATCHES,
@@ -191,14 +192,13 @@ def sb3_env_share(num_envs: int, num_steps: int, steps: int, tmp: Path) -> dict:
 # ----------------------------------------------------------------------------- single env split
 
 
-def _close_kind(flags: int) -> str:
-    from drum_env.core import _PHRASE, _SONG
-
-    if flags == 0:
-        return "open"
-    if flags & _SONG:
+def _close_kind(terms: dict[str, Any]) -> str:
+    """The class of a step from its ``info["reward_terms"]``: the largest unit that closed."""
+    if terms["song/closed"]:
         return "episode end"
-    return "phrase end" if flags & _PHRASE else "bar end"
+    if terms["phrase/closed"]:
+        return "phrase end"
+    return "bar end" if terms["bar/closed"] else "open"
 
 
 def single_split(episodes: int, repeats: int, seed: int) -> dict:
@@ -206,25 +206,21 @@ def single_split(episodes: int, repeats: int, seed: int) -> dict:
     import drum_env  # noqa: F401  (registers DrumCompose-v0)
 
     env = gym.make("DrumCompose-v0")
-    core = env.unwrapped._core
     steps = episodes * env.unwrapped.config.episode_steps
     rng = np.random.default_rng(seed)
     actions = (rng.random((steps, env.action_space.n)) < 0.3).astype(np.int8)
-    # the class of each step is fixed by its position: read the core's close flags once
-    closes = [_close_kind(int(f)) for f in core._closes_at]
     cartpole = gym.make("CartPole-v1")
     cp_actions = rng.integers(2, size=steps).tolist()
 
     def drum() -> dict[str, list[float]]:
         times: dict[str, list[float]] = defaultdict(list)
-        clock, step, t = time.perf_counter, env.step, core.t
+        clock, step = time.perf_counter, env.step
         env.reset(seed=seed)
         for a in actions:
-            kind = closes[int(t[0]) + 1]
             start = clock()
             out = step(a)
             mid = clock()
-            times[kind].append(mid - start)
+            times[_close_kind(out[4]["reward_terms"])].append(mid - start)
             if out[2] or out[3]:
                 env.reset()
                 times["reset"].append(clock() - mid)

@@ -89,6 +89,7 @@ def test_config_derived_values_and_hashable():
         ({"learn_weights": True, "shaping": "sparse"}, "learn_weights"),
         ({"target_kl": 0.0}, "target_kl"),
         ({"amp": "yes"}, "amp"),
+        ({"compile": 1}, "compile"),
         ({"dropout": 1.0}, "dropout"),
         ({"reward_norm": "episode"}, "reward_norm"),
         ({"reward_norm": "batch", "shaping": "hierarchical-raw"}, "reward_norm"),
@@ -542,6 +543,57 @@ def test_mlp_run_repeats_resumes_exactly_and_plays(tmp_path):
     taken = generate(GenerateConfig(policy=str(full.policy_path), out=str(tmp_path / "takes"),
                                     num=2, seq_len=32, prompt_bars=1))  # fmt: skip
     assert len(taken.files) >= 6
+
+
+def _has_cxx() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_cxx(), reason="torch.compile on CPU needs a C++ compiler "
+                                           "(g++, c++ or clang++ on PATH)")  # fmt: skip
+def test_compiled_update_computes_the_eager_update_and_resumes_exactly(tmp_path, monkeypatch):
+    compiled_modules = []
+
+    def spy(model, *args, **kwargs):
+        compiled_modules.append(type(model).__name__)
+        return real_compile(model, *args, **kwargs)
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", spy)
+    # one iteration from the same seed: the same rollout, the same update up to rounding
+    eager = train(tiny(tmp_path, "eager", total_timesteps=64))
+    assert compiled_modules == []
+    compiled = train(tiny(tmp_path, "compiled", total_timesteps=64, compile=True))
+    assert compiled_modules == ["_ActorCritic"]  # the update's model, not the rollout's policy
+    ours = compiled.policy.state_dict()
+    assert ours.keys() == eager.policy.state_dict().keys()  # the saved policy is the plain one
+    for key, value in eager.policy.state_dict().items():
+        torch.testing.assert_close(ours[key], value, rtol=1e-4, atol=1e-5)
+    assert compiled.history[0]["losses/policy_loss"] == pytest.approx(
+        eager.history[0]["losses/policy_loss"], rel=1e-4, abs=1e-6
+    )
+
+    cfg = dict(compile=True, total_timesteps=256, checkpoint_every=100)
+    full = train(tiny(tmp_path, "full", **cfg))
+    part = train(tiny(tmp_path, "part", **cfg), callback=lambda m: m["iteration"] < 2)
+    assert part.iterations == 2
+    with pytest.raises(ValueError, match="compile"):  # a resume keeps the setting
+        train(tiny(tmp_path, "part", resume=True, **{**cfg, "compile": False}))
+    resumed = train(tiny(tmp_path, "part", resume=True, **cfg))
+    assert_same_weights(full.policy.state_dict(), resumed.policy.state_dict())
+
+
+def test_compile_without_a_cxx_compiler_is_refused_before_the_run(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match=r"compile=True: .*C\+\+ compiler.*without --compile"):
+        train(tiny(tmp_path, "nocxx", total_timesteps=64, compile=True))
+    assert not (tmp_path / "nocxx").exists()  # the run folder was not claimed
 
 
 def test_transformer_run_refuses_a_pretrained_mlp(tmp_path):
