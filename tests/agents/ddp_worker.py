@@ -23,13 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from agents.ppo import PPOConfig, train  # noqa: E402
 
 
-def tiny_config(out: str, resume: bool = False, velocity_levels: int = 0) -> PPOConfig:
+def tiny_config(out: str, resume: bool = False, velocity_levels: int = 0,
+                compile: bool = False) -> PPOConfig:
     """The config the DDP test runs on every rank."""
     return PPOConfig(
         num_envs=2, num_steps=16, total_timesteps=2 * 2 * 16 * 4, seq_len=32, d_model=16,
         n_layers=1, n_heads=2, device="cpu", out=out, checkpoint_every=100, resume=resume,
         progress=False, tensorboard=False, seed=5, learn_weights=True,
-        velocity_levels=velocity_levels,
+        velocity_levels=velocity_levels, compile=compile,
     )  # fmt: skip
 
 
@@ -40,6 +41,7 @@ def main() -> int:
     parser.add_argument("--stop-at", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--velocity-levels", type=int, default=0)
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", "0"))
@@ -47,7 +49,7 @@ def main() -> int:
     def callback(metrics: dict[str, float]) -> bool:
         return not (args.stop_at and metrics["iteration"] >= args.stop_at)
 
-    config = tiny_config(args.out, args.resume, args.velocity_levels)
+    config = tiny_config(args.out, args.resume, args.velocity_levels, args.compile)
     result = train(config, callback=callback)
     state = {k: v.detach().cpu().clone() for k, v in result.policy.state_dict().items()}
     torch.save(

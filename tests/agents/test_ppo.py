@@ -46,6 +46,12 @@ def tiny(tmp_path: Path, name: str = "run", **changes) -> PPOConfig:
     return PPOConfig(**{**TINY, "out": str(tmp_path / name), **changes})
 
 
+def _has_cxx() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
 def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
@@ -403,6 +409,22 @@ def test_ddp_two_ranks_with_velocity_classes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not _has_cxx(), reason="torch.compile on CPU needs a C++ compiler "
+                                           "(g++, c++ or clang++ on PATH)")  # fmt: skip
+def test_ddp_two_ranks_with_a_compiled_update(tmp_path):
+    """``compile=True`` under DDP (the compiled module wraps the DDP one): both ranks end with
+    the same weights, and a split run resumes to the same end."""
+    _torchrun(tmp_path / "full", "--compile")
+    r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
+    assert_same_weights(r0["model"], r1["model"])
+    _torchrun(tmp_path / "split", "--compile", "--stop-at", "2")
+    _torchrun(tmp_path / "split", "--compile", "--resume")
+    s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
+    assert_same_weights(r0["model"], s0["model"])
+
+
+@pytest.mark.slow
 def test_learned_weights_move_and_stay_non_negative(tmp_path):
     # hierarchical weighs every term but variety: all of them but song and variety are learned
     result = train(tiny(tmp_path, learn_weights=True, weights_lr=0.05, total_timesteps=640,
@@ -543,12 +565,6 @@ def test_mlp_run_repeats_resumes_exactly_and_plays(tmp_path):
     taken = generate(GenerateConfig(policy=str(full.policy_path), out=str(tmp_path / "takes"),
                                     num=2, seq_len=32, prompt_bars=1))  # fmt: skip
     assert len(taken.files) >= 6
-
-
-def _has_cxx() -> bool:
-    import shutil
-
-    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
 @pytest.mark.slow
