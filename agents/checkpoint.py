@@ -296,6 +296,7 @@ def save_training_state(
 def load_training_state(
     path: str | os.PathLike[str], *, config: Mapping[str, Any],
     policy_config: Mapping[str, Any], world_size: int, resumable: Sequence[str] = (),
+    added: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Load a trainer checkpoint and check that it is this run's.
 
@@ -309,6 +310,9 @@ def load_training_state(
         policy_config: the resuming run's model config as a dict.
         world_size: DDP ranks of the resuming run.
         resumable: config fields that may differ.
+        added: config fields added since the checkpoint's format was set, with the value that
+            behaves as the code before them did: a checkpoint without such a field counts as
+            holding that value.
 
     Returns:
         The checkpoint dict.
@@ -332,7 +336,7 @@ def load_training_state(
              if saved.get(k) != v]  # fmt: skip
     if diffs:
         raise ValueError(f"{where} holds a model of another shape; differing: {', '.join(diffs)}")
-    saved = state["config"]
+    saved = {**(added or {}), **state["config"]}
     keys = sorted((set(saved) | set(config)) - set(resumable))
     diffs = [f"{k} (checkpoint {saved.get(k)!r}, now {config.get(k)!r})" for k in keys
              if saved.get(k) != config.get(k)]  # fmt: skip

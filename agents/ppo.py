@@ -64,10 +64,10 @@ leave the cache and the throughput falls) and 1,024 or more with the MLP
 (``benchmarks/results/train_throughput.json``).
 
 The update bounds the throughput: with the env, the rollout and everything else free, the
-Transformer's update alone allows 1.3-1.6x the env steps/s of the whole of SB3's PPO at equal
-settings, the MLP's 2.8-6.3x from 16 to 256 envs (``benchmarks/speed_limits.py``). ``compile``
-runs the update's model through ``torch.compile``: 1.1-1.2x faster for the Transformer after a
-compile of a few seconds, worth it for runs of several hundred thousand env steps or more.
+Transformer's update alone allows 1.3-1.8x the env steps/s of the whole of SB3's PPO at equal
+settings, the MLP's 3.0-6.6x from 16 to 256 envs (``benchmarks/speed_limits.py``). ``compile``
+runs the update's model through ``torch.compile``: 1.07-1.2x faster for the Transformer after a
+compile of a few seconds, worth it for runs of more than about 700k env steps.
 
 ## Mixed precision, clipping, schedule
 
@@ -189,6 +189,7 @@ __all__ = [
     "update_normalizer",
     "REWARD_NORMS",
     "RESUMABLE_FIELDS",
+    "ADDED_FIELDS",
     "RewardWeights",
 ]
 
@@ -198,6 +199,11 @@ RESUMABLE_FIELDS: tuple[str, ...] = (
 """The :class:`PPOConfig` fields a resumed run may change; any other must equal the
 checkpoint's. ``total_timesteps`` may only grow (extend a run); ``out`` may differ when the run
 folder was moved."""
+
+ADDED_FIELDS: dict[str, Any] = {"compile": False}
+""":class:`PPOConfig` fields added after checkpoints of the current format were first written
+(0.3.0), with the value that trains as those checkpoints' runs did: a checkpoint without the
+field resumes as if it held this value."""
 
 
 # ----------------------------------------------------------------------------- config
@@ -290,9 +296,9 @@ class PPOConfig(TaskConfig):
     default: at this model size the casts cost more than they save."""
     compile: bool = False
     """Run the PPO update's forward and backward passes through ``torch.compile`` (inductor;
-    on CPU it needs a C++ compiler). The Transformer's update runs 1.1-1.2x faster on CPU after
-    a compile of a few seconds, which a run repays after about 250k env steps; the MLP's does
-    not gain (``benchmarks/results/speed_limits.md``). The rollout and the saved policy are
+    on CPU it needs a C++ compiler). The Transformer's update runs 1.07-1.2x faster on CPU
+    after a compile of 2-3 s, which a run repays after 200-700k env steps; the MLP's barely
+    gains (``benchmarks/results/speed_limits.md``). The rollout and the saved policy are
     unchanged; the compiled kernels round differently, so a run repeats (and resumes) bitwise
     only with the same setting."""
     device: str = "auto"
@@ -908,7 +914,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     if config.resume and ckpt_path.is_file():  # check the resume before config.json changes
         state = load_training_state(
             ckpt_path, config=config.to_dict(), policy_config=dataclasses.asdict(policy_cfg),
-            world_size=d.world_size, resumable=RESUMABLE_FIELDS,
+            world_size=d.world_size, resumable=RESUMABLE_FIELDS, added=ADDED_FIELDS,
         )  # fmt: skip
     if d.main:  # the settings, the model and a resume are valid: claim the run folder
         prepare_run_dir(out, config.to_dict(), resume=config.resume, force=config.force)

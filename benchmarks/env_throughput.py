@@ -3,7 +3,7 @@
 Measures, on one CPU thread, with random actions sampled before timing:
 
 * (a) ``single``: one ``gymnasium.make("DrumCompose-v0")`` (default arguments: seq_len 128,
-  2 primer bars, the full ``hierarchical`` reward, the checker and order wrappers that
+  2 primer bars, the default ``aligned`` reward, the checker and order wrappers that
   ``make`` adds), stepped through whole episodes, resetting when one terminates, taking turns
   with ``gymnasium.make("CartPole-v1")`` stepped the same way (random actions sampled before
   timing, same number of steps): ``cartpole_ratio`` = CartPole steps/s / DrumCompose steps/s,

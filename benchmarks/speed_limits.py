@@ -22,7 +22,7 @@ This benchmark measures the floors under both, on one CPU thread, in one run:
   and, by Amdahl's law, how much faster SB3 would train if the single env ran at the 4x-CartPole
   target (the env's time scaled by ``target_ratio / measured ratio``).
 * **single env split**: ``gymnasium.make("DrumCompose-v0")`` (defaults: seq_len 128, 2 primer
-  bars, ``hierarchical``) stepped through whole episodes with pre-sampled actions, each step
+  bars, ``aligned``) stepped through whole episodes with pre-sampled actions, each step
   timed and classed by the largest unit it closes (from its ``info["reward_terms"]``): an open
   step (the step term alone), a bar end, a phrase end (with its bar), the episode end (with its
   bar, phrase, section, song and ``info["episode_metrics"]``); resets timed apart. CartPole-v1

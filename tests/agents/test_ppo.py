@@ -522,6 +522,20 @@ def test_resume_keeps_the_config_and_extends_the_budget(tmp_path):
     assert all(row["charts/learning_rate"] > 0 for row in longer.history)
 
 
+def test_a_checkpoint_from_before_the_compile_field_resumes(tmp_path):
+    """0.3.0 checkpoints have no ``compile`` in their config: they resume as compile=False."""
+    from agents.checkpoint import atomic_torch_save
+
+    first = train(tiny(tmp_path, total_timesteps=128))
+    state = load_checkpoint(first.checkpoint_path)
+    del state["config"]["compile"]
+    atomic_torch_save(state, first.checkpoint_path)
+    with pytest.raises(ValueError, match=r"compile \(checkpoint False, now True\)"):
+        train(tiny(tmp_path, resume=True, total_timesteps=256, compile=True))
+    longer = train(tiny(tmp_path, resume=True, total_timesteps=256))
+    assert longer.global_step == 256 and longer.iterations == 4
+
+
 # ----------------------------------------------------------------------------- the MLP policy
 
 
