@@ -9,14 +9,17 @@ Runs, each in its own process (so each sets its own thread limits and nothing is
 * ``benchmarks/train_throughput.py``: env steps/s of the custom PPO (Transformer with AMP off /
   on, MLP) vs SB3 PPO with the same envs, steps, epochs and minibatches, the custom PPO's
   throughput against ``num_envs`` (with the share of the update), and the peak RSS of a
-  1M-step run (its own ``--quick``: 100k steps).
+  1M-step run (its own ``--quick``: 100k steps);
+* ``benchmarks/speed_limits.py``: the floors under the two speed targets: the PPO update's
+  ceiling against SB3 PPO (eager and ``torch.compile``), SB3's share of time in the single env,
+  and the single env's episode by step kind against CartPole (its own ``--quick``).
 
 Each writes its JSON to a temporary folder (the per-benchmark files under
 ``benchmarks/results`` are left as their own runs wrote them, unless ``--update-parts``); this
 script collects them into ``benchmarks/results/throughput.json`` and writes the headline
 numbers with their targets as ``benchmarks/results/throughput.md``.
 
-Run: ``python benchmarks/throughput.py [--quick] [--only dataset env train]``.
+Run: ``python benchmarks/throughput.py [--quick] [--only dataset env train limits]``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ PARTS = {
     "dataset": ("dataset_throughput.py", ["--samples", "512", "--repeats", "3", "--groove", ""]),
     "env": ("env_throughput.py", ["--quick"]),
     "train": ("train_throughput.py", ["--quick"]),
+    "limits": ("speed_limits.py", ["--quick"]),
 }
 """name -> (script, extra arguments with ``--quick``)."""
 
@@ -119,6 +123,13 @@ def markdown(result: dict) -> str:
             f"| env | steps/s, single env | {_fmt(e.get('single_env', {}).get('steps_per_s'))} |"
             f" {_fmt(t.get('single_env_steps_per_s'))} | {_met(t.get('met_single_env'))} |"
         )
+        cartpole = e.get("single_env", {}).get("cartpole_ratio")
+        if cartpole is not None:
+            lines.append(
+                f"| env | single env vs CartPole-v1 through `gymnasium.make` (times slower) | "
+                f"{cartpole:.1f}x | <= {t.get('cartpole_ratio', 0):.0f}x | "
+                f"{_met(t.get('met_cartpole_ratio'))} |"
+            )
         for n, row in e.get("vector", {}).items():
             target = f"{t.get('native_vs_sync_at_256', 0):.0f}x" if n == "256" else "-"
             status = _met(t.get("met_native_vs_sync")) if n == "256" else "-"
@@ -138,6 +149,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| train | failed: {tr['error']} | - | - | - |")
     elif tr:
         lines += _train_rows(tr)
+    lim = parts.get("limits", {})
+    if "error" in lim:
+        lines.append(f"| limits | failed: {lim['error']} | - | - | - |")
+    elif lim:
+        lines += _limit_rows(lim)
     if tr and "error" not in tr:
         lines += ["", "train: env steps per CPU second of the training (after its first iteration; "
                   "`train_throughput.json` also has wall-clock and whole-call figures); every "
@@ -145,6 +161,40 @@ def markdown(result: dict) -> str:
                   "is the PPO update's part of the whole call."]  # fmt: skip
     lines += ["", f"Total: {result['wall_s']:.0f} s. Details: `throughput.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _limit_rows(lim: dict) -> list[str]:
+    """The speed limits: the update's ceiling vs SB3, compile, the single env's floor."""
+    lines = []
+    for setting, rows in lim.get("ceilings", {}).items():
+        envs, steps = setting.split("x")
+        cells = [f"{rows[k]['eager']['ceiling_steps_per_s']:,.0f} "
+                 f"({rows[k]['eager']['ceiling_vs_sb3']:.2f}x)" for k in ("transformer", "mlp")]
+        lines.append(
+            f"| limits | the update's ceiling (all else free), Transformer / MLP, {envs} envs x "
+            f"{steps} steps: env steps/s (vs SB3 PPO, whole) | {' / '.join(cells)} | - | - |"
+        )
+        c = rows["transformer"]["compiled"]
+        pays = c.get("pays_after_env_steps")
+        lines.append(
+            f"| limits | `--compile`, Transformer, {envs} x {steps}: update speed-up (compile s; "
+            f"pays after env steps) | {c['speedup']:.2f}x ({c['compile_s']:.1f} s; "
+            f"{'never' if pays is None else f'{pays:,.0f}'}) | - | - |"
+        )
+    g, share = lim.get("single", {}), lim.get("sb3_env_share", {})
+    if g:
+        ends = 1.0 - g["kinds"]["open"]["share"] - g["kinds"]["reset"]["share"]
+        lines.append(
+            f"| limits | single env: open steps alone vs CartPole (unit ends' share of the "
+            f"episode) | {g['open_step_cartpole_ratio']:.1f}x ({ends:.0%}) | - | - |"
+        )
+    if share:
+        lines.append(
+            f"| limits | SB3 PPO's time in the single env's step (SB3's speed-up with the env "
+            f"at 4x CartPole) | {share['env_share']:.0%} ({share['speedup_at_target']:.2f}x) | - "
+            "| - |"
+        )
+    return lines
 
 
 def _train_rows(tr: dict) -> list[str]:
