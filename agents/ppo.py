@@ -65,9 +65,9 @@ leave the cache and the throughput falls) and 1,024 or more with the MLP
 
 The update bounds the throughput: with the env, the rollout and everything else free, the
 Transformer's update alone allows 1.3-1.8x the env steps/s of the whole of SB3's PPO at equal
-settings, the MLP's 3.0-6.6x from 16 to 256 envs (``benchmarks/speed_limits.py``). ``compile``
-runs the update's model through ``torch.compile``: 1.07-1.2x faster for the Transformer after a
-compile of a few seconds, worth it for runs of more than about 700k env steps.
+settings, the MLP's 2.8-6.6x from 16 to 256 envs (``benchmarks/speed_limits.py``). ``compile``
+runs the update's model through ``torch.compile``: 1.07-1.3x faster for the Transformer after a
+compile of a few seconds, which runs of more than 170-660k env steps repay.
 
 ## Mixed precision, clipping, schedule
 
@@ -296,8 +296,8 @@ class PPOConfig(TaskConfig):
     default: at this model size the casts cost more than they save."""
     compile: bool = False
     """Run the PPO update's forward and backward passes through ``torch.compile`` (inductor;
-    on CPU it needs a C++ compiler). The Transformer's update runs 1.07-1.2x faster on CPU
-    after a compile of 2-3 s, which a run repays after 200-700k env steps; the MLP's barely
+    on CPU it needs a C++ compiler). The Transformer's update runs 1.07-1.3x faster on CPU
+    after a compile of 2-3 s, which a run repays after 170-660k env steps; the MLP's barely
     gains (``benchmarks/results/speed_limits.md``). The rollout and the saved policy are
     unchanged; the compiled kernels round differently, so a run repeats (and resumes) bitwise
     only with the same setting."""

@@ -340,9 +340,10 @@ def main(argv: list[str] | None = None) -> dict:
     # Amdahl: the env's part scaled to the target ratio, the rest unchanged
     scale = TARGET_CARTPOLE_RATIO / single["cartpole_ratio"]
     share["speedup_at_target"] = 1.0 / (1.0 - share["env_share"] * (1.0 - scale))
-    command = "python benchmarks/speed_limits.py" + (" " + " ".join(argv) if argv else "")
-    if argv is None and len(sys.argv) > 1:
-        command = "python benchmarks/speed_limits.py " + " ".join(sys.argv[1:])
+    used = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python benchmarks/speed_limits.py", *used]).replace(
+        str(HERE.parent) + os.sep, ""
+    )
     result = {
         "benchmark": "speed_limits", "command": command, "quick": quick,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
