@@ -190,6 +190,7 @@ __all__ = [
     "REWARD_NORMS",
     "RESUMABLE_FIELDS",
     "ADDED_FIELDS",
+    "cxx_compiler",
     "RewardWeights",
 ]
 
@@ -772,21 +773,28 @@ class _ActorCritic(nn.Module):
         return out.logits, out.value
 
 
+def cxx_compiler() -> str | None:
+    """The first of ``$CXX``, ``g++``, ``c++``, ``clang++`` on PATH, or None.
+
+    ``compile=True`` needs one on CPU (inductor builds its kernels with it).
+    """
+    import shutil
+
+    candidates = [c for c in (os.environ.get("CXX"), "g++", "c++", "clang++") if c]
+    return next((c for c in candidates if shutil.which(c)), None)
+
+
 def _compiled(model: nn.Module, device: torch.device) -> nn.Module:
     """``torch.compile(model)``; on CPU, first a clear error where no C++ compiler is found.
 
     Inductor compiles at the first call (the first update) and needs a C++ compiler on CPU:
     without one the run would fail there, deep in torch, after its rollout.
     """
-    if device.type == "cpu":
-        import shutil
-
-        found = [c for c in (os.environ.get("CXX"), "g++", "c++", "clang++") if c]
-        if not any(shutil.which(c) for c in found):
-            raise ValueError(
-                "compile=True: torch.compile on CPU needs a C++ compiler and none of "
-                f"{found} is on PATH; install one (or set CXX) or train without --compile"
-            )
+    if device.type == "cpu" and cxx_compiler() is None:
+        raise ValueError(
+            "compile=True: torch.compile on CPU needs a C++ compiler and none of $CXX, g++, "
+            "c++, clang++ is on PATH; install one (or set CXX) or train without --compile"
+        )
     return torch.compile(model)
 
 

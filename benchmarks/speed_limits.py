@@ -69,7 +69,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_throughput import EPOCHS, MINIBATCHES, SEQ_LEN, SHAPING, run_sb3
+from train_throughput import EPOCHS, MINIBATCHES, SEQ_LEN, SHAPING, run_sb3, sb3_config
 
 RESULTS = HERE / "results" / "speed_limits.json"
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
@@ -157,16 +157,10 @@ def ceilings(settings: list[tuple[int, int]], iterations: int, sb3_steps: int,
 
 def sb3_env_share(num_envs: int, num_steps: int, steps: int, tmp: Path) -> dict:
     """SB3 PPO's CPU time and the part of it inside ``DrumComposeEnv.step``."""
-    from agents.sb3 import BaselineConfig, build_model
+    from agents.sb3 import build_model
     from drum_env.env import DrumComposeEnv
 
-    cfg = BaselineConfig(
-        algo="ppo", seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs,
-        num_steps=num_steps, total_timesteps=steps, seed=0, eval_every=0, out=str(tmp / "share"),
-        tensorboard=False,
-        extra={"n_epochs": EPOCHS, "batch_size": num_envs * num_steps // MINIBATCHES},
-    )  # fmt: skip
-    model, venv = build_model(cfg)
+    model, venv = build_model(sb3_config(num_envs, num_steps, steps, tmp / "share"))
     inside = [0.0]
     original = DrumComposeEnv.step
 

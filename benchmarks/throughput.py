@@ -82,78 +82,14 @@ def markdown(result: dict) -> str:
         "| benchmark | measure | value | target | status |",
         "|---|---|---:|---:|---|",
     ]
-    d = parts.get("dataset", {})
-    if "error" in d:
-        lines.append(f"| dataset | failed: {d['error']} | - | - | - |")
-    elif d:
-        res, t = d.get("results", {}), d.get("targets", {})
-        batched = next((v for k, v in res.items() if k.startswith("__getitems__ (")), {})
-        lines.append(
-            f"| dataset | samples/s, batched `__getitems__` (seq_len {d.get('seq_len')}) | "
-            f"{_fmt(batched.get('samples_per_s'))} | {_fmt(t.get('samples_per_s'))} | "
-            f"{_met(t.get('met_samples_per_s'))} |"
-        )
-        lines.append(
-            f"| dataset | batched vs the seed's loops | {batched.get('vs_baseline', 0):.1f}x | "
-            f"{t.get('vs_baseline', 0):.0f}x | {_met(t.get('met_vs_baseline'))} |"
-        )
-        single = res.get("__getitem__", {})
-        if single:
-            lines.append(
-                f"| dataset | one item `__getitem__` vs the seed's loops | "
-                f"{single.get('vs_baseline', 0):.1f}x | {t.get('single_vs_baseline', 0):.0f}x | "
-                f"{_met(t.get('met_single_vs_baseline'))} |"
-            )
-        groove = d.get("groove", {})
-        if groove.get("skipped"):
-            lines.append(f"| dataset | Groove subset | skipped: {groove['skipped']} | - | - |")
-        elif groove:
-            rss = groove.get("rss_mib", {})
-            lines.append(
-                f"| dataset | Groove subset: RSS with song metrics -> with window tables (MiB); "
-                f"one item vs the loops | {rss.get('song_metrics', 0):.0f} -> "
-                f"{rss.get('window_tables', 0):.0f}; {groove.get('vs_baseline', 0):.1f}x | - | - |"
-            )
-    e = parts.get("env", {})
-    if "error" in e:
-        lines.append(f"| env | failed: {e['error']} | - | - | - |")
-    elif e:
-        t = e.get("targets", {})
-        lines.append(
-            f"| env | steps/s, single env | {_fmt(e.get('single_env', {}).get('steps_per_s'))} |"
-            f" {_fmt(t.get('single_env_steps_per_s'))} | {_met(t.get('met_single_env'))} |"
-        )
-        cartpole = e.get("single_env", {}).get("cartpole_ratio")
-        if cartpole is not None:
-            lines.append(
-                f"| env | single env vs CartPole-v1 through `gymnasium.make` (times slower) | "
-                f"{cartpole:.1f}x | <= {t.get('cartpole_ratio', 0):.0f}x | "
-                f"{_met(t.get('met_cartpole_ratio'))} |"
-            )
-        for n, row in e.get("vector", {}).items():
-            target = f"{t.get('native_vs_sync_at_256', 0):.0f}x" if n == "256" else "-"
-            status = _met(t.get("met_native_vs_sync")) if n == "256" else "-"
-            lines.append(
-                f"| env | native vector env, N = {n}: steps/s (vs Sync) | "
-                f"{_fmt(row.get('native_env_steps_per_s'))} ({row.get('native_vs_sync', 0):.0f}x)"
-                f" | {target} | {status} |"
-            )
-        ratio = e.get("seq_len_cost", {}).get("cost_ratio_1024_vs_64")
-        if ratio is not None:
-            lines.append(
-                f"| env | cost per step, seq_len 1024 / 64 | {ratio:.2f} | <= "
-                f"{t.get('cost_ratio_1024_vs_64', 0):.1f} | {_met(t.get('met_cost_ratio'))} |"
-            )
     tr = parts.get("train", {})
-    if "error" in tr:
-        lines.append(f"| train | failed: {tr['error']} | - | - | - |")
-    elif tr:
-        lines += _train_rows(tr)
-    lim = parts.get("limits", {})
-    if "error" in lim:
-        lines.append(f"| limits | failed: {lim['error']} | - | - | - |")
-    elif lim:
-        lines += _limit_rows(lim)
+    for name, rows in (("dataset", _dataset_rows), ("env", _env_rows), ("train", _train_rows),
+                       ("limits", _limit_rows)):  # fmt: skip
+        part = parts.get(name, {})
+        if "error" in part:
+            lines.append(f"| {name} | failed: {part['error']} | - | - | - |")
+        elif part:
+            lines += rows(part)
     if tr and "error" not in tr:
         lines += ["", "train: env steps per CPU second of the training (after its first iteration; "
                   "`train_throughput.json` also has wall-clock and whole-call figures); every "
@@ -161,6 +97,72 @@ def markdown(result: dict) -> str:
                   "is the PPO update's part of the whole call."]  # fmt: skip
     lines += ["", f"Total: {result['wall_s']:.0f} s. Details: `throughput.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _dataset_rows(d: dict) -> list[str]:
+    """The dataset part: samples/s, both speed-ups over the seed's loops, the Groove subset."""
+    lines = []
+    res, t = d.get("results", {}), d.get("targets", {})
+    batched = next((v for k, v in res.items() if k.startswith("__getitems__ (")), {})
+    lines.append(
+        f"| dataset | samples/s, batched `__getitems__` (seq_len {d.get('seq_len')}) | "
+        f"{_fmt(batched.get('samples_per_s'))} | {_fmt(t.get('samples_per_s'))} | "
+        f"{_met(t.get('met_samples_per_s'))} |"
+    )
+    lines.append(
+        f"| dataset | batched vs the seed's loops | {batched.get('vs_baseline', 0):.1f}x | "
+        f"{t.get('vs_baseline', 0):.0f}x | {_met(t.get('met_vs_baseline'))} |"
+    )
+    single = res.get("__getitem__", {})
+    if single:
+        lines.append(
+            f"| dataset | one item `__getitem__` vs the seed's loops | "
+            f"{single.get('vs_baseline', 0):.1f}x | {t.get('single_vs_baseline', 0):.0f}x | "
+            f"{_met(t.get('met_single_vs_baseline'))} |"
+        )
+    groove = d.get("groove", {})
+    if groove.get("skipped"):
+        lines.append(f"| dataset | Groove subset | skipped: {groove['skipped']} | - | - |")
+    elif groove:
+        rss = groove.get("rss_mib", {})
+        lines.append(
+            f"| dataset | Groove subset: RSS with song metrics -> with window tables (MiB); "
+            f"one item vs the loops | {rss.get('song_metrics', 0):.0f} -> "
+            f"{rss.get('window_tables', 0):.0f}; {groove.get('vs_baseline', 0):.1f}x | - | - |"
+        )
+    return lines
+
+
+def _env_rows(e: dict) -> list[str]:
+    """The env part: single env (and vs CartPole), native vs Sync, cost against seq_len."""
+    lines = []
+    t = e.get("targets", {})
+    lines.append(
+        f"| env | steps/s, single env | {_fmt(e.get('single_env', {}).get('steps_per_s'))} |"
+        f" {_fmt(t.get('single_env_steps_per_s'))} | {_met(t.get('met_single_env'))} |"
+    )
+    cartpole = e.get("single_env", {}).get("cartpole_ratio")
+    if cartpole is not None:
+        lines.append(
+            f"| env | single env vs CartPole-v1 through `gymnasium.make` (times slower) | "
+            f"{cartpole:.1f}x | <= {t.get('cartpole_ratio', 0):.0f}x | "
+            f"{_met(t.get('met_cartpole_ratio'))} |"
+        )
+    for n, row in e.get("vector", {}).items():
+        target = f"{t.get('native_vs_sync_at_256', 0):.0f}x" if n == "256" else "-"
+        status = _met(t.get("met_native_vs_sync")) if n == "256" else "-"
+        lines.append(
+            f"| env | native vector env, N = {n}: steps/s (vs Sync) | "
+            f"{_fmt(row.get('native_env_steps_per_s'))} ({row.get('native_vs_sync', 0):.0f}x)"
+            f" | {target} | {status} |"
+        )
+    ratio = e.get("seq_len_cost", {}).get("cost_ratio_1024_vs_64")
+    if ratio is not None:
+        lines.append(
+            f"| env | cost per step, seq_len 1024 / 64 | {ratio:.2f} | <= "
+            f"{t.get('cost_ratio_1024_vs_64', 0):.1f} | {_met(t.get('met_cost_ratio'))} |"
+        )
+    return lines
 
 
 def _limit_rows(lim: dict) -> list[str]:

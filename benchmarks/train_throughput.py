@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -102,6 +103,19 @@ def run_custom(num_envs: int, num_steps: int, steps: int, kind: str, amp: bool,
     return clock.result(result.global_step)
 
 
+def sb3_config(num_envs: int, num_steps: int, steps: int, out: Path) -> Any:
+    """The SB3 PPO run of the equal settings: the task, epochs and minibatches of the custom
+    PPO's, no evaluation, no TensorBoard."""
+    from agents.sb3 import BaselineConfig
+
+    return BaselineConfig(
+        algo="ppo", seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs,
+        num_steps=num_steps, total_timesteps=steps, seed=0, eval_every=0, out=str(out),
+        tensorboard=False,
+        extra={"n_epochs": EPOCHS, "batch_size": num_envs * num_steps // MINIBATCHES},
+    )  # fmt: skip
+
+
 def run_sb3(num_envs: int, num_steps: int, steps: int, out: Path) -> dict:
     """SB3 PPO (:func:`agents.sb3.build_model`, ``learn``) with the same epochs and minibatches.
 
@@ -110,14 +124,9 @@ def run_sb3(num_envs: int, num_steps: int, steps: int, out: Path) -> dict:
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents.sb3 import BaselineConfig, build_model
+    from agents.sb3 import build_model
 
-    cfg = BaselineConfig(
-        algo="ppo", seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs,
-        num_steps=num_steps, total_timesteps=steps, seed=0, eval_every=0, out=str(out),
-        tensorboard=False,
-        extra={"n_epochs": EPOCHS, "batch_size": num_envs * num_steps // MINIBATCHES},
-    )  # fmt: skip
+    cfg = sb3_config(num_envs, num_steps, steps, out)
     clock = _Clock()
 
     class Marks(BaseCallback):  # type: ignore[misc]

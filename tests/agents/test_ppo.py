@@ -25,6 +25,7 @@ from agents.ppo import (
     batch_normalize,
     bernoulli_kl,
     compute_gae,
+    cxx_compiler,
     epoch_normalize,
     reward_terms,
     train,
@@ -44,12 +45,6 @@ TINY = dict(
 
 def tiny(tmp_path: Path, name: str = "run", **changes) -> PPOConfig:
     return PPOConfig(**{**TINY, "out": str(tmp_path / name), **changes})
-
-
-def _has_cxx() -> bool:
-    import shutil
-
-    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
@@ -371,6 +366,20 @@ def _torchrun(out: Path, *extra: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def _ddp_agrees_and_resumes(tmp_path: Path, *flags: str) -> dict:
+    """Run the DDP worker with ``flags`` whole, and split at iteration 2 then resumed: both
+    ranks end with the same weights, and so does the split run; returns rank 0's weights."""
+    _torchrun(tmp_path / "full", *flags)
+    r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
+    assert_same_weights(r0["model"], r1["model"])
+    _torchrun(tmp_path / "split", *flags, "--stop-at", "2")
+    _torchrun(tmp_path / "split", *flags, "--resume")
+    s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
+    assert_same_weights(r0["model"], s0["model"])
+    return r0["model"]
+
+
 @pytest.mark.slow
 def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
     _torchrun(tmp_path / "full")
@@ -397,31 +406,17 @@ def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
 def test_ddp_two_ranks_with_velocity_classes(tmp_path):
     """The expressive policy (categorical head, bins as buffers) trains under DDP: both ranks
     end with the same weights, the same bins, and a split run resumes to the same end."""
-    _torchrun(tmp_path / "full", "--velocity-levels", "3")
-    r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
-    assert_same_weights(r0["model"], r1["model"])
-    assert r0["model"]["velocity_bin_levels"].shape == (3,)
-    _torchrun(tmp_path / "split", "--velocity-levels", "3", "--stop-at", "2")
-    _torchrun(tmp_path / "split", "--velocity-levels", "3", "--resume")
-    s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
-    assert_same_weights(r0["model"], s0["model"])
+    model = _ddp_agrees_and_resumes(tmp_path, "--velocity-levels", "3")
+    assert model["velocity_bin_levels"].shape == (3,)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _has_cxx(), reason="torch.compile on CPU needs a C++ compiler "
-                                           "(g++, c++ or clang++ on PATH)")  # fmt: skip
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler "
+                                                   "($CXX, g++, c++ or clang++ on PATH)")
 def test_ddp_two_ranks_with_a_compiled_update(tmp_path):
     """``compile=True`` under DDP (the compiled module wraps the DDP one): both ranks end with
     the same weights, and a split run resumes to the same end."""
-    _torchrun(tmp_path / "full", "--compile")
-    r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
-    assert_same_weights(r0["model"], r1["model"])
-    _torchrun(tmp_path / "split", "--compile", "--stop-at", "2")
-    _torchrun(tmp_path / "split", "--compile", "--resume")
-    s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
-    assert_same_weights(r0["model"], s0["model"])
+    _ddp_agrees_and_resumes(tmp_path, "--compile")
 
 
 @pytest.mark.slow
@@ -582,8 +577,8 @@ def test_mlp_run_repeats_resumes_exactly_and_plays(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _has_cxx(), reason="torch.compile on CPU needs a C++ compiler "
-                                           "(g++, c++ or clang++ on PATH)")  # fmt: skip
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler "
+                                                   "($CXX, g++, c++ or clang++ on PATH)")
 def test_compiled_update_computes_the_eager_update_and_resumes_exactly(tmp_path, monkeypatch):
     compiled_modules = []
 
