@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from metric_tree import leaves
 
 from dataset import metrics
 from dataset.hierarchical import CompleteHierarchicalDrumDataset as DS
@@ -63,18 +64,6 @@ def write(folder: Path, seqs: list[np.ndarray]) -> Path:
 def small(seqs: list[np.ndarray], **kw: object) -> DS:
     kw = {"seq_len": 16, "steps_per_bar": 4, "bars_per_phrase": 2, **kw}
     return DS(None, sequences=seqs, **kw)  # type: ignore[arg-type]
-
-
-def leaves(m: dict) -> dict[tuple, object]:
-    """The nested metrics dict as ``{(level, [section,] name): value}``, in order."""
-    out = {}
-    for level, part in m.items():
-        if level == "section":
-            for i, section in enumerate(part):
-                out.update({(level, i, k): v for k, v in section.items()})
-        else:
-            out.update({(level, k): v for k, v in part.items()})
-    return out
 
 
 def assert_samples_equal(a: dict, b: dict) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from metric_tree import leaves
 from torch.utils.data import SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
@@ -43,16 +44,6 @@ def assert_batches_equal(a: list[dict], b: list[dict]) -> None:
             assert list(lx) == list(ly)
             for k in lx:
                 assert torch.equal(lx[k], ly[k]), k
-
-
-def leaves(m: dict) -> dict[tuple, torch.Tensor]:
-    """The nested metrics dict as ``{(level, [section,] name): tensor}``."""
-    out = {}
-    for level, part in m.items():
-        items = enumerate(part) if level == "section" else [(None, part)]
-        for i, d in items:
-            out.update({(level, i, k): v for k, v in d.items()})
-    return out
 
 
 # ----------------------------------------------------------------------------- collate

@@ -7,23 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from metric_tree import leaves
 
 from dataset import metrics
 from dataset.metrics import WindowTables, aggregate, level_metrics
 from dataset.registry import MetricGrid, MetricSpec, registered_metrics
 from dataset.synthetic import default_corpus
-
-
-def leaves(m: dict) -> dict[tuple, np.ndarray]:
-    """The nested metrics dict as ``{(level, [section,] name): value}``, in dict order."""
-    out = {}
-    for level, part in m.items():
-        if level == "section":
-            for i, section in enumerate(part):
-                out.update({(level, i, k): v for k, v in section.items()})
-        else:
-            out.update({(level, k): v for k, v in part.items()})
-    return out
 
 
 def check_windows(
