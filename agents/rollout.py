@@ -14,6 +14,8 @@ evaluation envs with (``velocity_bins=``), so that its classes play at the level
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
+from agents.sb3_load import VELOCITY_BINS_FILE, SB3Policy, load_sb3_zip
 
 __all__ = [
     "PolicyFn", "Rollouts", "rollout_episodes", "random_policy", "loop_policy", "policy_fn",
@@ -221,75 +224,24 @@ def rollout_episodes(
     )  # fmt: skip
 
 
-VELOCITY_BINS_FILE = "velocity_bins.json"
-"""Beside an SB3 ``model.zip`` with velocity levels: the bins of its training envs
-(``VelocityBins.to_dict()`` as JSON), written by :func:`agents.sb3.train_baseline`."""
-
-
-class SB3Policy(NamedTuple):
-    """A Stable-Baselines3 model (``model.zip`` of ``drum-env baseline``) and the task it plays."""
-
-    model: Any
-    """The SB3 ``PPO`` or ``A2C`` model."""
-    config: Any
-    """``context_steps``, ``steps_per_bar``, ``bars_per_phrase`` and ``velocity_levels`` of its
-    run (from the ``config.json`` beside the file), ``velocity_bins`` (the bins of its training
-    envs, from ``velocity_bins.json`` beside it; ``None`` without velocity levels), ``max_len``
-    (= ``context_steps``: an MLP reads exactly that many steps) and ``fixed_context = True``."""
-
-
-def _load_sb3(path: Path) -> SB3Policy:
-    import json
-    from types import SimpleNamespace
-
-    record = path.with_name("config.json")
-    try:
-        saved = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    except ValueError as exc:
-        raise ValueError(f"{str(record)!r} (beside {str(path)!r}) is not JSON: {exc}") from None
-    from stable_baselines3 import A2C, PPO
-
-    algo = {"ppo": PPO, "a2c": A2C}.get(str(saved.get("algo", "ppo")), PPO)
-    try:
-        model = algo.load(str(path), device="cpu")
-    except Exception as exc:  # SB3 raises many kinds for a file that is not its zip
-        raise ValueError(
-            f"{str(path)!r} is not a Stable-Baselines3 {algo.__name__} model.zip "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
-    context = int(saved.get("context_steps", 16))
-    levels = int(saved.get("velocity_levels", 0))
-    bins = None
-    bins_file = path.with_name(VELOCITY_BINS_FILE)
-    if levels and bins_file.is_file():
-        from dataset.velocity import VelocityBins
-
-        try:
-            bins = VelocityBins.from_dict(json.loads(bins_file.read_text(encoding="utf-8")))
-        except ValueError as exc:
-            raise ValueError(f"{str(bins_file)!r} holds no velocity bins: {exc}") from None
-    config = SimpleNamespace(
-        context_steps=context, steps_per_bar=int(saved.get("steps_per_bar", 16)),
-        bars_per_phrase=int(saved.get("bars_per_phrase", 4)), max_len=context,
-        fixed_context=True, velocity_levels=levels, velocity_bins=bins,
-    )  # fmt: skip
-    return SB3Policy(model, config)
-
-
 def load_any_policy(path: str | Path):
     """A policy from ``policy.pt``, a PPO ``checkpoint.pt`` or an SB3 ``model.zip``.
 
     ``policy.pt`` and ``checkpoint.pt`` give a :class:`~agents.policy.DrumPolicy` (or
-    ``MLPPolicy``); a ``.zip`` gives an :class:`SB3Policy` (its task from the ``config.json``
-    that ``drum-env baseline`` writes beside it). :func:`policy_fn` plays any of them. Loading
-    leaves the global torch generator as it was (a training run may be evaluating). Each
+    ``MLPPolicy``), read with ``torch.load(weights_only=True)``; a ``.zip`` gives an
+    :class:`SB3Policy`, read as data by :func:`agents.sb3_load.load_sb3_zip` (nothing in the
+    file is unpickled; its task from the sidecar or ``config.json`` that ``drum-env baseline``
+    writes beside it). :func:`policy_fn` plays any of them. Loading a ``.pt`` leaves the global
+    torch generator as it was (a training run may be evaluating); loading a ``.zip`` seeds the
+    global generators with the model's seed, as SB3's ``PPO.load`` does. Each
     carries the velocity bins it plays at (``policy.velocity_bins``, or ``config.velocity_bins``
     of an :class:`SB3Policy`; :func:`agents.policy.policy_velocity_bins` reads either).
 
     Raises:
         FileNotFoundError: the file is missing.
         ValueError: the file is none of these, or its policy config or tensors are not a
-            policy's (the message names the file and what is wrong).
+            policy's, or a ``.zip`` cannot be rebuilt without running code from it (the
+            message names the file and what is wrong).
     """
     import torch
 
@@ -297,9 +249,7 @@ def load_any_policy(path: str | Path):
     from agents.policy import load_policy, policy_from_state
 
     if Path(path).suffix == ".zip":
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"policy {str(path)!r} does not exist")
-        return _load_sb3(Path(path))
+        return load_sb3_zip(path)
     payload = load_checkpoint(path)
     if "policy_config" in payload and "model" in payload:  # a PPO training checkpoint
         with torch.random.fork_rng():  # building a module draws from the global generator
@@ -307,27 +257,50 @@ def load_any_policy(path: str | Path):
     return load_policy(path)
 
 
-def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
+def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperature: float = 1.0,
+              *, env: Any = None):  # fmt: skip
     """Wrap a policy of :func:`load_any_policy` as a batched numpy policy for rollouts.
 
     A :class:`SB3Policy` plays through :func:`sb3_policy_fn` (``seed`` unused: SB3 samples from
-    torch's global generator).
+    torch's global generator). Given the ``env`` it will play in, the policy and the env must
+    agree as ``drum-env generate`` requires (:func:`agents.compat.check_policy_fits`: drums,
+    metre, velocity levels and bins, observation layout); every call checks the observation's
+    layout (:func:`agents.compat.check_observation`).
 
     Args:
         policy: the torch policy (evaluated on CPU, no gradients).
         deterministic: hit when the probability is > 0.5 instead of sampling (with velocity
             classes: each drum's most likely class).
         seed: seed of the torch generator that samples the actions.
+        temperature: sample from ``logits / temperature`` (> 0): below 1 sharper, above 1
+            flatter; 1 samples the policy as it is. Not for SB3 models.
+        env: the env (single or vector, wrapped or not) the actions are for; ``None``: not
+            checked up front.
 
     Returns:
         obs dict of arrays -> actions (num_envs, num_drums): int8 0 / 1, or int64 classes for a
         policy with velocity levels.
+
+    Raises:
+        ValueError: a temperature that is not a finite number > 0, or one for an SB3 model; an
+            ``env`` the policy does not fit (the message names the field).
     """
     import torch
 
-    from agents.policy import obs_to_tensors
+    from agents.compat import check_observation, check_policy_fits
+    from agents.policy import obs_to_tensors, policy_velocity_bins
 
+    if env is not None:  # the Python path refuses what drum-env generate refuses
+        check_policy_fits(policy.config, env.unwrapped.config, "policy",
+                          policy_bins=policy_velocity_bins(policy),
+                          hint="build the env with the policy's {name}")  # fmt: skip
+
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature) or temperature <= 0):  # fmt: skip
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if isinstance(policy, SB3Policy):
+        if temperature != 1.0:
+            raise ValueError("temperature applies to drum-env policies, not to SB3 models")
         return sb3_policy_fn(policy.model, deterministic)
     generator = torch.Generator().manual_seed(seed)
     device = next(policy.parameters()).device
@@ -335,10 +308,17 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0):
     policy.eval()
 
     def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        check_observation(policy.config, obs)
         with torch.no_grad():
-            actions, _, _ = policy.act(
-                obs_to_tensors(obs, device), deterministic=deterministic, generator=generator
-            )
+            if temperature == 1.0:
+                actions, _, _ = policy.act(
+                    obs_to_tensors(obs, device), deterministic=deterministic, generator=generator
+                )
+            else:
+                logits = policy.forward_obs(obs_to_tensors(obs, device)).logits.float()
+                dist = policy.action_dist
+                actions = (dist.mode(logits) if deterministic
+                           else dist.sample(logits / temperature, generator))  # fmt: skip
         return actions.cpu().numpy().astype(dtype)
 
     return act
