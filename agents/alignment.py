@@ -28,6 +28,13 @@ measures that, for any set of shapings, on held-out real data:
    returns with their headlines (the smallest over the draws). The property a user relies on
    (``DESIGN.md``): under the default shaping the real continuation is first and Spearman is
    at least 0.8 (:meth:`ShapingSummary.aligned`).
+6. **Local alignment** (``DESIGN.md``'s second property): the same question among policies
+   *near* one being trained, the slope RL climbs. :func:`play_family` plays a family (e.g.
+   one pretrained policy at several sampling temperatures, with nucleus sampling, and its
+   PPO checkpoints: :func:`policy_player`) and keeps each player's headline and mean term sums
+   per draw, so every weighting of the terms is scored without replay;
+   :func:`local_summary` gives, per draw, the Spearman correlation of the mean return with
+   the headline, for the whole return and for each term alone.
 
 >>> from agents.heldout import HeldoutConfig
 >>> table = alignment_table(["aligned", "hierarchical"], HeldoutConfig(),
@@ -46,7 +53,14 @@ import gymnasium as gym
 import numpy as np
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
-from agents.heldout import HeldoutConfig, Split, heldout_dataset, reference, write_split
+from agents.heldout import (
+    HeldoutConfig,
+    Reference,
+    Split,
+    heldout_dataset,
+    reference,
+    write_split,  # fmt: skip
+)
 from drum_env.core import DrumComposeConfig
 from drum_env.rewards import TERMS, RunningNormalizer, Shaping, make_shaping
 
@@ -62,6 +76,7 @@ __all__ = [
     "uniform_random",
     "silence",
     "policy_player",
+    "sample_top_p",
     "loop_with_variations",
     "random_bars_with_variations",
     "target_density_random",
@@ -70,13 +85,19 @@ __all__ = [
     "Episodes",
     "play_episodes",
     "warm_normalizer",
+    "term_sums",
     "episode_returns",
     "spearman",
+    "set_headline",
     "AlignmentRow",
     "ShapingSummary",
     "AlignmentTable",
     "alignment_table",
     "to_markdown",
+    "FamilyPlay",
+    "play_family",
+    "LocalSummary",
+    "local_summary",
     "DEFAULT_SHAPINGS",
 ]
 
@@ -194,23 +215,113 @@ def silence() -> PlayerFactory:
     return lambda setup: lambda view: np.zeros(_drums(view), dtype=bool)
 
 
-def policy_player(policy: Any, deterministic: bool = False) -> PlayerFactory:
+def policy_player(
+    policy: Any, deterministic: bool = False, temperature: float = 1.0, top_p: float | None = None
+) -> PlayerFactory:
     """A :class:`~agents.policy.DrumPolicy` (or a path to one) playing from its observations.
 
     Args:
         policy: the policy, or a ``policy.pt`` / PPO ``checkpoint.pt`` path.
         deterministic: hit where the probability is above 0.5 (thresholded) instead of
             sampling.
+        temperature: sample from ``logits / temperature`` (> 0; 1: the policy as it is), as
+            :func:`agents.rollout.policy_fn` does.
+        top_p: nucleus sampling of the step's hit pattern (:func:`sample_top_p`, after the
+            temperature), in (0, 1]; ``None``: plain sampling. Binary policies only.
+
+    Raises:
+        ValueError: ``top_p`` outside (0, 1], with ``deterministic``, or for a policy with
+            velocity classes; a temperature that is not a finite number > 0.
     """
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r}")
+        if deterministic:
+            raise ValueError("top_p samples; it cannot be combined with deterministic=True")
 
     def make(setup: PlayerSetup) -> PlayerFn:
         from agents.rollout import load_any_policy, policy_fn
 
         model = load_any_policy(policy) if isinstance(policy, (str, Path)) else policy
-        fn = policy_fn(model, deterministic=deterministic, seed=setup.seed)
-        return lambda view: fn(view.obs)
+        # policy_fn validates the temperature, also for the nucleus player
+        fn = policy_fn(model, deterministic=deterministic, seed=setup.seed, temperature=temperature)
+        if top_p is None:
+            return lambda view: fn(view.obs)
+        return _nucleus_fn(model, temperature, float(top_p), setup.seed)
 
     return make
+
+
+def _nucleus_fn(model: Any, temperature: float, top_p: float, seed: int) -> PlayerFn:
+    import torch
+
+    from agents.policy import obs_to_tensors
+
+    if getattr(model.config, "velocity_levels", 0):
+        raise ValueError("top_p applies to binary policies (velocity_levels = 0)")
+    rng = np.random.default_rng(seed)
+    device = next(model.parameters()).device
+    model.eval()
+
+    def act(view: PlayerView) -> np.ndarray:
+        with torch.no_grad():
+            logits = model.forward_obs(obs_to_tensors(view.obs, device)).logits.float()
+        probs = torch.sigmoid(logits / temperature).cpu().numpy().astype(np.float64)
+        return sample_top_p(probs, top_p, rng)
+
+    return act
+
+
+def sample_top_p(probs: np.ndarray, top_p: float, rng: np.random.Generator) -> np.ndarray:
+    """Nucleus (top-p) sampling of one step's hit pattern from independent per-drum hit rates.
+
+    Top-p of a language model keeps the most likely *tokens* whose probabilities sum to at
+    least ``top_p`` and samples among them. A drum step's token is its hit pattern, one of
+    ``2**D`` (the drums are independent Bernoullis, so a pattern's probability is the product
+    of its drums' ``p`` or ``1 - p``): the patterns are sorted by probability, the smallest
+    set of most likely ones holding at least ``top_p`` of the mass is kept (the most likely
+    pattern always), and a pattern is drawn from it, renormalised. Per drum separately, top-p
+    of a Bernoulli only says "play the likelier outcome when its probability is >= top_p",
+    which clips rare hits and rests one drum at a time; over the joint pattern it drops the
+    unlikely *combinations* (a rare extra hit on top of a likely groove), which is what the
+    nucleus is for.
+
+    Args:
+        probs: float array (B, D), each drum's hit probability in [0, 1]; D <= 16.
+        top_p: kept mass, in (0, 1]; 1 samples the independent Bernoullis' joint exactly.
+        rng: the generator of the draws.
+
+    Returns:
+        bool array (B, D).
+
+    Raises:
+        ValueError: ``probs`` not 2-d with at most 16 drums or outside [0, 1]; ``top_p``
+            outside (0, 1].
+
+    >>> p = np.array([[0.9, 0.1], [0.02, 0.03]])  # the likeliest patterns hold 0.81 and 0.95
+    >>> sample_top_p(p, 0.75, np.random.default_rng(0)).astype(int).tolist()
+    [[1, 0], [0, 0]]
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or not 1 <= probs.shape[1] <= 16:
+        raise ValueError(f"probs must have shape (B, D) with 1 <= D <= 16, got {probs.shape}")
+    if not np.all((probs >= 0) & (probs <= 1)):
+        raise ValueError("probs must lie in [0, 1]")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r}")
+    b, d = probs.shape
+    patterns = (np.arange(2**d)[:, None] >> np.arange(d)) & 1  # (P, D): bit j = drum j
+    joint = np.prod(np.where(patterns[None] == 1, probs[:, None], 1.0 - probs[:, None]), -1)
+    order = np.argsort(-joint, axis=1, kind="stable")
+    sorted_p = np.take_along_axis(joint, order, axis=1)
+    before = np.cumsum(sorted_p, axis=1) - sorted_p  # mass of the likelier patterns
+    keep = before < top_p * sorted_p.sum(axis=1, keepdims=True)
+    keep[:, 0] = True
+    kept = np.where(keep, sorted_p, 0.0)
+    cdf = np.cumsum(kept, axis=1)
+    u = rng.random((b, 1)) * cdf[:, -1:]
+    pick = np.minimum((cdf <= u).sum(axis=1), 2**d - 1)
+    return patterns[order[np.arange(b), pick]].astype(bool)
 
 
 def _vary(hits: np.ndarray, rng: np.random.Generator, p_drop: float, add: np.ndarray) -> np.ndarray:
@@ -404,6 +515,26 @@ def warm_normalizer(plays: Sequence[Episodes]) -> RunningNormalizer:
     return norm
 
 
+def term_sums(episodes: Episodes, normalizer: RunningNormalizer | None = None) -> np.ndarray:
+    """Each term summed over each episode's closed steps: the returns before weighting.
+
+    ``sum_t v_k(t)`` over the steps where term ``k`` closed, ``v = n(x)`` with ``normalizer``
+    (frozen) and ``v = x`` without. A shaping's return is this times its weight vector
+    (:func:`episode_returns`), so one play serves every weighting.
+
+    Args:
+        episodes: the episodes.
+        normalizer: the frozen normaliser, or None for raw terms.
+
+    Returns:
+        float64 (episodes, len(TERMS)), in :data:`TERMS` order.
+    """
+    values = episodes.raw
+    if normalizer is not None:
+        values = normalizer.normalize(values)
+    return np.where(episodes.closed, values, 0.0).sum(axis=1)
+
+
 def episode_returns(
     episodes: Episodes, shaping: Shaping, normalizer: RunningNormalizer | None = None
 ) -> np.ndarray:
@@ -420,11 +551,7 @@ def episode_returns(
     Returns:
         float64 (episodes,).
     """
-    values = episodes.raw
-    if normalizer is not None:
-        values = normalizer.normalize(values)
-    values = np.where(episodes.closed, values, 0.0)
-    return (values * shaping.weight_vector).sum(axis=(1, 2))
+    return term_sums(episodes, normalizer) @ shaping.weight_vector
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -443,6 +570,32 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     ra, rb = ranks(a), ranks(b)
     den = float(np.sqrt((ra**2).sum() * (rb**2).sum()))
     return float((ra * rb).sum() / den) if den > 0 else 0.0
+
+
+def set_headline(episodes: Episodes, config: HeldoutConfig, ref: Reference) -> float:
+    """The shaping-independent headline of a player's compositions, in [0, 1].
+
+    The composed part of every canvas is scored against the episodes' own reference
+    continuations (:func:`dataset.evaluation.score_sets`), and the mean overlapping area over
+    ``ref``'s discriminative families is returned, as the benchmark scores a policy.
+
+    Args:
+        episodes: the episodes.
+        config: the task (``steps_per_bar``, ``bars_per_phrase``).
+        ref: the held-out reference (:func:`agents.heldout.reference`).
+
+    Returns:
+        float.
+    """
+    from dataset.evaluation import score_sets
+
+    p = episodes.prompt_steps
+    score = score_sets(
+        episodes.canvases[:, p:].astype(np.float32),
+        episodes.references[:, p:].astype(np.float32),
+        config.steps_per_bar, config.bars_per_phrase,
+    )  # fmt: skip
+    return ref.baselines.headline(score)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -545,8 +698,6 @@ def alignment_table(
     Raises:
         ValueError: no ``real`` player, fewer than 3 ranked players, or fewer than 4 episodes.
     """
-    from dataset.evaluation import score_sets
-
     config = config or HeldoutConfig()
     players = dict(reference_players() if players is None else players)
     probes = dict(probes or {})
@@ -576,15 +727,7 @@ def alignment_table(
         plays = {(name, s): play_episodes(make, env_kwargs, episodes, s, rates)
                  for s in draws for name, make in everyone.items()}  # fmt: skip
 
-    def headline(ep: Episodes) -> float:
-        p = ep.prompt_steps
-        score = score_sets(
-            ep.canvases[:, p:].astype(np.float32), ep.references[:, p:].astype(np.float32),
-            config.steps_per_bar, config.bars_per_phrase,
-        )  # fmt: skip
-        return ref.baselines.headline(score)
-
-    heads = {key: headline(ep) for key, ep in plays.items()}
+    heads = {key: set_headline(ep, config, ref) for key, ep in plays.items()}
     norm = warm_normalizer(list(plays.values()))
     rows, summaries = [], {}
     ranked = tuple(players)
@@ -669,3 +812,167 @@ def to_markdown(table: AlignmentTable, digits: int = 2) -> str:
     ok = ["**yes**" if table.summaries[s].aligned() else "no" for s in shapings]
     lines.append("| **aligned** (real first, Spearman >= 0.8) | | " + " | ".join(ok) + " |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- local alignment
+
+
+class FamilyPlay(NamedTuple):
+    """A family of players on the same held-out episodes: headlines and per-term sums.
+
+    What :func:`play_family` measured; every weighting of the terms is scored from it without
+    replay (:func:`local_summary`): the mean return under weights ``w`` is ``raw @ w``
+    (unnormalised) or ``norm @ w`` (with the frozen normaliser).
+    """
+
+    players: tuple[str, ...]
+    """Player names, in the order given."""
+    draws: tuple[int, ...]
+    """Reset seeds of the draws (each a fresh set of primers and reference windows)."""
+    headlines: np.ndarray
+    """float64 (draws, players): the shaping-independent headline (:func:`set_headline`)."""
+    raw: np.ndarray
+    """float64 (draws, players, len(TERMS)): the mean over the episodes of each raw term's sum
+    (:func:`term_sums`)."""
+    norm: np.ndarray
+    """float64 (draws, players, len(TERMS)): the same with the frozen normaliser."""
+    closed_terms: tuple[str, ...]
+    """The terms that closed at least once (the others are 0 everywhere)."""
+    normalizer: RunningNormalizer
+    """The frozen normaliser of ``norm`` (warmed on every play of the family unless given)."""
+    episodes: int
+    """Episodes per player and draw."""
+    families: tuple[str, ...]
+    """The discriminative families the headline averages."""
+    source: str
+    """Where the held-out data came from, in words."""
+
+
+def play_family(
+    players: Mapping[str, PlayerFactory],
+    config: HeldoutConfig | None = None,
+    *,
+    episodes: int,
+    seeds: Sequence[int],
+    split: Split | None = None,
+    work: str | Path | None = None,
+    normalizer: RunningNormalizer | None = None,
+    with_metrics: bool = True,
+) -> FamilyPlay:
+    """Every player plays ``episodes`` held-out episodes per draw; keep headlines and term sums.
+
+    Args:
+        players: name -> PlayerFactory (at least 3), e.g. one pretrained policy sampled at
+            several temperatures (:func:`policy_player`) and its fine-tuned checkpoints.
+        config: the task and the split, as for :func:`alignment_table`; ``None``:
+            ``HeldoutConfig()`` (the built-in corpus).
+        episodes: episodes per player and draw (>= 4).
+        seeds: reset seeds, one per draw (>= 1).
+        split: an existing split; ``None``: ``config`` is split under ``work``.
+        work: folder for the split; ``None``: a temporary folder, removed at the end.
+        normalizer: a frozen normaliser to score ``norm`` with; ``None``: one warmed on every
+            play of the family (all players, all draws), then frozen (:func:`warm_normalizer`).
+        with_metrics: compute the opt-in ``metrics`` term too (the env computes it only when
+            it is weighted; its weight does not touch the raw terms kept).
+
+    Returns:
+        FamilyPlay.
+
+    Raises:
+        ValueError: fewer than 3 players, fewer than 4 episodes, or no seed.
+    """
+    config = config or HeldoutConfig()
+    if len(players) < 3:
+        raise ValueError(f"need at least 3 players, got {list(players)}")
+    if episodes < 4:
+        raise ValueError(f"episodes must be >= 4, got {episodes}")
+    draws = tuple(int(s) for s in seeds)
+    if not draws:
+        raise ValueError("seeds must name at least one draw")
+    with tempfile.TemporaryDirectory() as tmp:
+        if split is None:
+            split = write_split(config, work if work is not None else tmp)
+        heldout = heldout_dataset(config, split.heldout_dir)
+        ref = reference(config, heldout)
+        rates = _hit_rates(split.train_dir)
+        env_kwargs = config.env_kwargs(data=heldout)
+        if with_metrics:
+            env_kwargs["weights"] = {**(env_kwargs.get("weights") or {}), "metrics": 1.0}
+        plays = [[play_episodes(make, env_kwargs, episodes, s, rates) for make in players.values()]
+                 for s in draws]  # fmt: skip
+    flat = [ep for row in plays for ep in row]
+    norm = normalizer if normalizer is not None else warm_normalizer(flat)
+    closed = np.any([ep.closed.any(axis=(0, 1)) for ep in flat], axis=0)
+    return FamilyPlay(
+        tuple(players), draws,
+        np.array([[set_headline(ep, config, ref) for ep in row] for row in plays]),
+        np.array([[term_sums(ep).mean(axis=0) for ep in row] for row in plays]),
+        np.array([[term_sums(ep, norm).mean(axis=0) for ep in row] for row in plays]),
+        tuple(t for t, c in zip(TERMS, closed) if c), norm, episodes,
+        tuple(ref.baselines.discriminative), split.source,
+    )  # fmt: skip
+
+
+class LocalSummary(NamedTuple):
+    """Whether one weighting of the terms ranks a family of players like the headline does."""
+
+    shaping: str
+    spearman_raw: tuple[float, ...]
+    """Per draw: Spearman(mean unnormalised return, headline) across the players."""
+    spearman_norm: tuple[float, ...]
+    """Per draw: the same with the family's frozen normaliser."""
+    terms: dict[str, tuple[float, ...]]
+    """Term -> per draw Spearman of its mean raw sum alone (every term that closed; a term
+    normalised by a frozen normaliser ranks the same but for clipping)."""
+    most_rewarded: str
+    """The player with the highest unnormalised return (mean over the draws)."""
+    best_scored: str
+    """The player with the highest headline (mean over the draws)."""
+
+    @property
+    def worst(self) -> float:
+        """The smallest Spearman over the draws, normalised and not."""
+        return min(*self.spearman_raw, *self.spearman_norm)
+
+    def aligned(self, min_spearman: float = 0.8) -> bool:
+        """Locally aligned: Spearman >= ``min_spearman`` on every draw, normalised and not."""
+        return self.worst >= min_spearman
+
+
+def local_summary(
+    play: FamilyPlay, shaping: str | Shaping, players: Sequence[str] | None = None
+) -> LocalSummary:
+    """Rank correlation of the mean return under ``shaping`` with the headline, per draw.
+
+    Args:
+        play: what :func:`play_family` measured.
+        shaping: a shaping name or object (its weights; both normalised and unnormalised
+            returns are scored, whatever its ``normalize`` flag).
+        players: the players ranked (at least 3 of ``play.players``); ``None``: all.
+
+    Returns:
+        LocalSummary.
+
+    Raises:
+        ValueError: an unknown player name, or fewer than 3 players.
+    """
+    shaping = make_shaping(shaping)
+    names = tuple(play.players if players is None else players)
+    unknown = sorted(set(names) - set(play.players))
+    if unknown:
+        raise ValueError(f"players {unknown} were not played; played: {list(play.players)}")
+    if len(names) < 3:
+        raise ValueError(f"need at least 3 players to rank, got {list(names)}")
+    idx = [play.players.index(n) for n in names]
+    heads = play.headlines[:, idx]
+    w = shaping.weight_vector
+
+    def per_draw(values: np.ndarray) -> tuple[float, ...]:
+        return tuple(spearman(v, h) for v, h in zip(values, heads))
+
+    raw = play.raw[:, idx] @ w
+    terms = {t: per_draw(play.raw[:, idx, TERMS.index(t)]) for t in play.closed_terms}
+    return LocalSummary(
+        shaping.name, per_draw(raw), per_draw(play.norm[:, idx] @ w), terms,
+        names[int(np.argmax(raw.mean(axis=0)))], names[int(np.argmax(heads.mean(axis=0)))],
+    )  # fmt: skip
