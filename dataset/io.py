@@ -14,7 +14,14 @@ the bytes the archive entry inflates to, be at most ``max_bytes`` (:data:`MAX_AR
 entry of more than 16 MiB must not inflate more than :data:`MAX_INFLATION` times (a
 decompression bomb). A file that records the grid it was made on (``steps_per_bar``, and
 ``time_signature``, as ``drum-env convert`` writes them) is refused when its bars are not the
-``steps_per_bar`` steps the loader is asked for.
+``steps_per_bar`` steps the loader is asked for. Every ``.npy`` entry of the archive is checked
+so (not only the one read), and the small metadata entries (the grid, ``tempo_bpm``) may hold at
+most 1 KiB. A recorded ``tempo_bpm`` must be a single finite number from :data:`MIN_BPM` to
+:data:`MAX_BPM` (20-400 quarter notes per minute, :func:`check_bpm`).
+
+Files are written by :func:`atomic_write`, which never writes through a symbolic link: a target
+that is a link is refused (:class:`SymlinkError`, naming it), and the temporary file beside it is
+created exclusively, so a link planted under its name is never followed either.
 
 Bad input raises :class:`DataError` (a :class:`ValueError`) whose message names the file and what
 is wrong, never a traceback from inside numpy or :mod:`zipfile`: a missing folder, a folder with
@@ -50,7 +57,12 @@ import numpy as np
 __all__ = [
     "MAX_ARRAY_BYTES",
     "MAX_INFLATION",
+    "MIN_BPM",
+    "MAX_BPM",
+    "check_bpm",
     "atomic_write",
+    "refuse_symlink",
+    "SymlinkError",
     "DataError",
     "DataWarning",
     "LoadedCorpus",
@@ -59,6 +71,7 @@ __all__ = [
     "find_npz_files",
     "load_npz_file",
     "load_npz_folder",
+    "read_npz_tempo",
 ]
 
 OnError = Literal["raise", "skip"]
@@ -72,8 +85,17 @@ MAX_ARRAY_BYTES: int = 256 * 2**20
 MAX_INFLATION: float = 200.0
 """Largest ratio of inflated to compressed size for an archive entry of more than 16 MiB."""
 
+MIN_BPM: float = 20.0
+"""Slowest tempo drum-env reads or writes, quarter notes per minute."""
+
+MAX_BPM: float = 400.0
+"""Fastest tempo drum-env reads or writes, quarter notes per minute."""
+
 _INFLATION_FLOOR = 16 * 2**20  # entries smaller than this may inflate as much as they like
 _GRID_KEYS = ("steps_per_bar", "time_signature", "steps_per_quarter")  # small metadata arrays
+_TEMPO_KEY = "tempo_bpm"
+_META_KEYS = (*_GRID_KEYS, _TEMPO_KEY)
+_META_BYTES = 1024  # the most a metadata entry may hold
 _FLOAT32_TINY = np.finfo(np.float32).tiny
 
 
@@ -83,6 +105,34 @@ class DataError(ValueError):
 
 class DataWarning(UserWarning):
     """Some drum-sequence files were skipped (``on_error="skip"``); the message lists them."""
+
+
+class SymlinkError(ValueError):
+    """A file drum-env would write is a symbolic link; it is never written through."""
+
+
+def check_bpm(bpm: object, name: str = "bpm") -> float:
+    """A tempo in quarter notes per minute, checked: a finite number in [20, 400].
+
+    Args:
+        bpm: the tempo.
+        name: how to name it in the message (``"bpm"``, ``"file.npz: its tempo_bpm"``).
+
+    Returns:
+        ``bpm`` as a float.
+
+    Raises:
+        ValueError: ``bpm`` is not a number, or outside [:data:`MIN_BPM`, :data:`MAX_BPM`].
+    """
+    if isinstance(bpm, (bool, np.bool_)) or not isinstance(bpm, (int, float, np.number)):
+        raise ValueError(f"{name} must be a tempo in quarter notes per minute, got {bpm!r}")
+    value = float(bpm)
+    if not (math.isfinite(value) and MIN_BPM <= value <= MAX_BPM):
+        raise ValueError(
+            f"{name} must be a tempo from {MIN_BPM:g} to {MAX_BPM:g} bpm (quarter notes per "
+            f"minute), got {bpm!r}"
+        )
+    return value
 
 
 class LoadedCorpus(NamedTuple):
@@ -240,12 +290,67 @@ def load_npz_file(
             if not head.startswith(_ZIP_MAGIC):
                 raise DataError(f"{path}: not a zip archive (corrupt, or not an .npz file)")
             fh.seek(0)
-            arr, grid = _read_member(fh, path, key, max_bytes)
+            arr, meta = _read_member(fh, path, key, max_bytes)
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if _TEMPO_KEY in meta:
+        _check_tempo(path, meta.pop(_TEMPO_KEY))
     if steps_per_bar is not None:
-        _check_grid(path, grid, steps_per_bar)
+        _check_grid(path, meta, steps_per_bar)
     return validate_sequence(arr, f"{path} [{key!r}]")
+
+
+def read_npz_tempo(path: str | Path) -> float | None:
+    """The tempo an ``.npz`` records (``tempo_bpm``, as ``drum-env convert`` writes it), checked.
+
+    Read as :func:`load_npz_file` reads: ``allow_pickle=False``, every array header checked
+    before anything is allocated.
+
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        The tempo in quarter notes per minute, or ``None`` when the file records none.
+
+    Raises:
+        DataError: the file is not a readable archive, or its ``tempo_bpm`` is not one number
+            from :data:`MIN_BPM` to :data:`MAX_BPM` (the message names the file).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            if not fh.read(4).startswith(_ZIP_MAGIC):
+                raise DataError(f"{path}: not a zip archive (corrupt, or not an .npz file)")
+            fh.seek(0)
+            try:
+                with zipfile.ZipFile(fh) as zf:
+                    if _member_name(zf, _TEMPO_KEY) is None:
+                        return None
+                    _check_header(zf, path, _TEMPO_KEY, _META_BYTES)
+                fh.seek(0)
+                with np.load(fh, allow_pickle=False) as archive:
+                    value = archive[_TEMPO_KEY]
+            except DataError:
+                raise
+            except (ValueError, zipfile.BadZipFile, zlib.error, EOFError, KeyError) as exc:
+                raise DataError(f"{path}: corrupt .npz archive ({exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    return _check_tempo(path, value)
+
+
+def _check_tempo(path: Path, value: np.ndarray) -> float:
+    """A recorded ``tempo_bpm``: one real number in the tempo range, or a DataError."""
+    value = np.asarray(value)
+    if value.size != 1 or value.dtype.kind not in "iuf":
+        raise DataError(
+            f"{path}: {_TEMPO_KEY!r} must be one number (quarter notes per minute), got "
+            f"{value.dtype} shape {value.shape}"
+        )
+    try:
+        return check_bpm(value.reshape(()).item(), f"{path}: its {_TEMPO_KEY!r}")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _member_name(zf: zipfile.ZipFile, key: str) -> str | None:
@@ -311,17 +416,22 @@ def _read_member(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Array ``key`` of the open zip archive ``fh`` (named ``path``) and its grid metadata.
 
+    Every ``.npy`` entry's header is checked before anything is read (the metadata entries
+    against :data:`_META_BYTES`, the others against ``max_bytes``), not only ``key``'s.
+
     Returns:
-        ``(array, grid)``: ``grid`` holds whichever of ``steps_per_bar``, ``time_signature``
-        and ``steps_per_quarter`` the archive records.
+        ``(array, meta)``: ``meta`` holds whichever of ``steps_per_bar``, ``time_signature``,
+        ``steps_per_quarter`` and ``tempo_bpm`` the archive records.
 
     Raises:
         DataError: naming the file and the problem.
     """
     try:
         with zipfile.ZipFile(fh) as zf:
-            for name in (key, *_GRID_KEYS):
-                _check_header(zf, path, name, max_bytes if name == key else 1024)
+            entries = {n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")}
+            for name in sorted(entries | {key}):
+                small = name in _META_KEYS and name != key
+                _check_header(zf, path, name, _META_BYTES if small else max_bytes)
         fh.seek(0)
         with np.load(fh, allow_pickle=False) as archive:
             keys = list(archive.files)
@@ -330,8 +440,8 @@ def _read_member(
                     f"{path}: missing key {key!r}; keys present: "
                     f"{', '.join(repr(k) for k in keys) if keys else 'none'}"
                 )
-            grid = {k: archive[k] for k in _GRID_KEYS if k in keys and k != key}
-            return archive[key], grid
+            meta = {k: archive[k] for k in _META_KEYS if k in keys and k != key}
+            return archive[key], meta
     except DataError:
         raise
     except MemoryError as exc:
@@ -467,7 +577,8 @@ def atomic_write(
     Windows) and the folder is fsynced so the rename survives a power cut. If anything fails
     before the rename (an exception, a full disk, the process killed), ``path`` keeps its old
     content; on an exception the temporary file is removed. Every file drum-env writes (npz,
-    MIDI, checkpoints, policies) goes through here.
+    MIDI, checkpoints, policies) goes through here. A ``path`` that is a symbolic link is
+    refused (:func:`refuse_symlink`); the rename replaces a name, never what a link points to.
 
     Args:
         path: the target file.
@@ -476,8 +587,12 @@ def atomic_write(
 
     Returns:
         The target path.
+
+    Raises:
+        SymlinkError: ``path`` is a symbolic link.
     """
     path = Path(path)
+    refuse_symlink(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
@@ -503,3 +618,26 @@ def atomic_write(
         finally:
             os.close(fd)
     return path
+
+
+def refuse_symlink(path: str | Path, what: str = "file") -> None:
+    """Raise :class:`SymlinkError` when ``path`` (its last component) is a symbolic link.
+
+    drum-env never writes through a link: a link planted where a run writes (``out/.lock``,
+    ``config.json``, a checkpoint, a take) could otherwise make it overwrite any file the user
+    may write. Links among the folders above ``path`` are the user's own layout and are kept.
+
+    Args:
+        path: the file about to be written.
+        what: how to name it in the message (``"lock file"``, ``"file"``).
+    """
+    path = Path(path)
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        raise SymlinkError(
+            f"{what} {str(path)!r} is a symbolic link (to {target!r}); drum-env never writes "
+            "through links: remove the link, or choose another path"
+        )

@@ -64,7 +64,7 @@ from typing import NamedTuple
 import numpy as np
 import pretty_midi
 
-from dataset.io import DataWarning, atomic_write
+from dataset.io import DataWarning, atomic_write, check_bpm
 
 __all__ = [
     "DRUM_NAMES",
@@ -302,7 +302,7 @@ def sequence_to_midi(
     Args:
         sequence: float array (steps, drums), values in ``[0, 1]``, drums <= 9; a hit is > 0.
         path: output ``.mid`` file; its folder must exist.
-        bpm: tempo in quarter notes per minute (finite, > 0).
+        bpm: tempo in quarter notes per minute, from 20 to 400 (:func:`dataset.io.check_bpm`).
         steps_per_bar: steps per 4/4 bar; one step lasts 60 / bpm / (steps_per_bar / 4) seconds.
         pitch_table: name of a table in :data:`PITCH_TABLES`.
         drum_names: the class of each column, names from :data:`DRUM_NAMES` (no repeats), for a
@@ -315,10 +315,7 @@ def sequence_to_midi(
     seq = _validate_sequence(sequence)
     _check_steps_per_bar(steps_per_bar)
     classes_pitches = _table(pitch_table)
-    if isinstance(bpm, bool) or not isinstance(bpm, (int, float, np.number)):
-        raise ValueError(f"bpm must be a number, got {type(bpm).__name__}")
-    if not (math.isfinite(bpm) and bpm > 0):
-        raise ValueError(f"bpm must be finite and > 0, got {bpm}")
+    bpm = check_bpm(bpm)  # a tempo MIDI stores and reads back (20-400)
     num_drums = seq.shape[1]
     if num_drums > len(classes_pitches):
         raise ValueError(
@@ -364,7 +361,8 @@ def convert_folder(
     ``time_signature`` (int array (2,), first time signature). Each file is written
     atomically. A file that cannot be parsed, is format 2, holds no note of the pitch table, or
     has a time signature whose bar is not ``steps_per_bar`` steps on the grid (3/4, 7/8, ...;
-    see the module docstring) is skipped and listed in ``failed`` with the reason; the others
+    see the module docstring) or a first tempo outside 20-400 bpm (which the loader would
+    refuse) is skipped and listed in ``failed`` with the reason; the others
     still convert. Files read without a drum channel are converted and listed in ``warned``.
 
     Args:
@@ -423,6 +421,7 @@ def convert_folder(
             if result.sequence.shape[0] == 0:
                 raise ValueError(f"no notes of pitch table {pitch_table!r} in {source}")
             _check_meters(source, result.time_signatures, steps_per_bar)
+            check_bpm(result.tempo_bpm, f"MIDI file {source}: its tempo")
         except ValueError as exc:
             failed.append((source, str(exc)))
         else:

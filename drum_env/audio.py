@@ -18,7 +18,9 @@ crash, ride):
 | crash | high-passed noise, long decay | 1.2 s |
 | ride | high-passed noise + 520 Hz bell, medium decay | 0.6 s |
 
-A sequence with more than 9 drums plays its extra columns with the closed hi-hat sound.
+A sequence with more than 9 drums plays its extra columns with the closed hi-hat sound. The tempo
+is 20-400 bpm (:func:`dataset.io.check_bpm`) and a take lasts at most :data:`MAX_WAV_SECONDS`,
+checked before any audio buffer is allocated.
 
 >>> import numpy as np
 >>> audio = render_audio(np.eye(16, 9, dtype=np.float32), bpm=120)
@@ -36,7 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SAMPLE_RATE", "drum_kit", "render_audio", "save_wav"]
+from dataset.io import check_bpm
+
+__all__ = ["SAMPLE_RATE", "MAX_WAV_SECONDS", "drum_kit", "render_audio", "save_wav"]
 
 SAMPLE_RATE = 22_050
 """Samples per second of the rendered audio."""
@@ -93,6 +97,11 @@ def drum_kit(rate: int = SAMPLE_RATE) -> list[np.ndarray]:
     return [s / max(np.abs(s).max(), 1e-9) for s in kit]
 
 
+MAX_WAV_SECONDS: float = 1800.0
+"""Longest audio :func:`render_audio` renders (30 minutes: a 320 MB mix buffer at
+:data:`SAMPLE_RATE`)."""
+
+
 def render_audio(
     sequence: np.ndarray, bpm: float = 120.0, steps_per_bar: int = 16, rate: int = SAMPLE_RATE
 ) -> np.ndarray:
@@ -101,7 +110,7 @@ def render_audio(
     Args:
         sequence: float array (steps, drums), values in [0, 1]; a step's value is the hit's
             gain (its velocity), 0 is silence.
-        bpm: tempo, quarter notes per minute (> 0).
+        bpm: tempo, quarter notes per minute, from 20 to 400.
         steps_per_bar: steps per 4/4 bar: a step lasts ``60 / bpm * 4 / steps_per_bar`` s.
         rate: samples per second.
 
@@ -110,7 +119,8 @@ def render_audio(
         last hit's tail included.
 
     Raises:
-        ValueError: a sequence that is not (steps, drums) in [0, 1], or a bad tempo.
+        ValueError: a sequence that is not (steps, drums) in [0, 1], a tempo outside 20-400
+            bpm, or audio longer than :data:`MAX_WAV_SECONDS`.
     """
     seq = np.asarray(sequence, dtype=np.float64)
     bad = seq.ndim != 2 or not np.isfinite(seq).all()
@@ -118,12 +128,20 @@ def render_audio(
         raise ValueError(
             f"sequence must be a finite (steps, drums) array in [0, 1], got shape {seq.shape}"
         )
-    if not (isinstance(bpm, (int, float)) and math.isfinite(bpm) and bpm > 0):
-        raise ValueError(f"bpm must be a finite number > 0, got {bpm!r}")
+    bpm = check_bpm(bpm)
     if not isinstance(steps_per_bar, int) or steps_per_bar < 1:
         raise ValueError(f"steps_per_bar must be an integer >= 1, got {steps_per_bar!r}")
-    kit = drum_kit(rate)
+    whole = isinstance(rate, (int, np.integer)) and not isinstance(rate, bool)
+    if not whole or not 1 <= rate <= 192_000:
+        raise ValueError(f"rate must be an integer sample rate in [1, 192000], got {rate!r}")
     step_s = 60.0 / bpm * 4.0 / steps_per_bar
+    seconds = seq.shape[0] * step_s
+    if seconds > MAX_WAV_SECONDS:
+        raise ValueError(
+            f"the audio would last {seconds:,.0f} s ({seq.shape[0]} steps at {bpm:g} bpm), more "
+            f"than the limit of {MAX_WAV_SECONDS:,.0f} s: render fewer steps or a faster tempo"
+        )
+    kit = drum_kit(rate)
     starts = (np.arange(seq.shape[0]) * step_s * rate).astype(np.int64)
     total = int(seq.shape[0] * step_s * rate) + max(len(s) for s in kit)
     mix = np.zeros(total)

@@ -330,7 +330,8 @@ def save_piano_roll_png(
     permissions (``0666`` less the umask, as ``open`` would give). Uses matplotlib's Agg
     canvas directly, without pyplot, so it needs no display and leaves no figure open. The file
     is written to a temporary file beside ``path`` and moved into place with :func:`os.replace`,
-    so a reader never sees half a PNG; missing parent folders are created.
+    so a reader never sees half a PNG; missing parent folders are created; a ``path`` that is a
+    symbolic link is refused (:class:`dataset.io.SymlinkError`).
 
     Args:
         sequence: float32 array ``(steps, drums)``, values in ``[0, 1]``; a hit is a value
@@ -397,7 +398,10 @@ def save_piano_roll_png(
               frameon=False, title="brightness = velocity", title_fontsize=7)  # fmt: skip
     fig.tight_layout()
 
+    from dataset.io import refuse_symlink
+
     path = Path(path)
+    refuse_symlink(path)  # os.replace would not write through it, but a link is not ours
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
