@@ -9,16 +9,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
+from agents.compat import check_policy_fits
 from agents.rollout import Rollouts, load_any_policy, policy_fn, rollout_episodes
-from agents.runs import RunDirError, RunLock
+from agents.runs import RunDirError, RunLock, write_json
 from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
+from dataset.io import MAX_BPM, MIN_BPM
 
 __all__ = [
     "POLICY_FIELDS",
@@ -73,8 +74,8 @@ class GenerateConfig(TaskConfig):
     deterministic: bool = False
     """Hit when the policy's probability is > 0.5 instead of sampling."""
     bpm: float | None = None
-    """Tempo of the takes, quarter notes per minute (> 0); ``None``: each primer's recorded
-    tempo (``drum-env convert`` records it), else 120."""
+    """Tempo of the takes, quarter notes per minute, from 20 to 400; ``None``: each primer's
+    recorded tempo (``drum-env convert`` records it), else 120."""
     wav: bool = False
     """Also render each take as ``take{i}.wav`` with the built-in drum kit (no MIDI synth
     needed)."""
@@ -95,7 +96,7 @@ class GenerateConfig(TaskConfig):
         check_bool("deterministic", self.deterministic)
         check_bool("force", self.force)
         check_bool("wav", self.wav)
-        check_number("bpm", self.bpm, 0.0, low_open=True, optional=True)
+        check_number("bpm", self.bpm, MIN_BPM, MAX_BPM, optional=True)
 
 
 class GenerateResult(NamedTuple):
@@ -105,35 +106,14 @@ class GenerateResult(NamedTuple):
     rollouts: Rollouts
 
 
-def _check_fits(config: GenerateConfig, policy_config: Any) -> None:
-    """Raise ``ValueError`` when the task's sizes do not fit the policy (naming the field)."""
-    for name in ("steps_per_bar", "bars_per_phrase", "velocity_levels"):
-        mine, theirs = getattr(config, name), getattr(policy_config, name, 0)
-        if mine != theirs:
-            raise ValueError(
-                f"{name}={mine} does not fit policy {config.policy!r}, which plays "
-                f"{name}={theirs}; leave {name} unset to use the policy's"
-            )
-    fixed = getattr(policy_config, "fixed_context", False)
-    if fixed and config.context_steps != policy_config.max_len:
-        raise ValueError(
-            f"context_steps={config.context_steps} does not fit policy {config.policy!r}, which "
-            f"reads exactly {policy_config.max_len} steps; leave context_steps unset"
-        )
-    if config.context_steps > policy_config.max_len:
-        raise ValueError(
-            f"context_steps={config.context_steps} exceeds what policy {config.policy!r} reads "
-            f"(at most {policy_config.max_len} steps)"
-        )
-
-
 def _existing_takes(out: Path) -> list[Path]:
     """The files of earlier takes in ``out``: ``take*.{mid,npz,png}`` and ``summary.json``."""
     if not out.is_dir():
         return []
-    takes = [p for p in out.glob("take*") if p.is_file() and p.suffix in (*_TAKE_SUFFIXES, ".wav")]
+    takes = [p for p in out.glob("take*")  # links too: force removes them, never their targets
+             if (p.is_file() or p.is_symlink()) and p.suffix in (*_TAKE_SUFFIXES, ".wav")]
     summary = out / "summary.json"
-    return sorted(takes) + ([summary] if summary.is_file() else [])
+    return sorted(takes) + ([summary] if summary.is_file() or summary.is_symlink() else [])
 
 
 def generate(config: GenerateConfig) -> GenerateResult:
@@ -177,7 +157,7 @@ def _generate(config: GenerateConfig) -> GenerateResult:
             f"{previous[0].name}); pass --force to replace them, or choose another --out"
         )
     policy = load_any_policy(config.policy)
-    _check_fits(config, policy.config)
+    check_policy_fits(policy.config, config, config.policy)
     # a policy with velocity levels plays at its own bins (None for a binary policy)
     env_kwargs = config.env_kwargs(velocity_bins=policy_velocity_bins(policy))
     rollouts = rollout_episodes(
@@ -212,5 +192,5 @@ def _generate(config: GenerateConfig) -> GenerateResult:
         files += [stem.with_suffix(s) for s in _TAKE_SUFFIXES]
         summary.append({"take": i, "return": float(rollouts.returns[i]),
                         "song_raw": float(rollouts.song_raw[i]), "bpm": float(bpm)})  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)  # atomically, never through a link
     return GenerateResult(files, rollouts)

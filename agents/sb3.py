@@ -8,7 +8,11 @@ custom agent's: :class:`DrumEvalCallback` plays whole episodes with
 With ``velocity_levels = K > 0`` the env's actions are ``MultiDiscrete([K + 1] * num_drums)``,
 which SB3's ``MultiInputPolicy`` handles natively (a categorical per drum); the run writes the
 training envs' velocity bins as ``velocity_bins.json`` beside ``model.zip``
-(:data:`agents.rollout.VELOCITY_BINS_FILE`), and evaluates on envs with the same bins.
+(:data:`agents.sb3_load.VELOCITY_BINS_FILE`), and evaluates on envs with the same bins.
+
+Beside ``model.zip`` the run also writes ``sb3_policy.json`` (:data:`agents.sb3_load.SIDECAR_FILE`):
+the settings that rebuild its policy from plain data, so that ``drum-env generate`` and
+:func:`agents.rollout.load_any_policy` never unpickle the zip (see :mod:`agents.sb3_load`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agents.rollout import VELOCITY_BINS_FILE, rollout_episodes, sb3_policy_fn
-from agents.runs import RunLock, prepare_run_dir
+from agents.rollout import rollout_episodes, sb3_policy_fn
+from agents.runs import RunLock, prepare_run_dir, write_json
+from agents.sb3_load import VELOCITY_BINS_FILE, sb3_settings, write_sidecar
 from agents.task import TaskConfig, check_bool, check_choice, check_int, check_number, check_path
+from dataset.io import atomic_write
 
 __all__ = [
     "ALGOS", "BaselineConfig", "BaselineResult", "DrumEvalCallback", "build_model",
@@ -212,7 +218,7 @@ def _train_baseline(config: BaselineConfig) -> BaselineResult:
     model, venv = build_model(config)
     bins = venv.envs[0].unwrapped.config.velocity_bins  # None without velocity levels
     if bins is not None:  # evaluate, and let the model be played, with its training bins
-        (out / VELOCITY_BINS_FILE).write_text(json.dumps(bins.to_dict()), encoding="utf-8")
+        write_json(out / VELOCITY_BINS_FILE, bins.to_dict())
     callback = DrumEvalCallback(config.env_kwargs(velocity_bins=bins), config.eval_every,
                                 config.eval_episodes, config.seed)  # fmt: skip
     # A2C updates every num_steps * num_envs steps: log every 10 of them (SB3's default: 100)
@@ -222,7 +228,11 @@ def _train_baseline(config: BaselineConfig) -> BaselineResult:
     final = evals[-1] if evals and evals[-1]["step"] == model.num_timesteps else None
     final = final or callback.evaluate()
     model_path = out / "model.zip"
-    model.save(model_path)
+    # the settings that rebuild its policy as data (agents.sb3_load: the zip is never unpickled)
+    settings = sb3_settings(model, config.algo, steps_per_bar=config.steps_per_bar,
+                            bars_per_phrase=config.bars_per_phrase)  # fmt: skip
+    atomic_write(model_path, model.save, durable=False)  # SB3's open() would follow a link
+    write_sidecar(model_path, settings)
     venv.close()
     return BaselineResult(
         model_path, int(model.num_timesteps), final["episode_return"], final["song_raw"],
