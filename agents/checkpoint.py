@@ -331,11 +331,8 @@ def load_training_state(
             f"{where} was written by another version of drum-env (checkpoint format "
             f"{state.get('version')}, this one reads {_TRAINING_VERSION}); start a new run"
         )
-    saved = state["policy_config"]
-    diffs = [f"{k} (checkpoint {saved.get(k)!r}, now {v!r})" for k, v in policy_config.items()
-             if saved.get(k) != v]  # fmt: skip
-    if diffs:
-        raise ValueError(f"{where} holds a model of another shape; differing: {', '.join(diffs)}")
+    # the config first: it names what the user changed (policy_kind, d_model, ...); the
+    # model's shape only shows its consequences
     saved = {**(added or {}), **state["config"]}
     keys = sorted((set(saved) | set(config)) - set(resumable))
     diffs = [f"{k} (checkpoint {saved.get(k)!r}, now {config.get(k)!r})" for k in keys
@@ -345,6 +342,11 @@ def load_training_state(
             f"{where}: a resumed run keeps its config, but these differ: {', '.join(diffs)}; "
             f"only {', '.join(resumable)} may change on --resume"
         )
+    saved = state["policy_config"]
+    diffs = [f"{k} (checkpoint {saved.get(k)!r}, now {v!r})" for k, v in policy_config.items()
+             if saved.get(k) != v]  # fmt: skip
+    if diffs:
+        raise ValueError(f"{where} holds a model of another shape; differing: {', '.join(diffs)}")
     if int(state["world_size"]) != world_size:
         raise ValueError(
             f"{where} was written by {state['world_size']} DDP rank(s), this run has "

@@ -19,6 +19,11 @@ Every command that writes a run (``pretrain``, ``train``, ``baseline``, ``genera
   are left alone) and starts afresh;
 * ``config.json`` (the run's full config, plain JSON) is written atomically, so every run folder
   says how it was made.
+* **no links followed**: ``.lock`` is opened with ``O_NOFOLLOW``; the run's files
+  (``config.json``, checkpoints, ``policy.pt``, ``model.zip``) are written by
+  :func:`dataset.io.atomic_write`, which refuses a target that is a symbolic link; a run folder
+  whose ``.lock`` or any of :data:`RUN_FILES` is a link is refused, naming it (``force`` removes
+  such links, never what they point to);
 
 A command holds the lock around its whole body, e.g. ``with RunLock(config.out): return
 _train(config)``; :func:`prepare_run_dir` inside it re-enters the same lock (a lock is
@@ -64,8 +69,8 @@ LOCK_FILE = ".lock"
 """The lock file of a run folder (JSON: ``pid``, ``host``, ``command``, ``started``)."""
 
 RUN_FILES: tuple[str, ...] = (
-    "config.json", "checkpoint.pt", "policy.pt", "model.zip", "tb", "metrics.json",
-    "result.json",
+    "config.json", "checkpoint.pt", "policy.pt", "model.zip", "sb3_policy.json",
+    "velocity_bins.json", "tb", "metrics.json", "result.json",
 )  # fmt: skip
 """The files and folders a run writes in its ``out`` folder (what ``force`` removes)."""
 
@@ -79,6 +84,7 @@ class RunLockWarning(UserWarning):
 
 
 _HELD: dict[str, RunLock] = {}  # resolved folder -> the lock this process holds on it
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _command_line() -> str:
@@ -173,10 +179,12 @@ class RunLock:
         except OSError as exc:
             raise RunDirError(f"out {shown} cannot be created: {exc.strerror or exc}") from None
         for _ in range(20):  # retried only while a finishing holder removes the file
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # O_NOFOLLOW: a link planted as .lock is never followed (nor truncated through)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
             except OSError as exc:
                 self._remove_created()
+                if exc.errno == errno.ELOOP or self.path.is_symlink():
+                    raise RunDirError(self._link_message()) from None
                 raise RunDirError(f"out {shown} cannot be written: {exc.strerror or exc}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -188,8 +196,8 @@ class RunLock:
                         f"out {shown}: cannot lock {LOCK_FILE}: {exc.strerror or exc}"
                     ) from None
                 raise RunDirError(self._busy_message(holder)) from None
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            try:  # lstat: a link swapped in since the open is not the file locked
+                same = os.path.samestat(os.fstat(fd), os.lstat(self.path))
             except FileNotFoundError:
                 same = False
             if same:
@@ -223,6 +231,17 @@ class RunLock:
         self._fd = fd
         _HELD[self._key()] = self
         return self
+
+    def _link_message(self) -> str:
+        try:
+            target = os.readlink(self.path)
+        except OSError:
+            target = "?"
+        return (
+            f"out {str(self.out)!r}: its lock file {LOCK_FILE} is a symbolic link (to "
+            f"{target!r}); drum-env never follows it (it would overwrite the target): remove "
+            f"the link {str(self.path)!r} and run again"
+        )
 
     def _busy_message(self, holder: Mapping[str, Any]) -> str:
         text = f"out {str(self.out)!r} is in use by another run: {_describe(holder)}"
@@ -312,11 +331,25 @@ def prepare_run_dir(
 
 def _claim(path: Path, config: Mapping[str, Any], resume: bool, force: bool, resume_file: str
            ) -> Path:  # fmt: skip
-    previous = [name for name in RUN_FILES if (path / name).exists()] if path.is_dir() else []
-    if previous == ["config.json"]:  # a run that failed before it wrote anything else
+    # lexists: a dangling link is a previous file too (force removes the link, never its target)
+    previous = [name for name in RUN_FILES if os.path.lexists(path / name)] if path.is_dir() else []
+    linked = [name for name in previous if (path / name).is_symlink()]
+    if linked and not force:
+        shown = ", ".join(f"{name} (to {os.readlink(path / name)!r})" for name in linked)
+        raise RunDirError(
+            f"out {str(path)!r}: symbolic link(s) where the run writes: {shown}; drum-env never "
+            "writes through links: remove them, or pass --force to remove them"
+        )
+    if previous == ["config.json"] and not linked:  # a run that failed before writing more
         previous = []
     if resume:
-        if not (path / resume_file).is_file():
+        target = path / resume_file
+        if target.exists() and not target.is_file():
+            raise RunDirError(
+                f"out {str(path)!r}: its {resume_file} is a folder (or another non-file), not a "
+                f"checkpoint to resume; move it away, or drop --resume to start a new run"
+            )
+        if not target.is_file():
             raise RunDirError(
                 f"out {str(path)!r} has no {resume_file} to resume; drop --resume to start a "
                 "new run"
@@ -329,10 +362,10 @@ def _claim(path: Path, config: Mapping[str, Any], resume: bool, force: bool, res
             )
         for name in previous:
             target = path / name
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             else:
-                target.unlink()
+                target.unlink()  # a link goes, what it points to stays
     try:
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / "config.json", dict(config))
