@@ -201,7 +201,8 @@ class MetricSpec:
 
         Raises:
             ValueError: ``seq`` has fewer than two axes, or ``fn`` returned a value that is not
-                finite or lacks the batch shape (the message names the metric).
+                finite, is empty, lacks the batch shape, or whose shape differs between the
+                sequences of the batch (the message names the metric).
         """
         seq = np.asarray(seq)
         if seq.ndim < 2:
@@ -216,11 +217,24 @@ class MetricSpec:
         else:
             flat = seq.reshape(-1, *seq.shape[-2:])
             values = [np.asarray(self.fn(s, grid), dtype=np.float64) for s in flat]
+            shapes = sorted({v.shape for v in values})
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"metric {self.name!r} returned values of different shapes {shapes} for "
+                    f"the {len(values)} sequences of one batch: a metric's value must have one "
+                    "shape for sequences of one length"
+                )
             out = np.stack(values).reshape(*batch, *values[0].shape)
         if out.shape[: len(batch)] != batch:
             raise ValueError(
                 f"metric {self.name!r} returned shape {out.shape} for sequences of shape "
                 f"{seq.shape}: the batch shape {batch} must come first"
+            )
+        value_shape = out.shape[len(batch) :]
+        if math.prod(value_shape) == 0:
+            raise ValueError(
+                f"metric {self.name!r} returned an empty value (shape {value_shape} per "
+                "sequence): a metric gives at least one number"
             )
         if not np.all(np.isfinite(out)):
             raise ValueError(f"metric {self.name!r} returned a value that is not finite")

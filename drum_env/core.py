@@ -295,15 +295,14 @@ def load_reference(
 
 
 def _recorded_tempo(path: Any) -> float | None:
-    """The ``tempo_bpm`` a converted ``.npz`` records (read without pickle), or ``None``."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "tempo_bpm" not in z.files:
-                return None
-            value = float(z["tempo_bpm"])
-    except (OSError, ValueError, TypeError):
-        return None
-    return value if np.isfinite(value) and value > 0 else None
+    """The ``tempo_bpm`` a converted ``.npz`` records, or ``None``.
+
+    Read by :func:`dataset.io.read_npz_tempo`: headers checked before allocating, the tempo
+    within 20-400 bpm or a :class:`~dataset.io.DataError` naming the file.
+    """
+    from dataset.io import read_npz_tempo
+
+    return read_npz_tempo(path) if Path(str(path)).suffix == ".npz" else None
 
 
 # ----------------------------------------------------------------------------- core
@@ -547,6 +546,11 @@ class ComposeCore:
 
     # ------------------------------------------------------------------------- dynamics
 
+    @property
+    def has_episode(self) -> bool:
+        """Whether an episode was ever started (reset, or a state loaded): the canvas is one."""
+        return self._ref is not None
+
     def reset(self, env_ids: np.ndarray, window_ids: np.ndarray) -> None:
         """Start new episodes in sub-envs ``env_ids`` (int (M,)) on windows ``window_ids``."""
         env_ids = np.asarray(env_ids, dtype=np.int64)
@@ -694,6 +698,8 @@ class ComposeCore:
                 )
                 closed[i, _T["song_velocity"]] = True
 
+        if not np.isfinite(raw).all():  # a registered metric's NaN never becomes a reward
+            rewards.check_finite_terms(raw, closed)
         self.t[rows] = end
         if c.shaping.normalize:
             cols = self._columns[any_flags]  # only the terms that can have closed

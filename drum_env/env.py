@@ -265,6 +265,8 @@ class DrumComposeEnv(gym.Env):
         the data's values (velocities), composed hits play at the primer's per-drum mean
         velocity.
         """
+        if not self._core.has_episode:  # window 0's primer is no take of this env
+            raise RuntimeError("no episode yet: reset() the env before reading or saving a take")
         if self.config.expressive:
             return self._core.values[0].copy()
         primer = self.data.primer_values(self._core.window_ids[:1], self.config.prompt_steps)[0]
@@ -373,12 +375,17 @@ class DrumComposeEnv(gym.Env):
 
         Returns:
             The path written.
+
+        Raises:
+            RuntimeError: the env was never reset (there is no take).
+            ValueError: another suffix, a tempo outside 20-400 bpm, or a WAV longer than
+                :data:`drum_env.audio.MAX_WAV_SECONDS`.
         """
         from dataset.io import atomic_write
 
         path = Path(path)
+        take = self.take  # refuses an env never reset
         path.parent.mkdir(parents=True, exist_ok=True)
-        take = self.take
         tempo = float(bpm) if bpm is not None else (self.tempo or 120.0)
         spb = self.config.steps_per_bar
         if path.suffix in (".mid", ".midi"):

@@ -79,6 +79,7 @@ __all__ = [
     "SONG_FEATURE_NAMES",
     "feature_distance",
     "registered_distance",
+    "check_finite_terms",
     "RunningNormalizer",
     "update_moments",
 ]
@@ -447,15 +448,25 @@ def registered_distance(
 
     Returns:
         float64 array (M,), values in [0, 1]; 0 when no metric is registered.
+
+    Raises:
+        ValueError: a metric's value is empty, not finite, or of another shape for the
+            composition than for the reference (the message names the metric).
     """
     from dataset.registry import MetricGrid, compute_metrics
 
     grid = MetricGrid(steps_per_bar, bars_per_phrase)
-    a = compute_metrics(composed, grid, level="song")
+    a = compute_metrics(composed, grid, level="song")  # checks: finite, not empty, one shape
     b = compute_metrics(reference, grid, level="song")
     m = len(composed)
     parts = []
     for name in a:
+        if a[name].shape != b[name].shape:
+            raise ValueError(
+                f"metric {name!r} returned shape {a[name].shape[1:]} for the composition but "
+                f"{b[name].shape[1:]} for the reference (sequences of one length): the length "
+                "of a registered metric's value must not depend on the sequence's content"
+            )
         x = np.asarray(a[name], dtype=np.float64).reshape(m, -1)
         y = np.asarray(b[name], dtype=np.float64).reshape(m, -1)
         scale = np.maximum(np.abs(x), np.abs(y))
@@ -463,6 +474,22 @@ def registered_distance(
     if not parts:
         return np.zeros(m)
     return np.clip(np.concatenate(parts, axis=1).mean(axis=1), 0.0, 1.0)
+
+
+def check_finite_terms(raw: np.ndarray, closed: np.ndarray) -> None:
+    """Raise ``ValueError`` naming every closed reward term that is not finite (NaN or inf).
+
+    Args:
+        raw: float array (B, len(TERMS)): raw terms of a step.
+        closed: bool array (B, len(TERMS)): which terms closed.
+    """
+    bad = closed & ~np.isfinite(raw)
+    if bad.any():
+        names = [f"{TERMS[j]} ({raw[i, j]})" for i, j in zip(*np.nonzero(bad))]
+        raise ValueError(
+            f"reward term(s) {', '.join(dict.fromkeys(names))} are not finite: a reward term is "
+            "a number, never NaN (for 'metrics', check the registered song metrics)"
+        )
 
 
 def velocity_features(values: np.ndarray, steps_per_bar: int) -> np.ndarray:

@@ -148,6 +148,8 @@ class DrumComposeVectorEnv(VectorEnv):
         :func:`~drum_env.render.take_values`: the primer keeps the data's values (velocities),
         composed hits play at the primer's per-drum mean velocity.
         """
+        if not self._core.has_episode:  # window 0's primers are no takes of these envs
+            raise RuntimeError("no episode yet: reset() the env before reading its takes")
         if self.config.expressive:
             return self._core.values.copy()
         primer = self.data.primer_values(self._core.window_ids, self.config.prompt_steps)
