@@ -41,6 +41,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from agents.extras import EXTRAS, extra_for
+
 __all__ = [
     "PROG",
     "CHOICES",
@@ -611,6 +613,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from dataset.hierarchical import CompleteHierarchicalDrumDataset
     from dataset.midi import DRUM_NAMES
 
+    if args.bpm is not None:  # before any work: the tempo is bounded where it is read
+        from dataset.io import check_bpm
+
+        check_bpm(args.bpm, "--bpm")
     if args.data is None:
         from dataset.synthetic import ensure_default_corpus
 
@@ -933,16 +939,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if top not in EXTRAS:
             raise
         print(f"{prog}: error: this command needs {top}, which is not installed: "
-              f"pip install 'drum-env[{EXTRAS[top]}]'", file=sys.stderr)  # fmt: skip
+              f"pip install 'drum-env[{extra_for(command, top)}]'", file=sys.stderr)  # fmt: skip
         return 2
-
-
-EXTRAS = {
-    "torch": "train", "stable_baselines3": "train", "tensorboard": "train", "tqdm": "train",
-    "rich": "train", "matplotlib": "train", "pettingzoo": "band", "optuna": "tune",
-    "sqlalchemy": "tune", "psycopg": "postgres", "psycopg2": "postgres",
-}  # fmt: skip
-"""The extra that installs each optional dependency (``pip install 'drum-env[EXTRA]'``)."""
 
 
 if __name__ == "__main__":
