@@ -774,27 +774,38 @@ class _ActorCritic(nn.Module):
 
 
 def cxx_compiler() -> str | None:
-    """The first of ``$CXX``, ``g++``, ``c++``, ``clang++`` on PATH, or None.
+    """The C++ compiler inductor builds with on CPU, when it is installed; else None.
 
-    ``compile=True`` needs one on CPU (inductor builds its kernels with it).
+    Inductor (``torch.compile``) takes ``$CXX`` when it is set, a missing one included, else
+    ``g++`` (``clang++`` on macOS), with no other fallback; ``compile=True`` needs it on CPU.
     """
     import shutil
+    import sys
 
-    candidates = [c for c in (os.environ.get("CXX"), "g++", "c++", "clang++") if c]
-    return next((c for c in candidates if shutil.which(c)), None)
+    name = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+    return name if shutil.which(name) else None
+
+
+def _check_cxx(device: torch.device) -> None:
+    """On CPU, a ValueError naming the compiler inductor would use when it is not installed.
+
+    Inductor compiles at the first call (the first update): without its compiler a run would
+    fail there, deep in torch, after its rollout; :func:`train` checks before any work.
+    """
+    if device.type != "cpu" or cxx_compiler() is not None:
+        return
+    cxx = os.environ.get("CXX")
+    which = (f"$CXX={cxx!r}, which is not an installed program" if cxx
+             else "g++, which is not on PATH")  # fmt: skip
+    raise ValueError(
+        f"compile=True: torch.compile on CPU builds with a C++ compiler, here {which}; install "
+        "it, set CXX to an installed C++ compiler, or train without --compile"
+    )
 
 
 def _compiled(model: nn.Module, device: torch.device) -> nn.Module:
-    """``torch.compile(model)``; on CPU, first a clear error where no C++ compiler is found.
-
-    Inductor compiles at the first call (the first update) and needs a C++ compiler on CPU:
-    without one the run would fail there, deep in torch, after its rollout.
-    """
-    if device.type == "cpu" and cxx_compiler() is None:
-        raise ValueError(
-            "compile=True: torch.compile on CPU needs a C++ compiler and none of $CXX, g++, "
-            "c++, clang++ is on PATH; install one (or set CXX) or train without --compile"
-        )
+    """``torch.compile(model)``, after :func:`_check_cxx`."""
+    _check_cxx(device)
     return torch.compile(model)
 
 
@@ -824,6 +835,8 @@ def train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None]
     """
     d = setup_distributed(config.device)
     try:
+        if config.compile:  # before any work, and before out/ is claimed
+            _check_cxx(resolve_device(config.device, d))
         with RunLock(config.out, enabled=d.main):  # the run owns out/ until it ends (rank 0)
             return _train(config, callback, d)
     finally:
