@@ -127,6 +127,7 @@ from agents.checkpoint import (
     save_training_state,
     tensors_to_arrays,
 )
+from agents.critic import CRITICS, Critic
 from agents.distributed import (
     Dist,
     all_reduce,
@@ -201,7 +202,7 @@ RESUMABLE_FIELDS: tuple[str, ...] = (
 checkpoint's. ``total_timesteps`` may only grow (extend a run); ``out`` may differ when the run
 folder was moved."""
 
-ADDED_FIELDS: dict[str, Any] = {"compile": False}
+ADDED_FIELDS: dict[str, Any] = {"compile": False, "critic": "policy", "init_hit_rate": 0.1}
 """:class:`PPOConfig` fields added after checkpoints of the current format were first written
 (0.3.0), with the value that trains as those checkpoints' runs did: a checkpoint without the
 field resumes as if it held this value."""
@@ -290,6 +291,16 @@ class PPOConfig(TaskConfig):
     """Attention heads."""
     dropout: float = 0.0
     """Dropout in the Transformer, in [0, 1) (rollouts run in eval mode, without it)."""
+    init_hit_rate: float = 0.1
+    """Hit probability of every drum of a fresh policy, in (0, 1) (the policy head's bias;
+    :attr:`~agents.policy.PolicyConfig.init_hit_rate`); a ``pretrained`` policy's weights
+    replace it."""
+    critic: str = "mlp"
+    """The value function: ``mlp`` (:class:`~agents.critic.Critic`, a 64-64 tanh MLP of its
+    own over the whole observation, position and song progress included, as SB3 and CleanRL
+    build it; saved in the checkpoint, not in ``policy.pt``) or ``policy`` (the policy's own
+    value head: for the Transformer, an MLP on its detached features, which cannot see where
+    the episode stands; the only critic before 0.4)."""
 
     # --- system
     amp: bool = False
@@ -348,10 +359,12 @@ class PPOConfig(TaskConfig):
         check_number("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
         check_number("kl_coef", self.kl_coef, 0.0)
         check_number("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_number("init_hit_rate", self.init_hit_rate, 0.0, 1.0, True, True)
         check_number("target_kl", self.target_kl, 0.0, low_open=True, optional=True)
         check_device(self.device)
         check_choice("reward_norm", self.reward_norm, REWARD_NORMS)
         check_choice("policy_kind", self.policy_kind, POLICY_KINDS)
+        check_choice("critic", self.critic, CRITICS)
         if self.policy_kind != "transformer" and self.pretrained is not None:
             raise ValueError(
                 f"pretrained={self.pretrained!r} is a Transformer policy (drum-env pretrain "
@@ -569,10 +582,14 @@ class Storage(NamedTuple):
         )  # fmt: skip
 
 
-def _rollout(env: Any, policy: nn.Module, next_obs: dict[str, np.ndarray],
-             next_reset: np.ndarray, buf: Storage, act_gen: torch.Generator,
-             autocast: Callable[[], Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+def _rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
+             next_obs: dict[str, np.ndarray], next_reset: np.ndarray, buf: Storage,
+             act_gen: torch.Generator, autocast: Callable[[], Any]
+             ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Play ``num_steps`` steps of every sub-env into ``buf``; returns the next obs and resets.
+
+    The values come from ``critic`` (:class:`~agents.critic.Critic`), or from the policy's own
+    value head when it is ``None``.
 
     Per step, with no Python loop over sub-envs: the observation is written once into its
     storage row (which the policy then reads), one batched forward pass in ``inference_mode``,
@@ -588,6 +605,8 @@ def _rollout(env: Any, policy: nn.Module, next_obs: dict[str, np.ndarray],
     dist = policy.action_dist
     binary = not dist.velocity_levels
     policy.eval()
+    if critic is not None:
+        critic.eval()
     for step in range(steps):
         obs = {k: v[step] for k, v in buf.obs.items()}
         for k, row in obs.items():  # the float32 cast torch.as_tensor(..., float32) would make
@@ -602,7 +621,8 @@ def _rollout(env: Any, policy: nn.Module, next_obs: dict[str, np.ndarray],
             logits = out.logits.float()
             action = dist.sample(logits, act_gen)
             buf.logprobs[step] = dist.log_prob(logits, action)
-            buf.values[step] = out.value.float()
+            value = out.value if critic is None else critic(obs)
+            buf.values[step] = value.float()
             buf.actions[step] = action
             env_action = (action.to(torch.int8) if binary else action).cpu().numpy()
         next_obs, _, term, _, info = env.step(env_action)
@@ -648,6 +668,7 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
 
     names = ("policy", "value", "entropy", "kl_pretrained", "approx_kl", "clipfrac")
     sums = dict.fromkeys((*names, "grad_norm"), 0.0)
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # policy, critic
     updates = finite_updates = 0
     mb = config.minibatch_size
     for _epoch in range(config.update_epochs):
@@ -698,7 +719,7 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            grad_norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             scaler.step(optimizer)
             scaler.update()
 
@@ -732,12 +753,21 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
     return out
 
 
-def _episode_metrics(finished: list[tuple[float, np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """``charts/*`` and ``reward/<term>`` (mean raw term sums) of the finished episodes."""
+def _episode_metrics(finished: list[tuple[float, np.ndarray, np.ndarray]], weights: np.ndarray,
+                     length: int) -> dict[str, float]:  # fmt: skip
+    """``charts/*`` and ``reward/<term>`` (mean raw term sums) of the finished episodes.
+
+    ``charts/episodic_return`` is the return the trainer optimised (normalised terms, weighted);
+    ``charts/episodic_return_raw`` the same weights on the raw terms, comparable across runs
+    and shapings' normalisers; ``charts/episodic_length`` the composed steps of an episode
+    (``length``: every episode composes the same number).
+    """
     out = {"charts/episodes": float(len(finished))}
     raw = np.array([f[2] for f in finished]).reshape(-1, len(TERMS))
     nan = not finished
     out["charts/episodic_return"] = math.nan if nan else float(np.mean([f[0] for f in finished]))
+    out["charts/episodic_return_raw"] = math.nan if nan else float((raw @ weights).mean())
+    out["charts/episodic_length"] = math.nan if nan else float(length)
     song = TERMS.index("song")
     out["charts/episode_song_raw"] = math.nan if nan else float(raw[:, song].mean())
     for k, name in enumerate(TERMS):
@@ -762,15 +792,20 @@ def _recent(history: list[dict[str, float]], key: str) -> float:
 
 
 class _ActorCritic(nn.Module):
-    """``policy.forward_obs`` as ``forward``, so DistributedDataParallel can wrap it."""
+    """The policy's logits and the critic's values as one ``forward``, so DDP can wrap both.
 
-    def __init__(self, policy: DrumPolicy | MLPPolicy) -> None:
+    Without a critic the values are the policy's own value head's.
+    """
+
+    def __init__(self, policy: DrumPolicy | MLPPolicy, critic: Critic | None = None) -> None:
         super().__init__()
         self.policy = policy
+        self.critic = critic
 
     def forward(self, obs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         out = self.policy.forward_obs(obs)
-        return out.logits, out.value
+        value = out.value if self.critic is None else self.critic(obs)
+        return out.logits, value
 
 
 def cxx_compiler() -> str | None:
@@ -878,13 +913,14 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     torch.manual_seed(config.seed)
     policy_cfg: PolicyConfig | MLPPolicyConfig
     if config.policy_kind == "mlp":
-        policy_cfg = MLPPolicyConfig.from_env_config(venv.config)
+        policy_cfg = MLPPolicyConfig.from_env_config(venv.config,
+                                                     init_hit_rate=config.init_hit_rate)
         policy: DrumPolicy | MLPPolicy = MLPPolicy(policy_cfg, venv.config.velocity_bins)
         policy = policy.to(device)
     else:
         policy_cfg = PolicyConfig.from_env_config(
             venv.config, d_model=config.d_model, n_layers=config.n_layers,
-            n_heads=config.n_heads, dropout=config.dropout,
+            n_heads=config.n_heads, dropout=config.dropout, init_hit_rate=config.init_hit_rate,
         )  # fmt: skip
         policy = DrumPolicy(policy_cfg, venv.config.velocity_bins).to(device)
     reference: DrumPolicy | None = None
@@ -892,7 +928,13 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
         reference = load_policy(config.pretrained, map_location=device, expected=policy_cfg)
         policy.load_state_dict(reference.state_dict())
         reference.eval().requires_grad_(False)
-    model: nn.Module = _ActorCritic(policy)
+    critic: Critic | None = None
+    if config.critic == "mlp":  # the trainer's own value network; the policy's head rests
+        critic = Critic.for_space(venv.single_observation_space).to(device)
+        for name, param in policy.named_parameters():
+            if name.startswith("value_"):
+                param.requires_grad_(False)
+    model: nn.Module = _ActorCritic(policy, critic)
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -903,7 +945,10 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     # foreach: one multi-tensor step instead of a Python loop over the parameters, bitwise the
     # same updates (Adam's maths in the same order); fused=True would be faster still but rounds
     # differently
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5,
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    if critic is not None:
+        trainable += list(critic.parameters())
+    optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, eps=1e-5,
                                  foreach=True)  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: max(1.0 - i / num_iterations, 0.0) if config.anneal_lr else 1.0
@@ -929,7 +974,8 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     generators = {"action": act_gen, "shuffle": shuffle_gen}
     modules = {"model": policy, "optimizer": optimizer, "scheduler": scheduler,
                "scaler": scaler, "reward_weights": reward_weights,
-               "weights_optimizer": weights_optimizer}  # fmt: skip
+               "weights_optimizer": weights_optimizer,
+               **({"critic": critic} if critic is not None else {})}  # fmt: skip
     global_step, start_iteration, history = 0, 0, []
     state = None
     if config.resume and ckpt_path.is_file():  # check the resume before config.json changes
@@ -994,19 +1040,21 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             # the shaping's float64 weights unless learned: then r_t is the env's reward exactly
             weights_np = (reward_weights().detach().double().cpu().numpy() if learned
                           else shaping.weight_vector)  # fmt: skip
-            next_obs, next_reset = _rollout(env, policy, next_obs, next_reset, buf, act_gen,
-                                            autocast)  # fmt: skip
+            next_obs, next_reset = _rollout(env, policy, critic, next_obs, next_reset, buf,
+                                            act_gen, autocast)  # fmt: skip
             global_step += step_size
             rewards, finished = assign_rewards(
                 buf.raw, buf.norm, buf.closed, buf.terminations.cpu().numpy(), config.reward_norm,
                 weights_np, epoch_normalizer, episodes,
             )  # fmt: skip
             buf.rewards.copy_(torch.as_tensor(rewards, dtype=torch.float32))
-            policy.train()
+            model.train()
             weights_fit = (fit_reward_weights(reward_weights, weights_optimizer, finished, d,
                                                device) if learned else math.nan)  # fmt: skip
             with torch.no_grad(), autocast():
-                next_value = policy.forward_obs(obs_to_tensors(next_obs, device)).value.float()
+                last = obs_to_tensors(next_obs, device)
+                value = policy.forward_obs(last).value if critic is None else critic(last)
+                next_value = value.float()
             advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminations,
                                               buf.valid, next_value, config.gamma,
                                               config.gae_lambda)  # fmt: skip
@@ -1017,7 +1065,8 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             scheduler.step()
 
             metrics = {"iteration": float(iteration), "global_step": float(global_step),
-                       **_episode_metrics(finished), **losses,
+                       **_episode_metrics(finished, weights_np,
+                                          config.seq_len - config.prompt_steps), **losses,
                        "charts/learning_rate": float(lr_now),
                        "charts/SPS": step_size / (time.perf_counter() - t_start)}  # fmt: skip
             if learned:
