@@ -36,6 +36,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -234,7 +235,9 @@ def measure(args: argparse.Namespace) -> dict:
 
     shapings = list(al.DEFAULT_SHAPINGS)
     result = {
-        "pretrained": pretrained, "ppo": {k: str(v) for k, v in ppo.items()},
+        "pretrained": pretrained,
+        "pretrained_sha256": hashlib.sha256(Path(pretrained).read_bytes()).hexdigest(),
+        "ppo": {k: str(v) for k, v in ppo.items()},
         "episodes": args.episodes, "select_seeds": select, "fresh_seeds": fresh,
         "families": local.families, "source": local.source, "terms": TERMS,
         "players": local.players, "headlines": local.headlines.tolist(),
@@ -277,7 +280,8 @@ def measure(args: argparse.Namespace) -> dict:
 
 def to_markdown(r: dict, name: str, command: str, groove: bool) -> str:
     """The results of :func:`measure` as markdown."""
-    from drum_env.rewards import SHAPINGS
+    from agents import alignment as al
+    from drum_env.rewards import SHAPINGS, make_shaping
 
     seeds = (*r["select_seeds"], *r["fresh_seeds"])
     heads, raw, norm = (np.asarray(r[k]) for k in ("headlines", "term_sums_raw",
@@ -299,17 +303,22 @@ def to_markdown(r: dict, name: str, command: str, groove: bool) -> str:
            "over draws); global: the same over the reference players of alignment_table.py. "
            "The headline against itself on another draw: "
            f"{_rho(r['headline_consistency'])} (the most a return can be expected to match).",
-           "", "| shaping | local raw | local norm | global raw | global norm | most rewarded | "
-           "best scored |", "|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+           "Pooled: the Spearman of the means over all draws (less noise, one number).", "",
+           "| shaping | local raw | local norm | local pooled raw | global raw | global norm | "
+           "most rewarded | best scored |", "|---|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
     for s, ls in r["local"].items():
         gs = r["global"][s]
+        pooled = al.spearman(raw.mean(axis=0) @ make_shaping(s).weight_vector, heads.mean(axis=0))
         md.append(f"| `{s}` | {_rho(ls['spearman_raw'])} | {_rho(ls['spearman_norm'])} | "
-                  f"{_rho(gs['spearman_raw'])} | {_rho(gs['spearman_norm'])} | "
+                  f"{pooled:+.2f} | {_rho(gs['spearman_raw'])} | {_rho(gs['spearman_norm'])} | "
                   f"{ls['most_rewarded']} | {ls['best_scored']} |")  # fmt: skip
     md += ["", "Each term alone (its raw sum), local and global:", "",
-           "| term | local | global |", "|---|---:|---:|"]  # fmt: skip
+           "| term | local | local pooled | global |", "|---|---:|---:|---:|"]  # fmt: skip
     for t, v in r["local"]["aligned"]["terms"].items():
-        md.append(f"| `{t}` | {_rho(v)} | {_rho(r['global']['aligned']['terms'][t])} |")
+        k = r["terms"].index(t)
+        pooled = al.spearman(raw.mean(axis=0)[:, k], heads.mean(axis=0))
+        md.append(f"| `{t}` | {_rho(v)} | {pooled:+.2f} | "
+                  f"{_rho(r['global']['aligned']['terms'][t])} |")  # fmt: skip
     rec = r["recommendation"]
     if rec:
         md += ["", f"Weight search (grid {rec['grid']} over {', '.join(rec['terms_searched'])}: "
