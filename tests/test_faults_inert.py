@@ -243,16 +243,19 @@ def metric():
         names.append(name)
 
     yield register
-    for name in names:
+    for name in dict.fromkeys(names):
         unregister_metric(name)
 
 
-def play_one_episode(**kwargs):
+def play_one_episode(silent: bool = False, **kwargs):
+    """One seeded episode: random hits, or silence after the primer."""
     env = gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1, **kwargs)
     env.reset(seed=0)
+    env.action_space.seed(0)
     terminated, rewards = False, []
     while not terminated:
-        _, reward, terminated, _, _ = env.step(env.action_space.sample())
+        action = np.zeros_like(env.action_space.sample()) if silent else env.action_space.sample()
+        _, reward, terminated, _, _ = env.step(action)
         rewards.append(reward)
     return rewards
 
@@ -280,8 +283,11 @@ def test_row4_a_metric_of_varying_length_is_named(metric):
     seqs[1, 0, 0] = seqs[2, :2, 0] = 1
     with pytest.raises(ValueError, match="metric 'ragged' returned values of different shapes"):
         spec(seqs)
-    with pytest.raises(ValueError, match="metric 'ragged'"):
-        play_one_episode(weights={"metrics": 1})
+    # longer when the second half has a hit: the reference has, a silent continuation has not
+    metric("ragged", lambda seq, grid: np.ones(1 + int((np.asarray(seq)[16:] > 0).any())),
+           replace=True)
+    with pytest.raises(ValueError, match="metric 'ragged' returned shape"):
+        play_one_episode(silent=True, weights={"metrics": 1})
 
 
 # -------------------------------------------------------------- row 5: a policy fits its env or not
