@@ -15,7 +15,6 @@ evaluation envs with (``velocity_bins=``), so that its classes play at the level
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
