@@ -123,7 +123,7 @@ def test_the_critic_explains_the_return_where_the_policy_head_cannot(tmp_path):
     """On the built-in corpus, over the last quarter of a short default run, the trainer's
     critic explains at least half of the return's variance, and more than the policy's head."""
     def last_quarter_ev(critic: str) -> float:
-        result = train(PPOConfig(total_timesteps=24_576, progress=False, tensorboard=False,
+        result = train(PPOConfig(total_timesteps=65_536, progress=False, tensorboard=False,
                                  device="cpu", seed=0, critic=critic,
                                  out=str(tmp_path / critic)))  # fmt: skip
         rows = result.history[-len(result.history) // 4:]
