@@ -8,10 +8,10 @@ distributions of the metric over the sets (in the spirit of mgeval, Yang & Lerch
 
 where ``p_gen`` and ``p_real`` are Gaussian kernel density estimates of feature ``f`` over the
 generated and the real sequences, evaluated on one shared grid (mgeval's KL divergence evaluated
-the two densities on different grids; here both live on the same 512 points). OA is 1 for
-identical distributions and 0 for disjoint ones. A family's score is the mean OA of its
-features; the headline score is the mean over the families that discriminate (see
-:func:`compare_to_baselines`).
+the two densities on different grids; here both live on the same 512 points; exact definition in
+:mod:`dataset.overlap`). OA is 1 for identical distributions and 0 for disjoint ones. A family's
+score is the mean OA of its features; the headline score is the mean over the families that
+discriminate (see :func:`compare_to_baselines`).
 
 Families and their per-sequence features (all from :mod:`dataset.metrics`):
 
@@ -25,12 +25,31 @@ Families and their per-sequence features (all from :mod:`dataset.metrics`):
 | ``entropy`` | ``step_entropy``, ``phrase_entropy`` |
 | ``empty_bars`` | share of complete bars with no hit |
 | ``pattern_consistency`` | drum-in-pattern rate on the 8th-note grid (share of hits on even 16ths; muspy's rate on a plain 16th grid is always 1); groove consistency ``bar_repetition`` (Jaccard similarity of consecutive bars, so silence does not score like a steady groove) |
+| ``metrical_position`` | ``onset_share[p, d]`` (:func:`dataset.metrical.onset_profile`: the share of drum ``d``'s onsets that fall on position ``p = t mod steps_per_bar`` of the bar, 0 for a drum without onsets) for the :data:`METRICAL_DRUMS` drums with the most real onsets and, of each, its :data:`METRICAL_POSITIONS` positions with the most real onsets (ties: lower drum, lower position) |
 | ``<name>`` of each metric registered at level ``song`` (:mod:`dataset.registry`; ``swing`` and ``polyrhythm`` ship registered) | the metric's value (each element of an array value is a feature) |
 
 A registered metric is a family of its own, judged like the built-in ones: it counts towards the
 headline when it discriminates (its ceiling beats the best floor by ``min_gap``). The families
 of :data:`FAMILIES` are the built-in ones; :func:`families` lists them with the registered ones.
-All of them read hits only (a value > 0).
+All of them read hits only (a value > 0). ``metrical_position`` sees where the hits fall in the
+bar: random bars at the real per-drum densities match the ``density`` family but spread each
+drum's onsets over every position, so they score far below a player whose hits fall where the
+real drummers' do (without it, such bars scored like the per-position mode).
+
+**Standard error.** The headline is a mean of overlapping areas between two *sets*, so an
+episode has no score of its own to average. Its standard error comes from a bootstrap over the
+episodes (:func:`score_sets_resampled`): ``B`` resamples (:data:`RESAMPLES` by default, seeded)
+draw the episodes again with replacement, each episode's take together with its reference
+(*paired*); each resample is scored as the full sets are, bandwidths recomputed
+(:mod:`dataset.overlap`: the bandwidth rule moves the OA as much as the values do), and the
+standard deviation (``ddof=1``) of the ``B`` resampled headlines is the draw's bootstrap error
+``se_k``. Over ``K`` draws (other primers), :func:`headline_standard_error` takes the larger of
+two estimates of one draw's variance, the mean squared bootstrap error and the variance of the
+``K`` headlines (``ddof=1``; none for one draw), and divides by ``K``:
+``SE = sqrt(max(mean_k se_k^2, var_k headline_k) / K)``, the standard error of the mean of the
+``K`` draws' headlines. The ceiling and floors (:func:`compare_to_baselines` with
+``resamples``) resample each of their two sets on its own (they are not paired):
+``Baselines.headline_se``.
 
 **Velocity families** judge the dynamics (the values as velocities, read exactly), beside the
 hit families and never averaged into their headline: :func:`score_velocity_sets` scores them,
@@ -51,12 +70,14 @@ plays), which the velocity families score far below the real set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from dataset import metrics
+from dataset.metrical import onset_positions, onset_profile
+from dataset.overlap import overlapping_area, resample_counts, resampled_overlapping_area
 
 __all__ = [
     "FAMILIES",
@@ -65,6 +86,16 @@ __all__ = [
     "overlapping_area",
     "SetScore",
     "score_sets",
+    # where the hits fall in the bar
+    "METRICAL_DRUMS",
+    "METRICAL_POSITIONS",
+    "onset_positions",
+    "onset_profile",
+    # the headline's standard error
+    "RESAMPLES",
+    "ResampledScore",
+    "score_sets_resampled",
+    "headline_standard_error",
     "Baselines",
     "compare_to_baselines",
     "density_matched_random",
@@ -83,8 +114,19 @@ __all__ = [
 
 FAMILIES: tuple[str, ...] = (
     "density", "ioi", "syncopation", "transitions", "ngram_diversity", "entropy",
-    "empty_bars", "pattern_consistency",
+    "empty_bars", "pattern_consistency", "metrical_position",
 )  # fmt: skip
+
+METRICAL_DRUMS = 3
+"""The ``metrical_position`` family looks at the real set's drums with the most onsets, this
+many (on Groove: kick, snare, closed hi-hat)."""
+METRICAL_POSITIONS = 4
+"""... and at each one's positions in the bar with the most real onsets, this many. Three drums
+and four positions separate the ceiling from the density-matched floor the most on Groove
+(more cells add positions where real and random players both rarely hit)."""
+
+RESAMPLES = 200
+"""Bootstrap resamples of the headline's standard error, by default."""
 
 
 def families() -> tuple[str, ...]:
@@ -119,58 +161,101 @@ def sequence_features(
         bars_per_phrase: bars in one phrase.
 
     Returns:
-        dict name -> float64 array (scalar, (drums,) or (drums, drums)); the registered
-        song-level metrics under ``registered/<name>``.
+        dict name -> float64 array (scalar, (drums,), (drums, drums), or (steps_per_bar,
+        drums) for ``onset_positions`` and ``onset_profile``); the registered song-level
+        metrics under ``registered/<name>``.
+    """
+    h = metrics.as_hits(seq)
+    if h.ndim != 2:
+        raise ValueError(f"seq must be (steps, drums), got shape {h.shape}")
+    return {k: v[0] for k, v in _stacked_features(h[None], steps_per_bar, bars_per_phrase).items()}
+
+
+def _stacked_features(
+    h: np.ndarray, steps_per_bar: int, bars_per_phrase: int
+) -> dict[str, np.ndarray]:
+    """:func:`sequence_features` of equal-length sequences at once.
+
+    Bool (N, T, D) -> name -> float64 (N, ...): every metric is vectorised over batch axes.
     """
     from dataset.registry import MetricGrid, compute_metrics
 
-    h = metrics.as_hits(seq)
+    n = len(h)
     dens = metrics.hit_density(h)
     ioi = metrics.ioi_stats(h)
     p = ioi.hist
-    hist_entropy = -(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0)).sum(-1).mean()
+    plogp = np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0)
     bars = metrics.bar_density(h, steps_per_bar)
     per_step = h.sum(axis=-1)
-    on_eighths = (np.arange(h.shape[0]) % 2 == 0).astype(np.float64)
-    hits = per_step.sum()
-    return {
+    on_eighths = (np.arange(h.shape[-2]) % 2 == 0).astype(np.float64)
+    hits = per_step.sum(axis=-1)
+    on_grid = (per_step * on_eighths).sum(axis=-1)
+    grid = MetricGrid(steps_per_bar, bars_per_phrase)
+    out = {
         "avg_hits": dens.avg_hits,
         "drum_density": dens.drum_density,
         "ioi_mean": ioi.mean,
-        "ioi_hist_entropy": np.float64(hist_entropy),
+        "ioi_hist_entropy": -plogp.sum(-1).mean(-1),
         "syncopation": metrics.syncopation(h, steps_per_bar),
         "metrical_syncopation": metrics.metrical_syncopation(h, steps_per_bar),
         "transitions": metrics.transitions(h),
         "ngram_diversity": metrics.n_grams(h, 4).diversity,
         "step_entropy": metrics.pattern_entropy(h),
         "phrase_entropy": metrics.phrase_entropy(h, steps_per_bar * bars_per_phrase),
-        "empty_bar_rate": np.float64((bars == 0).mean()) if len(bars) else np.float64(0.0),
-        "drum_in_pattern_rate": np.float64((per_step * on_eighths).sum() / hits if hits else 0),
+        "empty_bar_rate": (bars == 0).mean(-1) if bars.shape[-1] else np.zeros(n),
+        "drum_in_pattern_rate": np.where(hits > 0, on_grid / np.maximum(hits, 1), 0.0),
         "groove_consistency": metrics.phrase_structure(
             h, steps_per_bar, bars_per_phrase
         ).bar_repetition,
+        "onset_positions": onset_positions(h, steps_per_bar),
+        "onset_profile": onset_profile(h, steps_per_bar),
         **{f"registered/{name}": np.asarray(value, dtype=np.float64) for name, value in
-           compute_metrics(h, MetricGrid(steps_per_bar, bars_per_phrase), level="song").items()
-           if name not in FAMILIES},
+           compute_metrics(h, grid, level="song").items() if name not in FAMILIES},
     }  # fmt: skip
+    return {k: np.asarray(v, dtype=np.float64).reshape(n, *np.shape(v)[1:]) for k, v in out.items()}
+
+
+def _set_features(
+    seqs: list[np.ndarray], steps_per_bar: int, bars_per_phrase: int
+) -> dict[str, np.ndarray]:
+    """The features of a set: name -> float64 (N, ...), row ``i`` of sequence ``i``.
+
+    Sequences of one length are computed together (:func:`_stacked_features`).
+    """
+    hits = [metrics.as_hits(s) for s in seqs]
+    groups: dict[int, list[int]] = {}
+    for i, x in enumerate(hits):
+        groups.setdefault(x.shape[0], []).append(i)
+    parts = {length: _stacked_features(np.stack([hits[i] for i in idx]), steps_per_bar,
+                                       bars_per_phrase) for length, idx in groups.items()}  # fmt: skip
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    order = np.argsort(np.concatenate([groups[length] for length in parts]), kind="stable")
+    return {k: np.concatenate([part[k] for part in parts.values()])[order]
+            for k in next(iter(parts.values()))}  # fmt: skip
 
 
 def _feature_table(
-    feats: list[dict[str, np.ndarray]], real: list[dict[str, np.ndarray]]
+    feats: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray]
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Family -> feature name -> values over the set (N,), feature choice fixed by ``real``."""
-    drums = real[0]["drum_density"].shape[0]
-    used = np.flatnonzero(np.mean([f["drum_density"] for f in real], axis=0) > 0)
-    trans = np.mean([f["transitions"] for f in real], axis=0).ravel()
+    """Family -> feature name -> values over the set (N,), feature choice fixed by ``real``.
+
+    ``feats`` and ``real``: :func:`_set_features` of the set and of the real set.
+    """
+    n, drums = feats["drum_density"].shape
+    used = np.flatnonzero(real["drum_density"].mean(axis=0) > 0)
+    trans = real["transitions"].mean(axis=0).ravel()
     top = np.argsort(-trans, kind="stable")[:8]
     top = top[trans[top] > 0]
 
     def col(name: str) -> np.ndarray:
-        return np.array([f[name] for f in feats], dtype=np.float64)
+        return feats[name]
 
     density = col("drum_density")
     ioi = col("ioi_mean")
-    transitions = col("transitions").reshape(len(feats), drums * drums)
+    transitions = col("transitions").reshape(n, drums * drums)
+    cells = _top_cells(real["onset_positions"].sum(axis=0), METRICAL_DRUMS, METRICAL_POSITIONS)
+    profile = col("onset_profile")
     table = {
         "density": {"avg_hits": col("avg_hits"),
                     **{f"drum_density[{d}]": density[:, d] for d in used}},
@@ -184,59 +269,31 @@ def _feature_table(
         "empty_bars": {"empty_bar_rate": col("empty_bar_rate")},
         "pattern_consistency": {"drum_in_pattern_rate": col("drum_in_pattern_rate"),
                                 "groove_consistency": col("groove_consistency")},
+        "metrical_position": {f"onset_share[{p},{d}]": profile[:, p, d] for p, d in cells},
     }  # fmt: skip
-    for key in real[0]:
+    for key in real:
         if key.startswith("registered/"):
             name = key.split("/", 1)[1]
-            values = np.array([np.ravel(f[key]) for f in feats], dtype=np.float64)
+            values = feats[key].reshape(n, -1)
             table[name] = ({name: values[:, 0]} if values.shape[1] == 1 else
                            {f"{name}[{i}]": values[:, i] for i in range(values.shape[1])})
     return {k: v for k, v in table.items() if v}
 
 
-def _bandwidth(x: np.ndarray, floor: float) -> float:
-    """Silverman's rule of thumb, never below ``floor``."""
-    n = len(x)
-    if n < 2:
-        return floor
-    iqr = np.subtract(*np.percentile(x, [75, 25]))
-    spread = min(x.std(ddof=1), iqr / 1.349) if iqr > 0 else x.std(ddof=1)
-    return max(0.9 * spread * n ** (-0.2), floor)
+def _top_cells(hits: np.ndarray, drums: int, positions: int) -> list[tuple[int, int]]:
+    """``(position, drum)`` cells of a real set's onsets per position ``hits`` (spb, drums).
 
-
-def overlapping_area(a: np.ndarray, b: np.ndarray, grid_points: int = 512) -> float:
-    """Overlapping area of the Gaussian KDEs of two samples, on one shared grid.
-
-    Bandwidths follow Silverman's rule, with a floor of 1% of the pooled range (or 1e-3 when
-    all values are equal) so constant samples are narrow bumps rather than undefined.
-
-    Args:
-        a: float array (n,), one feature over one set.
-        b: float array (m,), the same feature over the other set.
-        grid_points: grid size.
-
-    Returns:
-        float in [0, 1]: 1 for identical samples, near 0 for far-apart ones.
+    The ``drums`` drums with the most onsets and, of each, its ``positions`` positions with the
+    most onsets (only positions with an onset; ties: lower drum, lower position).
     """
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    if len(a) == 0 or len(b) == 0:
-        raise ValueError("overlapping_area needs two non-empty samples")
-    pooled = np.concatenate([a, b])
-    span = float(pooled.max() - pooled.min())
-    floor = 0.01 * span if span > 0 else 1e-3
-    ha, hb = _bandwidth(a, floor), _bandwidth(b, floor)
-    lo = pooled.min() - 6 * max(ha, hb)
-    hi = pooled.max() + 6 * max(ha, hb)
-    grid = np.linspace(lo, hi, grid_points)
-
-    def kde(x: np.ndarray, h: float) -> np.ndarray:
-        z = (grid[:, None] - x[None, :]) / h
-        return np.exp(-0.5 * z * z).sum(axis=1) / (len(x) * h * np.sqrt(2 * np.pi))
-
-    overlap = np.minimum(kde(a, ha), kde(b, hb))
-    area = float(np.sum((overlap[1:] + overlap[:-1]) * np.diff(grid)) / 2)
-    return float(np.clip(area, 0.0, 1.0))
+    per_drum = hits.sum(axis=0)
+    used = np.flatnonzero(per_drum > 0)
+    top = used[np.argsort(-per_drum[used], kind="stable")][:drums]
+    cells = []
+    for d in top:
+        where = np.argsort(-hits[:, d], kind="stable")[:positions]
+        cells += [(int(p), int(d)) for p in where if hits[p, d] > 0]
+    return cells
 
 
 class SetScore(NamedTuple):
@@ -270,14 +327,123 @@ def score_sets(
     Raises:
         ValueError: empty sets, or sets with different numbers of drums.
     """
+    return score_sets_resampled(generated, real, steps_per_bar, bars_per_phrase, 0).score
+
+
+class ResampledScore(NamedTuple):
+    """A set's scores and their bootstrap resamples (:func:`score_sets_resampled`)."""
+
+    score: SetScore
+    """The scores of the full sets (what :func:`score_sets` returns)."""
+    families: dict[str, np.ndarray]
+    """Family -> float64 (resamples,): the family's mean OA on each bootstrap resample (empty
+    without resamples). :meth:`Baselines.headline_resampled` averages the headline's families."""
+
+
+def score_sets_resampled(
+    generated: np.ndarray | Sequence[np.ndarray],
+    real: np.ndarray | Sequence[np.ndarray],
+    steps_per_bar: int = 16,
+    bars_per_phrase: int = 4,
+    resamples: int = RESAMPLES,
+    seed: int | np.random.Generator = 0,
+    paired: bool = True,
+) -> ResampledScore:
+    """Score two sets as :func:`score_sets` does, and every family on bootstrap resamples.
+
+    A resample draws the sequences again with replacement (:func:`dataset.overlap.
+    resample_counts`) and scores every feature as the full sets are, bandwidths recomputed
+    (:func:`dataset.overlap.resampled_overlapping_area`); the features are computed once and
+    their choice (drums, transitions, cells) stays that of the full real set.
+
+    Args:
+        generated: (N, steps, drums) array or list of (steps, drums) arrays.
+        real: the held-out real set, same drums.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+        resamples: bootstrap resamples (0: none, ``families`` is empty; else >= 2).
+        seed: seed (or generator) of the resamples.
+        paired: ``generated[i]`` continues the primer of ``real[i]`` (an episode's take and
+            its reference): both are drawn together, with the same counts; the sets must have
+            equal sizes. ``False``: each set is resampled on its own.
+
+    Returns:
+        ResampledScore.
+
+    Raises:
+        ValueError: empty sets, sets with different numbers of drums, ``resamples`` of 1 or
+            not an integer >= 0, or ``paired`` sets of different sizes.
+    """
     gen, ref = _as_list(generated), _as_list(real)
     if gen[0].shape[1] != ref[0].shape[1]:
         raise ValueError(
             f"generated sequences have {gen[0].shape[1]} drums, real ones {ref[0].shape[1]}"
         )
-    gen_f = [sequence_features(s, steps_per_bar, bars_per_phrase) for s in gen]
-    ref_f = [sequence_features(s, steps_per_bar, bars_per_phrase) for s in ref]
-    return _score_tables(_feature_table(gen_f, ref_f), _feature_table(ref_f, ref_f))
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) \
+            or resamples < 0 or resamples == 1:  # fmt: skip
+        raise ValueError(f"resamples must be 0 (none) or an integer >= 2, got {resamples!r}")
+    if paired and resamples and len(gen) != len(ref):
+        raise ValueError(f"paired resampling needs sets of equal size, got {len(gen)} generated "
+                         f"and {len(ref)} real sequences")  # fmt: skip
+    return _score_features(
+        _set_features(gen, steps_per_bar, bars_per_phrase),
+        _set_features(ref, steps_per_bar, bars_per_phrase), resamples, seed, paired,
+    )  # fmt: skip
+
+
+def _score_features(
+    gen_f: Mapping[str, np.ndarray],
+    ref_f: Mapping[str, np.ndarray],
+    resamples: int,
+    seed: int | np.random.Generator,
+    paired: bool,
+) -> ResampledScore:
+    """:func:`score_sets_resampled` of two sets' :func:`_set_features`."""
+    gen_t, ref_t = _feature_table(gen_f, ref_f), _feature_table(ref_f, ref_f)
+    score = _score_tables(gen_t, ref_t)
+    if not resamples:
+        return ResampledScore(score, {})
+    rng = np.random.default_rng(seed)
+    w_gen = resample_counts(len(gen_f["avg_hits"]), resamples, rng)
+    w_ref = w_gen if paired else resample_counts(len(ref_f["avg_hits"]), resamples, rng)
+    fams = {family: np.mean([resampled_overlapping_area(gen_t[family][k], v, w_gen, w_ref)
+                             for k, v in feats.items()], axis=0)
+            for family, feats in ref_t.items()}  # fmt: skip
+    return ResampledScore(score, fams)
+
+
+def headline_standard_error(
+    headlines: Sequence[float] | np.ndarray, bootstrap_se: Sequence[float] | np.ndarray
+) -> float:
+    """Standard error of the mean headline of ``K`` evaluation draws.
+
+    ``SE = sqrt(max(mean_k se_k^2, var_k headline_k) / K)``: the larger of two estimates of one
+    draw's variance, the mean squared bootstrap error of the draws (``se_k``, e.g.
+    :meth:`Baselines.headline_se`) and the variance of their headlines (``ddof=1``; not
+    defined, so not used, for one draw), divided by the number of draws. Neither estimate alone
+    can understate it: the bootstrap holds the bandwidths fixed, and a few draws' variance is
+    itself noisy.
+
+    Args:
+        headlines: float (K,), each draw's headline.
+        bootstrap_se: float (K,), each draw's bootstrap standard error (>= 0).
+
+    Returns:
+        float >= 0.
+
+    Raises:
+        ValueError: no draw, lengths that differ, NaN or inf, or a negative error.
+    """
+    h = np.asarray(headlines, dtype=np.float64).ravel()
+    se = np.asarray(bootstrap_se, dtype=np.float64).ravel()
+    if len(h) == 0 or len(h) != len(se):
+        raise ValueError(f"headline_standard_error needs one bootstrap error per headline and at "
+                         f"least one draw, got {len(h)} headlines and {len(se)} errors")  # fmt: skip
+    if not (np.isfinite(h).all() and np.isfinite(se).all()) or (se < 0).any():
+        raise ValueError(f"headlines and bootstrap errors must be finite (errors >= 0), got "
+                         f"{h.tolist()} and {se.tolist()}")  # fmt: skip
+    draws = float(h.var(ddof=1)) if len(h) > 1 else 0.0
+    return float(np.sqrt(max(float(np.mean(se**2)), draws) / len(h)))
 
 
 def _score_tables(
@@ -384,11 +550,41 @@ class Baselines(NamedTuple):
     """Families whose ceiling beats the best floor by at least ``min_gap``: the headline
     score averages these only (a family that scores the same for every player, like muspy's
     groove consistency, is reported but not averaged)."""
+    headline_se: dict[str, float] | None = None
+    """Bootstrap standard error of the headline of ``real_vs_real``, ``uniform_random``,
+    ``density_random`` and ``silence``: each player's set and the held-out half resampled on
+    their own, ``resamples`` times (:func:`compare_to_baselines`); ``None`` without."""
 
     def headline(self, score: SetScore) -> float:
         """Mean OA over the discriminative families."""
         fams = self.discriminative or tuple(score.families)
         return float(np.mean([score.families[f] for f in fams]))
+
+    def headline_resampled(self, families: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The headline of each bootstrap resample: float64 (resamples,).
+
+        Args:
+            families: family -> (resamples,) OA, :attr:`ResampledScore.families`.
+        """
+        return _headline_resampled(self.discriminative, families)
+
+    def standard_error(self, resampled: ResampledScore) -> float:
+        """Bootstrap standard error of the headline of one draw.
+
+        The standard deviation (``ddof=1``) of :meth:`headline_resampled`; 0 without resamples.
+        """
+        values = self.headline_resampled(resampled.families)
+        return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _headline_resampled(
+    discriminative: tuple[str, ...], families: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Mean over the discriminative families (all of them if none is) of each resample's OA."""
+    fams = discriminative or tuple(families)
+    if not fams or not families:
+        return np.zeros(0)
+    return np.mean([np.asarray(families[f], dtype=np.float64) for f in fams], axis=0)
 
 
 def compare_to_baselines(
@@ -398,13 +594,17 @@ def compare_to_baselines(
     seed: int = 0,
     bootstrap: int = 5,
     min_gap: float = 0.1,
+    resamples: int = 0,
 ) -> Baselines:
     """Ceiling and floors for a held-out real set.
 
     The real set is split in two disjoint halves (seeded shuffle): the first half plays the
     held-out set, the second the "generated" one (the ceiling); ``bootstrap`` further random
     splits give its spread. The floors are scored against the same first half, with as many
-    sequences as the second half: uniform random, density-matched random and silence.
+    sequences as the second half: uniform random, density-matched random and silence. With
+    ``resamples``, each player's headline gets a bootstrap standard error
+    (``Baselines.headline_se``; the player's set and the first half resampled on their own,
+    from a generator of its own, so the splits and the floors are drawn as without it).
 
     Args:
         real: at least 4 real sequences.
@@ -413,12 +613,24 @@ def compare_to_baselines(
         seed: seed of the splits and the random players.
         bootstrap: number of extra random splits for the ceiling's spread.
         min_gap: how much the ceiling must beat the best floor for a family to count.
+        resamples: bootstrap resamples of each player's standard error (0: none; else >= 2).
 
     Returns:
         Baselines.
     """
     ref = _as_list(real)
-    kw = {"steps_per_bar": steps_per_bar, "bars_per_phrase": bars_per_phrase}
+    boot = np.random.default_rng([seed, 1])  # apart from the splits' and the floors' draws
+    real_f = _set_features(ref, steps_per_bar, bars_per_phrase)  # once: the halves are rows
+    row = {id(s): i for i, s in enumerate(ref)}
+
+    def features(seqs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        if all(id(s) in row for s in seqs):
+            rows = [row[id(s)] for s in seqs]
+            return {k: v[rows] for k, v in real_f.items()}
+        return _set_features(seqs, steps_per_bar, bars_per_phrase)
+
+    def score(gen: list[np.ndarray], held: list[np.ndarray], b: int) -> ResampledScore:
+        return _score_features(features(gen), features(held), b, boot, False)
 
     def floors(other: list[np.ndarray], held: list[np.ndarray], rng: np.random.Generator) -> dict:
         return {
@@ -427,24 +639,28 @@ def compare_to_baselines(
             "silence": silence(other),
         }
 
-    ceiling, std, scores, disc = _ceiling_and_floors(
-        ref, lambda gen, held: score_sets(gen, held, **kw), floors, seed, bootstrap, min_gap
+    ceiling, std, scores, disc, se = _ceiling_and_floors(
+        ref, score, floors, seed, bootstrap, min_gap, resamples
     )
-    return Baselines(ceiling, std, *scores.values(), disc)
+    return Baselines(ceiling, std, *scores.values(), disc, se)
 
 
 def _ceiling_and_floors(
     ref: list[np.ndarray],
-    score: Callable[[list[np.ndarray], list[np.ndarray]], SetScore],
+    score: Callable[[list[np.ndarray], list[np.ndarray], int], ResampledScore],
     floors: Callable[[list[np.ndarray], list[np.ndarray], np.random.Generator], dict],
     seed: int,
     bootstrap: int,
     min_gap: float,
-) -> tuple[SetScore, dict[str, float], dict[str, SetScore], tuple[str, ...]]:
-    """The ceiling, its spread, the floors' scores and the discriminative families.
+    resamples: int = 0,
+) -> tuple[SetScore, dict[str, float], dict[str, SetScore], tuple[str, ...],
+           dict[str, float] | None]:  # fmt: skip
+    """The ceiling, its spread, the floors' scores, the discriminative families, the errors.
 
-    ``score(generated, held)`` scores a set against the held-out half; ``floors(other, held,
-    rng)`` makes the floor players' sets (name -> sequences, drawing from ``rng`` in order).
+    The errors: the bootstrap standard error of each player's headline (``None`` without
+    ``resamples``). ``score(generated, held, resamples)`` scores a set against the held-out half;
+    ``floors(other, held, rng)`` makes the floor players' sets (name -> sequences, drawing from
+    ``rng`` in order).
     """
     if len(ref) < 4:
         raise ValueError(f"need at least 4 real sequences for the baselines, got {len(ref)}")
@@ -456,17 +672,25 @@ def _ceiling_and_floors(
         return [ref[i] for i in order[:half]], [ref[i] for i in order[half:]]
 
     held, other = split()
-    ceiling = score(other, held)
-    spreads = [score(b, a) for a, b in (split() for _ in range(bootstrap))]
+    top = score(other, held, resamples)
+    ceiling = top.score
+    spreads = [score(b, a, 0).score for a, b in (split() for _ in range(bootstrap))]
     std = {f: float(np.std([s.families[f] for s in spreads + [ceiling]]))
            for f in ceiling.families}  # fmt: skip
     std["mean"] = float(np.std([s.mean for s in spreads + [ceiling]]))
-    scores = {name: score(players, held) for name, players in floors(other, held, rng).items()}
+    resampled = {"real_vs_real": top}
+    for name, players in floors(other, held, rng).items():
+        resampled[name] = score(players, held, resamples)
+    scores = {name: r.score for name, r in resampled.items() if name != "real_vs_real"}
     disc = tuple(
         f for f in ceiling.families
         if ceiling.families[f] - max(s.families[f] for s in scores.values()) >= min_gap
     )  # fmt: skip
-    return ceiling, std, scores, disc
+    se = None
+    if resamples:
+        se = {name: float(_headline_resampled(disc, r.families).std(ddof=1))
+              for name, r in resampled.items()}  # fmt: skip
+    return ceiling, std, scores, disc, se
 
 
 # ----------------------------------------------------------------------------- velocity
@@ -501,15 +725,12 @@ def velocity_sequence_features(seq: np.ndarray, steps_per_bar: int = 16) -> dict
     if v.ndim != 2:
         raise ValueError(f"seq must be (steps, drums), got shape {v.shape}")
     stats = metrics.velocity_stats(v)
-    bars = -(-len(v) // steps_per_bar)
-    hits = np.zeros((bars * steps_per_bar, v.shape[1]))
-    hits[: len(v)] = v > 0
     return {
         "velocity_mean": stats.mean,
         "velocity_spread": stats.spread,
         "accent_pattern": metrics.accent_pattern(v, steps_per_bar),
         "accent_contrast": metrics.accent_contrast(v, steps_per_bar),
-        "position_hits": hits.reshape(bars, steps_per_bar, v.shape[1]).sum(axis=0),
+        "position_hits": onset_positions(v, steps_per_bar),
     }
 
 
@@ -518,13 +739,9 @@ def _velocity_table(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Family -> feature name -> values over the set (N,), feature choice fixed by ``real``."""
     hits = np.sum([f["position_hits"] for f in real], axis=0)  # (steps_per_bar, drums)
-    per_drum = hits.sum(axis=0)
-    used = np.flatnonzero(per_drum > 0)
-    top = used[np.argsort(-per_drum[used], kind="stable")][:ACCENT_DRUMS]
-    cells = []
-    for d in top:
-        where = np.argsort(-hits[:, d], kind="stable")[:ACCENT_POSITIONS]
-        cells += [(int(p), int(d)) for p in where if hits[p, d] > 0]
+    used = np.flatnonzero(hits.sum(axis=0) > 0)
+    cells = _top_cells(hits, ACCENT_DRUMS, ACCENT_POSITIONS)
+    top = list(dict.fromkeys(d for _, d in cells))  # the drums of the cells, in their order
 
     def col(name: str) -> np.ndarray:
         return np.array([f[name] for f in feats], dtype=np.float64)
@@ -638,8 +855,10 @@ def compare_velocity_to_baselines(
             "constant_velocity": constant_velocity(other),
         }
 
-    ceiling, std, scores, disc = _ceiling_and_floors(
-        ref, lambda gen, held: score_velocity_sets(gen, held, steps_per_bar), floors, seed,
-        bootstrap, min_gap,
-    )  # fmt: skip
+    def score(gen: list[np.ndarray], held: list[np.ndarray], _: int) -> ResampledScore:
+        return ResampledScore(score_velocity_sets(gen, held, steps_per_bar), {})
+
+    ceiling, std, scores, disc, _ = _ceiling_and_floors(
+        ref, score, floors, seed, bootstrap, min_gap
+    )
     return VelocityBaselines(ceiling, std, *scores.values(), disc)
