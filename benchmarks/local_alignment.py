@@ -16,12 +16,15 @@ each draw (:func:`agents.alignment.play_family`, :func:`agents.alignment.local_s
 
 Returns are scored unnormalised and with one normaliser warmed on all of the family's plays,
 then frozen. Every raw term of every step is kept, so a weighting costs no replay: when the
-default shaping misses Spearman 0.8 on a draw, a grid of weights over the terms that close in
-the binary env (all but ``step``, whose per-position optimum is the mode) is searched for one
-that ranks the family right on every *selection* draw and keeps the global property (the real
-continuation first, Spearman >= 0.8 over the reference players of ``alignment_table.py``); the
-winner is then reported on *fresh* draws (new primers), never chosen on them. The default
-shaping is not changed here: the recommendation goes into the results.
+default shaping misses Spearman 0.8 on a selection draw (or with ``--search always``), every
+weighting of a grid over the terms that close in the binary env (all but ``step``, whose
+per-position optimum is the mode) is scored, and the one that ranks the family best on the
+*selection* draws while keeping the global property there (the real continuation first,
+Spearman >= 0.8 over the reference players of ``alignment_table.py``) is reported on the
+*fresh* draws (new primers), never chosen on them. Two more guards against a lucky pick: the
+same search on every split of the draws into selection and fresh ones (``split_check``), and
+``--other-pretrained``: another start's own family, scored on the fresh draws. The default
+shaping is not changed here: what was found goes into the results.
 
 Writes ``<out>/local-<name>.json`` and ``.md`` and prints the table.
 
@@ -39,10 +42,12 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -52,7 +57,7 @@ HERE = Path(__file__).resolve().parent
 SEARCH_TERMS = ("bar", "phrase", "section", "song", "silence", "repetition", "variety", "metrics")
 """Terms whose weights the search sets (the others stay 0): every term that closes in the binary
 env except ``step`` (a function of one step's action: its optimum is the per-position mode)."""
-GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
+GRID = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 """Weights tried for each term of :data:`SEARCH_TERMS`."""
 
 
@@ -135,19 +140,22 @@ def real_first(play, w: np.ndarray) -> bool:
     return ok
 
 
-def search(local, glob, ranked: tuple[str, ...], min_global: float = 0.8,
-           tolerance: float = 0.03) -> dict:  # fmt: skip
-    """A grid weighting that ranks the family like the headline on every draw of ``local`` and
-    keeps the global property on ``glob`` (real first, Spearman >= ``min_global`` on every draw).
+class Grid(NamedTuple):
+    """Every grid weighting scored on every draw (no replay: the term sums are kept)."""
 
-    Ranks do not change when all weights are scaled, and with a few draws the best of 390k
-    weightings is partly the luck of those draws. So the winner is the weighting *nearest the
-    default* (L1 distance of the weights divided by their sum) among the feasible ones whose
-    worst-draw local Spearman is within ``tolerance`` of the best; the default itself wins
-    when it is among them.
-    """
-    from agents import alignment as al
-    from drum_env.rewards import SHAPINGS, TERMS, make_shaping
+    weights: np.ndarray
+    """float (candidates, len(SEARCH_TERMS))."""
+    local: np.ndarray
+    """float (draws, candidates): local Spearman, the smaller of raw and normalised."""
+    glob: np.ndarray
+    """float (draws, candidates): the same over the global reference players."""
+    distance: np.ndarray
+    """float (candidates,): L1 distance of the weights / their sum from ``aligned``'s."""
+
+
+def score_grid(local, glob, ranked: tuple[str, ...]) -> Grid:
+    """Score every weighting of :data:`GRID` over :data:`SEARCH_TERMS` on every draw."""
+    from drum_env.rewards import SHAPINGS, TERMS
 
     cols = [TERMS.index(t) for t in SEARCH_TERMS]
     grid = np.array([g for g in itertools.product(GRID, repeat=len(cols)) if any(g)])
@@ -160,20 +168,59 @@ def search(local, glob, ranked: tuple[str, ...], min_global: float = 0.8,
                     grid_spearman(glob.norm[:, gi], glob.headlines[:, gi], w))  # fmt: skip
     aligned = np.array([SHAPINGS["aligned"].weights[t] for t in SEARCH_TERMS])
     distance = np.abs(grid / grid.sum(axis=1, keepdims=True) - aligned / aligned.sum()).sum(axis=1)
-    worst = np.where(gl.min(axis=0) >= min_global, loc.min(axis=0), -np.inf)
-    near = worst >= worst.max() - tolerance
-    # nearest the default first, then the better worst draw, then the better mean draw
-    order = np.lexsort((-loc.mean(axis=0), -worst, distance))
-    for j in [k for k in order if near[k]][:50]:  # exact recheck with the module's kernels
-        weights = {t: float(v) for t, v in zip(SEARCH_TERMS, grid[j])}
+    return Grid(grid, loc, gl, distance)
+
+
+def ranking(grid: Grid, draws: list[int], min_global: float = 0.8) -> np.ndarray:
+    """Candidates best first on the draws ``draws`` (indices): the worst draw's local Spearman,
+    then the mean draw's, then nearest ``aligned``; those that miss the global property on one
+    of these draws are left out."""
+    worst, mean = grid.local[draws].min(axis=0), grid.local[draws].mean(axis=0)
+    order = np.lexsort((grid.distance, -mean, -worst))
+    return order[grid.glob[draws].min(axis=0)[order] >= min_global]
+
+
+def search(local, glob, ranked: tuple[str, ...], grid: Grid, draws: list[int],
+           min_global: float = 0.8) -> dict:  # fmt: skip
+    """The grid weighting that ranks the family best on the draws ``draws`` and keeps the
+    global property there (real first, Spearman >= ``min_global`` on every draw)."""
+    from agents import alignment as al
+    from drum_env.rewards import make_shaping
+
+    seeds = tuple(local.draws[i] for i in draws)
+    local, glob = part(local, seeds), part(glob, seeds)
+    for j in ranking(grid, draws, min_global)[:50]:  # exact recheck with the module's kernels
+        weights = {t: float(v) for t, v in zip(SEARCH_TERMS, grid.weights[j])}
         shaping = make_shaping("aligned-raw", weights=weights)
-        ls = al.local_summary(local, shaping)
-        gs = al.local_summary(glob, shaping, ranked)
+        ls, gs = al.local_summary(local, shaping), al.local_summary(glob, shaping, ranked)
         if gs.worst >= min_global and real_first(glob, shaping.weight_vector):
-            return {"weights": weights, "local": ls, "global": gs, "candidates": len(grid),
-                    "best_worst_draw": float(worst.max()), "tolerance": tolerance,
-                    "is_default": bool(distance[j] < 1e-12)}  # fmt: skip
-    return {"weights": None, "candidates": len(grid)}
+            return {"weights": weights, "local": ls, "global": gs, "candidates": len(grid.weights),
+                    "is_default": bool(grid.distance[j] < 1e-12)}  # fmt: skip
+    return {"weights": None, "candidates": len(grid.weights)}
+
+
+def split_check(grid: Grid, n_select: int, min_global: float = 0.8) -> dict:
+    """The search on every split of the draws into ``n_select`` selection draws and the rest:
+    how its pick, and ``aligned``, rank the family on the draws left out (no recheck)."""
+    n = grid.local.shape[0]
+    default = int(np.argmin(grid.distance))
+    rows = []
+    for chosen in itertools.combinations(range(n), n_select):
+        rest = [i for i in range(n) if i not in chosen]
+        feasible = ranking(grid, list(chosen), min_global)
+        if not len(feasible):  # no weighting keeps the global property on these draws
+            continue
+        j = feasible[0]
+        rows.append({"select": chosen, "weights": grid.weights[j].tolist(),
+                     "fresh_mean": float(grid.local[rest, j].mean()),
+                     "fresh_worst": float(grid.local[rest, j].min()),
+                     "aligned_fresh_mean": float(grid.local[rest, default].mean()),
+                     "aligned_fresh_worst": float(grid.local[rest, default].min())})  # fmt: skip
+    if not rows:
+        return {}
+    return {"splits": rows, **{k: float(np.mean([r[k] for r in rows])) for k in (
+        "fresh_mean", "fresh_worst", "aligned_fresh_mean", "aligned_fresh_worst")},
+        "share_fresh_worst_ge_0.8": float(np.mean([r["fresh_worst"] >= 0.8 for r in rows]))}
 
 
 def _rho(values) -> str:
@@ -203,7 +250,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     from agents import alignment as al
     from agents.heldout import HeldoutConfig, write_split
-    from drum_env.rewards import TERMS, make_shaping
+    from drum_env.rewards import SHAPINGS, TERMS, make_shaping
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -253,7 +300,9 @@ def measure(args: argparse.Namespace) -> dict:
     missed = not al.local_summary(part(local, select), "aligned").aligned()
     if args.search == "always" or (args.search == "auto" and missed):
         result["searched"] = True
-        found = search(part(local, select), part(glob, select), ranked)
+        grid = score_grid(local, glob, ranked)
+        found = search(local, glob, ranked, grid, list(range(len(select))))
+        result["split_check"] = split_check(grid, len(select))
         if found["weights"]:
             rec = make_shaping("aligned", weights=found["weights"])  # velocity terms as they are
             result["recommendation"] = {
@@ -273,6 +322,26 @@ def measure(args: argparse.Namespace) -> dict:
                                     "norm": float((glob.norm[:, i] @ rec.weight_vector).mean())}
                                 for i, p in enumerate(glob.players)},
             }  # fmt: skip
+    result["other"] = []
+    for k, path in enumerate(args.other_pretrained or []):
+        other_ppo = {f"ppo-{n // 1024}k": train_ppo(path, split.train_dir, n,
+                                                    work / f"other{k}-ppo-{n}", 0)
+                     for n in _ints(args.ppo_steps)}  # fmt: skip
+        members = family(path, _floats(args.temperatures), _floats(args.top_p), other_ppo)
+        play = al.play_family(members, config, episodes=args.episodes, seeds=fresh, split=split)
+        weights = {"aligned": SHAPINGS["aligned"]}
+        if result["recommendation"]:
+            weights["found"] = make_shaping("aligned",
+                                                  weights=result["recommendation"]["weights"])
+        summaries = {}
+        for label, shaping in weights.items():
+            got = al.local_summary(play, shaping)._asdict()
+            got["pooled_raw"] = al.spearman(play.raw.mean(axis=0) @ shaping.weight_vector,
+                                            play.headlines.mean(axis=0))  # fmt: skip
+            summaries[label] = got
+        result["other"].append({"pretrained": path, "players": play.players,
+                                "headlines": play.headlines.tolist(),
+                                "term_sums_raw": play.raw.tolist(), "summaries": summaries})
     result["train_seconds"] = trained
     result["seconds"] = time.perf_counter() - start
     return result
@@ -323,28 +392,47 @@ def to_markdown(r: dict, name: str, command: str, groove: bool) -> str:
     if rec:
         md += ["", f"Weight search (grid {rec['grid']} over {', '.join(rec['terms_searched'])}: "
                f"{rec['candidates']} weightings), on the selection draws "
-               f"{tuple(r['select_seeds'])} only: the weighting nearest `aligned` among those "
-               f"within {rec['tolerance']} of the best worst-draw local Spearman "
-               f"({rec['best_worst_draw']:+.2f}) that keep the global property. "
-               + ("It is `aligned` itself: no change is warranted." if rec["is_default"] else
-                  f"Recommended: `{json.dumps(rec['weights'])}` (others as in `aligned`)."),
+               f"{tuple(r['select_seeds'])} only: the best worst-draw local Spearman (then the "
+               "mean draw, then nearest `aligned`) among the weightings that keep the global "
+               "property there. "
+               + ("It is `aligned` itself." if rec["is_default"] else
+                  f"Found: `{json.dumps(rec['weights'])}` (others as in `aligned`)."),
                "", "| weights | draws | local raw | local norm | global raw | global norm |",
                "|---|---|---:|---:|---:|---:|"]  # fmt: skip
         for when in ("select", "fresh"):
-            for label, got in (("`aligned`", rec["aligned"][when]), ("recommended", rec[when])):
+            for label, got in (("`aligned`", rec["aligned"][when]), ("found", rec[when])):
                 lo, gl = got["local"], got["global"]
                 md.append(f"| {label} | {when} | {_rho(lo['spearman_raw'])} | "
                           f"{_rho(lo['spearman_norm'])} | {_rho(gl['spearman_raw'])} | "
                           f"{_rho(gl['spearman_norm'])} |")  # fmt: skip
         md += ["", f"Real continuation first on the fresh draws: "
                f"{'yes' if rec['fresh']['real_first'] else 'no'}. Global players under the "
-               "recommended weights (all draws):", "",
+               "weights found (all draws):", "",
                "| player | headline | return raw / norm |", "|---|---:|---:|"]  # fmt: skip
         for p, row in rec["global_rows"].items():
             label = p if p in r["global_ranked"] else f"({p})"
             md.append(f"| {label} | {row['headline']:.2f} | {row['raw']:.2f} / "
                       f"{row['norm']:.2f} |")  # fmt: skip
-    elif r["searched"]:
+    if r.get("split_check"):
+        c = r["split_check"]
+        md += ["", f"The same search on every split of the {len(seeds)} draws into "
+               f"{len(r['select_seeds'])} selection and {len(r['fresh_seeds'])} fresh ones "
+               f"({len(c['splits'])} of {math.comb(len(seeds), len(r['select_seeds']))} splits "
+               "have a weighting that keeps the global property), scored on the fresh ones: "
+               "its pick "
+               f"{c['fresh_mean']:+.2f} mean, {c['fresh_worst']:+.2f} worst draw (average over "
+               f"the splits; worst draw >= 0.8 in {c['share_fresh_worst_ge_0.8']:.0%} of them); "
+               f"`aligned` {c['aligned_fresh_mean']:+.2f} mean, {c['aligned_fresh_worst']:+.2f} "
+               "worst draw."]  # fmt: skip
+    for other in r.get("other", []):
+        md += ["", f"Another start, `{other['pretrained']}` (its own family: the same "
+               f"temperatures, top-p and PPO steps), fresh draws {tuple(r['fresh_seeds'])}:",
+               "", "| weights | local raw | local norm | local pooled raw |",
+               "|---|---:|---:|---:|"]  # fmt: skip
+        for label, got in other["summaries"].items():
+            md.append(f"| {label} | {_rho(got['spearman_raw'])} | {_rho(got['spearman_norm'])} "
+                      f"| {got['pooled_raw']:+.2f} |")  # fmt: skip
+    if r["searched"] and not rec:
         md += ["", "No grid weighting ranked the family with Spearman >= 0.8 while keeping the "
                "global property."]  # fmt: skip
     if groove:
@@ -360,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", default=None,
                         help="policy.pt at the family's centre (default: pretrain one, 1,500 "
                              "steps, under --work)")  # fmt: skip
+    parser.add_argument("--other-pretrained", action="append", default=None,
+                        help="another start (repeatable): its own family, scored on the fresh "
+                             "draws with aligned and the weights found")  # fmt: skip
     parser.add_argument("--temperatures", default="0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4")
     parser.add_argument("--top-p", default="0.8,0.9,0.95")
     parser.add_argument("--ppo-steps", default="32768,98304,196608",
