@@ -16,18 +16,35 @@ judges itself):
    * otherwise a seeded permutation holds out ``heldout_fraction`` of the files.
 
 2. **Reference** (:func:`reference`): from the held-out part, ``2 * eval_episodes`` full
-   windows of ``seq_len`` steps (bar-aligned); their continuations (after the primer) give
+   windows of ``seq_len`` steps (bar-aligned; all of them when there are fewer), stratified by
+   file (:func:`stratified_counts`); their continuations (after the primer) give
    :func:`dataset.evaluation.compare_to_baselines`: the ceiling (real vs real, two halves) and
    the floors (uniform random, density-matched random, silence), and the *discriminative*
    families that the headline averages. The spread of ceiling and floors is their standard
-   deviation over ``baseline_splits`` random halvings.
+   deviation over ``baseline_splits`` random halvings; their standard error a bootstrap
+   (``eval_resamples`` resamples).
 
-3. **Evaluate** (:func:`evaluate`): :func:`agents.rollout.rollout_episodes` plays
-   ``eval_episodes`` episodes on the held-out part, reset with ``eval_seed`` (the same primers
-   and reference windows for every policy), and the composed part of each canvas is scored with
-   :func:`dataset.evaluation.score_sets` against the continuations of the episodes' own
-   reference windows: the headline (mean overlapping area over the discriminative families),
-   every family's OA, the mean raw ``song`` term and the mean return.
+3. **Evaluate** (:func:`evaluate`): ``eval_draws`` draws of ``eval_episodes`` episodes on the
+   held-out part, stratified by file: every file with a full window plays its share of the
+   episodes (:func:`stratified_counts`: in proportion to its windows, at least one each), in
+   an env of its own (:func:`agents.rollout.rollout_episodes` on that file, reset with
+   ``eval_seed``, so every policy gets the same primers and reference windows). The composed
+   part of each canvas is scored with :func:`dataset.evaluation.score_sets_resampled` against
+   the continuations of the episodes' own reference windows: the headline (mean overlapping
+   area over the discriminative families) with its standard error (a bootstrap over the
+   episodes, paired, combined with the spread over the draws:
+   :func:`dataset.evaluation.headline_standard_error`), every family's OA, the mean raw
+   ``song`` term and the mean return.
+
+The defaults (``eval_episodes`` 512, ``eval_draws`` 4) are chosen so that the headline's
+standard error is below 0.005 on the Groove subset with drummers 8 and 9 held out
+(``benchmarks/headline_error.py``; README, "Evaluation"): the error reported is 0.0034 for
+loop-the-primer and 0.0038 for a pretrained policy (0.0055 for the density-matched random
+player), the one measured (the spread of repeated evaluations) 0.0025-0.0029 for all three,
+where 0.3's 64 episodes and one draw gave 0.011-0.023.
+The difference of two policies' headlines then has an error of at most ``sqrt(2)`` times that,
+about 0.005: a gain of 0.04 is unmistakable, and noise the size of 0.3's +0.017 (inside that
+evaluation's error) is no longer mistaken for a result.
 """
 
 from __future__ import annotations
@@ -42,7 +59,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from agents.task import TaskConfig, check_int, check_number, check_path
+from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
 from dataset.evaluation import FAMILIES  # the built-in families: the CSV's columns
 
 __all__ = [
@@ -55,9 +72,16 @@ __all__ = [
     "split_indices",
     "write_split",
     "heldout_dataset",
+    "stratified_counts",
     "reference",
     "evaluate",
 ]
+
+EVAL_EPISODES = 512
+"""Default episodes per evaluation draw (see the module docstring for how it was chosen)."""
+EVAL_DRAWS = 4
+"""Default evaluation draws of a final score."""
+
 
 @dataclass(frozen=True)
 class HeldoutConfig(TaskConfig):
@@ -77,16 +101,24 @@ class HeldoutConfig(TaskConfig):
     ``split_csv`` is given."""
     split_seed: int = 0
     """Seed of the split and of the baseline windows (not of the runs)."""
-    eval_episodes: int = 64
+    eval_episodes: int = EVAL_EPISODES
     """Episodes per evaluation (>= 2); the baselines use twice as many held-out windows."""
     eval_seed: int = 12_345
     """Reset seed of the evaluation episodes: the same primers for every policy."""
     baseline_splits: int = 5
     """Random halvings of the baseline windows for the spread of ceiling and floors (>= 1)."""
-    eval_draws: int = 1
+    eval_draws: int = EVAL_DRAWS
     """Evaluation draws of a final score: each plays ``eval_episodes`` episodes from other
-    primers (reset seed ``eval_seed + 7919 * k``); the score is their mean, their standard
-    deviation is reported beside the spread over seeds."""
+    primers (reset seed ``eval_seed + 7919 * k``); the score is their mean, its standard error
+    combines the bootstrap over episodes with the spread over the draws (the points of a
+    learning curve before the last are one draw)."""
+    stratify: bool = True
+    """Stratify the windows by held-out file: every file with a full window plays its share of
+    the episodes and gives its share of the baseline windows, in proportion to its windows and
+    at least one (:func:`stratified_counts`). ``False``: the env draws the episodes' windows
+    and the baselines a uniform sample of windows (0.3's evaluation)."""
+    eval_resamples: int = 200
+    """Bootstrap resamples of the headline's standard error (>= 2)."""
 
     def __post_init__(self) -> None:
         self._check_task()
@@ -110,6 +142,8 @@ class HeldoutConfig(TaskConfig):
         check_int("eval_seed", self.eval_seed, 0)
         check_int("baseline_splits", self.baseline_splits, 1)
         check_int("eval_draws", self.eval_draws, 1)
+        check_bool("stratify", self.stratify)
+        check_int("eval_resamples", self.eval_resamples, 2)
 
 
 class Split(NamedTuple):
@@ -261,10 +295,77 @@ class Reference(NamedTuple):
     velocity_headline: dict[str, tuple[float, float]] | None = None
     """Player (``ceiling``, ``uniform_random``, ``density_random``, ``silence``,
     ``constant_velocity``) -> (mean, std) velocity headline over ``baseline_splits`` halvings."""
+    headline_se: dict[str, float] | None = None
+    """Player (as :attr:`headline`) -> bootstrap standard error of the first halving's headline
+    (``eval_resamples`` resamples of each of its two sets; an upper bound for the error of the
+    mean over the halvings, which share their windows)."""
+    files: int = 0
+    """Held-out files with a full window (the strata of a stratified evaluation)."""
+
+
+def _full_windows(config: TaskConfig, heldout: Any) -> np.ndarray:
+    """The held-out part's windows of ``seq_len`` steps: int array (M, 2) of (sequence, start)."""
+    lengths = np.array([len(s) for s in heldout.sequences])
+    idx = np.asarray(heldout.sample_indices).reshape(-1, 2)
+    return idx[idx[:, 1] + config.seq_len <= lengths[idx[:, 0]]]
+
+
+def stratified_counts(
+    sizes: Sequence[int] | np.ndarray, total: int, cap: bool = False
+) -> np.ndarray:
+    """How many of ``total`` draws each stratum (a held-out file) gets: in proportion, >= 1.
+
+    Largest-remainder allocation of the quotas ``q_f = total * n_f / sum n`` (``n_f`` the
+    stratum's size, its windows): each stratum first gets ``floor(q_f)``, raised to 1 when
+    ``total`` covers every stratum (every file represented); draws over ``total`` (from those
+    raises) are taken back from the strata furthest above their quota, and the draws left go
+    one by one to the largest remainders ``q_f - k_f``. Ties go to the earlier stratum, so the
+    allocation is deterministic.
+
+    Args:
+        sizes: int array (F,), each stratum's size (>= 1).
+        total: draws to allocate (>= 0).
+        cap: no stratum gets more draws than its size (sampling without replacement; needs
+            ``total <= sum(sizes)``).
+
+    Returns:
+        int64 array (F,) summing to ``total``.
+
+    Raises:
+        ValueError: no stratum, a size below 1, a negative ``total``, or ``cap`` with
+            ``total > sum(sizes)``.
+
+    >>> stratified_counts([100, 10, 1], 11).tolist()
+    [9, 1, 1]
+    >>> stratified_counts([3, 1], 4, cap=True).tolist()
+    [3, 1]
+    """
+    n = np.asarray(sizes, dtype=np.int64).ravel()
+    if len(n) == 0 or (n < 1).any():
+        raise ValueError(f"stratified_counts needs strata of size >= 1, got {n.tolist()}")
+    if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 0:
+        raise ValueError(f"total must be an integer >= 0, got {total!r}")
+    if cap and total > n.sum():
+        raise ValueError(f"cannot draw {total} without replacement from {int(n.sum())} items")
+    quota = total * n / n.sum()
+    k = np.floor(quota).astype(np.int64)
+    if total >= len(n):
+        k = np.maximum(k, 1)
+    limit = n if cap else np.full(len(n), np.iinfo(np.int64).max)
+    k = np.minimum(k, limit)
+    while k.sum() > total:
+        k[np.argmin(np.where(k > 1, quota - k, np.inf))] -= 1
+    while k.sum() < total:
+        k[np.argmax(np.where(k < limit, quota - k, -np.inf))] += 1
+    return k
 
 
 def reference(config: HeldoutConfig, heldout: Any) -> Reference:
     """Ceiling and floors on the continuations of ``2 * eval_episodes`` held-out windows.
+
+    All the full windows when there are fewer; with ``stratify``, each file gives its share
+    (:func:`stratified_counts` without replacement, then a seeded choice of its windows),
+    otherwise a uniform seeded sample.
 
     Args:
         config: the task and the evaluation settings.
@@ -275,23 +376,29 @@ def reference(config: HeldoutConfig, heldout: Any) -> Reference:
     """
     from dataset.evaluation import compare_to_baselines, compare_velocity_to_baselines
 
-    lengths = np.array([len(s) for s in heldout.sequences])
-    idx = np.asarray(heldout.sample_indices).reshape(-1, 2)
-    full = idx[idx[:, 1] + config.seq_len <= lengths[idx[:, 0]]]
+    full = _full_windows(config, heldout)
     if len(full) < 4:
         raise ValueError(
             f"the held-out split has {len(full)} windows of seq_len={config.seq_len} steps; the "
             "baselines need at least 4 (hold out more data or lower seq_len)"
         )
     rng = np.random.default_rng(config.split_seed)
-    pick = rng.choice(len(full), size=min(len(full), 2 * config.eval_episodes), replace=False)
+    total = min(len(full), 2 * config.eval_episodes)
+    _, stratum, sizes = np.unique(full[:, 0], return_inverse=True, return_counts=True)
+    if config.stratify:
+        counts = stratified_counts(sizes, total, cap=True)
+        pick = np.concatenate([rng.choice(np.flatnonzero(stratum == f), k, replace=False)
+                               for f, k in enumerate(counts)])  # fmt: skip
+    else:
+        pick = rng.choice(len(full), size=total, replace=False)
     p = config.prompt_steps
     windows = [
         np.asarray(heldout.sequences[s][st + p : st + config.seq_len], dtype=np.float32)
         for s, st in full[np.sort(pick)]
     ]
     kw = {"steps_per_bar": config.steps_per_bar, "bars_per_phrase": config.bars_per_phrase}
-    base = compare_to_baselines(windows, seed=config.split_seed, **kw)
+    base = compare_to_baselines(windows, seed=config.split_seed, resamples=config.eval_resamples,
+                                **kw)  # fmt: skip
     runs = [base] + [
         compare_to_baselines(windows, seed=config.split_seed + k, bootstrap=0, **kw)
         for k in range(1, config.baseline_splits)
@@ -302,6 +409,7 @@ def reference(config: HeldoutConfig, heldout: Any) -> Reference:
     for name, attr in players.items():
         values = [base.headline(getattr(b, attr)) for b in runs]
         headline[name] = (float(np.mean(values)), float(np.std(values)))
+    se = {name: base.headline_se[attr] for name, attr in players.items()}
     spb = config.steps_per_bar
     vel = compare_velocity_to_baselines(windows, spb, seed=config.split_seed)
     vel_runs = [vel] + [
@@ -312,7 +420,91 @@ def reference(config: HeldoutConfig, heldout: Any) -> Reference:
     for name, attr in {**players, "constant_velocity": "constant_velocity"}.items():
         values = [vel.headline(getattr(b, attr)) for b in vel_runs]
         vel_headline[name] = (float(np.mean(values)), float(np.std(values)))
-    return Reference(base, headline, len(windows), len(full), vel, vel_headline)
+    return Reference(base, headline, len(windows), len(full), vel, vel_headline, se, len(sizes))
+
+
+class _FileView(NamedTuple):
+    """One held-out file as env data: its sequence and its full windows.
+
+    It duck-types the dataset that :func:`drum_env.core.load_reference` reads.
+    """
+
+    sequences: list[np.ndarray]
+    sample_indices: np.ndarray
+    names: list[str]
+    files: list[Any]
+
+
+def _as_dataset(config: HeldoutConfig, data: Any) -> Any:
+    """The evaluation env's ``data`` as a dataset with ``sequences`` and ``sample_indices``."""
+    if hasattr(data, "sequences") and hasattr(data, "sample_indices"):
+        return data
+    if data is not None:
+        return heldout_dataset(config, data)
+    from dataset.hierarchical import CompleteHierarchicalDrumDataset
+    from dataset.synthetic import default_corpus
+
+    return CompleteHierarchicalDrumDataset(
+        None, config.seq_len, config.steps_per_bar, config.bars_per_phrase,
+        stride=config.steps_per_bar, sequences=default_corpus(), as_numpy=True,
+    )  # fmt: skip
+
+
+def _play(
+    policy: Callable[[dict[str, np.ndarray]], np.ndarray],
+    config: HeldoutConfig,
+    env_kwargs: Mapping[str, Any],
+    seed: int,
+) -> Any:
+    """Play one draw of ``eval_episodes`` episodes: :class:`agents.rollout.Rollouts`.
+
+    Stratified (``stratify``): file ``f`` (the ``f``-th held-out sequence with a full window)
+    plays its :func:`stratified_counts` share in an env of its own, reset with
+    ``seed + 1009 * f``, whose sub-envs draw their windows among the file's. Under a
+    normalised shaping each file's env starts its own normaliser, so ``returns`` are the
+    file's first episodes' returns.
+    """
+    from agents.rollout import Rollouts, rollout_episodes
+
+    episodes = config.eval_episodes
+    if not config.stratify:
+        return rollout_episodes(policy, env_kwargs, episodes=episodes,
+                                num_envs=min(16, episodes), seed=seed)  # fmt: skip
+    data = _as_dataset(config, env_kwargs.get("data"))
+    kwargs = dict(env_kwargs)
+    levels = int(kwargs.get("velocity_levels") or 0)
+    if levels and kwargs.get("velocity_bins") is None:  # the whole part's bins, as one env has
+        from dataset.velocity import VelocityBins
+
+        values = [np.asarray(s, dtype=np.float32) for s in data.sequences]
+        kwargs["velocity_bins"] = VelocityBins.from_data(values, levels)
+    full = _full_windows(config, data)
+    if len(full) == 0:
+        raise ValueError(f"the evaluation data has no window of seq_len={config.seq_len} steps")
+    seqs, stratum, sizes = np.unique(full[:, 0], return_inverse=True, return_counts=True)
+    counts = stratified_counts(sizes, episodes)
+    names = list(getattr(data, "names", [f"sequences[{i}]" for i in range(len(data.sequences))]))
+    files = list(getattr(data, "files", []) or [])
+    if len(files) != len(data.sequences):  # tempos come from the files, when there are files
+        files = [None] * len(data.sequences)
+    parts = []
+    for f, (s, k) in enumerate(zip(seqs, counts)):
+        if not k:
+            continue
+        starts = full[stratum == f, 1]
+        view = _FileView([data.sequences[s]], np.stack([np.zeros_like(starts), starts], 1),
+                         [names[s]], [files[s]] if files[s] is not None else [])  # fmt: skip
+        parts.append(rollout_episodes(policy, {**kwargs, "data": view}, episodes=int(k),
+                                      num_envs=min(64, int(k)), seed=seed + 1009 * f))  # fmt: skip
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in parts])
+
+    return Rollouts(
+        cat("returns"), cat("song_raw"), cat("sequences"), cat("references"),
+        parts[0].prompt_steps, cat("takes"), tuple(t for r in parts for t in r.tempos),
+        cat("reference_values"),
+    )  # fmt: skip
 
 
 def evaluate(
@@ -333,7 +525,10 @@ def evaluate(
             the usual evaluation); every score is the mean over the draws.
 
     Returns:
-        ``headline`` (in [0, 1], higher is better), ``headline_draw_std`` (the standard
+        ``headline`` (in [0, 1], higher is better), ``headline_se`` (its standard error over
+        episodes and draws: :func:`dataset.evaluation.headline_standard_error` of the draws'
+        headlines and their bootstrap errors, ``eval_resamples`` paired resamples of the
+        episodes, seeded ``eval_seed + k``), ``headline_draw_std`` (the standard
         deviation of the headline over the draws; 0 for one), ``song_raw``, ``episode_return``
         and ``oa_<family>`` for every family of :data:`FAMILIES` (NaN where it has no feature)
         and of each registered song-level metric (:func:`dataset.evaluation.families`); then
@@ -342,19 +537,24 @@ def evaluate(
         env's takes play composed hits at the primer's per-drum mean velocity) against the
         references' recorded velocities.
     """
-    from agents.rollout import rollout_episodes
-    from dataset.evaluation import VELOCITY_FAMILIES, families, score_sets, score_velocity_sets
+    from dataset.evaluation import (
+        VELOCITY_FAMILIES,
+        families,
+        headline_standard_error,
+        score_sets_resampled,
+        score_velocity_sets,
+    )
 
-    rows = []
+    rows, errors = [], []
     for k in range(draws):
-        r = rollout_episodes(
-            policy, env_kwargs, episodes=config.eval_episodes,
-            num_envs=min(16, config.eval_episodes), seed=config.eval_seed + 7919 * k,
-        )  # fmt: skip
+        r = _play(policy, config, env_kwargs, config.eval_seed + 7919 * k)
         p = r.prompt_steps
-        score = score_sets(
-            r.sequences[:, p:], r.references[:, p:], config.steps_per_bar, config.bars_per_phrase
-        )
+        scored = score_sets_resampled(
+            r.sequences[:, p:], r.references[:, p:], config.steps_per_bar,
+            config.bars_per_phrase, resamples=config.eval_resamples, seed=config.eval_seed + k,
+        )  # fmt: skip
+        score = scored.score
+        errors.append(ref.baselines.standard_error(scored))
         row = {
             "headline": ref.baselines.headline(score),
             "song_raw": float(r.song_raw.mean()),
@@ -369,6 +569,8 @@ def evaluate(
             for f in VELOCITY_FAMILIES:
                 row[f"oa_{f}"] = float(vs.families.get(f, math.nan))
         rows.append(row)
+    heads = [row["headline"] for row in rows]
     out = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
-    out["headline_draw_std"] = float(np.std([row["headline"] for row in rows]))
+    out["headline_se"] = headline_standard_error(heads, errors)
+    out["headline_draw_std"] = float(np.std(heads))
     return out
