@@ -8,19 +8,22 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
    training and a held-out part (``heldout_fraction``), or by the ``split`` column of a Groove
    ``info.csv`` (``split_csv``: rows ``test`` are held out, every other file trains). Both parts
    are written as ``.npz`` folders under ``work/split`` so that every agent reads them by path.
-2. **Baselines.** From the held-out split, ``2 * eval_episodes`` full windows of ``seq_len``
-   steps (bar-aligned) are drawn; their continuations (the steps after the primer) give
+2. **Baselines** (:func:`agents.heldout.reference`). From the held-out split,
+   ``2 * eval_episodes`` full windows of ``seq_len`` steps (bar-aligned, stratified by file)
+   are drawn; their continuations (the steps after the primer) give
    :func:`dataset.evaluation.compare_to_baselines`: the ceiling (real vs real, two halves of
    ``eval_episodes`` windows each) and the floors (uniform random, density-matched random,
    silence), and the *discriminative* families that the headline score averages. The spread of
-   ceiling and floors is their standard deviation over ``baseline_splits`` random halvings.
-3. **Evaluation** of a policy at ``env_steps``: :func:`agents.rollout.rollout_episodes` plays
-   ``eval_episodes`` episodes of ``DrumCompose-v0`` on the held-out split, reset with
-   ``eval_seed`` (the same primers and reference windows for every agent and every point), and
-   the composed part of each canvas (after the primer) is scored with
-   :func:`dataset.evaluation.score_sets` against the continuations of the episodes' own
-   reference windows. Reported: the headline (mean overlapping area over the discriminative
-   families), every family's OA, the mean raw ``song`` term (in [-1, 0]) and the mean return.
+   ceiling and floors is their standard deviation over ``baseline_splits`` random halvings,
+   their standard error a bootstrap.
+3. **Evaluation** of a policy at ``env_steps`` (:func:`agents.heldout.evaluate`):
+   ``eval_episodes`` episodes of ``DrumCompose-v0`` on the held-out split, every file playing
+   its share, reset with ``eval_seed`` (the same primers and reference windows for every agent
+   and every point; the final point plays ``eval_draws`` draws), and the composed part of each
+   canvas (after the primer) is scored with :func:`dataset.evaluation.score_sets_resampled`
+   against the continuations of the episodes' own reference windows. Reported: the headline
+   (mean overlapping area over the discriminative families) with its standard error, every
+   family's OA, the mean raw ``song`` term (in [-1, 0]) and the mean return.
 4. **Agents.** ``ppo`` (:func:`agents.ppo.train`, the Transformer policy), ``ppo-mlp`` (the
    same trainer with SB3's policy: ``policy_kind="mlp"``), ``ppo+pretrain`` (:func:`agents.pretrain.
    pretrain` on the training split, once per seed, then PPO initialised from it with a KL
@@ -118,7 +121,11 @@ __all__ = [
 # used only for the time estimate printed at the start.
 _RATE = {"ppo": 8000.0, "ppo-mlp": 15000.0, "ppo+pretrain": 8000.0, "sb3-ppo": 2000.0,
          "sb3-a2c": 3000.0}  # fmt: skip
-_EVAL_S_PER_EPISODE = 0.015
+# An evaluation draw of a pretrained policy on the Groove split (drummers 8, 9 held out), 512
+# episodes stratified by file, scored with 200 bootstrap resamples: about 3.6 s
+# (benchmarks/headline_error.py).
+_EVAL_S_PER_EPISODE = 0.004
+_SCORE_S_PER_DRAW = 1.5  # features, OA and the bootstrap of the standard error
 _PRETRAIN_S_PER_STEP = 0.05
 
 # ----------------------------------------------------------------------------- config
@@ -317,11 +324,12 @@ class BenchmarkConfig(HeldoutConfig):
         evals = self.eval_points + 1
         draws = self.eval_draws
         for _, agent, _ in cells:
+            per_draw = self.eval_episodes * _EVAL_S_PER_EPISODE + _SCORE_S_PER_DRAW
             if agent in PLAYERS:
-                total += draws * self.eval_episodes * _EVAL_S_PER_EPISODE
+                total += draws * per_draw
                 continue
             total += self.total_timesteps / _RATE[agent]
-            total += (evals + draws - 1) * self.eval_episodes * _EVAL_S_PER_EPISODE
+            total += (evals + draws - 1) * per_draw
         pretrained = {s for _, a, s in cells if a in ("ppo+pretrain", "pretrained")}
         total += len(pretrained) * self.pretrain_steps * _PRETRAIN_S_PER_STEP
         return total
@@ -340,11 +348,14 @@ class BenchmarkConfig(HeldoutConfig):
         """A config for a named budget, with ``changes`` on top.
 
         * ``"smoke"``: one shaping, PPO and SB3 PPO (plus the random player), one seed, one
-          PPO iteration; seconds (the test suite runs it).
-        * ``"quick"``: every default shaping and agent, 2 seeds, 4,096 env steps per run; under
-          15 minutes on 2 CPU cores.
-        * ``"default"``: every default shaping and agent, 3 seeds, 16,384 env steps per run; about
-          30-40 minutes on 2 CPU cores (the README's table).
+          PPO iteration, 16 evaluation episodes, one draw; seconds (the test suite runs it).
+        * ``"quick"``: every default shaping and agent, 2 seeds, 4,096 env steps per run, 32
+          evaluation episodes (the tables show the larger standard error this gives); under 15
+          minutes on 2 CPU cores.
+        * ``"default"``: every default shaping and agent, 3 seeds, 16,384 env steps per run, the
+          evaluation's defaults (512 episodes, 4 draws at the final point: a standard error
+          below 0.005); about 80 minutes on 2 CPU cores by :meth:`estimated_seconds`, 35 more
+          than with 0.3's 64 episodes and one draw (the README's table).
 
         Args:
             budget: ``"smoke"``, ``"quick"`` or ``"default"``.
@@ -357,6 +368,7 @@ class BenchmarkConfig(HeldoutConfig):
             "smoke": dict(
                 shapings=("aligned",), agents=("ppo", "sb3-ppo", "random"), seeds=(0,),
                 total_timesteps=1024, eval_points=1, eval_episodes=16, baseline_splits=2,
+                eval_draws=1, eval_resamples=20,
                 sb3_num_envs=4, sb3_num_steps=32, pretrain_steps=5, ppo_num_envs=16,
                 ppo_num_steps=32,
             ),
@@ -722,6 +734,8 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
         "heldout_names": split.heldout_names,
         "baseline_windows": reference.windows, "heldout_windows": reference.heldout_windows,
         "references": reference.headline,
+        "reference_se": reference.headline_se,
+        "heldout_files": reference.files,
         "velocity_references": reference.velocity_headline,
         "velocity_discriminative": list(reference.velocity.discriminative),
         "reference_families": {

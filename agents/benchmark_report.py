@@ -62,12 +62,15 @@ PPO_AGENTS = ("ppo", "ppo-mlp", "ppo+pretrain")
 ANY_SHAPING = "any"  # the shaping of the shaping-independent players
 
 CSV_COLUMNS: tuple[str, ...] = (
-    "shaping", "agent", "seed", "env_steps", "final", "headline", "headline_draw_std",
+    "shaping", "agent", "seed", "env_steps", "final", "headline", "headline_se",
+    "headline_draw_std",
     "song_raw", "episode_return", *(f"oa_{f}" for f in FAMILIES), "velocity_headline",
     *(f"oa_{f}" for f in VELOCITY_FAMILIES), "train_s", "eval_s", "wall_s",
 )  # fmt: skip
 """Columns of ``shapings.csv``: ``final`` is 1 on a run's last evaluation; ``headline`` the
-mean over ``eval_draws`` evaluation draws (other primers) and ``headline_draw_std`` their
+mean over ``eval_draws`` evaluation draws (other primers; one draw before the last point),
+``headline_se`` its standard error over episodes and draws
+(:func:`dataset.evaluation.headline_standard_error`) and ``headline_draw_std`` the draws'
 standard deviation (0 with one draw); ``oa_<family>`` the
 family's mean overlapping area (empty when the family has no feature for this data);
 ``velocity_headline`` the same over the velocity families (the takes' dynamics);
@@ -127,7 +130,12 @@ def finished(rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str, int]]:
 
 
 def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean and std over seeds of every cell's final scores: shaping -> agent -> stats."""
+    """Mean and std over seeds of every cell's final scores: shaping -> agent -> stats.
+
+    ``headline_se`` is the standard error of the mean headline over the seeds that the
+    evaluation alone contributes, ``sqrt(sum_s SE_s^2) / seeds`` (the seeds' evaluations are
+    independent draws); ``headline_std`` is the spread over seeds (training and evaluation).
+    """
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in rows:
         if r["final"]:
@@ -137,13 +145,16 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
         cell: dict[str, float] = {"seeds": float(len(rs))}
         oa = sorted({k for r in rs for k in r if k.startswith("oa_")} |
                     {f"oa_{f}" for f in FAMILIES})  # registered families too  # fmt: skip
-        keys = ("headline", "headline_draw_std", "velocity_headline", "song_raw",
-                "episode_return", *oa)  # fmt: skip
+        keys = ("headline", "headline_se", "headline_draw_std", "velocity_headline",
+                "song_raw", "episode_return", *oa)  # fmt: skip
         for key in keys:
             values = np.array([r.get(key, math.nan) for r in rs], dtype=np.float64)
             ok = values[np.isfinite(values)]
             cell[key] = float(ok.mean()) if len(ok) else math.nan
             cell[f"{key}_std"] = float(ok.std()) if len(ok) else math.nan
+        se = np.array([r.get("headline_se", math.nan) for r in rs], dtype=np.float64)
+        se = se[np.isfinite(se)]
+        cell["headline_se"] = float(np.sqrt(np.sum(se**2)) / len(se)) if len(se) else math.nan
         cell["train_s"] = float(np.mean([r["train_s"] for r in rs]))
         cell["env_steps"] = float(np.mean([r["env_steps"] for r in rs]))
         cell["steps_per_s"] = cell["env_steps"] / cell["train_s"] if cell["train_s"] > 0 else 0.0
@@ -174,11 +185,13 @@ def curves(
     return out
 
 
-def fmt(mean: float, std: float, seeds: float, digits: int = 3) -> str:
+def fmt(mean: float, std: float, seeds: float, digits: int = 3, se: float = math.nan) -> str:
+    """``mean ± std`` (the std with more than one seed), then ``(SE se)`` when ``se`` is given."""
     if not math.isfinite(mean):
         return "-"
     text = f"{mean:.{digits}f}"
-    return text + (f" ± {std:.{digits}f}" if seeds > 1 else "")
+    text += f" ± {std:.{digits}f}" if seeds > 1 else ""
+    return text + (f" (SE {se:.{digits}f})" if math.isfinite(se) else "")
 
 
 def table(
@@ -186,8 +199,12 @@ def table(
     shapings: Sequence[str],
     agents: Sequence[str],
     key: str,
+    se_key: str | None = None,
 ) -> list[str]:
-    """A markdown table: rows shapings, columns agents, the best mean per column in bold."""
+    """A markdown table: rows shapings, columns agents, the best mean per column in bold.
+
+    With ``se_key``, each cell also shows the standard error of its mean, ``(SE x)``.
+    """
     lines = ["| shaping | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
     best = {}
     for a in agents:
@@ -204,7 +221,8 @@ def table(
             if c is None:
                 cells.append("-")
                 continue
-            text = fmt(c[key], c[f"{key}_std"], c["seeds"])
+            se = c.get(se_key, math.nan) if se_key else math.nan
+            text = fmt(c[key], c[f"{key}_std"], c["seeds"], se=se)
             cells.append(f"**{text}**" if best[a] is not None and c[key] == best[a] else text)
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return lines
@@ -236,21 +254,33 @@ def notes(config: Any, shapings: Sequence[str]) -> list[str]:
 def _player_rows(
     summary: Mapping[str, Mapping[str, Mapping[str, float]]], keys: Sequence[str]
 ) -> list[str]:
-    """Table rows of the shaping-independent players: label, then ``keys`` (mean ± std)."""
+    """Table rows of the shaping-independent players: label, then ``keys``.
+
+    Each key as mean ± std over seeds; the headline also with its standard error.
+    """
     rows = []
     for player in PLAYERS:
         c = summary.get(ANY_SHAPING, {}).get(player)
         if c is not None:
-            cells = " | ".join(fmt(c[k], c[f"{k}_std"], c["seeds"]) for k in keys)
+            cells = " | ".join(fmt(c[k], c[f"{k}_std"], c["seeds"],
+                                   se=c.get("headline_se", math.nan) if k == "headline"
+                                   else math.nan) for k in keys)  # fmt: skip
             rows.append(f"| {PLAYER_LABELS[player]} | {cells} |")
     return rows
 
 
 def _reference_rows(
-    ref: Mapping[str, tuple[float, float]], labels: Mapping[str, str], rest: str = ""
+    ref: Mapping[str, tuple[float, float]],
+    labels: Mapping[str, str],
+    rest: str = "",
+    se: Mapping[str, float] | None = None,
 ) -> list[str]:
-    """Table rows of the ceiling and floors present in ``ref`` (mean ± std), then ``rest``."""
-    return [f"| {label} | {ref[key][0]:.3f} ± {ref[key][1]:.3f} |{rest}"
+    """Table rows of the ceiling and floors present in ``ref``, then ``rest``.
+
+    Each as mean ± std over the halvings, with its standard error when ``se`` has one.
+    """
+    se = se or {}
+    return [f"| {label} | {fmt(*ref[key], 2, se=se.get(key, math.nan))} |{rest}"
             for key, label in labels.items() if key in ref]  # fmt: skip
 
 
@@ -276,17 +306,23 @@ def markdown(
         f"{config.seq_len} steps ({config.prompt_bars} bar primer from the held-out split). "
         f"Budget: {config.total_timesteps:,} env steps per run, seeds "
         f"{', '.join(str(s) for s in sorted({r['seed'] for r in rows}))}; "
-        f"{config.eval_episodes} evaluation episodes.",
+        f"evaluation: {config.eval_episodes} episodes x {config.eval_draws} draw(s) at the "
+        "final point (one draw before), "
+        + ("windows stratified by held-out file." if config.stratify
+           else "windows drawn by the env."),
         "",
         "Score: **headline** = mean overlapping area (OA) between the feature distributions "
         "of the composed part and of the held-out reference continuations, over the "
         f"discriminative families: {', '.join(disc)}"
         + (f" (reported but not averaged: {', '.join(rest)})" if rest else "")
-        + ". 1 = indistinguishable from real; higher is better.",
+        + ". 1 = indistinguishable from real; higher is better. **SE**: the standard error of "
+        "a mean headline from the evaluation alone (a bootstrap over the episodes, "
+        f"{config.eval_resamples} resamples, combined with the spread over draws; over seeds "
+        "`sqrt(sum SE^2) / seeds`); ± is the spread over seeds.",
         "",
-        "## Final headline score (mean ± std over seeds; best per column in **bold**)",
+        "## Final headline score (mean ± std over seeds (SE); best per column in **bold**)",
         "",
-        *table(summary, shapings, agents, "headline"),
+        *table(summary, shapings, agents, "headline", se_key="headline_se"),
         "",
     ]
     custom = [s for s in shapings if s in CUSTOM_ONLY]
@@ -331,7 +367,7 @@ def markdown(
     names = {"ceiling": "ceiling: real vs real (± spread over halvings)",
              "uniform_random": "floor: uniform random", "density_random":
              "floor: density-matched random", "silence": "floor: silence"}  # fmt: skip
-    lines += _reference_rows(ref, names, " - |")
+    lines += _reference_rows(ref, names, " - |", ctx_info.get("reference_se"))
     lines += [
         "",
         f"Ceiling and floors: {ctx_info['baseline_windows']} held-out windows (continuations), "

@@ -90,7 +90,9 @@ def test_smoke_markdown_marks_a_best_per_column_and_the_references(smoke):
     assert "Groove" not in md  # built-in corpus: no attribution line
     # one shaping per column: the only value is the best one
     table = md.split("## Final headline score")[1].split("\n\n")[1]
-    assert re.search(r"\| aligned \| \*\*0\.\d{3}\*\* \| \*\*0\.\d{3}\*\* \|", table)
+    cell = r"\*\*0\.\d{3} \(SE 0\.\d{3}\)\*\*"  # a mean and its standard error
+    assert re.search(rf"\| aligned \| {cell} \| {cell} \|", table)
+    assert re.search(r"\| ceiling: real vs real [^|]*\| 0\.\d{3} ± 0\.\d{3} \(SE 0\.\d{3}\) \|", md)
 
 
 @pytest.mark.slow
@@ -284,8 +286,24 @@ def test_csv_columns_follow_the_evaluation_families():
 
     oa = [c[3:] for c in CSV_COLUMNS if c.startswith("oa_")]
     assert oa == [*FAMILIES, *VELOCITY_FAMILIES]
-    wanted = ("env_steps", "headline", "velocity_headline", "song_raw", "train_s")
+    wanted = ("env_steps", "headline", "headline_se", "velocity_headline", "song_raw", "train_s")
     assert np.all([c in CSV_COLUMNS for c in wanted])
+    assert "metrical_position" in oa
+
+
+def test_summary_combines_the_seeds_standard_errors_and_tables_show_them():
+    from agents.benchmark_report import fmt, summarise
+
+    rows = [{"shaping": "aligned", "agent": "ppo", "seed": s, "env_steps": 10, "final": 1,
+             "headline": h, "headline_se": se, "song_raw": -0.1, "episode_return": 0.0,
+             "train_s": 1.0} for s, h, se in ((0, 0.70, 0.003), (1, 0.74, 0.004))]  # fmt: skip
+    cell = summarise(rows)["aligned"]["ppo"]
+    assert cell["headline"] == pytest.approx(0.72) and cell["headline_std"] == pytest.approx(0.02)
+    assert cell["headline_se"] == pytest.approx(0.0025)  # sqrt(0.003^2 + 0.004^2) / 2
+    assert fmt(0.72, 0.02, 2, se=0.0025) == "0.720 ± 0.020 (SE 0.003)"
+    assert fmt(0.72, 0.02, 1) == "0.720"
+    line = _table(summarise(rows), ["aligned"], ["ppo"], "headline", se_key="headline_se")[-1]
+    assert line == "| aligned | **0.720 ± 0.020 (SE 0.003)** |"
 
 
 @pytest.mark.slow
