@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 TINY = dict(
     num_envs=4, num_steps=16, total_timesteps=512, seq_len=32, d_model=16, n_layers=1,
-    n_heads=2, progress=False, tensorboard=False, device="cpu", seed=3,
+    n_heads=2, progress=False, tensorboard=False, device="cpu", seed=3, anneal_lr=True,
+    clip_vloss=True,
 )  # fmt: skip
 
 
