@@ -69,12 +69,17 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+REUSED: list[str] = []
+"""PPO runs found under ``--work`` and reused (not trained by this call)."""
+
+
 def train_ppo(pretrained: str, train_dir: Path, steps: int, out: Path, seed: int) -> Path:
     """A short PPO fine-tuning of ``pretrained`` (reused when ``out/policy.pt`` exists)."""
     from agents.ppo import PPOConfig, train
     from agents.rollout import load_any_policy
 
     if (out / "policy.pt").is_file():
+        REUSED.append(str(out))
         return out / "policy.pt"
     shape = load_any_policy(pretrained).config
     result = train(PPOConfig(
@@ -270,7 +275,7 @@ def measure(args: argparse.Namespace) -> dict:
             ))  # fmt: skip
     ppo = {f"ppo-{s // 1024}k": train_ppo(pretrained, split.train_dir, s, work / f"ppo-{s}", 0)
            for s in _ints(args.ppo_steps)}  # fmt: skip
-    trained = time.perf_counter() - start
+    trained = time.perf_counter() - start  # pretraining (when missing) and PPO
     members = family(pretrained, _floats(args.temperatures), _floats(args.top_p), ppo)
     select, fresh = tuple(_ints(args.select_seeds)), tuple(_ints(args.fresh_seeds))
     seeds = select + fresh
@@ -324,12 +329,14 @@ def measure(args: argparse.Namespace) -> dict:
             }  # fmt: skip
     result["other"] = []
     for k, path in enumerate(args.other_pretrained or []):
+        t0 = time.perf_counter()
         other_ppo = {f"ppo-{n // 1024}k": train_ppo(path, split.train_dir, n,
                                                     work / f"other{k}-ppo-{n}", 0)
                      for n in _ints(args.ppo_steps)}  # fmt: skip
+        trained += time.perf_counter() - t0
         members = family(path, _floats(args.temperatures), _floats(args.top_p), other_ppo)
         play = al.play_family(members, config, episodes=args.episodes, seeds=fresh, split=split)
-        weights = {"aligned": SHAPINGS["aligned"]}
+        weights = {"aligned": SHAPINGS["aligned"], "sparse (song alone)": SHAPINGS["sparse"]}
         if result["recommendation"]:
             weights["found"] = make_shaping("aligned",
                                                   weights=result["recommendation"]["weights"])
@@ -343,6 +350,7 @@ def measure(args: argparse.Namespace) -> dict:
                                 "headlines": play.headlines.tolist(),
                                 "term_sums_raw": play.raw.tolist(), "summaries": summaries})
     result["train_seconds"] = trained
+    result["ppo_reused"] = list(REUSED)
     result["seconds"] = time.perf_counter() - start
     return result
 
@@ -358,7 +366,8 @@ def to_markdown(r: dict, name: str, command: str, groove: bool) -> str:
     aw = SHAPINGS["aligned"].weight_vector
     md = [f"# Local alignment: {name}", "",
           f"Made by: `{command}` ({r['seconds']:.0f} s, of which {r['train_seconds']:.0f} s "
-          "training)", "",
+          "training" + (f"; {len(r['ppo_reused'])} PPO runs reused from an earlier call"
+                        if r["ppo_reused"] else "") + ")", "",
           f"Held-out data: {r['source']}; family around `{r['pretrained']}`; {r['episodes']} "
           f"episodes x {len(seeds)} draws (seeds {', '.join(map(str, seeds))}); headline = "
           f"mean OA over {', '.join(r['families'])}. Returns: unnormalised (raw) and with one "
