@@ -228,6 +228,28 @@ def split_check(grid: Grid, n_select: int, min_global: float = 0.8) -> dict:
         "share_fresh_worst_ge_0.8": float(np.mean([r["fresh_worst"] >= 0.8 for r in rows]))}
 
 
+def verdict(rec: dict, others: list[dict], target: float = 0.8) -> tuple[bool, str]:
+    """Whether the weights found are worth recommending: on the fresh draws they rank the
+    family with Spearman >= ``target`` on every draw (raw and normalised), keep the global
+    property, and do the same on every other start's family."""
+    fresh = rec["fresh"]
+    worst = min(*fresh["local"]["spearman_raw"], *fresh["local"]["spearman_norm"])
+    glob = min(*fresh["global"]["spearman_raw"], *fresh["global"]["spearman_norm"])
+    misses = []
+    if worst < target:
+        misses.append(f"fresh draws: local Spearman {worst:+.2f} on the worst draw")
+    if glob < target or not fresh["real_first"]:
+        misses.append("fresh draws: the global property is lost")
+    for other in others:
+        got = other["summaries"]["found"]
+        w = min(*got["spearman_raw"], *got["spearman_norm"])
+        if w < target:
+            misses.append(f"{other['pretrained']}: local Spearman {w:+.2f} on the worst draw")
+    if misses:
+        return False, "not recommended (" + "; ".join(misses) + f" < {target})"
+    return True, f"recommended: Spearman >= {target} on every fresh draw and every start"
+
+
 def _rho(values) -> str:
     v = np.asarray(values)
     return f"{v.mean():+.2f} ± {v.std():.2f} (min {v.min():+.2f})"
@@ -349,6 +371,9 @@ def measure(args: argparse.Namespace) -> dict:
         result["other"].append({"pretrained": path, "players": play.players,
                                 "headlines": play.headlines.tolist(),
                                 "term_sums_raw": play.raw.tolist(), "summaries": summaries})
+    rec = result["recommendation"]
+    if rec:
+        rec["recommended"], rec["why"] = verdict(rec, result["other"])
     result["train_seconds"] = trained
     result["ppo_reused"] = list(REUSED)
     result["seconds"] = time.perf_counter() - start
@@ -441,6 +466,8 @@ def to_markdown(r: dict, name: str, command: str, groove: bool) -> str:
         for label, got in other["summaries"].items():
             md.append(f"| {label} | {_rho(got['spearman_raw'])} | {_rho(got['spearman_norm'])} "
                       f"| {got['pooled_raw']:+.2f} |")  # fmt: skip
+    if rec:
+        md += ["", f"**Verdict on the weights found: {rec['why']}.**"]
     if r["searched"] and not rec:
         md += ["", "No grid weighting ranked the family with Spearman >= 0.8 while keeping the "
                "global property."]  # fmt: skip
