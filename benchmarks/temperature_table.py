@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         val_dir = work / "pretrain" / f"seed{seed}" / "split" / "heldout"
         paths = {
             "pretrained": work / "pretrain" / f"seed{seed}" / "run" / "policy.pt",
-            "ppo+pretrain": work / "runs" / args.shaping / "ppo+pretrain" / f"seed{seed}" / "policy.pt",
+            "ppo+pretrain": (work / "runs" / args.shaping / "ppo+pretrain" / f"seed{seed}"
+                             / "policy.pt"),
         }
         for agent, path in paths.items():
             if not path.is_file():

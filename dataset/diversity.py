@@ -44,7 +44,9 @@ def intra_set_diversity(
         raise ValueError(f"sequences must share one shape [T, D], got {sorted(shapes)}")
     hits = np.asarray(seqs) > 0
     if hits.ndim != 3:
-        raise ValueError(f"expected n sequences of shape [T, D], got an array of shape {hits.shape}")
+        raise ValueError(
+            f"expected n sequences of shape [T, D], got an array of shape {hits.shape}"
+        )
     n = hits.shape[0]
     if n < 2:
         raise ValueError(f"intra-set diversity needs at least 2 sequences, got {n}")

@@ -19,7 +19,8 @@ SMALL = PolicyConfig(
 )  # fmt: skip
 
 # 30 optimiser steps on the built-in corpus, windows of 64 steps (4 bars)
-FAST = {"seq_len": 64, "batch_size": 16, "d_model": 32, "n_heads": 4, "max_steps": 30,
+FAST = {"seq_len": 64, "batch_size": 16, "d_model": 32, "n_layers": 1, "n_heads": 4,
+        "max_steps": 30,
         "learning_rate": 2e-3, "progress": False, "log_every": 10}  # fmt: skip
 
 
@@ -70,7 +71,7 @@ def test_policy_config_matches_the_env():
     cfg = PretrainConfig(context_steps=16, d_model=32)
     env = DrumComposeConfig(seq_len=64, prompt_bars=1, context_steps=16)
     assert dataclasses.replace(cfg.policy_config_for(9), dropout=0.0) == (
-        PolicyConfig.from_env_config(env, d_model=32, n_layers=1, n_heads=2)
+        PolicyConfig.from_env_config(env, d_model=32, n_layers=cfg.n_layers, n_heads=cfg.n_heads)
     )
 
 

@@ -307,7 +307,8 @@ def test_window_targets_equal_the_expressive_env_target_observation():
     env.close()
 
 
-FAST = {"seq_len": 64, "batch_size": 16, "d_model": 32, "n_heads": 4, "max_steps": 30,
+FAST = {"seq_len": 64, "batch_size": 16, "d_model": 32, "n_layers": 1, "n_heads": 4,
+        "max_steps": 30,
         "learning_rate": 2e-3, "progress": False, "log_every": 10,
         "velocity_levels": K}  # fmt: skip
 

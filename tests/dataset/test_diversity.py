@@ -37,7 +37,8 @@ def test_copies_score_zero_and_independent_sets_score_2p1mp():
 def test_sampled_pairs_are_seeded():
     rng = np.random.default_rng(2)
     x = rng.random((100, 8, 3)) < 0.5
-    a, b = intra_set_diversity(x, max_pairs=50, seed=3), intra_set_diversity(x, max_pairs=50, seed=3)
+    a = intra_set_diversity(x, max_pairs=50, seed=3)
+    b = intra_set_diversity(x, max_pairs=50, seed=3)
     assert a == b and a == pytest.approx(intra_set_diversity(x), abs=0.1)
 
 
