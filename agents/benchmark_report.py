@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from agents.heldout import FAMILIES
-from dataset.evaluation import VELOCITY_FAMILIES
+from dataset.evaluation_velocity import VELOCITY_FAMILIES
 
 __all__ = [
     "AGENTS", "PLAYERS", "PLAYER_LABELS", "DEFAULT_SHAPINGS", "SHAPING_NAMES", "SB3_ALGOS",

@@ -290,7 +290,7 @@ class Reference(NamedTuple):
     heldout_windows: int
     """Full windows in the held-out part."""
     velocity: Any = None
-    """:class:`dataset.evaluation.VelocityBaselines` of the same windows and splits: the
+    """:class:`dataset.evaluation_velocity.VelocityBaselines` of the same windows and splits: the
     velocity families' ceiling, floors and discriminative families."""
     velocity_headline: dict[str, tuple[float, float]] | None = None
     """Player (``ceiling``, ``uniform_random``, ``density_random``, ``silence``,
@@ -374,7 +374,8 @@ def reference(config: HeldoutConfig, heldout: Any) -> Reference:
     Raises:
         ValueError: fewer than 4 full windows in the held-out part.
     """
-    from dataset.evaluation import compare_to_baselines, compare_velocity_to_baselines
+    from dataset.evaluation import compare_to_baselines
+    from dataset.evaluation_velocity import compare_velocity_to_baselines
 
     full = _full_windows(config, heldout)
     if len(full) < 4:
@@ -533,17 +534,12 @@ def evaluate(
         and ``oa_<family>`` for every family of :data:`FAMILIES` (NaN where it has no feature)
         and of each registered song-level metric (:func:`dataset.evaluation.families`); then
         ``velocity_headline`` and ``oa_velocity``, ``oa_accent``
-        (:data:`dataset.evaluation.VELOCITY_FAMILIES`): the dynamics of the takes (a binary
+        (:data:`dataset.evaluation_velocity.VELOCITY_FAMILIES`): the dynamics of the takes (a binary
         env's takes play composed hits at the primer's per-drum mean velocity) against the
         references' recorded velocities.
     """
-    from dataset.evaluation import (
-        VELOCITY_FAMILIES,
-        families,
-        headline_standard_error,
-        score_sets_resampled,
-        score_velocity_sets,
-    )
+    from dataset.evaluation import families, headline_standard_error, score_sets_resampled
+    from dataset.evaluation_velocity import VELOCITY_FAMILIES, score_velocity_sets
 
     rows, errors = [], []
     for k in range(draws):

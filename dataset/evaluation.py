@@ -51,21 +51,8 @@ two estimates of one draw's variance, the mean squared bootstrap error and the v
 ``resamples``) resample each of their two sets on its own (they are not paired):
 ``Baselines.headline_se``.
 
-**Velocity families** judge the dynamics (the values as velocities, read exactly), beside the
-hit families and never averaged into their headline: :func:`score_velocity_sets` scores them,
-:func:`compare_velocity_to_baselines` gives their own ceiling, floors and headline
-(:class:`VelocityBaselines`), the families :data:`VELOCITY_FAMILIES`:
-
-| family | features |
-|---|---|
-| ``velocity`` | ``velocity_mean`` and ``velocity_spread`` (:func:`dataset.metrics.velocity_stats`: mean and population std of the drum's hit velocities, 0 without hits) of each drum that the real set uses |
-| ``accent`` | ``accent_pattern[p, d]`` (:func:`dataset.metrics.accent_pattern`: mean velocity of drum ``d``'s hits at position ``p = t mod steps_per_bar``, 0 without) for the :data:`ACCENT_DRUMS` drums with the most real hits and, of each, its :data:`ACCENT_POSITIONS` positions with the most real hits (ties: lower drum, lower position); ``accent_contrast`` (:func:`dataset.metrics.accent_contrast`) of those drums |
-
-Their floors are velocity-aware: uniform random hits with velocities uniform on (0, 1];
-density-matched random hits whose velocities are drawn from the real set's hit velocities of
-the same drum (a fair floor: the right distribution of velocities, none of their structure);
-silence; and constant velocity (the ceiling's own real hits, all at 1.0: what a hits-only model
-plays), which the velocity families score far below the real set.
+**Velocity families** judge the dynamics beside the hit families, with a headline of their own
+(:mod:`dataset.evaluation_velocity`; its names are also found here, as before).
 """
 
 from __future__ import annotations
@@ -101,15 +88,11 @@ __all__ = [
     "density_matched_random",
     "uniform_random",
     "silence",
-    # velocity: the dynamics, with a headline of their own
-    "VELOCITY_FAMILIES",
-    "ACCENT_DRUMS",
-    "ACCENT_POSITIONS",
-    "velocity_sequence_features",
-    "score_velocity_sets",
-    "VelocityBaselines",
-    "compare_velocity_to_baselines",
-    "constant_velocity",
+    # the machinery the velocity families (dataset.evaluation_velocity) share
+    "as_sequence_list",
+    "top_cells",
+    "score_tables",
+    "ceiling_and_floors",
 ]
 
 FAMILIES: tuple[str, ...] = (
@@ -136,7 +119,13 @@ def families() -> tuple[str, ...]:
     return (*FAMILIES, *(n for n in registered_metrics("song") if n not in FAMILIES))
 
 
-def _as_list(seqs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+def as_sequence_list(seqs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """A set of sequences as a non-empty list of (steps, drums) arrays.
+
+    Raises:
+        ValueError: an array that is not (N, steps, drums), an empty list, or a sequence that
+            is not (steps, drums).
+    """
     if isinstance(seqs, np.ndarray):
         if seqs.ndim != 3:
             raise ValueError(f"a set of sequences must be (N, steps, drums), got {seqs.shape}")
@@ -254,7 +243,7 @@ def _feature_table(
     density = col("drum_density")
     ioi = col("ioi_mean")
     transitions = col("transitions").reshape(n, drums * drums)
-    cells = _top_cells(real["onset_positions"].sum(axis=0), METRICAL_DRUMS, METRICAL_POSITIONS)
+    cells = top_cells(real["onset_positions"].sum(axis=0), METRICAL_DRUMS, METRICAL_POSITIONS)
     profile = col("onset_profile")
     table = {
         "density": {"avg_hits": col("avg_hits"),
@@ -280,7 +269,7 @@ def _feature_table(
     return {k: v for k, v in table.items() if v}
 
 
-def _top_cells(hits: np.ndarray, drums: int, positions: int) -> list[tuple[int, int]]:
+def top_cells(hits: np.ndarray, drums: int, positions: int) -> list[tuple[int, int]]:
     """``(position, drum)`` cells of a real set's onsets per position ``hits`` (spb, drums).
 
     The ``drums`` drums with the most onsets and, of each, its ``positions`` positions with the
@@ -374,7 +363,7 @@ def score_sets_resampled(
         ValueError: empty sets, sets with different numbers of drums, ``resamples`` of 1 or
             not an integer >= 0, or ``paired`` sets of different sizes.
     """
-    gen, ref = _as_list(generated), _as_list(real)
+    gen, ref = as_sequence_list(generated), as_sequence_list(real)
     if gen[0].shape[1] != ref[0].shape[1]:
         raise ValueError(
             f"generated sequences have {gen[0].shape[1]} drums, real ones {ref[0].shape[1]}"
@@ -400,7 +389,7 @@ def _score_features(
 ) -> ResampledScore:
     """:func:`score_sets_resampled` of two sets' :func:`_set_features`."""
     gen_t, ref_t = _feature_table(gen_f, ref_f), _feature_table(ref_f, ref_f)
-    score = _score_tables(gen_t, ref_t)
+    score = score_tables(gen_t, ref_t)
     if not resamples:
         return ResampledScore(score, {})
     rng = np.random.default_rng(seed)
@@ -446,7 +435,7 @@ def headline_standard_error(
     return float(np.sqrt(max(float(np.mean(se**2)), draws) / len(h)))
 
 
-def _score_tables(
+def score_tables(
     gen_t: dict[str, dict[str, np.ndarray]], ref_t: dict[str, dict[str, np.ndarray]]
 ) -> SetScore:
     """:class:`SetScore` of two feature tables (family -> feature -> values over a set)."""
@@ -519,21 +508,6 @@ def density_matched_random(
             seq[at, d] = pool[rng.integers(len(pool), size=len(at))] if len(at) else 0.0
         out.append(seq)
     return out
-
-
-def constant_velocity(seqs: Sequence[np.ndarray], velocity: float = 1.0) -> list[np.ndarray]:
-    """The same hits, every one at ``velocity``: what a hits-only model plays for ``seqs``.
-
-    Args:
-        seqs: sequences (steps, drums); a hit is a value > 0.
-        velocity: the velocity of every hit, in (0, 1] (1.0: binary takes).
-
-    Raises:
-        ValueError: for a ``velocity`` outside (0, 1].
-    """
-    if not 0.0 < velocity <= 1.0:
-        raise ValueError(f"velocity must be in (0, 1], got {velocity!r}")
-    return [(np.asarray(s) > 0).astype(np.float32) * np.float32(velocity) for s in seqs]
 
 
 class Baselines(NamedTuple):
@@ -618,7 +592,7 @@ def compare_to_baselines(
     Returns:
         Baselines.
     """
-    ref = _as_list(real)
+    ref = as_sequence_list(real)
     boot = np.random.default_rng([seed, 1])  # apart from the splits' and the floors' draws
     real_f = _set_features(ref, steps_per_bar, bars_per_phrase)  # once: the halves are rows
     row = {id(s): i for i, s in enumerate(ref)}
@@ -639,13 +613,13 @@ def compare_to_baselines(
             "silence": silence(other),
         }
 
-    ceiling, std, scores, disc, se = _ceiling_and_floors(
+    ceiling, std, scores, disc, se = ceiling_and_floors(
         ref, score, floors, seed, bootstrap, min_gap, resamples
     )
     return Baselines(ceiling, std, *scores.values(), disc, se)
 
 
-def _ceiling_and_floors(
+def ceiling_and_floors(
     ref: list[np.ndarray],
     score: Callable[[list[np.ndarray], list[np.ndarray], int], ResampledScore],
     floors: Callable[[list[np.ndarray], list[np.ndarray], np.random.Generator], dict],
@@ -693,172 +667,17 @@ def _ceiling_and_floors(
     return ceiling, std, scores, disc, se
 
 
-# ----------------------------------------------------------------------------- velocity
-# The dynamics, judged beside the hit families with a headline of their own: the hit families,
-# their headline and :class:`Baselines` stay as they are (they read hits only).
-
-VELOCITY_FAMILIES: tuple[str, ...] = ("velocity", "accent")
-"""The velocity families of :func:`score_velocity_sets` (see the module docstring)."""
-
-ACCENT_DRUMS = 3
-"""The ``accent`` family looks at the real set's most-hit drums, this many."""
-ACCENT_POSITIONS = 4
-"""... and at each one's most-hit positions in the bar, this many."""
+_VELOCITY_NAMES = frozenset({
+    "VELOCITY_FAMILIES", "ACCENT_DRUMS", "ACCENT_POSITIONS", "velocity_sequence_features",
+    "score_velocity_sets", "VelocityBaselines", "compare_velocity_to_baselines",
+    "constant_velocity",
+})  # fmt: skip
 
 
-def velocity_sequence_features(seq: np.ndarray, steps_per_bar: int = 16) -> dict[str, np.ndarray]:
-    """The raw per-sequence features the velocity families are built from.
+def __getattr__(name: str) -> object:
+    """The velocity families' names (0.3 had them here): :mod:`dataset.evaluation_velocity`."""
+    if name in _VELOCITY_NAMES:
+        from dataset import evaluation_velocity
 
-    Args:
-        seq: array (steps, drums), values in [0, 1]; a hit is a value > 0, its value the
-            velocity (read exactly).
-        steps_per_bar: steps in one bar.
-
-    Returns:
-        dict of float64 arrays: ``velocity_mean``, ``velocity_spread``, ``accent_contrast``
-        ``(drums,)`` (:func:`dataset.metrics.velocity_stats`,
-        :func:`dataset.metrics.accent_contrast`); ``accent_pattern`` and ``position_hits``
-        ``(steps_per_bar, drums)`` (:func:`dataset.metrics.accent_pattern` and the number of
-        hits it averages at each position: positions ``t mod steps_per_bar``).
-    """
-    v = metrics.as_velocities(seq)
-    if v.ndim != 2:
-        raise ValueError(f"seq must be (steps, drums), got shape {v.shape}")
-    stats = metrics.velocity_stats(v)
-    return {
-        "velocity_mean": stats.mean,
-        "velocity_spread": stats.spread,
-        "accent_pattern": metrics.accent_pattern(v, steps_per_bar),
-        "accent_contrast": metrics.accent_contrast(v, steps_per_bar),
-        "position_hits": onset_positions(v, steps_per_bar),
-    }
-
-
-def _velocity_table(
-    feats: list[dict[str, np.ndarray]], real: list[dict[str, np.ndarray]]
-) -> dict[str, dict[str, np.ndarray]]:
-    """Family -> feature name -> values over the set (N,), feature choice fixed by ``real``."""
-    hits = np.sum([f["position_hits"] for f in real], axis=0)  # (steps_per_bar, drums)
-    used = np.flatnonzero(hits.sum(axis=0) > 0)
-    cells = _top_cells(hits, ACCENT_DRUMS, ACCENT_POSITIONS)
-    top = list(dict.fromkeys(d for _, d in cells))  # the drums of the cells, in their order
-
-    def col(name: str) -> np.ndarray:
-        return np.array([f[name] for f in feats], dtype=np.float64)
-
-    mean, spread, contrast = col("velocity_mean"), col("velocity_spread"), col("accent_contrast")
-    pattern = col("accent_pattern")
-    table = {
-        "velocity": {**{f"velocity_mean[{d}]": mean[:, d] for d in used},
-                     **{f"velocity_spread[{d}]": spread[:, d] for d in used}},
-        "accent": {**{f"accent_pattern[{p},{d}]": pattern[:, p, d] for p, d in cells},
-                   **{f"accent_contrast[{d}]": contrast[:, d] for d in top}},
-    }  # fmt: skip
-    return {k: v for k, v in table.items() if v}
-
-
-def score_velocity_sets(
-    generated: np.ndarray | Sequence[np.ndarray],
-    real: np.ndarray | Sequence[np.ndarray],
-    steps_per_bar: int = 16,
-) -> SetScore:
-    """Score the dynamics of generated sequences against held-out real ones, family by family.
-
-    The families of :data:`VELOCITY_FAMILIES` (those with a feature: none without a real hit),
-    by the overlapping area of each feature's distribution, as :func:`score_sets` does for the
-    hit families; ``mean`` is the mean over these families only.
-
-    Args:
-        generated: (N, steps, drums) array or list of (steps, drums) arrays, values in [0, 1]
-            (velocities; binary takes have every hit at 1.0).
-        real: the held-out real set, same drums.
-        steps_per_bar: steps in one bar.
-
-    Returns:
-        SetScore of the velocity families.
-
-    Raises:
-        ValueError: empty sets, sets with different numbers of drums, values outside [0, 1].
-    """
-    gen, ref = _as_list(generated), _as_list(real)
-    if gen[0].shape[1] != ref[0].shape[1]:
-        raise ValueError(
-            f"generated sequences have {gen[0].shape[1]} drums, real ones {ref[0].shape[1]}"
-        )
-    gen_f = [velocity_sequence_features(s, steps_per_bar) for s in gen]
-    ref_f = [velocity_sequence_features(s, steps_per_bar) for s in ref]
-    return _score_tables(_velocity_table(gen_f, ref_f), _velocity_table(ref_f, ref_f))
-
-
-class VelocityBaselines(NamedTuple):
-    """Reference scores of the velocity families (:func:`compare_velocity_to_baselines`)."""
-
-    real_vs_real: SetScore
-    """Ceiling: one half of the real set against the other."""
-    real_vs_real_std: dict[str, float]
-    """Bootstrap standard deviation of the ceiling, per family and ``mean``."""
-    uniform_random: SetScore
-    """Hits with probability 1/2, velocities uniform on (0, 1]."""
-    density_random: SetScore
-    """Hits at each drum's real rate, velocities drawn from the real hits of that drum."""
-    silence: SetScore
-    constant_velocity: SetScore
-    """The ceiling's own real hits, every one at velocity 1.0 (a binary, hits-only take)."""
-    discriminative: tuple[str, ...]
-    """Velocity families whose ceiling beats the best floor by at least ``min_gap``: the
-    velocity headline averages these only."""
-
-    def headline(self, score: SetScore) -> float:
-        """Mean OA over the discriminative velocity families (all of them if none is).
-
-        0 when the real set has no hit, hence no velocity feature.
-        """
-        fams = self.discriminative or tuple(score.families)
-        return float(np.mean([score.families[f] for f in fams])) if fams else 0.0
-
-
-def compare_velocity_to_baselines(
-    real: np.ndarray | Sequence[np.ndarray],
-    steps_per_bar: int = 16,
-    seed: int = 0,
-    bootstrap: int = 5,
-    min_gap: float = 0.1,
-) -> VelocityBaselines:
-    """Ceiling and floors of the velocity families for a held-out real set.
-
-    The same splits as :func:`compare_to_baselines` with the same ``seed`` (the same halves and
-    bootstrap splits), scored by :func:`score_velocity_sets`. The floors, scored against the
-    first half with as many sequences as the second: uniform random
-    (:func:`uniform_random` with velocities), density-matched random
-    (:func:`density_matched_random` with velocities: each drum hits at its real rate and each
-    hit takes a velocity drawn from that drum's real hits, so the floor knows the real
-    distribution of velocities and lacks only their structure), silence, and
-    :func:`constant_velocity` (the second half's own hits, all at 1.0: a hits-only model).
-
-    Args:
-        real: at least 4 real sequences, values in [0, 1].
-        steps_per_bar: steps in one bar.
-        seed: seed of the splits and the random players.
-        bootstrap: number of extra random splits for the ceiling's spread.
-        min_gap: how much the ceiling must beat the best floor for a family to count.
-
-    Returns:
-        VelocityBaselines.
-    """
-    ref = _as_list(real)
-
-    def floors(other: list[np.ndarray], held: list[np.ndarray], rng: np.random.Generator) -> dict:
-        return {
-            "uniform_random": uniform_random(other, rng, velocities=True),
-            "density_random": density_matched_random(other, held, rng, velocities=True),
-            "silence": silence(other),
-            "constant_velocity": constant_velocity(other),
-        }
-
-    def score(gen: list[np.ndarray], held: list[np.ndarray], _: int) -> ResampledScore:
-        return ResampledScore(score_velocity_sets(gen, held, steps_per_bar), {})
-
-    ceiling, std, scores, disc, _ = _ceiling_and_floors(
-        ref, score, floors, seed, bootstrap, min_gap
-    )
-    return VelocityBaselines(ceiling, std, *scores.values(), disc)
+        return getattr(evaluation_velocity, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,9 @@ by the **overlapping area** (OA) of the feature's distributions over the two set
 (``h = max(h_a, h_b)``) and integrated by the trapezoid rule. Bandwidths follow Silverman's rule
 of thumb, ``h = 0.9 min(s, IQR / 1.349) n^(-1/5)`` (``s`` the sample standard deviation, ddof 1;
 the interquartile range only when positive; :func:`bandwidth`), never below a floor of 1% of
-the pooled range (or 1e-3 when every value is equal), so constant samples are narrow bumps
-rather than undefined. OA is 1 for identical samples and near 0 for far-apart ones.
+the pooled range (or 1e-3 when the values span less than 1e-9: equal, and no bandwidth
+underflows), so constant samples are narrow bumps rather than undefined. OA is 1 for identical
+samples and near 0 for far-apart ones.
 
 **The bootstrap** (:func:`resampled_overlapping_area`): a resample draws the items again with
 replacement (:func:`resample_counts`), and its OA is the OA above of the resampled samples,
@@ -43,6 +44,7 @@ __all__ = ["bandwidth", "overlapping_area", "resample_counts", "resampled_overla
 
 _SPECTRAL_MIN_POINTS = 1024
 _TRANSFER_CUTOFF = math.sqrt(2 * math.log(1e12))  # exp(-x^2 / 2) < 1e-12 beyond it
+_EQUAL = 1e-9  # pooled values spanning less than this count as equal (floor 1e-3)
 _CHUNK_ROWS = 50  # resamples evaluated together (sorted by the frequencies they need)
 
 
@@ -93,7 +95,7 @@ def overlapping_area(a: np.ndarray, b: np.ndarray, grid_points: int = 512) -> fl
     a, b = _as_sample(a, "a"), _as_sample(b, "b")
     pooled = np.concatenate([a, b])
     span = float(pooled.max() - pooled.min())
-    floor = 0.01 * span if span > 0 else 1e-3
+    floor = 0.01 * span if span > _EQUAL else 1e-3
     ha, hb = bandwidth(a, floor), bandwidth(b, floor)
     reach = 6 * max(ha, hb)
     grid = np.linspace(pooled.min() - reach, pooled.max() + reach, grid_points)
@@ -187,7 +189,7 @@ def resampled_overlapping_area(
     hi_row = np.maximum(va[::-1][(ca[:, ::-1] > 0).argmax(1)],              # pooled range
                         vb[::-1][(cb[:, ::-1] > 0).argmax(1)])  # fmt: skip
     span = hi_row - lo_row
-    floor = np.where(span > 0, 0.01 * span, 1e-3)
+    floor = np.where(span > _EQUAL, 0.01 * span, 1e-3)
     ha = _row_bandwidths(va, ca, len(a), floor)
     hb = _row_bandwidths(vb, cb, len(b), floor)
     reach = 6 * np.maximum(ha, hb)
