@@ -717,12 +717,7 @@ def alignment_table(
     resolved = {(s if isinstance(s, str) else s.name): make_shaping(s) for s in shapings}
 
     with tempfile.TemporaryDirectory() as tmp:
-        if split is None:
-            split = write_split(config, work if work is not None else tmp)
-        heldout = heldout_dataset(config, split.heldout_dir)
-        ref = reference(config, heldout)
-        rates = _hit_rates(split.train_dir)
-        env_kwargs = config.env_kwargs(data=heldout)
+        split, ref, rates, env_kwargs = _heldout_setup(config, split, work, tmp)
         everyone = {**players, **probes}
         plays = {(name, s): play_episodes(make, env_kwargs, episodes, s, rates)
                  for s in draws for name, make in everyone.items()}  # fmt: skip
@@ -761,6 +756,21 @@ def alignment_table(
         {p: float(np.mean([heads[(p, s)] for s in draws])) for p in everyone}, draws, episodes,
         tuple(ref.baselines.discriminative), split.source,
     )  # fmt: skip
+
+
+def _heldout_setup(config: HeldoutConfig, split: Split | None, work: str | Path | None,
+                   tmp: str) -> tuple[Split, Any, np.ndarray, dict[str, Any]]:  # fmt: skip
+    """What every alignment table plays on: split, held-out reference, hit rates, env arguments.
+
+    The split is written under ``work`` (else ``tmp``) unless given; the hit rates are the
+    training split's, per drum.
+    """
+    if split is None:
+        split = write_split(config, work if work is not None else tmp)
+    heldout = heldout_dataset(config, split.heldout_dir)
+    return split, reference(config, heldout), _hit_rates(split.train_dir), config.env_kwargs(
+        data=heldout
+    )
 
 
 def _hit_rates(folder: str | Path) -> np.ndarray:
@@ -890,12 +900,7 @@ def play_family(
     if not draws:
         raise ValueError("seeds must name at least one draw")
     with tempfile.TemporaryDirectory() as tmp:
-        if split is None:
-            split = write_split(config, work if work is not None else tmp)
-        heldout = heldout_dataset(config, split.heldout_dir)
-        ref = reference(config, heldout)
-        rates = _hit_rates(split.train_dir)
-        env_kwargs = config.env_kwargs(data=heldout)
+        split, ref, rates, env_kwargs = _heldout_setup(config, split, work, tmp)
         if with_metrics:
             env_kwargs["weights"] = {**(env_kwargs.get("weights") or {}), "metrics": 1.0}
         plays = [[play_episodes(make, env_kwargs, episodes, s, rates) for make in players.values()]

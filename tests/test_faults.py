@@ -34,6 +34,7 @@ import mido
 import numpy as np
 import pretty_midi
 import pytest
+from torch_threads import one_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
 from agents.cli import main
@@ -57,16 +58,6 @@ def error_line(capsys, command: str) -> str:
     assert lines[0].startswith(f"drum-env {command}: error: "), lines[0]
     assert "Traceback" not in captured.err and "usage:" not in captured.err
     return lines[0]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
