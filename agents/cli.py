@@ -65,12 +65,12 @@ PROG = "drum-env"
 
 CHOICES: dict[str, tuple[str, str]] = {
     "shaping": ("drum_env.rewards", "SHAPINGS"),
-    "reward_norm": ("agents.trainer_reward", "REWARD_NORMS"),
-    "policy_kind": ("agents.policy", "POLICY_KINDS"),
-    "algo": ("agents.sb3", "ALGOS"),
-    "device": ("agents.distributed", "DEVICES"),
-    "shapings": ("agents.benchmark", "SHAPING_NAMES"),
-    "agents": ("agents.benchmark", "AGENTS"),
+    "reward_norm": ("agents.training.trainer_reward", "REWARD_NORMS"),
+    "policy_kind": ("agents.policies.policy", "POLICY_KINDS"),
+    "algo": ("agents.baselines.sb3", "ALGOS"),
+    "device": ("agents.training.distributed", "DEVICES"),
+    "shapings": ("agents.evaluation.benchmark", "SHAPING_NAMES"),
+    "agents": ("agents.evaluation.benchmark", "AGENTS"),
     "weight_terms": ("drum_env.rewards", "TERMS"),
     "pruner": ("agents.tune", "PRUNERS"),
 }
@@ -87,15 +87,15 @@ class _Config(NamedTuple):
 
 
 CONFIGS: dict[str, _Config] = {
-    "pretrain": _Config("agents.pretrain", "PretrainConfig",
+    "pretrain": _Config("agents.training.pretrain", "PretrainConfig",
                         "supervised next-step pretraining of the policy"),
-    "train": _Config("agents.ppo", "PPOConfig",
+    "train": _Config("agents.training.ppo", "PPOConfig",
                      "PPO with the custom policy on the native vector env"),
-    "baseline": _Config("agents.sb3", "BaselineConfig",
+    "baseline": _Config("agents.baselines.sb3", "BaselineConfig",
                         "Stable-Baselines3 PPO or A2C on the same env"),
-    "generate": _Config("agents.generate", "GenerateConfig",
+    "generate": _Config("agents.evaluation.generate", "GenerateConfig",
                         "compose with a policy: .mid, .npz and .png per take"),
-    "benchmark": _Config("agents.benchmark", "BenchmarkConfig",
+    "benchmark": _Config("agents.evaluation.benchmark", "BenchmarkConfig",
                          "reward shapings x agents, scored on held-out data"),
     "tune": _Config("agents.tune", "TuneConfig",
                     "Optuna study over reward weights and PPO hyperparameters"),
@@ -246,7 +246,7 @@ def _scalar(kind: type, optional: bool, name: str) -> Callable[[str], Any]:
 
 
 def _device(text: str) -> str:
-    from agents.distributed import check_device
+    from agents.training.distributed import check_device
 
     try:
         check_device(text)
@@ -654,7 +654,7 @@ def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def _run_pretrain(config: Any) -> int:
-    from agents.pretrain import pretrain
+    from agents.training.pretrain import pretrain
 
     result = pretrain(config)
     _print_rows("pretraining", [
@@ -667,7 +667,7 @@ def _run_pretrain(config: Any) -> int:
 
 
 def _run_train(config: Any) -> int:
-    from agents.ppo import train
+    from agents.training.ppo import train
 
     result = train(config)
     _print_rows("PPO training", [
@@ -680,7 +680,7 @@ def _run_train(config: Any) -> int:
 
 
 def _run_baseline(config: Any) -> int:
-    from agents.sb3 import train_baseline
+    from agents.baselines.sb3 import train_baseline
 
     result = train_baseline(config)
     _print_rows(f"Stable-Baselines3 {config.algo}", [
@@ -692,7 +692,7 @@ def _run_baseline(config: Any) -> int:
 
 
 def _run_generate(config: Any) -> int:
-    from agents.generate import generate
+    from agents.evaluation.generate import generate
 
     result = generate(config)
     rows = [
@@ -705,7 +705,7 @@ def _run_generate(config: Any) -> int:
 
 
 def _run_benchmark(config: Any) -> int:
-    from agents.benchmark import run_benchmark
+    from agents.evaluation.benchmark import run_benchmark
 
     result = run_benchmark(config)
     print(result.md_path.read_text(encoding="utf-8"))

@@ -122,14 +122,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from agents.heldout import HeldoutConfig
+from agents.evaluation.heldout import HeldoutConfig
 from agents.storage import open_storage, shown_url
 from agents.task import is_int, is_number
 
 if TYPE_CHECKING:
     import optuna
 
-    from agents.ppo import PPOConfig
+    from agents.training.ppo import PPOConfig
 
 __all__ = [
     "PRUNERS",
@@ -482,7 +482,7 @@ class TuneConfig(HeldoutConfig):
         Returns:
             PPOConfig, with the study's task and ``total_timesteps`` unless changed.
         """
-        from agents.ppo import PPOConfig
+        from agents.training.ppo import PPOConfig
 
         weights = {**(self.weight_mapping or {}),
                    **{k[2:]: float(v) for k, v in params.items() if k.startswith("w_")}}
@@ -646,7 +646,7 @@ def _prepared_data(config: TuneConfig) -> Iterator[_Data]:
     Uses :mod:`agents.heldout`'s split and evaluation, so the test part is the benchmark's
     held-out part for equal ``split_seed`` / ``heldout_players`` / fraction / CSV.
     """
-    from agents.heldout import heldout_dataset, reference, write_split
+    from agents.evaluation.heldout import heldout_dataset, reference, write_split
 
     config.study_dir.mkdir(parents=True, exist_ok=True)
     # one folder per worker process: workers on one machine never rewrite each other's split
@@ -672,7 +672,7 @@ def _prepared_data(config: TuneConfig) -> Iterator[_Data]:
 
 def _pretrained_arch(config: TuneConfig) -> tuple[int, int, int]:
     """``(d_model, n_layers, n_heads)`` of the pretrained policy, checked against the env."""
-    from agents.policy import load_policy
+    from agents.policies.policy import load_policy
 
     assert config.pretrained is not None
     pc = load_policy(config.pretrained).config
@@ -713,8 +713,8 @@ def _validation_score(data: _Data, policy: Any, seed: int) -> dict[str, float]:
         ``headline`` (in [0, 1], higher is better), ``song_raw``, ``episode_return``,
         ``oa_<family>``.
     """
-    from agents.heldout import evaluate
-    from agents.rollout import policy_fn
+    from agents.evaluation.heldout import evaluate
+    from agents.evaluation.rollout import policy_fn
 
     return evaluate(policy_fn(policy, seed=seed), data.heldout, data.env_kwargs, data.reference)
 
@@ -723,8 +723,8 @@ def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
     """Train one trial, reporting validation scores; returns the final validation headline."""
     import optuna
 
-    from agents.ppo import train
-    from agents.rollout import load_any_policy
+    from agents.evaluation.rollout import load_any_policy
+    from agents.training.ppo import train
 
     params = _suggest(trial, config, data)
     seed = config.seed + trial.number
@@ -890,7 +890,7 @@ def export_best(source: TuneConfig | optuna.Study, path: str | Path | None = Non
     Raises:
         ValueError: no trial of the study has completed, or the study is missing.
     """
-    from agents.ppo import PPOConfig
+    from agents.training.ppo import PPOConfig
 
     if isinstance(source, TuneConfig):
         study = open_study(dataclasses.replace(source, resume=True), check=False)

@@ -5,7 +5,8 @@ per-position mode, loop-the-primer, the pretrained policy sampled and thresholde
 players, silence, and probes written to game the reward) on held-out data, unnormalised and
 under one normaliser warmed on a mix of the players then frozen, next to their
 shaping-independent headline score, with the Spearman correlation of returns and headlines
-(:func:`agents.alignment.alignment_table`). Writes ``<out>/<name>.md`` and ``<name>.json``.
+(:func:`agents.evaluation.alignment.alignment_table`). Writes ``<out>/<name>.md`` and
+``<name>.json``.
 
 Examples::
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from agents import alignment as al
-    from agents.heldout import HeldoutConfig
+    from agents.evaluation.heldout import HeldoutConfig
 
     torch.set_num_threads(1)
     players = args.heldout_players.split(",") if args.heldout_players else None

@@ -1,7 +1,7 @@
 """Reward shapings x agents x seeds on held-out drums: ``shapings.{csv,md,png,json}``.
 
-Thin command-line front of :mod:`agents.benchmark` (the same as ``drum-env benchmark``); see its
-docstring for what is trained, how it is evaluated and what is written.
+Thin command-line front of :mod:`agents.evaluation.benchmark` (the same as ``drum-env benchmark``);
+see its docstring for what is trained, how it is evaluated and what is written.
 
 Budgets:
 

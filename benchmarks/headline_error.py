@@ -3,20 +3,21 @@
 For each evaluation setting (episodes per draw x draws, windows drawn by the env or stratified
 by file), on one split:
 
-* the ceiling and floors (:func:`agents.heldout.reference`: mean ± spread over halvings, and
-  the bootstrap standard error of one halving's headline);
+* the ceiling and floors (:func:`agents.evaluation.heldout.reference`: mean ± spread over halvings,
+  and the bootstrap standard error of one halving's headline);
 * the benchmark's players: loop-the-primer, the random agent at the training split's per-drum
   rates (density-matched random) and, with ``--pretrain-steps``, a policy pretrained on the
   training split (sampled; a learned player near the ones RL is judged on), each evaluated
   ``repeats`` times with other primers (``eval_seed`` moved by ``100003 * r``): the mean
-  headline, the standard error the evaluation **reports** (:func:`agents.heldout.evaluate`'s
-  ``headline_se``, mean over the repeats) and the one **measured** (the standard deviation of
-  the repeats' headlines), and the seconds one evaluation takes;
+  headline, the standard error the evaluation **reports**
+  (:func:`agents.evaluation.heldout.evaluate`'s ``headline_se``, mean over the repeats) and the one
+  **measured** (the standard deviation of the repeats' headlines), and the seconds one evaluation
+  takes;
 * the headline of those players without the ``metrical_position`` family (0.3's family set;
   the discriminative families otherwise as they are), and the per-position mode and random
   bars at the reference's own per-drum densities, played offline on the episodes' windows:
-  what the new family changes (the probe of :func:`agents.alignment.random_bars_with_variations`
-  among them).
+  what the new family changes (the probe of
+  :func:`agents.evaluation.alignment.random_bars_with_variations` among them).
 
 Run (drummers 8 and 9 held out, as the README's results)::
 
@@ -58,7 +59,7 @@ def _setting(text: str) -> tuple[int, int, bool]:
 
 def _offline_players(config, heldout, ref, rng: np.random.Generator) -> dict[str, float]:
     """Headlines (with and without the new family) of players built from reference windows."""
-    from agents.heldout import stratified_counts
+    from agents.evaluation.heldout import stratified_counts
     from dataset.evaluation import score_sets
 
     lengths = np.array([len(s) for s in heldout.sequences])
@@ -76,7 +77,7 @@ def _offline_players(config, heldout, ref, rng: np.random.Generator) -> dict[str
     bars = refs.reshape(n, steps // spb, spb, drums).mean(axis=1)  # (n, spb, drums)
     density = refs.mean(axis=1, keepdims=True)  # (n, 1, drums)
     first = rng.random((n, spb, drums)) < density  # random bars repeated with variations, as
-    repeated = np.tile(first, (1, steps // spb, 1))  # agents.alignment's probe: each hit kept
+    repeated = np.tile(first, (1, steps // spb, 1))  # the alignment probe: each hit kept
     repeated[:, spb:] &= rng.random((n, steps - spb, drums)) >= 0.15  # with 0.85, others
     repeated[:, spb:] |= rng.random((n, steps - spb, drums)) < 0.15 * density  # added
     players = {
@@ -111,7 +112,7 @@ def _pretrained(args: argparse.Namespace, config, train_dir: Path) -> str | None
     if path.is_file() and (out / "steps.txt").is_file() and \
             (out / "steps.txt").read_text() == str(args.pretrain_steps):  # fmt: skip
         return str(path)
-    from agents.pretrain import PretrainConfig, pretrain
+    from agents.training.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(**{**config.task_fields(), "data": str(train_dir)}, epochs=10_000,
                          max_steps=args.pretrain_steps, seed=0, device="cpu", out=str(out),
@@ -123,8 +124,14 @@ def _pretrained(args: argparse.Namespace, config, train_dir: Path) -> str | None
 
 def measure(args: argparse.Namespace, setting: tuple[int, int, bool]) -> dict:
     """Every number of one setting (see the module docstring)."""
-    from agents.heldout import HeldoutConfig, evaluate, heldout_dataset, reference, write_split
-    from agents.rollout import load_any_policy, loop_policy, policy_fn, random_policy
+    from agents.evaluation.heldout import (
+        HeldoutConfig,
+        evaluate,
+        heldout_dataset,
+        reference,
+        write_split,
+    )
+    from agents.evaluation.rollout import load_any_policy, loop_policy, policy_fn, random_policy
     from dataset.metrics import as_hits
 
     episodes, draws, stratify = setting
@@ -248,7 +255,7 @@ def markdown(results: list[dict], command: str, took: float, data: str | None) -
 
 def main(argv: list[str] | None = None) -> int:
     """Measure every setting, write the JSON and the markdown, print the markdown."""
-    from agents.heldout import EVAL_DRAWS, EVAL_EPISODES
+    from agents.evaluation.heldout import EVAL_DRAWS, EVAL_EPISODES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="npz folder (default: the built-in corpus)")

@@ -6,11 +6,12 @@ shaping-independent headline ranks them. RL climbs a *local* slope: it compares 
 to the one it is training. This script builds such a family around one pretrained policy, plays
 every member on the same held-out episodes (several draws of primers), and reports, per shaping
 and per reward term, the Spearman correlation of the mean episode return with the headline on
-each draw (:func:`agents.alignment.play_family`, :func:`agents.alignment.local_summary`):
+each draw (:func:`agents.evaluation.alignment.play_family`,
+:func:`agents.evaluation.alignment.local_summary`):
 
 * the pretrained policy sampled at temperatures ``--temperatures`` (1 is the policy itself);
 * the pretrained policy with nucleus sampling over the step's hit pattern at ``--top-p``
-  (:func:`agents.alignment.sample_top_p`);
+  (:func:`agents.evaluation.alignment.sample_top_p`);
 * PPO fine-tunings of it (``kl_coef`` 0.1, 16 envs x 32 steps, one thread) after
   ``--ppo-steps`` env steps, trained under ``--work`` when missing, sampled at T = 1.
 
@@ -75,8 +76,8 @@ REUSED: list[str] = []
 
 def train_ppo(pretrained: str, train_dir: Path, steps: int, out: Path, seed: int) -> Path:
     """A short PPO fine-tuning of ``pretrained`` (reused when ``out/policy.pt`` exists)."""
-    from agents.ppo import PPOConfig, train
-    from agents.rollout import load_any_policy
+    from agents.evaluation.rollout import load_any_policy
+    from agents.training.ppo import PPOConfig, train
 
     if (out / "policy.pt").is_file():
         REUSED.append(str(out))
@@ -95,7 +96,7 @@ def family(pretrained: str, temperatures: list[float], top_ps: list[float],
            ppo: dict[str, Path]) -> dict:  # fmt: skip
     """The players near ``pretrained``: temperatures, top-p and PPO checkpoints."""
     from agents import alignment as al
-    from agents.rollout import load_any_policy
+    from agents.evaluation.rollout import load_any_policy
 
     base = load_any_policy(pretrained)
     players = {f"T={t:g}": al.policy_player(base, temperature=t) for t in temperatures}
@@ -108,7 +109,7 @@ def grid_spearman(sums: np.ndarray, heads: np.ndarray, weights: np.ndarray,
                   chunk: int = 8192) -> np.ndarray:  # fmt: skip
     """Spearman (average ranks for ties) of ``sums @ w`` with ``heads``, per draw and candidate.
 
-    The vectorised form of :func:`agents.alignment.spearman` for a grid of weightings.
+    The vectorised form of :func:`agents.evaluation.alignment.spearman` for a grid of weightings.
 
     Args:
         sums: float (draws, players, terms); heads: float (draws, players);
@@ -276,7 +277,7 @@ def measure(args: argparse.Namespace) -> dict:
     import torch
 
     from agents import alignment as al
-    from agents.heldout import HeldoutConfig, write_split
+    from agents.evaluation.heldout import HeldoutConfig, write_split
     from drum_env.rewards import SHAPINGS, TERMS, make_shaping
 
     torch.set_num_threads(1)
@@ -287,7 +288,7 @@ def measure(args: argparse.Namespace) -> dict:
     split = write_split(config, work)  # work/split/{train,heldout}
     pretrained = args.pretrained
     if pretrained is None:
-        from agents.pretrain import PretrainConfig, pretrain
+        from agents.training.pretrain import PretrainConfig, pretrain
 
         pretrained = str(work / "pretrain" / "policy.pt")
         if not Path(pretrained).is_file():

@@ -5,9 +5,9 @@ PPO's env steps/s at equal settings, and the single env at most 4x slower than C
 This benchmark measures the floors under both, on one CPU thread, in one run:
 
 * **update ceiling** (``--settings``, default 16 x 32, 64 x 32, 256 x 32 with 4 epochs x 4
-  minibatches): :func:`agents.ppo.train` runs ``--iterations`` iterations as the user calls it
-  (no TensorBoard), with :func:`agents.ppo._ppo_update`, the trainer's own update, timed per
-  call (thread CPU time). ``ceiling = batch_size / median update time`` is the env steps/s the
+  minibatches): :func:`agents.training.ppo.train` runs ``--iterations`` iterations as the user calls
+  it (no TensorBoard), with :func:`agents.training.ppo._ppo_update`, the trainer's own update, timed
+  per call (thread CPU time). ``ceiling = batch_size / median update time`` is the env steps/s the
   trainer would reach if the env, the rollout and everything else cost nothing: the algorithm
   (same epochs, minibatches and losses) fixes it. Once **eager**, and once **compiled**: the
   update's model wrapped in ``torch.compile`` as ``train(compile=True)`` wraps it. The first
@@ -17,10 +17,10 @@ This benchmark measures the floors under both, on one CPU thread, in one run:
   savings repay it. SB3 PPO at the same settings (``train_throughput.run_sb3``: its env steps
   per CPU second after the first iteration) in the same run gives ``ceiling_vs_sb3``: when it
   is under 5, no change outside the update can meet the 5x target with that policy.
-* **SB3's env share**: SB3 PPO (:func:`agents.sb3.build_model`, ``learn``) at the first setting
-  with ``DrumComposeEnv.step`` timed: the share of SB3's CPU time spent inside the env's step,
-  and, by Amdahl's law, how much faster SB3 would train if the single env ran at the 4x-CartPole
-  target (the env's time scaled by ``target_ratio / measured ratio``).
+* **SB3's env share**: SB3 PPO (:func:`agents.baselines.sb3.build_model`, ``learn``) at the first
+  setting with ``DrumComposeEnv.step`` timed: the share of SB3's CPU time spent inside the env's
+  step, and, by Amdahl's law, how much faster SB3 would train if the single env ran at the
+  4x-CartPole target (the env's time scaled by ``target_ratio / measured ratio``).
 * **single env split**: ``gymnasium.make("DrumCompose-v0")`` (defaults: seq_len 128, 2 primer
   bars, ``aligned``) stepped through whole episodes with pre-sampled actions, each step
   timed and classed by the largest unit it closes (from its ``info["reward_terms"]``): an open
@@ -83,8 +83,8 @@ KINDS = ("open", "bar end", "phrase end", "episode end", "reset")
 
 @contextlib.contextmanager
 def _timed_update(times: list[float], compile_model: bool) -> Iterator[None]:
-    """Patch ``agents.ppo._ppo_update`` to time each call (and to compile its model)."""
-    import agents.ppo as ppo
+    """Patch ``agents.training.ppo._ppo_update`` to time each call (and to compile its model)."""
+    import agents.training.ppo as ppo
 
     original = ppo._ppo_update
     compiled: dict[int, Any] = {}
@@ -108,7 +108,7 @@ def _timed_update(times: list[float], compile_model: bool) -> Iterator[None]:
 def update_ceiling(kind: str, num_envs: int, num_steps: int, iterations: int,
                    compile_model: bool, out: Path) -> dict:  # fmt: skip
     """One ``train`` call; the update's time per call and the ceiling it sets."""
-    from agents.ppo import PPOConfig, train
+    from agents.training.ppo import PPOConfig, train
 
     torch.compiler.reset()  # every compiled run pays its own compile
     cfg = PPOConfig(
@@ -157,7 +157,7 @@ def ceilings(settings: list[tuple[int, int]], iterations: int, sb3_steps: int,
 
 def sb3_env_share(num_envs: int, num_steps: int, steps: int, tmp: Path) -> dict:
     """SB3 PPO's CPU time and the part of it inside ``DrumComposeEnv.step``."""
-    from agents.sb3 import build_model
+    from agents.baselines.sb3 import build_model
     from drum_env.env import DrumComposeEnv
 
     model, venv = build_model(sb3_config(num_envs, num_steps, steps, tmp / "share"))

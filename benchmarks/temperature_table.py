@@ -5,9 +5,9 @@ A policy trained by likelihood often scores better sampled a little cooler than 
 and RL that only sharpens the distribution is no better than a temperature. So for every seed of
 a ``drum-env benchmark`` run with the ``pretrained`` and ``ppo+pretrain`` agents, this script
 takes the two policies it saved, chooses each one's temperature on the pretraining's validation
-files (training players only: :func:`agents.temperature.choose_temperature`), and scores both at
-temperature 1 and at the chosen one on the held-out players, with the headline's standard error
-and the takes' intra-set diversity beside the real continuations'
+files (training players only: :func:`agents.evaluation.temperature.choose_temperature`), and scores
+both at temperature 1 and at the chosen one on the held-out players, with the headline's standard
+error and the takes' intra-set diversity beside the real continuations'
 (:func:`dataset.diversity.intra_set_diversity`). Writes ``<out>.json`` and ``<out>.md``.
 
 Example (after the benchmark in the README's Results)::
@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from agents.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
-    from agents.rollout import load_any_policy, policy_fn, rollout_episodes
-    from agents.temperature import choose_temperature
+    from agents.evaluation.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
+    from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
+    from agents.evaluation.temperature import choose_temperature
     from dataset.diversity import intra_set_diversity
 
     work = Path(args.work)

@@ -1,19 +1,20 @@
 """Where the custom PPO trainer spends its time: a phase-by-phase profile of ``train``.
 
-Runs :func:`agents.ppo.train` as a user would (TensorBoard on, a checkpoint every 10
+Runs :func:`agents.training.ppo.train` as a user would (TensorBoard on, a checkpoint every 10
 iterations, the final policy save; no progress bar), after an untimed warm-up call, and times
 its phases by wrapping the functions the loop calls with timers (nothing is re-implemented;
 the overhead is two clock reads per call):
 
 * setup: ``train`` minus every phase below (env and model construction, the run folder);
-* rollout: ``agents.ppo._rollout``, split into the policy forward (``forward_obs``), ``env.step``
-  (``DrumComposeVectorEnv.step``), observation conversion (``obs_to_tensors``, where the loop
-  calls it), the reward-term reads (``reward_terms``) and the rest (sampling, log-probabilities,
-  storage writes);
+* rollout: ``agents.training.ppo._rollout``, split into the policy forward (``forward_obs``),
+  ``env.step`` (``DrumComposeVectorEnv.step``), observation conversion (``obs_to_tensors``, where
+  the loop calls it), the reward-term reads (``reward_terms``) and the rest (sampling,
+  log-probabilities, storage writes);
 * bootstrap value: ``forward_obs`` of the observation after the rollout;
 * reward: ``assign_rewards``; GAE: ``compute_gae``;
-* update: ``agents.ppo._ppo_update``, split into forward, ``backward``, ``clip_grad_norm_``,
-  ``Adam.step`` and the rest (minibatch gathers, the losses, reading the logged values);
+* update: ``agents.training.ppo._ppo_update``, split into forward, ``backward``,
+  ``clip_grad_norm_``, ``Adam.step`` and the rest (minibatch gathers, the losses, reading the logged
+  values);
 * logging: ``SummaryWriter.add_scalar`` and the episode metrics;
 * checkpoint: ``save_training_state`` and ``save_policy``.
 
@@ -115,8 +116,8 @@ def _patched(timers: _Timers) -> Iterator[None]:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    import agents.policy as policy_mod
-    import agents.ppo as ppo
+    import agents.policies.policy as policy_mod
+    import agents.training.ppo as ppo
     from drum_env.vector import DrumComposeVectorEnv
 
     def forward_label(parent: str | None) -> str | None:
@@ -161,7 +162,7 @@ def profile_once(num_envs: int, num_steps: int, iterations: int, policy_kind: st
     import torch
 
     torch.set_num_threads(threads)
-    import agents.ppo as ppo
+    import agents.training.ppo as ppo
 
     def config(out: str, its: int) -> Any:
         kwargs = dict(num_envs=num_envs, num_steps=num_steps,

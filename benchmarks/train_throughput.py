@@ -4,11 +4,12 @@ with ``num_envs``, and the peak memory of a long run.
 Same env (``DrumCompose-v0``, built-in corpus, seq_len 64, 1 primer bar, ``hierarchical``
 shaping), same CPU, one torch/BLAS thread, every trainer through its public entry point:
 
-* **equal settings** (``--settings``, default 16 envs x 32 steps, :class:`~agents.ppo.PPOConfig`'s
-  defaults, 64 x 32 and 256 x 32): :func:`agents.ppo.train` with
-  ``policy_kind="transformer"`` (AMP off, and on: bf16 autocast) and ``"mlp"`` (SB3's
+* **equal settings** (``--settings``, default 16 envs x 32 steps,
+  :class:`~agents.training.ppo.PPOConfig`'s defaults, 64 x 32 and 256 x 32):
+  :func:`agents.training.ppo.train` with ``policy_kind="transformer"`` (AMP off, and on: bf16
+  autocast) and ``"mlp"`` (SB3's
   policy: two 64-64 tanh MLPs over the flattened observation) against SB3 PPO as
-  :func:`agents.sb3.train_baseline` builds it (:func:`agents.sb3.build_model`:
+  :func:`agents.baselines.sb3.train_baseline` builds it (:func:`agents.baselines.sb3.build_model`:
   ``MultiInputPolicy``, a ``DummyVecEnv`` of single envs, then ``learn``; without the
   baseline's evaluation episodes) with the same ``num_envs``,
   ``n_steps = num_steps``, the same 4 epochs and 4 minibatches (``batch_size = num_envs *
@@ -88,8 +89,8 @@ class _Clock:
 
 def run_custom(num_envs: int, num_steps: int, steps: int, kind: str, amp: bool,
                out: Path) -> dict:  # fmt: skip
-    """One :func:`agents.ppo.train` call, timed whole and after its first iteration."""
-    from agents.ppo import PPOConfig, train
+    """One :func:`agents.training.ppo.train` call, timed whole and after its first iteration."""
+    from agents.training.ppo import PPOConfig, train
 
     cfg = PPOConfig(
         seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs, num_steps=num_steps,
@@ -106,7 +107,7 @@ def run_custom(num_envs: int, num_steps: int, steps: int, kind: str, amp: bool,
 def sb3_config(num_envs: int, num_steps: int, steps: int, out: Path) -> Any:
     """The SB3 PPO run of the equal settings: the task, epochs and minibatches of the custom
     PPO's, no evaluation, no TensorBoard."""
-    from agents.sb3 import BaselineConfig
+    from agents.baselines.sb3 import BaselineConfig
 
     return BaselineConfig(
         algo="ppo", seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs,
@@ -117,14 +118,14 @@ def sb3_config(num_envs: int, num_steps: int, steps: int, out: Path) -> Any:
 
 
 def run_sb3(num_envs: int, num_steps: int, steps: int, out: Path) -> dict:
-    """SB3 PPO (:func:`agents.sb3.build_model`, ``learn``) with the same epochs and minibatches.
+    """SB3 PPO (:func:`agents.baselines.sb3.build_model`, ``learn``), same epochs and minibatches.
 
-    ``build_model`` and ``learn`` are what :func:`agents.sb3.train_baseline` runs, without its
-    evaluation episodes and the save; a callback marks the start of every rollout.
+    ``build_model`` and ``learn`` are what :func:`agents.baselines.sb3.train_baseline` runs, without
+    its evaluation episodes and the save; a callback marks the start of every rollout.
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents.sb3 import build_model
+    from agents.baselines.sb3 import build_model
 
     cfg = sb3_config(num_envs, num_steps, steps, out)
     clock = _Clock()
@@ -206,7 +207,7 @@ _RSS_CHILD = """
 import json, sys, time
 import torch
 torch.set_num_threads(1)
-from agents.ppo import PPOConfig, train
+from agents.training.ppo import PPOConfig, train
 cfg = PPOConfig(**json.loads(sys.argv[1]))
 
 def vm(key):

@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
-from agents.alignment import spearman
+from agents.evaluation.alignment import spearman
 from dataset.evaluation import compare_velocity_to_baselines, score_velocity_sets
 from drum_env.rewards import VELOCITY_TERMS
 

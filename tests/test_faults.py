@@ -38,7 +38,7 @@ from torch_threads import one_torch_thread  # noqa: F401  (autouse: one torch th
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
 from agents.cli import main
-from agents.runs import LOCK_FILE, RunDirError, RunLock, RunLockWarning
+from agents.training.runs import LOCK_FILE, RunDirError, RunLock, RunLockWarning
 from dataset.io import DataError, DataWarning, load_npz_file, load_npz_folder, validate_sequence
 from dataset.midi import convert_folder, midi_to_sequence
 
@@ -205,7 +205,7 @@ def test_row14_a_port_that_is_not_a_number_is_named(capsys, tmp_path):
 _HOLDER = textwrap.dedent(
     """
     import sys, time
-    from agents.runs import RunLock
+    from agents.training.runs import RunLock
     with RunLock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(120)
@@ -307,7 +307,7 @@ def test_rows4_5_resume_refuses_what_it_cannot_honour(extra, named, finished_run
 
 
 def test_rows4_5_resume_extends_a_run_to_the_new_budget(finished_run, tmp_path):
-    from agents.checkpoint import load_checkpoint
+    from agents.training.checkpoint import load_checkpoint
 
     out = copy_run(finished_run, tmp_path)
     argv = ["train", *TINY_TRAIN, "--out", str(out), "--resume", "--total-timesteps", "1536"]
@@ -335,7 +335,7 @@ def test_rows6_7_weights_must_be_finite_and_in_range(weights, learn, capsys, tmp
 def test_row6_learned_weights_are_honoured_or_refused_never_replaced():
     import torch
 
-    from agents.trainer_reward import RewardWeights
+    from agents.training.trainer_reward import RewardWeights
     from drum_env.rewards import TERMS
 
     def vector(**given):

@@ -30,7 +30,7 @@ from torch_threads import one_torch_thread  # noqa: F401  (autouse: one torch th
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
 from agents.cli import main
-from agents.runs import LOCK_FILE, RunDirError, RunLock, prepare_run_dir
+from agents.training.runs import LOCK_FILE, RunDirError, RunLock, prepare_run_dir
 from dataset.io import (
     DataError,
     SymlinkError,
@@ -58,7 +58,7 @@ def error_line(capsys, command: str) -> str:
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory) -> Path:
     """A 64-step SB3 PPO run of ``drum-env baseline``: ``model.zip``, its sidecar, config.json."""
-    from agents.sb3 import BaselineConfig, train_baseline
+    from agents.baselines.sb3 import BaselineConfig, train_baseline
 
     out = tmp_path_factory.mktemp("inert") / "sb3"
     train_baseline(BaselineConfig(out=str(out), seq_len=32, num_envs=2, num_steps=16,
@@ -72,7 +72,7 @@ def policy_file(tmp_path_factory) -> Path:
     """An untrained Transformer policy file (binary hits), sized for the default task."""
     import torch
 
-    from agents.policy import make_policy, save_policy
+    from agents.policies.policy import make_policy, save_policy
 
     env = gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1)
     torch.manual_seed(0)
@@ -122,7 +122,7 @@ def test_row1_the_poisoned_zip_would_run_under_sb3s_loader(baseline, tmp_path):
 
 
 def test_row1_load_any_policy_never_unpickles_a_model_zip(baseline, tmp_path):
-    from agents.rollout import SB3Policy, load_any_policy
+    from agents.evaluation.rollout import SB3Policy, load_any_policy
 
     marker = tmp_path / "ran"
     run = shutil.copytree(baseline, tmp_path / "run")
@@ -146,8 +146,13 @@ def test_row1_generate_on_a_foreign_poisoned_zip_refuses_without_running_it(base
 def test_row1_a_trusted_zip_converts_and_plays_as_sb3_played_it(baseline, tmp_path):
     from stable_baselines3 import PPO
 
-    from agents.rollout import load_any_policy, policy_fn, rollout_episodes, sb3_policy_fn
-    from agents.sb3_load import SIDECAR_FILE, trust_sb3_zip
+    from agents.baselines.sb3_load import SIDECAR_FILE, trust_sb3_zip
+    from agents.evaluation.rollout import (
+        load_any_policy,
+        policy_fn,
+        rollout_episodes,
+        sb3_policy_fn,
+    )
 
     foreign = shutil.copy(baseline / "model.zip", tmp_path / "model.zip")
     with pytest.raises(ValueError, match="trust_sb3_zip"):
@@ -161,7 +166,7 @@ def test_row1_a_trusted_zip_converts_and_plays_as_sb3_played_it(baseline, tmp_pa
 
 
 def test_row1_a_truncated_or_inflated_zip_is_refused_by_name(baseline, tmp_path):
-    from agents.rollout import load_any_policy
+    from agents.evaluation.rollout import load_any_policy
 
     run = shutil.copytree(baseline, tmp_path / "run")
     raw = (run / "model.zip").read_bytes()
@@ -287,8 +292,8 @@ def test_row4_a_metric_of_varying_length_is_named(metric):
 def test_row5_the_python_path_refuses_an_env_of_other_velocity_levels(tmp_path):
     import torch
 
-    from agents.policy import make_policy, save_policy
-    from agents.rollout import load_any_policy, policy_fn
+    from agents.evaluation.rollout import load_any_policy, policy_fn
+    from agents.policies.policy import make_policy, save_policy
 
     four = gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1, velocity_levels=4)
     torch.manual_seed(0)

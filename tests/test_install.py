@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,11 @@ def test_base_install_runs_the_env_and_names_the_extra_for_training(tmp_path):
                   "-w", str(wheels), str(ROOT)])  # fmt: skip
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next(wheels.glob("drum_env-*.whl"))
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    packages = sorted(str(init.relative_to(ROOT)) for top in ("dataset", "drum_env", "agents")
+                      for init in (ROOT / top).rglob("__init__.py"))  # fmt: skip
+    missing = [init for init in packages if init not in shipped]
+    assert not missing, f"the wheel lacks the packages of {missing}"
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"

@@ -7,7 +7,7 @@
   Allowed: NamedTuple's public ``_fields`` / ``_asdict`` / ``_replace`` / ``_make``, the seed's
   metric method names (``_hit_density`` ... ``_aggregate``: the seed document's API) and
   ``_ff_block`` of ``torch.nn.TransformerEncoderLayer`` (the policy's last-token pass reuses it;
-  see agents/policy.py).
+  see agents/policies/policy.py).
 """
 
 from __future__ import annotations

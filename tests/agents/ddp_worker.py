@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agents.ppo import PPOConfig, train  # noqa: E402
+from agents.training.ppo import PPOConfig, train  # noqa: E402
 
 
 def tiny_config(out: str, resume: bool = False, velocity_levels: int = 0,

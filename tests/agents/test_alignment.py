@@ -1,4 +1,4 @@
-"""Tests for agents/alignment.py: the players, the returns, and the property of the default reward.
+"""Tests for agents/evaluation/alignment.py: the players, the returns, the default reward.
 
 The property (``DESIGN.md``, "The reward's first property"): under the default shaping, on
 held-out real data, the real continuation has the highest mean return among the reference
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from agents import alignment as al
-from agents.heldout import HeldoutConfig
+from agents.evaluation.heldout import HeldoutConfig
 from drum_env.rewards import DEFAULT_SHAPING, SHAPINGS, TERMS
 
 GROOVE_DIR = Path(__file__).resolve().parents[3] / "shared/data/groove-midi"
@@ -74,7 +74,7 @@ def test_seeded_players_repeat():
 
 @pytest.mark.parametrize("shaping", ["aligned-raw", "hierarchical-raw"])
 def test_unnormalised_returns_are_the_envs_returns(shaping):
-    from agents.rollout import rollout_episodes
+    from agents.evaluation.rollout import rollout_episodes
 
     kw = _env_kwargs(shaping)
     eps = al.play_episodes(al.silence(), kw, 6, seed=9)
@@ -129,7 +129,7 @@ def test_default_shaping_is_aligned_on_the_builtin_corpus():
 
 
 def _pretrained(data: str | None, out: Path, steps: int) -> Path:
-    from agents.pretrain import PretrainConfig, pretrain
+    from agents.training.pretrain import PretrainConfig, pretrain
 
     return pretrain(PretrainConfig(
         data=data, seq_len=64, context_steps=16, epochs=10_000, max_steps=steps, seed=0,
@@ -141,7 +141,7 @@ def _pretrained(data: str | None, out: Path, steps: int) -> Path:
 def test_default_shaping_is_aligned_with_a_pretrained_policy(tmp_path):
     """The built-in corpus with every reference player: a policy pretrained for 300 steps
     (the benchmark's default) on the training split, sampled and thresholded."""
-    from agents.heldout import write_split
+    from agents.evaluation.heldout import write_split
 
     config = HeldoutConfig()
     split = write_split(config, tmp_path)
@@ -177,7 +177,7 @@ def groove_npz(tmp_path_factory):
 def test_default_shaping_is_aligned_on_groove(groove_npz, tmp_path, split):
     """Real drummers: hold out drummers 8 and 9 (never heard in training), or the CSV's test
     split; every reference player, with a policy pretrained for 1,000 steps on the rest."""
-    from agents.heldout import write_split
+    from agents.evaluation.heldout import write_split
 
     if "split_csv" in split:
         split = {"split_csv": str(GROOVE_DIR / "info.csv")}

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.benchmark import (
+from agents.evaluation.benchmark import (
     AGENTS,
     CSV_COLUMNS,
     DEFAULT_SHAPINGS,
     SHAPING_NAMES,
     BenchmarkConfig,
 )
-from agents.benchmark_report import PLAYERS
-from agents.benchmark_report import table as _table
-from agents.heldout import HeldoutConfig, split_indices
+from agents.evaluation.benchmark_report import PLAYERS
+from agents.evaluation.benchmark_report import table as _table
+from agents.evaluation.heldout import HeldoutConfig, split_indices
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "compare_shapings.py"
@@ -149,7 +149,7 @@ def test_config_cells_skip_learned_sb3_and_run_random_once_per_seed():
 
 
 def _tuned_file(path: Path, weights: dict[str, float]) -> Path:
-    from agents.ppo import PPOConfig
+    from agents.training.ppo import PPOConfig
 
     # what agents.tune.export_best writes: every PPOConfig field
     values = PPOConfig(shaping="hierarchical", weights=weights, learning_rate=1e-3,
@@ -292,7 +292,7 @@ def test_csv_columns_follow_the_evaluation_families():
 
 
 def test_summary_combines_the_seeds_standard_errors_and_tables_show_them():
-    from agents.benchmark_report import fmt, summarise
+    from agents.evaluation.benchmark_report import fmt, summarise
 
     rows = [{"shaping": "aligned", "agent": "ppo", "seed": s, "env_steps": 10, "final": 1,
              "headline": h, "headline_se": se, "song_raw": -0.1, "episode_return": 0.0,
@@ -308,7 +308,7 @@ def test_summary_combines_the_seeds_standard_errors_and_tables_show_them():
 
 @pytest.mark.slow
 def test_players_rows_pretraining_validation_and_evaluation_draws(tmp_path):
-    from agents.benchmark import run_benchmark
+    from agents.evaluation.benchmark import run_benchmark
 
     cfg = BenchmarkConfig.preset(
         "smoke", agents=("pretrained", "loop", "random"), eval_draws=2, out=str(tmp_path),
@@ -335,7 +335,7 @@ def test_players_rows_pretraining_validation_and_evaluation_draws(tmp_path):
 def test_ppo_mlp_agent_trains_the_sb3_sized_policy(tmp_path):
     import torch
 
-    from agents.benchmark import run_benchmark
+    from agents.evaluation.benchmark import run_benchmark
 
     cfg = BenchmarkConfig.preset("smoke", agents=("ppo-mlp",), out=str(tmp_path),
                                  work=str(tmp_path / "work"), progress=False)  # fmt: skip
@@ -347,7 +347,7 @@ def test_ppo_mlp_agent_trains_the_sb3_sized_policy(tmp_path):
 
 
 def test_write_split_copies_the_files_and_names_the_source(tmp_path):
-    from agents.heldout import write_split
+    from agents.evaluation.heldout import write_split
 
     data = tmp_path / "data"
     data.mkdir()
@@ -365,8 +365,8 @@ def test_write_split_copies_the_files_and_names_the_source(tmp_path):
 def test_expressive_benchmark_scores_dynamics_with_the_policies_bins(tmp_path, monkeypatch):
     """velocity_levels > 0: every row has a velocity headline, the report its section, and each
     agent is evaluated on an env that plays its classes at the bins it learned with."""
-    import agents.benchmark as bench
-    from agents.policy import policy_velocity_bins
+    import agents.evaluation.benchmark as bench
+    from agents.policies.policy import policy_velocity_bins
 
     seen: dict[str, object] = {}
     original = bench._Recorder.__init__
@@ -396,8 +396,8 @@ def test_expressive_benchmark_scores_dynamics_with_the_policies_bins(tmp_path, m
 def test_heldout_evaluation_scores_dynamics_of_the_takes(tmp_path):
     """The reference has a velocity ceiling above the hits-at-one-velocity floor, and a binary
     agent's takes (composed hits at the primer's mean velocities) are scored on dynamics."""
-    from agents.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
-    from agents.rollout import loop_policy
+    from agents.evaluation.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
+    from agents.evaluation.rollout import loop_policy
     from dataset.synthetic import default_corpus
 
     for i, seq in enumerate(default_corpus()[:24]):

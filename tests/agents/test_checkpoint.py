@@ -1,4 +1,4 @@
-"""Tests of agents/checkpoint.py: atomic writes, safe loading, RNG state round trips."""
+"""Tests of agents/training/checkpoint.py: atomic writes, safe loading, RNG state round trips."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import (
+from agents.training.checkpoint import (
     atomic_torch_save,
     capture_rng_state,
     load_checkpoint,
@@ -93,7 +93,7 @@ def test_sigkill_during_writes_never_corrupts(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys, torch
-        from agents.checkpoint import atomic_torch_save
+        from agents.training.checkpoint import atomic_torch_save
         big = torch.zeros(4_000_000)
         i = 0
         while True:

@@ -118,8 +118,8 @@ def test_top_level_help_lists_the_commands(capsys):
 
 
 def test_docstrings_are_read_from_the_declaring_class():
-    from agents.generate import GenerateConfig
-    from agents.ppo import PPOConfig
+    from agents.evaluation.generate import GenerateConfig
+    from agents.training.ppo import PPOConfig
 
     docs = cli.field_docs(PPOConfig)
     assert docs["seq_len"].startswith("Steps of an episode's window")  # from TaskConfig
@@ -127,7 +127,7 @@ def test_docstrings_are_read_from_the_declaring_class():
     assert "``" not in docs["shaping"] and "drum_env.rewards.DEFAULT_SHAPING" in docs["shaping"]
     assert "hierarchical-raw" not in docs["shaping"]
     assert "unnormalised by default" in cli.field_docs(GenerateConfig)["shaping"]  # redeclared
-    assert cli.clean_doc(":class:`~agents.ppo.PPOConfig` and :data:`AGENTS`") == (
+    assert cli.clean_doc(":class:`~agents.training.ppo.PPOConfig` and :data:`AGENTS`") == (
         "PPOConfig and AGENTS")
 
 

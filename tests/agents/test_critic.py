@@ -1,4 +1,4 @@
-"""Tests of agents/critic.py and the trainer's use of it: what the critic sees, that it learns."""
+"""Tests of agents/policies/critic.py: what the critic sees, that it learns (trainer)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import drum_env  # noqa: F401
-from agents.checkpoint import atomic_torch_save, load_checkpoint
-from agents.critic import OBS_KEYS, Critic
-from agents.policy import DrumPolicy, PolicyConfig, load_policy, obs_to_tensors
-from agents.ppo import PPOConfig, train
+from agents.policies.critic import OBS_KEYS, Critic
+from agents.policies.policy import DrumPolicy, PolicyConfig, load_policy, obs_to_tensors
+from agents.training.checkpoint import atomic_torch_save, load_checkpoint
+from agents.training.ppo import PPOConfig, train
 from drum_env.rewards import TERMS, make_shaping
 
 TINY = dict(

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from agents.generate import GenerateConfig, generate
-from agents.ppo import PPOConfig, train
-from agents.rollout import load_any_policy
-from agents.runs import RunDirError
+from agents.evaluation.generate import GenerateConfig, generate
+from agents.evaluation.rollout import load_any_policy
+from agents.training.ppo import PPOConfig, train
+from agents.training.runs import RunDirError
 from dataset.midi import midi_to_sequence
 
 
@@ -131,8 +131,8 @@ def test_takes_keep_the_primer_velocities_and_tempo_and_render_wav(tmp_path, tra
 
 @pytest.mark.slow
 def test_generate_from_an_sb3_model_zip(tmp_path):
-    from agents.rollout import SB3Policy
-    from agents.sb3 import BaselineConfig, train_baseline
+    from agents.baselines.sb3 import BaselineConfig, train_baseline
+    from agents.evaluation.rollout import SB3Policy
 
     run = train_baseline(BaselineConfig(total_timesteps=128, num_envs=2, num_steps=32,
                                         eval_every=0, eval_episodes=2, seq_len=32, context_steps=8,

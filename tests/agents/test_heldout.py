@@ -1,4 +1,4 @@
-"""agents/heldout.py: windows stratified by file, and the headline with its standard error."""
+"""agents/evaluation/heldout.py: windows stratified by file, the headline, its standard error."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents import heldout
-from agents.heldout import (
+from agents.evaluation.heldout import (
     HeldoutConfig,
     evaluate,
     heldout_dataset,
@@ -103,7 +103,7 @@ def test_stratified_evaluation_plays_every_file(files):
 
 
 def test_evaluation_reports_a_standard_error_and_repeats(tmp_path):
-    from agents.rollout import loop_policy
+    from agents.evaluation.rollout import loop_policy
     from dataset.synthetic import default_corpus
 
     for i, seq in enumerate(default_corpus()[:24]):

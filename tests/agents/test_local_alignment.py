@@ -1,4 +1,4 @@
-"""Tests for the local-alignment part of agents/alignment.py.
+"""Tests for the local-alignment part of agents/evaluation/alignment.py.
 
 What a user of ``benchmarks/local_alignment.py`` relies on: the family's players sample as they
 say (temperature sharpens or flattens, top-p drops unlikely hit patterns), the family's returns
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agents import alignment as al
-from agents.heldout import HeldoutConfig, heldout_dataset, write_split
+from agents.evaluation.heldout import HeldoutConfig, heldout_dataset, write_split
 from drum_env.rewards import SHAPINGS, TERMS, RunningNormalizer
 
 
@@ -25,7 +25,7 @@ def _env_kwargs() -> dict:
 
 def _fresh_policy(hit_rate: float):
     """A fresh (untrained) Transformer policy: every drum near ``hit_rate``, i.e. rare hits."""
-    from agents.policy import make_policy
+    from agents.policies.policy import make_policy
 
     env = gym.make("DrumCompose-v0", **_env_kwargs())
     try:

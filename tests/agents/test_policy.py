@@ -1,4 +1,4 @@
-"""agents.policy: shapes, causality, observation mapping, sampling, autocast, checkpoints."""
+"""agents.policies.policy: shapes, causality, observation mapping, sampling, autocast, saving."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import agents.policy
-from agents.policy import (
+import agents.policies.policy
+from agents.policies.policy import (
     POLICY_KINDS,
     DrumPolicy,
     MLPPolicy,
@@ -489,13 +489,14 @@ def mlp_obs(config: MLPPolicyConfig, b: int, seed: int = 1) -> dict[str, torch.T
 def test_policy_kinds():
     assert POLICY_KINDS == ("transformer", "mlp")
     env_cfg = DrumComposeConfig(seq_len=64, context_steps=24)
-    assert isinstance(agents.policy.make_policy("transformer", env_cfg, d_model=16), DrumPolicy)
-    mlp = agents.policy.make_policy("mlp", env_cfg)
+    transformer = agents.policies.policy.make_policy("transformer", env_cfg, d_model=16)
+    assert isinstance(transformer, DrumPolicy)
+    mlp = agents.policies.policy.make_policy("mlp", env_cfg)
     assert isinstance(mlp, MLPPolicy) and mlp.kind == "mlp" and DrumPolicy.kind == "transformer"
     assert mlp.config.context_steps == 24 and mlp.config.hidden_sizes == (64, 64)
     assert mlp.config.obs_size == 24 * 9 + (16 + 4 + 2) + 20
     with pytest.raises(ValueError, match="policy kind.*'gru'"):
-        agents.policy.make_policy("gru", env_cfg)
+        agents.policies.policy.make_policy("gru", env_cfg)
 
 
 @pytest.mark.parametrize(
@@ -556,7 +557,7 @@ def test_mlp_acts_on_env_observations():
 
     env = gym.make_vec("DrumCompose-v0", num_envs=3, vectorization_mode="vector_entry_point",
                        seq_len=64, prompt_bars=1, context_steps=16)  # fmt: skip
-    policy = agents.policy.make_policy("mlp", env.unwrapped.config)
+    policy = agents.policies.policy.make_policy("mlp", env.unwrapped.config)
     obs, _ = env.reset(seed=0)
     for _ in range(3):
         with torch.no_grad():

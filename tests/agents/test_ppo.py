@@ -1,4 +1,4 @@
-"""Tests of agents/ppo.py: config, GAE and KL oracles, reward, training, exact resume, DDP."""
+"""Tests of agents/training/ppo.py: config, GAE and KL oracles, reward, training, resume, DDP."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import drum_env  # noqa: F401
-from agents.checkpoint import load_checkpoint
-from agents.policy import DrumPolicy, PolicyConfig, load_policy, save_policy
-from agents.ppo import (
+from agents.policies.policy import DrumPolicy, PolicyConfig, load_policy, save_policy
+from agents.training.checkpoint import load_checkpoint
+from agents.training.ppo import (
     PPOConfig,
     RewardWeights,
     batch_normalize,
@@ -311,7 +311,7 @@ def test_resume_is_exact(tmp_path, amp, reward_norm):
 _CHILD = """
 import sys, time, torch
 torch.set_num_threads(1)
-from agents.ppo import PPOConfig, train
+from agents.training.ppo import PPOConfig, train
 cfg = PPOConfig(**{cfg!r})
 
 def callback(metrics):
@@ -520,7 +520,7 @@ def test_resume_keeps_the_config_and_extends_the_budget(tmp_path):
 
 def test_a_checkpoint_from_before_the_compile_field_resumes(tmp_path):
     """0.3.0 checkpoints have no ``compile`` in their config: they resume as compile=False."""
-    from agents.checkpoint import atomic_torch_save
+    from agents.training.checkpoint import atomic_torch_save
 
     first = train(tiny(tmp_path, total_timesteps=128))
     state = load_checkpoint(first.checkpoint_path)
@@ -546,9 +546,9 @@ def test_policy_kind_is_validated_and_mlp_refuses_a_pretrained_transformer():
 
 @pytest.mark.slow
 def test_mlp_run_repeats_resumes_exactly_and_plays(tmp_path):
-    from agents.generate import GenerateConfig, generate
-    from agents.policy import MLPPolicy
-    from agents.rollout import load_any_policy, policy_fn, rollout_episodes
+    from agents.evaluation.generate import GenerateConfig, generate
+    from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
+    from agents.policies.policy import MLPPolicy
 
     cfg = dict(policy_kind="mlp", total_timesteps=640, checkpoint_every=100, learn_weights=True)
     full = train(tiny(tmp_path, "full", **cfg))
@@ -623,7 +623,7 @@ def test_compile_without_a_cxx_compiler_is_refused_before_the_run(tmp_path, monk
 
 
 def test_transformer_run_refuses_a_pretrained_mlp(tmp_path):
-    from agents.policy import MLPPolicy, MLPPolicyConfig
+    from agents.policies.policy import MLPPolicy, MLPPolicyConfig
 
     env_cfg = gym.make_vec("DrumCompose-v0", num_envs=1, vectorization_mode="vector_entry_point",
                            seq_len=32, prompt_bars=1).unwrapped.config  # fmt: skip

@@ -1,4 +1,4 @@
-"""agents.pretrain: masked teacher-forced loss, targets, learning, reproducibility, env use."""
+"""agents.training.pretrain: masked teacher-forced loss, targets, learning, reproducibility, env."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policy import DrumPolicy, PolicyConfig, load_policy, obs_to_tensors
-from agents.pretrain import PretrainConfig, PretrainResult, next_step_loss, pretrain, window_targets
+from agents.policies.policy import DrumPolicy, PolicyConfig, load_policy, obs_to_tensors
+from agents.training.pretrain import (
+    PretrainConfig,
+    PretrainResult,
+    next_step_loss,
+    pretrain,
+    window_targets,
+)
 from drum_env.rewards import song_features
 
 SMALL = PolicyConfig(
@@ -252,7 +258,7 @@ def test_pretraining_on_cuda_with_fp16_autocast(tmp_path: Path):
 
 def test_validation_keeps_the_best_policy_and_patience_stops(tmp_path: Path):
     """With val_data the saved policy is the one of the lowest validation loss."""
-    from agents.pretrain import validation_loss
+    from agents.training.pretrain import validation_loss
     from dataset.loader import get_complete_rl_dataloader
     from dataset.synthetic import default_corpus
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from agents.rollout import random_policy, rollout_episodes
-from agents.sb3 import BaselineConfig, train_baseline
+from agents.baselines.sb3 import BaselineConfig, train_baseline
+from agents.evaluation.rollout import random_policy, rollout_episodes
 
 
 @pytest.mark.slow
@@ -37,7 +37,7 @@ def test_rollouts_shapes_and_primer():
 
 
 def test_loop_policy_repeats_the_primer_bar():
-    from agents.rollout import loop_policy
+    from agents.evaluation.rollout import loop_policy
 
     r = rollout_episodes(loop_policy(9, 16, 16), {"seq_len": 64, "prompt_bars": 1,
                                                   "context_steps": 16},

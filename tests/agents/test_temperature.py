@@ -1,4 +1,4 @@
-"""Tests of sampling temperature: policy_fn's temperature and agents/temperature.py."""
+"""Tests of sampling temperature: policy_fn's temperature and agents/evaluation/temperature.py."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import drum_env  # noqa: F401
-from agents.heldout import HeldoutConfig, write_split
-from agents.policy import DrumPolicy, PolicyConfig
-from agents.rollout import policy_fn
-from agents.temperature import choose_temperature
+from agents.evaluation.heldout import HeldoutConfig, write_split
+from agents.evaluation.rollout import policy_fn
+from agents.evaluation.temperature import choose_temperature
+from agents.policies.policy import DrumPolicy, PolicyConfig
 
 
 def small_policy(seed: int = 0, **changes) -> tuple[DrumPolicy, dict]:

@@ -17,8 +17,8 @@ import optuna
 import pytest
 
 import agents.tune as tune
-from agents.ppo import PPOConfig
 from agents.storage import open_storage
+from agents.training.ppo import PPOConfig
 from agents.tune import TuneConfig, export_best, open_study, run_study
 from drum_env.rewards import TERMS
 
@@ -262,7 +262,7 @@ def test_pretrained_policy_fixes_the_width_and_turns_on_the_kl_search(tmp_path, 
     import gymnasium as gym
     import torch
 
-    from agents.policy import DrumPolicy, PolicyConfig, save_policy
+    from agents.policies.policy import DrumPolicy, PolicyConfig, save_policy
 
     env = gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1, context_steps=16)
     pcfg = PolicyConfig.from_env_config(env.unwrapped.config, d_model=8, n_layers=1, n_heads=2)

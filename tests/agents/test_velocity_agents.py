@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
-from agents.policy import (
+from agents.policies.policy import (
     ActionDist,
     DrumPolicy,
     MLPPolicy,
@@ -263,7 +263,7 @@ def test_other_levels_are_named_on_load(tmp_path: Path):
 
 
 def test_next_step_loss_is_the_per_drum_cross_entropy_over_classes():
-    from agents.pretrain import next_step_loss
+    from agents.training.pretrain import next_step_loss
 
     policy = fresh()
     g = torch.Generator().manual_seed(0)
@@ -284,7 +284,7 @@ def test_next_step_loss_is_the_per_drum_cross_entropy_over_classes():
 
 
 def test_shown_values_keep_the_primer_and_quantize_the_rest():
-    from agents.pretrain import shown_values
+    from agents.training.pretrain import shown_values
 
     values = torch.tensor([[[0.3, 0.0], [0.8, 0.5], [0.45, 0.0], [0.0, 0.95]]])
     shown = shown_values(values, BINS, prompt_steps=2)
@@ -294,7 +294,7 @@ def test_shown_values_keep_the_primer_and_quantize_the_rest():
 
 
 def test_window_targets_equal_the_expressive_env_target_observation():
-    from agents.pretrain import shown_values, window_targets
+    from agents.training.pretrain import shown_values, window_targets
 
     env = gym.make("DrumCompose-v0", seq_len=64, prompt_bars=1, velocity_levels=K)
     core, bins = env.unwrapped, env.unwrapped.config.velocity_bins
@@ -315,7 +315,7 @@ FAST = {"seq_len": 64, "batch_size": 16, "d_model": 32, "n_layers": 1, "n_heads"
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    from agents.pretrain import PretrainConfig, pretrain
+    from agents.training.pretrain import PretrainConfig, pretrain
 
     torch.set_num_threads(1)
     return pretrain(PretrainConfig(**FAST, out=str(tmp_path_factory.mktemp("pre"))))
@@ -340,7 +340,7 @@ def test_pretraining_on_classes_lowers_the_loss_and_saves_the_data_bins(pretrain
 
 def test_validation_on_classes_uses_the_training_bins(tmp_path: Path):
     """The bins come from data alone; the validation loss is measured with them."""
-    from agents.pretrain import PretrainConfig, pretrain, validation_loss
+    from agents.training.pretrain import PretrainConfig, pretrain, validation_loss
     from dataset.loader import get_complete_rl_dataloader
     from dataset.synthetic import default_corpus
 
@@ -375,8 +375,8 @@ TINY = dict(
 
 
 def test_ppo_two_iterations_on_classes_complete_and_resume_exactly(tmp_path: Path):
-    from agents.checkpoint import load_checkpoint
-    from agents.ppo import PPOConfig, train
+    from agents.training.checkpoint import load_checkpoint
+    from agents.training.ppo import PPOConfig, train
 
     full = train(PPOConfig(**TINY, out=str(tmp_path / "full")))
     assert full.iterations == 2 and full.policy.config.velocity_levels == K
@@ -402,7 +402,7 @@ def test_ppo_two_iterations_on_classes_complete_and_resume_exactly(tmp_path: Pat
 
 
 def test_ppo_kl_to_a_pretrained_policy_with_classes(tmp_path: Path, monkeypatch):
-    from agents.ppo import PPOConfig, train
+    from agents.training.ppo import PPOConfig, train
 
     env = gym.make_vec("DrumCompose-v0", num_envs=1, vectorization_mode="vector_entry_point",
                        seq_len=32, prompt_bars=1, velocity_levels=K)  # fmt: skip
@@ -427,7 +427,7 @@ def test_ppo_kl_to_a_pretrained_policy_with_classes(tmp_path: Path, monkeypatch)
 
 
 def test_ppo_refuses_a_pretrained_policy_of_other_levels(tmp_path: Path):
-    from agents.ppo import PPOConfig, train
+    from agents.training.ppo import PPOConfig, train
 
     binary = DrumPolicy(PolicyConfig(num_drums=9, context_steps=16, target_size=20, d_model=16))
     path = save_policy(tmp_path / "binary.pt", binary)
@@ -443,7 +443,7 @@ def test_ppo_refuses_a_pretrained_policy_of_other_levels(tmp_path: Path):
 
 
 def test_random_policy_plays_seeded_classes_at_the_given_rates():
-    from agents.rollout import random_policy
+    from agents.evaluation.rollout import random_policy
 
     obs = {"context": np.zeros((20_000, 1))}
     act = random_policy(2, rate=0.3, seed=0, velocity_levels=K)
@@ -460,7 +460,7 @@ def test_random_policy_plays_seeded_classes_at_the_given_rates():
 
 
 def test_loop_policy_repeats_the_classes_of_the_bar_before():
-    from agents.rollout import loop_policy
+    from agents.evaluation.rollout import loop_policy
 
     context = np.zeros((1, 8, 2), np.float32)
     context[0, 4] = [0.35, 0.9]  # the step one bar (4 steps) before the current one
@@ -473,7 +473,7 @@ def test_loop_policy_repeats_the_classes_of_the_bar_before():
 
 
 def test_policy_rollouts_play_classes_at_the_bins_levels(tmp_path: Path):
-    from agents.rollout import load_any_policy, policy_fn, rollout_episodes
+    from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
 
     env = gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1, velocity_levels=K,
                    velocity_bins=BINS)  # fmt: skip
@@ -494,8 +494,8 @@ def test_policy_rollouts_play_classes_at_the_bins_levels(tmp_path: Path):
 
 
 def test_sb3_ppo_trains_on_classes_and_plays_int_actions(tmp_path: Path):
-    from agents.rollout import load_any_policy, sb3_policy_fn
-    from agents.sb3 import BaselineConfig, build_model, train_baseline
+    from agents.baselines.sb3 import BaselineConfig, build_model, train_baseline
+    from agents.evaluation.rollout import load_any_policy, sb3_policy_fn
 
     config = BaselineConfig(seq_len=32, num_envs=2, num_steps=64, total_timesteps=256,
                             eval_every=0, eval_episodes=2, tensorboard=False,
@@ -517,7 +517,7 @@ def test_sb3_ppo_trains_on_classes_and_plays_int_actions(tmp_path: Path):
 
 
 def test_generate_writes_takes_at_the_policys_velocity_levels(tmp_path: Path):
-    from agents.generate import GenerateConfig, generate
+    from agents.evaluation.generate import GenerateConfig, generate
     from dataset.midi import midi_to_sequence
 
     env = gym.make("DrumCompose-v0", seq_len=32, prompt_bars=1, velocity_levels=K,

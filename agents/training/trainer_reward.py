@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.distributed import Dist, all_reduce
+from agents.training.distributed import Dist, all_reduce
 from drum_env.rewards import TERMS, RunningNormalizer
 
 __all__ = [
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 REWARD_NORMS: tuple[str, ...] = ("running", "batch", "epoch")
-"""The values of :attr:`agents.ppo.PPOConfig.reward_norm`."""
+"""The values of :attr:`agents.training.ppo.PPOConfig.reward_norm`."""
 
 
 def reward_terms(info: Mapping[str, Any], kind: str, num_envs: int) -> np.ndarray:

@@ -7,9 +7,9 @@ means something only against the pretrained policy at its *best* temperature: RL
 sharpens the distribution is a temperature. :func:`choose_temperature` finds that temperature
 the way a user without held-out data would: it plays the policy at each candidate on windows of
 a validation folder (files of the *training* players that pretraining did not train on), scores
-the takes with the held-out evaluation (:func:`agents.heldout.evaluate`, the same headline the
-benchmark reports), and keeps the best. The benchmark then plays the pretrained policy at that
-temperature on the held-out players.
+the takes with the held-out evaluation (:func:`agents.evaluation.heldout.evaluate`, the same
+headline the benchmark reports), and keeps the best. The benchmark then plays the pretrained policy
+at that temperature on the held-out players.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agents.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
+from agents.evaluation.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
 
 __all__ = ["TEMPERATURES", "TemperatureChoice", "choose_temperature"]
 
@@ -45,7 +45,8 @@ def choose_temperature(
     """The sampling temperature at which ``policy`` scores best on a validation folder.
 
     Args:
-        policy: a drum-env policy (:func:`agents.rollout.load_any_policy`; not an SB3 model).
+        policy: a drum-env policy (:func:`agents.evaluation.rollout.load_any_policy`; not an SB3
+            model).
         config: the task and the evaluation settings (``eval_episodes``, ``eval_seed``); its
             split fields are unused.
         val_dir: folder of validation ``.npz`` files (never the held-out split).
@@ -57,9 +58,9 @@ def choose_temperature(
 
     Raises:
         ValueError: no candidate, a candidate that is not a number > 0, or a validation folder
-            with fewer than 4 full windows (:func:`agents.heldout.reference`).
+            with fewer than 4 full windows (:func:`agents.evaluation.heldout.reference`).
     """
-    from agents.rollout import policy_fn
+    from agents.evaluation.rollout import policy_fn
 
     candidates = [float(t) for t in temperatures]
     if not candidates:

@@ -8,8 +8,8 @@ policy file or a PPO checkpoint.
 
 In the expressive env (``velocity_levels = K > 0``) actions are int64 classes ``0 .. K`` per drum
 (0 no hit, ``k`` velocity bin ``k``) instead of int8 0 / 1; every adapter here plays either. A
-policy's velocity bins (:func:`agents.policy.policy_velocity_bins`) are the ones to build its
-evaluation envs with (``velocity_bins=``), so that its classes play at the levels it learned.
+policy's velocity bins (:func:`agents.policies.policy.policy_velocity_bins`) are the ones to build
+its evaluation envs with (``velocity_bins=``), so that its classes play at the levels it learned.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
-from agents.sb3_load import VELOCITY_BINS_FILE, SB3Policy, load_sb3_zip
+from agents.baselines.sb3_load import VELOCITY_BINS_FILE, SB3Policy, load_sb3_zip
 
 __all__ = [
     "PolicyFn", "Rollouts", "rollout_episodes", "random_policy", "loop_policy", "policy_fn",
@@ -226,15 +226,15 @@ def rollout_episodes(
 def load_any_policy(path: str | Path):
     """A policy from ``policy.pt``, a PPO ``checkpoint.pt`` or an SB3 ``model.zip``.
 
-    ``policy.pt`` and ``checkpoint.pt`` give a :class:`~agents.policy.DrumPolicy` (or
+    ``policy.pt`` and ``checkpoint.pt`` give a :class:`~agents.policies.policy.DrumPolicy` (or
     ``MLPPolicy``), read with ``torch.load(weights_only=True)``; a ``.zip`` gives an
-    :class:`SB3Policy`, read as data by :func:`agents.sb3_load.load_sb3_zip` (nothing in the
-    file is unpickled; its task from the sidecar or ``config.json`` that ``drum-env baseline``
+    :class:`SB3Policy`, read as data by :func:`agents.baselines.sb3_load.load_sb3_zip` (nothing in
+    the file is unpickled; its task from the sidecar or ``config.json`` that ``drum-env baseline``
     writes beside it). :func:`policy_fn` plays any of them. Loading a ``.pt`` leaves the global
     torch generator as it was (a training run may be evaluating); loading a ``.zip`` seeds the
     global generators with the model's seed, as SB3's ``PPO.load`` does. Each
     carries the velocity bins it plays at (``policy.velocity_bins``, or ``config.velocity_bins``
-    of an :class:`SB3Policy`; :func:`agents.policy.policy_velocity_bins` reads either).
+    of an :class:`SB3Policy`; :func:`agents.policies.policy.policy_velocity_bins` reads either).
 
     Raises:
         FileNotFoundError: the file is missing.
@@ -244,8 +244,8 @@ def load_any_policy(path: str | Path):
     """
     import torch
 
-    from agents.checkpoint import load_checkpoint
-    from agents.policy import load_policy, policy_from_state
+    from agents.policies.policy import load_policy, policy_from_state
+    from agents.training.checkpoint import load_checkpoint
 
     if Path(path).suffix == ".zip":
         return load_sb3_zip(path)
@@ -262,9 +262,9 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperatu
 
     A :class:`SB3Policy` plays through :func:`sb3_policy_fn` (``seed`` unused: SB3 samples from
     torch's global generator). Given the ``env`` it will play in, the policy and the env must
-    agree as ``drum-env generate`` requires (:func:`agents.compat.check_policy_fits`: drums,
-    metre, velocity levels and bins, observation layout); every call checks the observation's
-    layout (:func:`agents.compat.check_observation`).
+    agree as ``drum-env generate`` requires (:func:`agents.policies.compat.check_policy_fits`:
+    drums, metre, velocity levels and bins, observation layout); every call checks the observation's
+    layout (:func:`agents.policies.compat.check_observation`).
 
     Args:
         policy: the torch policy (evaluated on CPU, no gradients).
@@ -286,8 +286,8 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperatu
     """
     import torch
 
-    from agents.compat import check_observation, check_policy_fits
-    from agents.policy import obs_to_tensors, policy_velocity_bins
+    from agents.policies.compat import check_observation, check_policy_fits
+    from agents.policies.policy import obs_to_tensors, policy_velocity_bins
 
     if env is not None:  # the Python path refuses what drum-env generate refuses
         check_policy_fits(policy.config, env.unwrapped.config, "policy",

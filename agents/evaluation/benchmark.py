@@ -8,7 +8,7 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
    training and a held-out part (``heldout_fraction``), or by the ``split`` column of a Groove
    ``info.csv`` (``split_csv``: rows ``test`` are held out, every other file trains). Both parts
    are written as ``.npz`` folders under ``work/split`` so that every agent reads them by path.
-2. **Baselines** (:func:`agents.heldout.reference`). From the held-out split,
+2. **Baselines** (:func:`agents.evaluation.heldout.reference`). From the held-out split,
    ``2 * eval_episodes`` full windows of ``seq_len`` steps (bar-aligned, stratified by file)
    are drawn; their continuations (the steps after the primer) give
    :func:`dataset.evaluation.compare_to_baselines`: the ceiling (real vs real, two halves of
@@ -16,7 +16,7 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
    silence), and the *discriminative* families that the headline score averages. The spread of
    ceiling and floors is their standard deviation over ``baseline_splits`` random halvings,
    their standard error a bootstrap.
-3. **Evaluation** of a policy at ``env_steps`` (:func:`agents.heldout.evaluate`):
+3. **Evaluation** of a policy at ``env_steps`` (:func:`agents.evaluation.heldout.evaluate`):
    ``eval_episodes`` episodes of ``DrumCompose-v0`` on the held-out split, every file playing
    its share, reset with ``eval_seed`` (the same primers and reference windows for every agent
    and every point; the final point plays ``eval_draws`` draws), and the composed part of each
@@ -24,13 +24,14 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
    against the continuations of the episodes' own reference windows. Reported: the headline
    (mean overlapping area over the discriminative families) with its standard error, every
    family's OA, the mean raw ``song`` term (in [-1, 0]) and the mean return.
-4. **Agents.** ``ppo`` (:func:`agents.ppo.train`, the Transformer policy), ``ppo-mlp`` (the
-   same trainer with SB3's policy: ``policy_kind="mlp"``), ``ppo+pretrain`` (:func:`agents.pretrain.
-   pretrain` on the training split, once per seed, then PPO initialised from it with a KL
-   penalty ``kl_coef`` towards it), ``sb3-ppo`` and ``sb3-a2c`` (Stable-Baselines3, set up as
-   :func:`agents.sb3.train_baseline` does and trained in chunks of ``learn(...,
-   reset_num_timesteps=False)`` so it can be evaluated between them), and ``random``: a player
-   that hits each drum independently at its rate in the training split (no training, shaping
+4. **Agents.** ``ppo`` (:func:`agents.training.ppo.train`, the Transformer policy), ``ppo-mlp`` (the
+   same trainer with SB3's policy: ``policy_kind="mlp"``), ``ppo+pretrain``
+   (:func:`agents.training.pretrain. pretrain` on the training split, once per seed, then PPO
+   initialised from it with a KL penalty ``kl_coef`` towards it), ``sb3-ppo`` and ``sb3-a2c``
+   (Stable-Baselines3, set up as :func:`agents.baselines.sb3.train_baseline` does and trained in
+   chunks of ``learn(..., reset_num_timesteps=False)`` so it can be evaluated between them), and
+   ``random``: a player that hits each drum independently at its rate in the training split (no
+   training, shaping
    independent: one cell per seed, shaping ``any``).
 5. **Shapings.** The presets of :data:`drum_env.SHAPINGS` plus ``learned``: the custom PPO with
    ``learn_weights=True`` from ``aligned``'s weights. SB3 has no learned weights, so the
@@ -45,14 +46,15 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
      trains and validates inside the benchmark's training split and never sees its held-out
      part. The file's path and weights are part of the settings ``resume`` checks.
    * ``hierarchical/batch`` and ``hierarchical/epoch``: ``hierarchical`` with the trainer's
-     per-batch or per-epoch reward normalisation (:attr:`agents.ppo.PPOConfig.reward_norm`)
+     per-batch or per-epoch reward normalisation (:attr:`agents.training.ppo.PPOConfig.reward_norm`)
      instead of the env's running one (``<shaping>/<reward_norm>``). Opt-in because each
      adds a full row of custom PPO runs (about a sixth more runtime with every agent).
 
 Learning curves: every run is evaluated at 0 env steps (the initial or pretrained policy), at
 about ``eval_points`` evenly spaced points and at the end. The custom PPO is evaluated from its
 checkpoints (``checkpoint_every`` is the evaluation interval; the callback of iteration ``i + 1``
-reads the checkpoint of iteration ``i``), so the run itself is the plain :func:`agents.ppo.train`.
+reads the checkpoint of iteration ``i``), so the run itself is the plain
+:func:`agents.training.ppo.train`.
 
 Outputs in ``out`` (default ``benchmarks/results``): ``shapings.csv`` (one row per shaping x
 agent x seed x evaluation point, appended as runs finish), ``shapings.md`` (mean +- std over
@@ -84,7 +86,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from agents import benchmark_report as report
-from agents.benchmark_report import (
+from agents.evaluation.benchmark_report import (
     AGENTS,
     ANY_SHAPING,
     CSV_COLUMNS,
@@ -95,7 +97,7 @@ from agents.benchmark_report import (
     SB3_ALGOS,
     SHAPING_NAMES,
 )
-from agents.heldout import (
+from agents.evaluation.heldout import (
     HeldoutConfig,
     Reference,
     Split,
@@ -103,9 +105,9 @@ from agents.heldout import (
     heldout_dataset,
     write_split,
 )
-from agents.heldout import reference as reference_players
-from agents.runs import write_json
+from agents.evaluation.heldout import reference as reference_players
 from agents.task import check_bool, check_int, check_number, check_path
+from agents.training.runs import write_json
 
 __all__ = [
     "AGENTS",
@@ -136,8 +138,8 @@ class BenchmarkConfig(HeldoutConfig):
     """One benchmark: the grid, the budgets, the data and where to write. Frozen, validated.
 
     The task and the held-out evaluation settings come from
-    :class:`~agents.heldout.HeldoutConfig`; the task's ``shaping`` (and ``weights``) is the
-    reward under which the players that do not train (``random``) report their return. Build
+    :class:`~agents.evaluation.heldout.HeldoutConfig`; the task's ``shaping`` (and ``weights``) is
+    the reward under which the players that do not train (``random``) report their return. Build
     one by hand, or from a budget with :meth:`preset`.
     """
 
@@ -257,7 +259,7 @@ class BenchmarkConfig(HeldoutConfig):
         if not isinstance(values, dict) or "shaping" not in values:
             raise ValueError(f"tuned_config: {path!r} holds no PPO config with a 'shaping' "
                              "(a best_config.json of drum-env tune)")  # fmt: skip
-        from agents.ppo import PPOConfig
+        from agents.training.ppo import PPOConfig
 
         try:  # PPOConfig's own checks of the shaping name and the weights
             cfg = PPOConfig(shaping=values["shaping"], weights=values.get("weights"))
@@ -300,8 +302,8 @@ class BenchmarkConfig(HeldoutConfig):
     def cells(self) -> list[tuple[str, str, int]]:
         """The ``(shaping, agent, seed)`` runs, seed by seed.
 
-        The :data:`~agents.benchmark_report.PLAYERS` (``pretrained``, ``loop``, ``random``)
-        run once per seed, with shaping ``"any"``; ``learned``, ``tuned`` and the
+        The :data:`~agents.evaluation.benchmark_report.PLAYERS` (``pretrained``, ``loop``,
+        ``random``) run once per seed, with shaping ``"any"``; ``learned``, ``tuned`` and the
         trainer-normalised shapings x SB3 are left out.
         """
         out = []
@@ -461,7 +463,7 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     """
     if seed in ctx.pretrained:
         return ctx.pretrained[seed]
-    from agents.pretrain import PretrainConfig, pretrain
+    from agents.training.pretrain import PretrainConfig, pretrain
 
     c = ctx.config
     root = Path(c.work) / "pretrain" / f"seed{seed}"
@@ -496,9 +498,9 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
     import gymnasium as gym
     import torch
 
-    from agents.policy import load_policy, make_policy, policy_velocity_bins
-    from agents.ppo import PPOConfig, train
-    from agents.rollout import load_any_policy, policy_fn
+    from agents.evaluation.rollout import load_any_policy, policy_fn
+    from agents.policies.policy import load_policy, make_policy, policy_velocity_bins
+    from agents.training.ppo import PPOConfig, train
 
     c = ctx.config
     kind = "mlp" if agent == "ppo-mlp" else "transformer"
@@ -555,9 +557,9 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
 
 
 def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
-    """SB3 as :func:`agents.sb3.train_baseline` sets it up, trained in evaluated chunks."""
-    from agents.rollout import sb3_policy_fn
-    from agents.sb3 import BaselineConfig, build_model
+    """SB3 as :func:`agents.baselines.sb3.train_baseline` sets it up, trained in scored chunks."""
+    from agents.baselines.sb3 import BaselineConfig, build_model
+    from agents.evaluation.rollout import sb3_policy_fn
 
     c = ctx.config
     rec = _Recorder(ctx, shaping, agent, seed)
@@ -585,8 +587,8 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
 
 def _run_player(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
     """A player that does not train: the pretrained policy alone, loop-the-primer, random."""
-    from agents.policy import policy_velocity_bins
-    from agents.rollout import load_any_policy, loop_policy, policy_fn, random_policy
+    from agents.evaluation.rollout import load_any_policy, loop_policy, policy_fn, random_policy
+    from agents.policies.policy import policy_velocity_bins
 
     c = ctx.config
     bins = None

@@ -272,7 +272,7 @@ def save_training_state(
     Args:
         path: ``out/checkpoint.pt``.
         config: the run's config (plain data).
-        policy_config: the model's :class:`~agents.policy.PolicyConfig` as a dict.
+        policy_config: the model's :class:`~agents.policies.policy.PolicyConfig` as a dict.
         world_size: DDP ranks of the run.
         iteration: iterations done.
         global_step: env steps done, all ranks.

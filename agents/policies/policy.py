@@ -62,7 +62,7 @@ without bins holds the uniform bins (``VelocityBins.uniform(K)``) until its stat
 ``C`` canvas steps flattened step-major, ``C * D`` values) becomes ``C`` tokens; the phase of the
 step to write comes from the ``position`` one-hots (``argmax`` of the step-in-bar block plus
 ``steps_per_bar *`` ``argmax`` of the bar-in-phrase block); only the last token's outputs are
-returned. So a policy pretrained on whole windows (:mod:`agents.pretrain`) acts in the env
+returned. So a policy pretrained on whole windows (:mod:`agents.training.pretrain`) acts in the env
 unchanged, as long as ``num_drums``, ``steps_per_bar``, ``bars_per_phrase`` and ``target_size``
 agree (:meth:`PolicyConfig.from_env_config`).
 
@@ -138,7 +138,7 @@ _MIN_MAX_LEN = 1024
 
 POLICY_KINDS: tuple[str, ...] = ("transformer", "mlp")
 """The policy kinds: :class:`DrumPolicy` (``transformer``) and :class:`MLPPolicy` (``mlp``);
-the values of :attr:`agents.ppo.PPOConfig.policy_kind`."""
+the values of :attr:`agents.training.ppo.PPOConfig.policy_kind`."""
 
 
 def _config_from_env(cls: type, cfg: DrumComposeConfig, overrides: Mapping[str, Any]) -> Any:
@@ -1255,7 +1255,7 @@ def policy_velocity_bins(policy: Any) -> VelocityBins | None:
 
     Args:
         policy: a policy (or anything with a ``velocity_bins`` attribute, such as the
-            :class:`~agents.rollout.SB3Policy` config), or a file: a ``policy.pt`` of
+            :class:`~agents.evaluation.rollout.SB3Policy` config), or a file: a ``policy.pt`` of
             :func:`save_policy` or a PPO ``checkpoint.pt`` (read with ``weights_only=True``;
             no module is built).
 
@@ -1272,7 +1272,7 @@ def policy_velocity_bins(policy: Any) -> VelocityBins | None:
         if found is None and hasattr(policy, "config"):
             found = getattr(policy.config, "velocity_bins", None)
         return None if found is None else VelocityBins.from_dict(found)
-    from agents.checkpoint import load_checkpoint
+    from agents.training.checkpoint import load_checkpoint
 
     payload = load_checkpoint(policy)
     config = payload.get("config") if "state_dict" in payload else payload.get("policy_config")

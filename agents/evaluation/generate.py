@@ -15,10 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agents.compat import check_policy_fits
-from agents.rollout import Rollouts, load_any_policy, policy_fn, rollout_episodes
-from agents.runs import RunDirError, RunLock, write_json
+from agents.evaluation.rollout import Rollouts, load_any_policy, policy_fn, rollout_episodes
+from agents.policies.compat import check_policy_fits
 from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
+from agents.training.runs import RunDirError, RunLock, write_json
 from dataset.io import MAX_BPM, MIN_BPM
 
 __all__ = [
@@ -134,15 +134,15 @@ def generate(config: GenerateConfig) -> GenerateResult:
         FileNotFoundError: the policy file is missing.
         ValueError: the file is not a policy, or the task does not fit it (the message names the
             field).
-        agents.runs.RunDirError: ``out`` is a file, or holds takes and ``force`` is not set, or
-            another process is writing to it.
+        agents.training.runs.RunDirError: ``out`` is a file, or holds takes and ``force`` is not
+            set, or another process is writing to it.
     """
     with RunLock(config.out):  # out/ is this run's until it ends
         return _generate(config)
 
 
 def _generate(config: GenerateConfig) -> GenerateResult:
-    from agents.policy import policy_velocity_bins
+    from agents.policies.policy import policy_velocity_bins
     from dataset.io import atomic_write
     from dataset.midi import sequence_to_midi
     from drum_env.render import save_piano_roll_png

@@ -1,7 +1,7 @@
 """The benchmark's vocabulary (agents, shapings, CSV columns) and its reports.
 
-:mod:`agents.benchmark` runs the grid; this module names its rows and columns and writes what
-a reader sees: ``shapings.csv`` (one row per shaping x agent x seed x evaluation point),
+:mod:`agents.evaluation.benchmark` runs the grid; this module names its rows and columns and writes
+what a reader sees: ``shapings.csv`` (one row per shaping x agent x seed x evaluation point),
 ``shapings.md`` (mean +- std over seeds of the final scores, best per column in bold, ceiling
 and floors, the families, the command), ``shapings.png`` (learning curves and a bar chart) and
 ``shapings.json`` (everything).
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.heldout import FAMILIES
+from agents.evaluation.heldout import FAMILIES
 from dataset.evaluation_velocity import VELOCITY_FAMILIES
 
 __all__ = [

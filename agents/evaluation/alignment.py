@@ -16,8 +16,8 @@ measures that, for any set of shapings, on held-out real data:
    primers and reference windows). The raw reward terms of every step are kept
    (``info["reward_terms"]``), so one play serves every shaping.
 3. **Headline**: the composed continuations are scored against the episodes' reference
-   continuations by the shaping-independent evaluation (:func:`agents.heldout.reference` and
-   :func:`dataset.evaluation.score_sets`; mean overlapping area over the discriminative
+   continuations by the shaping-independent evaluation (:func:`agents.evaluation.heldout.reference`
+   and :func:`dataset.evaluation.score_sets`; mean overlapping area over the discriminative
    families), as the benchmark scores a policy.
 4. **Returns** under each shaping, two ways: unnormalised, ``sum_t sum_k w_k x_k(t)``; and
    normalised with **one** :class:`~drum_env.rewards.RunningNormalizer` warmed on the mix of all
@@ -36,7 +36,7 @@ measures that, for any set of shapings, on held-out real data:
    :func:`local_summary` gives, per draw, the Spearman correlation of the mean return with
    the headline, for the whole return and for each term alone.
 
->>> from agents.heldout import HeldoutConfig
+>>> from agents.evaluation.heldout import HeldoutConfig
 >>> table = alignment_table(["aligned", "hierarchical"], HeldoutConfig(),
 ...                         episodes=16)  # doctest: +SKIP
 >>> print(to_markdown(table))  # doctest: +SKIP
@@ -53,7 +53,7 @@ import gymnasium as gym
 import numpy as np
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
-from agents.heldout import (
+from agents.evaluation.heldout import (
     HeldoutConfig,
     Reference,
     Split,
@@ -218,14 +218,14 @@ def silence() -> PlayerFactory:
 def policy_player(
     policy: Any, deterministic: bool = False, temperature: float = 1.0, top_p: float | None = None
 ) -> PlayerFactory:
-    """A :class:`~agents.policy.DrumPolicy` (or a path to one) playing from its observations.
+    """A :class:`~agents.policies.policy.DrumPolicy` (or its path) playing from its observations.
 
     Args:
         policy: the policy, or a ``policy.pt`` / PPO ``checkpoint.pt`` path.
         deterministic: hit where the probability is above 0.5 (thresholded) instead of
             sampling.
         temperature: sample from ``logits / temperature`` (> 0; 1: the policy as it is), as
-            :func:`agents.rollout.policy_fn` does.
+            :func:`agents.evaluation.rollout.policy_fn` does.
         top_p: nucleus sampling of the step's hit pattern (:func:`sample_top_p`, after the
             temperature), in (0, 1]; ``None``: plain sampling. Binary policies only.
 
@@ -240,7 +240,7 @@ def policy_player(
             raise ValueError("top_p samples; it cannot be combined with deterministic=True")
 
     def make(setup: PlayerSetup) -> PlayerFn:
-        from agents.rollout import load_any_policy, policy_fn
+        from agents.evaluation.rollout import load_any_policy, policy_fn
 
         model = load_any_policy(policy) if isinstance(policy, (str, Path)) else policy
         # policy_fn validates the temperature, also for the nucleus player
@@ -255,7 +255,7 @@ def policy_player(
 def _nucleus_fn(model: Any, temperature: float, top_p: float, seed: int) -> PlayerFn:
     import torch
 
-    from agents.policy import obs_to_tensors
+    from agents.policies.policy import obs_to_tensors
 
     if getattr(model.config, "velocity_levels", 0):
         raise ValueError("top_p applies to binary policies (velocity_levels = 0)")
@@ -392,8 +392,8 @@ def reference_players(pretrained: Any = None) -> dict[str, PlayerFactory]:
     """The reference players of ``DESIGN.md``, in order from the ceiling down.
 
     Args:
-        pretrained: a pretrained :class:`~agents.policy.DrumPolicy` or its path; when given,
-            ``pretrained-sampled`` and ``pretrained-thresholded`` are added.
+        pretrained: a pretrained :class:`~agents.policies.policy.DrumPolicy` or its path; when
+            given, ``pretrained-sampled`` and ``pretrained-thresholded`` are added.
 
     Returns:
         name -> PlayerFactory: ``real``, (``pretrained-sampled``), ``loop-primer``, ``mode``,
@@ -582,7 +582,7 @@ def set_headline(episodes: Episodes, config: HeldoutConfig, ref: Reference) -> f
     Args:
         episodes: the episodes.
         config: the task (``steps_per_bar``, ``bars_per_phrase``).
-        ref: the held-out reference (:func:`agents.heldout.reference`).
+        ref: the held-out reference (:func:`agents.evaluation.heldout.reference`).
 
     Returns:
         float.
@@ -689,7 +689,7 @@ def alignment_table(
         episodes: episodes per player and draw (>= 4).
         seeds: reset seeds, one per draw.
         split: an existing split (its folders are read); ``None``: ``config`` is split with
-            :func:`agents.heldout.write_split` under ``work``.
+            :func:`agents.evaluation.heldout.write_split` under ``work``.
         work: folder for the split; ``None``: a temporary folder, removed at the end.
 
     Returns:

@@ -3,8 +3,9 @@
 Read top to bottom like CleanRL's ``ppo.py``: the config, the pure pieces the tests check
 against oracles, then the loop (:func:`train`: rollout, reward, GAE, flatten, minibatch epochs
 with the clipped surrogate, the clipped value loss, the entropy bonus and an optional KL to the
-pretrained policy). Distributed set-up lives in :mod:`agents.distributed`, checkpoints and
-their exact resume in :mod:`agents.checkpoint`, the run folder in :mod:`agents.runs`.
+pretrained policy). Distributed set-up lives in :mod:`agents.training.distributed`, checkpoints and
+their exact resume in :mod:`agents.training.checkpoint`, the run folder in
+:mod:`agents.training.runs`.
 
 * :class:`PPOConfig`: every hyperparameter (the task settings from
   :class:`~agents.task.TaskConfig`), frozen and validated; :func:`update_config`.
@@ -28,20 +29,20 @@ truncation bootstrap.
 ## Reward
 
 The trainer's reward is the env's reward terms, normalised as ``reward_norm`` says and weighted
-by the shaping's weights or by learned ones: :mod:`agents.trainer_reward` defines both.
+by the shaping's weights or by learned ones: :mod:`agents.training.trainer_reward` defines both.
 
 ## Policy
 
-``policy_kind`` picks the model: the causal Transformer :class:`~agents.policy.DrumPolicy`
-(default) or :class:`~agents.policy.MLPPolicy`, SB3's PPO policy (two 64-64 tanh MLPs over the
-flattened observation) for comparisons with Stable-Baselines3 at equal size. Both give Bernoulli
+``policy_kind`` picks the model: the causal Transformer :class:`~agents.policies.policy.DrumPolicy`
+(default) or :class:`~agents.policies.policy.MLPPolicy`, SB3's PPO policy (two 64-64 tanh MLPs over
+the flattened observation) for comparisons with Stable-Baselines3 at equal size. Both give Bernoulli
 logits and a value from ``forward_obs``; the loop is the same for both. A ``pretrained`` policy
 (``drum-env pretrain``) is a Transformer: an MLP run refuses one.
 
 With ``velocity_levels = K > 0`` (the expressive env, ``MultiDiscrete`` actions) the policy's
 head is a categorical per drum over ``K + 1`` classes: the rollout stores int64 classes, and
 log-probabilities, entropies and the KL to the pretrained policy are the categorical ones summed
-over the drums (``policy.action_dist``, :class:`~agents.policy.ActionDist`); the loop is
+over the drums (``policy.action_dist``, :class:`~agents.policies.policy.ActionDist`); the loop is
 otherwise the same. A ``pretrained`` policy must have the run's ``velocity_levels`` (refused
 otherwise, naming both), and the envs are then built with the pretrained policy's velocity bins,
 so its classes keep the levels it learned; without one they are the env's own bins (from the
@@ -52,9 +53,9 @@ data), which the trained policy records.
 The loop does per step one batched forward pass of the policy over all sub-envs (in
 ``inference_mode``, the observation written once into its storage row), one ``env.step`` of the
 native vector env and no Python loop over sub-envs; the policy's Transformer computes the last
-token only (see :mod:`agents.policy`). Log-probabilities and entropies come from the Bernoulli
-kernels directly (no distribution objects), a minibatch is a slice of the rollout shuffled once
-per epoch, the logged losses are read in one transfer per minibatch, and Adam takes one
+token only (see :mod:`agents.policies.policy`). Log-probabilities and entropies come from the
+Bernoulli kernels directly (no distribution objects), a minibatch is a slice of the rollout shuffled
+once per epoch, the logged losses are read in one transfer per minibatch, and Adam takes one
 multi-tensor step (``foreach``). None of this changes a number: a seeded run ends bitwise as
 before these changes. ``benchmarks/train_profile.py`` times each phase: the PPO update (4
 epochs of forward and backward passes) takes 60-90 % of the time at every ``num_envs``, and the
@@ -82,8 +83,8 @@ raises ``total_timesteps`` continues the same line to the new ``num_iterations``
 
 ## DDP
 
-Run under ``torchrun --nproc_per_node=N`` (see :mod:`agents.distributed`): the model is built
-from the same seed on every rank and wrapped in ``DistributedDataParallel``, every rank steps
+Run under ``torchrun --nproc_per_node=N`` (see :mod:`agents.training.distributed`): the model is
+built from the same seed on every rank and wrapped in ``DistributedDataParallel``, every rank steps
 its own ``num_envs`` sub-envs seeded ``seed + rank * num_envs + i``, and gradients are averaged
 by DDP. ``total_timesteps`` and ``global_step`` count the env steps of all ranks, so an
 iteration is ``world_size * batch_size`` steps. The reward normaliser is per rank, the
@@ -94,7 +95,7 @@ policy and TensorBoard; per-rank state (env, normaliser, RNGs) is gathered into 
 ## Checkpoints and exact resume
 
 ``out/checkpoint.pt`` is written atomically every ``checkpoint_every`` iterations, at the end,
-and when the callback stops the run (:func:`agents.checkpoint.save_training_state`): model,
+and when the callback stops the run (:func:`agents.training.checkpoint.save_training_state`): model,
 optimiser, scheduler, scaler, reward weights and their optimiser, step counters, the config,
 the history, and per rank the vector env's own ``state_dict()``, the running episode sums and
 every RNG state. ``resume=True`` restores all of it, so a run interrupted after iteration ``k``
@@ -119,26 +120,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.checkpoint import (
-    arrays_to_tensors,
-    capture_rng_state,
-    load_training_state,
-    restore_rng_state,
-    save_training_state,
-    tensors_to_arrays,
-)
-from agents.critic import CRITICS, Critic
-from agents.distributed import (
-    Dist,
-    all_reduce,
-    barrier,
-    check_device,
-    gather_to_main,
-    resolve_device,
-    setup_distributed,
-    teardown_distributed,
-)
-from agents.policy import (
+from agents.policies.critic import CRITICS, Critic
+from agents.policies.policy import (
     POLICY_KINDS,
     DrumPolicy,
     MLPPolicy,
@@ -150,7 +133,6 @@ from agents.policy import (
     policy_velocity_bins,
     save_policy,
 )
-from agents.runs import RunLock, prepare_run_dir
 from agents.task import (
     TaskConfig,
     check_bool,
@@ -160,7 +142,26 @@ from agents.task import (
     check_path,
     replace_config,
 )
-from agents.trainer_reward import (
+from agents.training.checkpoint import (
+    arrays_to_tensors,
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+    tensors_to_arrays,
+)
+from agents.training.distributed import (
+    Dist,
+    all_reduce,
+    barrier,
+    check_device,
+    gather_to_main,
+    resolve_device,
+    setup_distributed,
+    teardown_distributed,
+)
+from agents.training.runs import RunLock, prepare_run_dir
+from agents.training.trainer_reward import (
     REWARD_NORMS,
     Episodes,
     RewardWeights,
@@ -282,13 +283,13 @@ class PPOConfig(TaskConfig):
 
     # --- model
     policy_kind: str = "transformer"
-    """The policy: ``transformer`` (:class:`~agents.policy.DrumPolicy`, the causal Transformer
-    over the context; ``d_model``, ``n_layers``, ``n_heads`` and ``dropout`` size it) or ``mlp``
-    (:class:`~agents.policy.MLPPolicy`: SB3's PPO policy, two 64-64 tanh MLPs over the
-    flattened observation; cannot start from a ``pretrained`` Transformer)."""
+    """The policy: ``transformer`` (:class:`~agents.policies.policy.DrumPolicy`, the causal
+    Transformer over the context; ``d_model``, ``n_layers``, ``n_heads`` and ``dropout`` size it) or
+    ``mlp`` (:class:`~agents.policies.policy.MLPPolicy`: SB3's PPO policy, two 64-64 tanh MLPs over
+    the flattened observation; cannot start from a ``pretrained`` Transformer)."""
     d_model: int = 64
     """Transformer width; a multiple of ``n_heads``. The defaults (64 wide, 2 layers, 4 heads)
-    are :class:`~agents.pretrain.PretrainConfig`'s, so a default pretrained policy fits."""
+    are :class:`~agents.training.pretrain.PretrainConfig`'s, so a default pretrained policy fits."""
     n_layers: int = 2
     """Transformer layers."""
     n_heads: int = 4
@@ -297,10 +298,10 @@ class PPOConfig(TaskConfig):
     """Dropout in the Transformer, in [0, 1) (rollouts run in eval mode, without it)."""
     init_hit_rate: float = 0.1
     """Hit probability of every drum of a fresh policy, in (0, 1) (the policy head's bias;
-    :attr:`~agents.policy.PolicyConfig.init_hit_rate`); a ``pretrained`` policy's weights
+    :attr:`~agents.policies.policy.PolicyConfig.init_hit_rate`); a ``pretrained`` policy's weights
     replace it."""
     critic: str = "mlp"
-    """The value function: ``mlp`` (:class:`~agents.critic.Critic`, a 64-64 tanh MLP of its
+    """The value function: ``mlp`` (:class:`~agents.policies.critic.Critic`, a 64-64 tanh MLP of its
     own over the whole observation, position and song progress included, as SB3 and CleanRL
     build it; saved in the checkpoint, not in ``policy.pt``) or ``policy`` (the policy's own
     value head: for the Transformer, an MLP on its detached features, which cannot see where
@@ -453,7 +454,7 @@ class TrainResult(NamedTuple):
     """What :func:`train` returns."""
 
     policy_path: Path
-    """``out/policy.pt`` (:func:`agents.policy.save_policy`; written by rank 0)."""
+    """``out/policy.pt`` (:func:`agents.policies.policy.save_policy`; written by rank 0)."""
     checkpoint_path: Path
     """``out/checkpoint.pt``."""
     global_step: int
@@ -518,7 +519,7 @@ def compute_gae(
 
 
 # bernoulli_kl (re-exported above) lives with the policy's other distribution kernels in
-# agents.policy, beside categorical_kl; ActionDist.kl picks one by velocity_levels.
+# agents.policies.policy, beside categorical_kl; ActionDist.kl picks one by velocity_levels.
 
 
 def pretrained_velocity_bins(config: PPOConfig) -> VelocityBins | None:
@@ -592,8 +593,8 @@ def _rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
              ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Play ``num_steps`` steps of every sub-env into ``buf``; returns the next obs and resets.
 
-    The values come from ``critic`` (:class:`~agents.critic.Critic`), or from the policy's own
-    value head when it is ``None``.
+    The values come from ``critic`` (:class:`~agents.policies.critic.Critic`), or from the policy's
+    own value head when it is ``None``.
 
     Per step, with no Python loop over sub-envs: the observation is written once into its
     storage row (which the policy then reads), one batched forward pass in ``inference_mode``,
@@ -654,7 +655,7 @@ def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None
 
     The losses are CleanRL's, every mean taken over the minibatch's valid rows; the
     log-probabilities, entropies and KL come from the policy's
-    :class:`~agents.policy.ActionDist` (the distribution's own kernels, without building
+    :class:`~agents.policies.policy.ActionDist` (the distribution's own kernels, without building
     distribution objects: Bernoulli, or categorical with velocity levels), and the logged values
     are read in one transfer per minibatch.
     """
@@ -853,8 +854,8 @@ def train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None]
     """Train the custom policy with PPO on ``DrumCompose-v0`` (see the module docstring).
 
     Seeds the global torch generator (model initialisation) from ``config.seed``. The run
-    folder is claimed by :func:`agents.runs.prepare_run_dir` (refused if it holds another run,
-    unless ``resume`` or ``force``).
+    folder is claimed by :func:`agents.training.runs.prepare_run_dir` (refused if it holds another
+    run, unless ``resume`` or ``force``).
 
     Args:
         config: the run.
@@ -868,7 +869,7 @@ def train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None]
         TrainResult.
 
     Raises:
-        agents.runs.RunDirError: ``out`` holds another run, or there is nothing to resume.
+        agents.training.runs.RunDirError: ``out`` holds another run, or there is nothing to resume.
         ValueError: a corrupt checkpoint, or one of another run (the differing fields are
             named); a pretrained policy of another shape; fewer steps than one iteration.
     """

@@ -27,7 +27,7 @@ first ``prompt_bars`` bars (the primer's place in an env window) with the data's
 later steps with each hit moved to its bin's level (``bins.quantize``), as the env shows composed
 hits; the conditioning target adds the window's velocity features computed on those same
 values, as the env's ``target`` does. The saved policy carries the bins
-(:attr:`~agents.policy.DrumPolicy.velocity_bins`). With ``K = 0`` nothing changes: hits in,
+(:attr:`~agents.policies.policy.DrumPolicy.velocity_bins`). With ``K = 0`` nothing changes: hits in,
 binary cross-entropy out.
 
 Phase convention: the env's ``position`` observation counts steps from the start of its window
@@ -58,10 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agents.distributed import check_device
-from agents.policy import DrumPolicy, PolicyConfig, save_policy
-from agents.runs import RunLock, prepare_run_dir
+from agents.policies.policy import DrumPolicy, PolicyConfig, save_policy
 from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
+from agents.training.distributed import check_device
+from agents.training.runs import RunLock, prepare_run_dir
 from dataset.velocity import VelocityBins
 
 __all__ = [
@@ -95,12 +95,13 @@ class PretrainConfig(TaskConfig):
     weight_decay: float = 0.0
     """AdamW weight decay, >= 0."""
     d_model: int = 64
-    """Transformer width (see :class:`~agents.policy.PolicyConfig`). The defaults (64 wide, 2
-    layers, 4 heads, batches of 64 at a learning rate of 1e-3) are the best start measured on
-    2 CPU cores (README, "Results"): on the Groove split they reach a validation loss of 0.172
+    """Transformer width (see :class:`~agents.policies.policy.PolicyConfig`). The defaults (64
+    wide, 2 layers, 4 heads, batches of 64 at a learning rate of 1e-3) are the best start measured
+    on 2 CPU cores (README, "Results"): on the Groove split they reach a validation loss of 0.172
     in about 2,700 steps (early-stopped), where 0.3's policy (32 wide, one layer, batches of 32
-    at 3e-4) was still falling at its 10,000-step cap; they are :class:`~agents.ppo.PPOConfig`'s
-    defaults too, so ``train --pretrained`` takes a default pretrained policy as it is."""
+    at 3e-4) was still falling at its 10,000-step cap; they are
+    :class:`~agents.training.ppo.PPOConfig`'s defaults too, so ``train --pretrained`` takes a
+    default pretrained policy as it is."""
     n_layers: int = 2
     """Transformer layers."""
     n_heads: int = 4
@@ -331,7 +332,7 @@ def next_step_loss(
 
 
 def pretrain(config: PretrainConfig) -> PretrainResult:
-    """Pretrain a :class:`~agents.policy.DrumPolicy` by next-step prediction and save it.
+    """Pretrain a :class:`~agents.policies.policy.DrumPolicy` by next-step prediction and save it.
 
     Args:
         config: the run.

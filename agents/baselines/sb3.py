@@ -3,16 +3,17 @@
 SB3 trains on its own ``DummyVecEnv`` of ``gymnasium.make("DrumCompose-v0", ...)`` envs (SB3
 does not take Gymnasium vector envs); the reward, shaping and evaluation are the same as the
 custom agent's: :class:`DrumEvalCallback` plays whole episodes with
-:func:`agents.rollout.rollout_episodes` and logs the same scalars to TensorBoard.
+:func:`agents.evaluation.rollout.rollout_episodes` and logs the same scalars to TensorBoard.
 
 With ``velocity_levels = K > 0`` the env's actions are ``MultiDiscrete([K + 1] * num_drums)``,
 which SB3's ``MultiInputPolicy`` handles natively (a categorical per drum); the run writes the
 training envs' velocity bins as ``velocity_bins.json`` beside ``model.zip``
-(:data:`agents.sb3_load.VELOCITY_BINS_FILE`), and evaluates on envs with the same bins.
+(:data:`agents.baselines.sb3_load.VELOCITY_BINS_FILE`), and evaluates on envs with the same bins.
 
-Beside ``model.zip`` the run also writes ``sb3_policy.json`` (:data:`agents.sb3_load.SIDECAR_FILE`):
-the settings that rebuild its policy from plain data, so that ``drum-env generate`` and
-:func:`agents.rollout.load_any_policy` never unpickle the zip (see :mod:`agents.sb3_load`).
+Beside ``model.zip`` the run also writes ``sb3_policy.json``
+(:data:`agents.baselines.sb3_load.SIDECAR_FILE`): the settings that rebuild its policy from plain
+data, so that ``drum-env generate`` and :func:`agents.evaluation.rollout.load_any_policy` never
+unpickle the zip (see :mod:`agents.baselines.sb3_load`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agents.rollout import rollout_episodes, sb3_policy_fn
-from agents.runs import RunLock, prepare_run_dir, write_json
-from agents.sb3_load import VELOCITY_BINS_FILE, sb3_settings, write_sidecar
+from agents.baselines.sb3_load import VELOCITY_BINS_FILE, sb3_settings, write_sidecar
+from agents.evaluation.rollout import rollout_episodes, sb3_policy_fn
 from agents.task import TaskConfig, check_bool, check_choice, check_int, check_number, check_path
+from agents.training.runs import RunLock, prepare_run_dir, write_json
 from dataset.io import atomic_write
 
 __all__ = [
@@ -206,7 +207,7 @@ def train_baseline(config: BaselineConfig) -> BaselineResult:
         BaselineResult; the model is saved as ``out/model.zip``.
 
     Raises:
-        agents.runs.RunDirError: ``out`` holds another run (and ``force`` is not set), or
+        agents.training.runs.RunDirError: ``out`` holds another run (and ``force`` is not set), or
             another process is running in it.
     """
     with RunLock(config.out):  # out/ is this run's until it ends
@@ -228,7 +229,8 @@ def _train_baseline(config: BaselineConfig) -> BaselineResult:
     final = evals[-1] if evals and evals[-1]["step"] == model.num_timesteps else None
     final = final or callback.evaluate()
     model_path = out / "model.zip"
-    # the settings that rebuild its policy as data (agents.sb3_load: the zip is never unpickled)
+    # the settings that rebuild its policy as data (agents.baselines.sb3_load: the zip is never
+    # unpickled)
     settings = sb3_settings(model, config.algo, steps_per_bar=config.steps_per_bar,
                             bars_per_phrase=config.bars_per_phrase)  # fmt: skip
     atomic_write(model_path, model.save, durable=False)  # SB3's open() would follow a link

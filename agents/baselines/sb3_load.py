@@ -55,7 +55,8 @@ __all__ = [
 
 SIDECAR_FILE = "sb3_policy.json"
 """Beside an SB3 ``model.zip``: the settings that rebuild its policy, as plain JSON
-(:func:`sb3_settings`), written by :func:`agents.sb3.train_baseline` and :func:`trust_sb3_zip`."""
+(:func:`sb3_settings`), written by :func:`agents.baselines.sb3.train_baseline` and
+:func:`trust_sb3_zip`."""
 
 SIDECAR_FORMAT = "drum-env/sb3-policy"
 """The ``format`` key of :data:`SIDECAR_FILE`."""
@@ -63,7 +64,7 @@ _SIDECAR_VERSION = 1
 
 VELOCITY_BINS_FILE = "velocity_bins.json"
 """Beside an SB3 ``model.zip`` with velocity levels: the bins of its training envs
-(``VelocityBins.to_dict()`` as JSON), written by :func:`agents.sb3.train_baseline`."""
+(``VelocityBins.to_dict()`` as JSON), written by :func:`agents.baselines.sb3.train_baseline`."""
 
 _DATA_BYTES = 16 * 2**20
 _ALGOS = ("ppo", "a2c")
@@ -93,7 +94,8 @@ def _refuse(path: Path, why: str) -> ValueError:
     return ValueError(
         f"{str(path)!r} cannot be loaded as data: {why}. drum-env never unpickles a model.zip "
         "(SB3's loader would run code stored in it). If you trust the file, convert it once: "
-        f"python -c \"from agents.sb3_load import trust_sb3_zip; trust_sb3_zip('{path}')\" "
+        "python -c \"from agents.baselines.sb3_load import trust_sb3_zip; "
+        f"trust_sb3_zip('{path}')\" "
         f"(it writes {SIDECAR_FILE} beside it)"
     )
 

@@ -1,7 +1,7 @@
 """Held-out evaluation: split the data, set the ceiling and floors, score a policy.
 
-The benchmark (:mod:`agents.benchmark`) and the tuner (:mod:`agents.tune`) both judge a policy
-here, by the shaping-independent evaluation of :mod:`dataset.evaluation` (the reward never
+The benchmark (:mod:`agents.evaluation.benchmark`) and the tuner (:mod:`agents.tune`) both judge a
+policy here, by the shaping-independent evaluation of :mod:`dataset.evaluation` (the reward never
 judges itself):
 
 1. **Split** (:func:`write_split`): the sequences (files) go to a training and a held-out part,
@@ -27,7 +27,7 @@ judges itself):
 3. **Evaluate** (:func:`evaluate`): ``eval_draws`` draws of ``eval_episodes`` episodes on the
    held-out part, stratified by file: every file with a full window plays its share of the
    episodes (:func:`stratified_counts`: in proportion to its windows, at least one each), in
-   an env of its own (:func:`agents.rollout.rollout_episodes` on that file, reset with
+   an env of its own (:func:`agents.evaluation.rollout.rollout_episodes` on that file, reset with
    ``eval_seed``, so every policy gets the same primers and reference windows). The composed
    part of each canvas is scored with :func:`dataset.evaluation.score_sets_resampled` against
    the continuations of the episodes' own reference windows: the headline (mean overlapping
@@ -457,7 +457,7 @@ def _play(
     env_kwargs: Mapping[str, Any],
     seed: int,
 ) -> Any:
-    """Play one draw of ``eval_episodes`` episodes: :class:`agents.rollout.Rollouts`.
+    """Play one draw of ``eval_episodes`` episodes: :class:`agents.evaluation.rollout.Rollouts`.
 
     Stratified (``stratify``): file ``f`` (the ``f``-th held-out sequence with a full window)
     plays its :func:`stratified_counts` share in an env of its own, reset with
@@ -465,7 +465,7 @@ def _play(
     normalised shaping each file's env starts its own normaliser, so ``returns`` are the
     file's first episodes' returns.
     """
-    from agents.rollout import Rollouts, rollout_episodes
+    from agents.evaluation.rollout import Rollouts, rollout_episodes
 
     episodes = config.eval_episodes
     if not config.stratify:
@@ -518,7 +518,8 @@ def evaluate(
     """Play the evaluation episodes with ``policy`` and score what it composed.
 
     Args:
-        policy: batched observation dict -> int8 actions (:mod:`agents.rollout`'s adapters).
+        policy: batched observation dict -> int8 actions (:mod:`agents.evaluation.rollout`'s
+            adapters).
         config: the task and the evaluation settings.
         env_kwargs: the evaluation env's arguments (its ``data`` the held-out dataset).
         ref: :func:`reference` of the same held-out part.

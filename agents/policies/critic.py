@@ -1,7 +1,7 @@
 """The PPO trainer's critic: a value network of its own over the whole observation.
 
-Why not the policy's value head: :class:`~agents.policy.DrumPolicy` reads the phase of the step
-to write from the ``position`` observation (step in bar, bar in phrase) and nothing else of it,
+Why not the policy's value head: :class:`~agents.policies.policy.DrumPolicy` reads the phase of the
+step to write from the ``position`` observation (step in bar, bar in phrase) and nothing else of it,
 so its features cannot tell the first bar of an episode from the last; and its value head reads
 those features detached, so the value loss cannot teach the trunk what it lacks. What the return
 still to come depends on is where the episode stands (how many bar, phrase and section ends and

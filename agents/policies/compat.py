@@ -1,14 +1,14 @@
 """Whether a policy and a task agree: one check for every path that plays a policy in an env.
 
-``drum-env generate`` (before it plays), :func:`agents.rollout.policy_fn` given the env it will
-play in (the Python path of the README), and every action function of ``policy_fn`` (on the
+``drum-env generate`` (before it plays), :func:`agents.evaluation.rollout.policy_fn` given the env
+it will play in (the Python path of the README), and every action function of ``policy_fn`` (on the
 observations it is given) refuse a policy whose task is not the env's, with a message that names
 the field and both values, instead of playing it at the wrong sizes or velocities:
 
 * the metre (``steps_per_bar``, ``bars_per_phrase``) and the number of drums;
 * the velocity classes (``velocity_levels``) and, with ``K > 0``, the velocity bins: a policy's
   class ``k`` plays at the level it learned only in an env built with its bins
-  (``velocity_bins=agents.policy.policy_velocity_bins(policy)``);
+  (``velocity_bins=agents.policies.policy.policy_velocity_bins(policy)``);
 * the observation layout: ``context`` of ``context_steps * num_drums`` values (exactly the
   policy's context for an MLP or an SB3 policy, at most its ``max_len`` steps for the
   Transformer), ``position`` and ``target`` of the policy's sizes.
@@ -39,9 +39,9 @@ def check_policy_fits(policy_config: Any, task: Any, source: str, *, policy_bins
 
     Args:
         policy_config: the policy's config (``policy.config``: a ``PolicyConfig``,
-            ``MLPPolicyConfig`` or an :class:`~agents.rollout.SB3Policy`'s).
+            ``MLPPolicyConfig`` or an :class:`~agents.evaluation.rollout.SB3Policy`'s).
         task: anything with ``steps_per_bar``, ``bars_per_phrase``, ``velocity_levels`` and
-            ``context_steps`` (a :class:`~agents.generate.GenerateConfig`, an env's
+            ``context_steps`` (a :class:`~agents.evaluation.generate.GenerateConfig`, an env's
             :class:`~drum_env.core.DrumComposeConfig`); ``num_drums``, ``target_size``,
             ``position_size`` and ``velocity_bins`` are compared too where ``task`` has them.
         source: how to name the policy (its file).
@@ -81,7 +81,7 @@ def check_policy_fits(policy_config: Any, task: Any, source: str, *, policy_bins
         raise ValueError(
             f"velocity_bins of the env ({bins!r}) are not those policy {source!r} learned "
             f"({policy_bins!r}): its classes would play at other velocities; build the env "
-            "with velocity_bins=agents.policy.policy_velocity_bins(policy)"
+            "with velocity_bins=agents.policies.policy.policy_velocity_bins(policy)"
         )
 
 
