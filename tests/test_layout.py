@@ -5,9 +5,7 @@
 * No module imports another module's ``_private`` name, and no module reads a ``_private``
   attribute of an object unless its own module defines that name (its own classes' state).
   Allowed: NamedTuple's public ``_fields`` / ``_asdict`` / ``_replace`` / ``_make``, the seed's
-  metric method names (``_hit_density`` ... ``_aggregate``: the seed document's API) and
-  ``_ff_block`` of ``torch.nn.TransformerEncoderLayer`` (the policy's last-token pass reuses it;
-  see agents/policies/policy.py).
+  metric method names (``_hit_density`` ... ``_aggregate``: the seed document's API).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("dataset", "drum_env", "agents", "benchmarks")
 ORDER = {name: i for i, name in enumerate(PACKAGES)}
 ALLOWED = {
-    "_fields", "_asdict", "_replace", "_make", "_ff_block",
+    "_fields", "_asdict", "_replace", "_make",
     # the seed's method names (DESIGN.md: CompleteHierarchicalDrumDataset, kept whole)
     "_hit_density", "_fraction_dense_bars", "_ioi_stats", "_co_occurrence", "_n_grams",
     "_fast_patterns", "_transitions", "_syncopation", "_phrase_structure", "_section_metrics",

@@ -17,14 +17,13 @@ from agents.policies.policy import (
     MLPPolicyConfig,
     PolicyConfig,
     PolicyOutput,
-    _last_token_attention,
-    _lookup,
     bernoulli_entropy,
     bernoulli_log_prob,
     load_policy,
     obs_to_tensors,
     save_policy,
 )
+from agents.policies.transformer import embedding_lookup, last_token_attention
 from drum_env.core import DrumComposeConfig
 
 SMALL = PolicyConfig(
@@ -176,14 +175,13 @@ def test_forward_obs_on_env_observations():
     config = PolicyConfig.from_env_config(env.unwrapped.config, d_model=16, n_heads=2)
     policy = make_policy(config)
     obs, _ = env.reset(seed=3)
-    for _ in range(5):
+    for i in range(5):
         t = obs_to_tensors(obs, "cpu")
         assert t["context"].shape == (1, config.context_steps * config.num_drums)
         with torch.no_grad():
             actions, log_prob, value = policy.act(t)
         # the phase read from the observation is the env's step to write
-        core = env.unwrapped._core
-        step = int(core.t[0])
+        step = env.unwrapped.config.prompt_steps + i  # the step the env writes next
         ref = policy(
             t["context"].reshape(1, -1, config.num_drums),
             torch.tensor([step % config.phrase_len]),
@@ -440,7 +438,7 @@ def test_embedding_lookup_is_bitwise_the_embedding():
     index = torch.randint(0, 16, (64, 12))
     grad = torch.randn(64, 12, 8)
     grads = []
-    for out in (emb(index), _lookup(emb, index)):
+    for out in (emb(index), embedding_lookup(emb, index)):
         emb.zero_grad()
         out.backward(grad)
         grads.append((out.detach(), emb.weight.grad.clone()))
@@ -455,7 +453,7 @@ def test_last_token_attention_is_bitwise_the_module(d_model, heads, b, length):
     attn = torch.nn.MultiheadAttention(d_model, heads, batch_first=True)
     keys = torch.randn(b, length, d_model, requires_grad=True)
     ref = attn(keys[:, -1:], keys, keys, need_weights=False)[0][:, 0]
-    fast = _last_token_attention(attn, keys)
+    fast = last_token_attention(attn, keys)
     assert torch.equal(fast, ref)
     weights = torch.randn(b, d_model)
     grads = []
@@ -466,7 +464,7 @@ def test_last_token_attention_is_bitwise_the_module(d_model, heads, b, length):
         grads.append([keys.grad.clone()] + [p.grad.clone() for p in attn.parameters()])
     assert all(torch.equal(x, y) for x, y in zip(*grads))
     with torch.inference_mode():
-        assert torch.equal(_last_token_attention(attn, keys), ref.detach())
+        assert torch.equal(last_token_attention(attn, keys), ref.detach())
 
 
 # ----------------------------------------------------------------------------- MLP policy

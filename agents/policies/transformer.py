@@ -1,0 +1,417 @@
+"""The DrumCompose Transformer policy: a small causal Transformer over the canvas.
+
+## Model
+
+One token per drum step. Token ``i`` reads step ``i`` (its ``D`` hits) and predicts step ``i + 1``:
+
+    x_i = W_in @ hits_i + pos[i] + step_emb[s_i] + bar_emb[b_i] + W_tgt @ target
+    h   = LayerNorm(TransformerEncoder_causal(x))          # pre-LN, token i sees tokens <= i
+    logits_i = W_pi @ h_i                                  # (D,) Bernoulli logits of step i + 1
+    value_i  = MLP(stopgrad(h_i))                          # scalar
+
+where ``s_i`` / ``b_i`` are the step-in-bar / bar-in-phrase of the step token ``i`` predicts
+(``phase_i = s_i + steps_per_bar * b_i``), ``pos`` is a learned absolute position embedding over the
+window (up to ``max(context_steps, 1024)`` tokens) and ``target`` is the song-feature vector of
+the reference (:func:`drum_env.rewards.song_features`, the env's ``target`` observation),
+projected and added to every token.
+
+## Why a Transformer and not a GRU
+
+* Pretraining is next-step prediction with teacher forcing: a causal Transformer computes the
+  predictions for every step of a whole window in one parallel pass; a GRU must loop over the
+  steps one after the other (a Python or cuDNN loop; on CPU it is the bottleneck).
+* The env shows the policy a fixed window of the latest ``context_steps`` steps, not a running
+  state. A Transformer reads that window as it is, with no hidden state to carry across PPO
+  minibatches, episodes and autoresets; a GRU would either re-run the window step by step or
+  need its state stored in the rollout buffer (and stale after each update).
+* It is all matrix products and layer norms: ``torch.autocast`` (bf16 on CPU, fp16 on CUDA)
+  speeds up every part of it.
+
+## Heads
+
+The policy head is a Linear to ``D`` logits, orthogonally initialised with gain 0.01 (CleanRL,
+Andrychowicz et al. 2021: a near-uniform initial policy). The value head is a two-layer tanh MLP
+(gains sqrt(2) and 1) on the *detached* trunk features: the value loss never moves the trunk, so
+a pretrained trunk is not disturbed by the (initially large, noisy) value gradients of PPO, and
+PPO's ``vf_coef`` does not trade value accuracy against the policy. The trunk learns from the
+policy (and pretraining) loss only; the value head learns to read it.
+
+## Observation mapping
+
+:meth:`DrumPolicy.forward_obs` takes a batch of DrumCompose observations: ``context`` (the last
+``C`` canvas steps flattened step-major, ``C * D`` values) becomes ``C`` tokens; the phase of the
+step to write comes from the ``position`` one-hots (``argmax`` of the step-in-bar block plus
+``steps_per_bar *`` ``argmax`` of the bar-in-phrase block); only the last token's outputs are
+returned. So a policy pretrained on whole windows (:mod:`agents.training.pretrain`) acts in the env
+unchanged, as long as ``num_drums``, ``steps_per_bar``, ``bars_per_phrase`` and ``target_size``
+agree (:meth:`PolicyConfig.from_env_config`).
+
+The last token's attention (:func:`last_token_attention`) is the module's own computation
+(the same projections on the same layout, the same ``scaled_dot_product_attention``) without
+the module's argument checks and repacking copies: bitwise the same outputs and gradients,
+tested against ``nn.MultiheadAttention``. Caching keys and values across env steps is not
+possible: the window slides by one step each step, so every token's absolute position
+embedding, and with it every key and value, changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from agents.policies.common import (
+    PolicyOutput,
+    VelocityBinsMixin,
+    act_from_output,
+    check_positive_int,
+    config_from_env,
+    evaluate_from_output,
+    orthogonal,
+    policy_head,
+    shape_logits,
+)
+from agents.policies.distributions import check_velocity_levels
+from dataset.velocity import VelocityBins
+
+if TYPE_CHECKING:
+    from drum_env.core import DrumComposeConfig
+
+__all__ = ["PolicyConfig", "DrumPolicy", "embedding_lookup", "last_token_attention"]
+
+
+_MIN_MAX_LEN = 1024
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Shape and regularisation of a :class:`DrumPolicy`. Validated on construction.
+
+    Build it from an env with :meth:`from_env_config` so the sizes agree with the observations.
+    """
+
+    num_drums: int = 9
+    """Drums per step ``D``: input features of a token and Bernoulli outputs per step."""
+    context_steps: int = 16
+    """Steps of the env's ``context`` observation ``C``; the position embedding covers
+    ``max(context_steps, 1024)`` tokens (:attr:`max_len`)."""
+    steps_per_bar: int = 16
+    """Steps in one bar (16 = 16th notes in 4/4): size of the step-in-bar embedding."""
+    bars_per_phrase: int = 4
+    """Bars in one phrase: size of the bar-in-phrase embedding."""
+    target_size: int = 20
+    """Length ``K`` of the target-feature vector (the env's ``target`` observation)."""
+    d_model: int = 32
+    """Width of the Transformer; a multiple of ``n_heads``."""
+    n_layers: int = 1
+    """Transformer encoder layers."""
+    n_heads: int = 2
+    """Attention heads per layer."""
+    dropout: float = 0.0
+    """Dropout in the Transformer layers, in [0, 1). Keep 0 for PPO (log-probs of the rollout and
+    of the update must agree)."""
+    init_hit_rate: float = 0.1
+    """Hit probability of every drum before training, in (0, 1): the policy head's bias starts at
+    ``logit(init_hit_rate)``. Drummers hit each drum on about 1 step in 10 (the Groove subset's
+    mean drum density is 0.13, the built-in corpus's 0.11); starting at 0.5 makes a fresh agent
+    spend its first updates learning to play less. Pretrained weights replace it."""
+    velocity_levels: int = 0
+    """Velocity classes ``K`` of the action, in ``[0, 127]``: 0 plays binary hits (a Bernoulli
+    per drum: the env's ``MultiBinary`` action); ``K > 0`` a categorical per drum over ``K + 1``
+    classes (0 no hit, ``k`` velocity bin ``k``: the env with ``velocity_levels=K``). A saved
+    config without it is a binary policy's."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "num_drums", "context_steps", "steps_per_bar", "bars_per_phrase", "target_size",
+            "d_model", "n_layers", "n_heads",
+        ):  # fmt: skip
+            check_positive_int(getattr(self, name), name)
+        check_velocity_levels(self.velocity_levels)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model must be a multiple of n_heads={self.n_heads}, got d_model={self.d_model}"
+            )
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.init_hit_rate, bool) or not 0.0 < float(self.init_hit_rate) < 1.0:
+            raise ValueError(f"init_hit_rate must be in (0, 1), got {self.init_hit_rate!r}")
+
+    @property
+    def phrase_len(self) -> int:
+        """Steps in one phrase: the number of distinct phases."""
+        return self.steps_per_bar * self.bars_per_phrase
+
+    @property
+    def max_len(self) -> int:
+        """Longest window (tokens) the position embedding covers."""
+        return max(self.context_steps, _MIN_MAX_LEN)
+
+    @property
+    def position_size(self) -> int:
+        """Length of the env's ``position`` observation this policy reads."""
+        return self.steps_per_bar + self.bars_per_phrase + 2
+
+    @classmethod
+    def from_env_config(cls, cfg: DrumComposeConfig, **overrides: Any) -> PolicyConfig:
+        """The config whose sizes match a DrumCompose task.
+
+        Args:
+            cfg: the env's :class:`~drum_env.core.DrumComposeConfig` (``env.unwrapped.config``).
+            **overrides: any other field (``d_model``, ``n_layers``, ``n_heads``, ``dropout``,
+                or a size to override).
+
+        Returns:
+            PolicyConfig with ``num_drums``, ``context_steps``, ``steps_per_bar``,
+            ``bars_per_phrase``, ``target_size`` and ``velocity_levels`` taken from ``cfg``.
+
+        Raises:
+            TypeError: for an override that is not a field.
+        """
+        return config_from_env(cls, cfg, overrides)
+
+
+def embedding_lookup(embedding: nn.Embedding, index: Tensor) -> Tensor:
+    """``embedding(index)`` as an ``index_select``: the same rows, and the same gradient faster.
+
+    On CPU the backward of ``index_select`` (``index_add`` in index order) is bitwise the
+    embedding's and several times faster; elsewhere this is the embedding itself (its
+    deterministic CUDA backward is what exact resume relies on).
+
+    Args:
+        embedding: the table (no padding index, no max norm).
+        index: int tensor (...).
+
+    Returns:
+        tensor (..., embedding_dim).
+    """
+    if index.device.type != "cpu":
+        return embedding(index)
+    rows = embedding.weight.index_select(0, index.reshape(-1))
+    return rows.view(*index.shape, embedding.embedding_dim)
+
+
+def last_token_attention(attn: nn.MultiheadAttention, keys: Tensor) -> Tensor:
+    """The last token's query against every key: ``attn(keys[:, -1:], keys, keys)[0][:, 0]``.
+
+    Bitwise the module's output and gradients (the same projections on the same
+    sequence-major layout, the same ``scaled_dot_product_attention`` call) without its
+    argument checks and the copies that repack keys and values, which cost more than the
+    maths at this model size. No attention dropout (the caller uses the module then).
+
+    Args:
+        attn: a ``batch_first`` self-attention module with packed input projections.
+        keys: float tensor (B, L, E), the layer-normed tokens.
+
+    Returns:
+        tensor (B, E).
+    """
+    b, length, e = keys.shape
+    heads = attn.num_heads
+    w, bias = attn.in_proj_weight, attn.in_proj_bias
+    seq_major = keys.transpose(0, 1)  # (L, B, E), as the module projects them
+    q = nn.functional.linear(seq_major[-1:], w[:e], bias[:e]).view(b, heads, 1, e // heads)
+    kv = nn.functional.linear(seq_major, w[e:], bias[e:]).view(length, b, 2, heads, e // heads)
+    k, v = (t.permute(1, 2, 0, 3) for t in kv.unbind(2))  # (B, H, L, E / H); one backward
+    out = nn.functional.scaled_dot_product_attention(q, k, v).reshape(b, e)
+    return attn.out_proj(out)
+
+
+class DrumPolicy(VelocityBinsMixin, nn.Module):
+    """Causal Transformer policy over drum steps with a per-drum Bernoulli head and a value head.
+
+    See the module docstring for the model. Works on CPU and CUDA and under ``torch.autocast``
+    (outputs are cast to float32). Initialisation draws from the global torch generator: call
+    ``torch.manual_seed`` first for a reproducible model. With ``config.velocity_levels > 0``
+    the head is a categorical per drum (see "Velocity classes" in the module docstring).
+
+    Args:
+        config: sizes and dropout.
+        velocity_bins: the bins the policy plays at when ``config.velocity_levels > 0`` (a
+            :class:`~dataset.velocity.VelocityBins` or its ``to_dict()``; ``None``: uniform
+            bins); must be ``None`` for a binary policy. No draws from any generator.
+    """
+
+    kind = "transformer"
+    """The policy kind (:data:`POLICY_KINDS`) that :func:`save_policy` records."""
+
+    def __init__(self, config: PolicyConfig,
+                 velocity_bins: VelocityBins | Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, PolicyConfig):
+            raise TypeError(f"config must be a PolicyConfig, got {type(config).__name__}")
+        self.config = config
+        c, d = config, config.d_model
+        self.input_proj = nn.Linear(c.num_drums, d)
+        self.target_proj = nn.Linear(c.target_size, d)
+        self.position_embedding = nn.Embedding(c.max_len, d)
+        self.step_embedding = nn.Embedding(c.steps_per_bar, d)
+        self.bar_embedding = nn.Embedding(c.bars_per_phrase, d)
+        for emb in (self.position_embedding, self.step_embedding, self.bar_embedding):
+            nn.init.normal_(emb.weight, std=0.02)  # GPT-2's scale; N(0, 1) would swamp the input
+        layer = nn.TransformerEncoderLayer(
+            d, c.n_heads, dim_feedforward=4 * d, dropout=c.dropout, activation="gelu",
+            batch_first=True, norm_first=True,
+        )  # fmt: skip
+        self.trunk = nn.TransformerEncoder(
+            layer, c.n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False
+        )
+        self.policy_head = policy_head(d, c)
+        self.value_head = nn.Sequential(
+            orthogonal(nn.Linear(d, d), float(np.sqrt(2.0))),
+            nn.Tanh(),
+            orthogonal(nn.Linear(d, 1), 1.0),
+        )
+        self._register_velocity_bins(velocity_bins)
+
+    # ------------------------------------------------------------------------- model
+
+    def _features(
+        self, steps: Tensor, phase: Tensor, target: Tensor, last_only: bool = False
+    ) -> Tensor:
+        """Trunk features (B, L, d_model) of every token, or (B, d_model) of the last one.
+
+        With ``last_only`` the final layer computes the last token alone (its query against
+        every key): the same numbers as the full pass's last token, at a fraction of the cost
+        when the policy acts and only the newest token matters.
+        """
+        c = self.config
+        if steps.dim() != 3 or steps.shape[-1] != c.num_drums:
+            raise ValueError(
+                f"steps must have shape (B, L, num_drums={c.num_drums}), got {tuple(steps.shape)}"
+            )
+        b, length, _ = steps.shape
+        if not 1 <= length <= c.max_len:
+            raise ValueError(f"steps must have 1 to max_len={c.max_len} tokens, got {length}")
+        if phase.shape != (b,):
+            raise ValueError(f"phase must have shape (B,) = ({b},), got {tuple(phase.shape)}")
+        if target.shape != (b, c.target_size):
+            raise ValueError(
+                f"target must have shape (B, target_size) = ({b}, {c.target_size}), "
+                f"got {tuple(target.shape)}"
+            )
+        device = steps.device
+        index = torch.arange(length, device=device)
+        # phase of the step token i predicts: the last token's phase, (L - 1 - i) steps earlier
+        back = length - 1 - index
+        phases = torch.remainder(phase.to(device).long()[:, None] - back, c.phrase_len)
+        x = (
+            self.input_proj(steps.float())
+            + self.position_embedding(index)
+            + embedding_lookup(self.step_embedding, phases % c.steps_per_bar)
+            + embedding_lookup(self.bar_embedding, phases // c.steps_per_bar)
+            + self.target_proj(target.float())[:, None, :]
+        )
+        *lower, top = self.trunk.layers
+        if not last_only or lower:
+            causal = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+        if not last_only:
+            return self.trunk(x, mask=causal, is_causal=True)
+        for layer in lower:
+            x = layer(x, src_mask=causal, is_causal=True)
+        keys = top.norm1(x)
+        if self.training and top.self_attn.dropout > 0:  # attention dropout: the module's draws
+            attended = top.self_attn(keys[:, -1:], keys, keys, need_weights=False)[0][:, 0]
+        else:
+            attended = last_token_attention(top.self_attn, keys)
+        h = x[:, -1] + top.dropout1(attended)
+        # the layer's feed-forward block (_ff_block in torch), written with its public parts
+        ff = top.linear2(top.dropout(top.activation(top.linear1(top.norm2(h)))))
+        h = h + top.dropout2(ff)
+        return self.trunk.norm(h)
+
+    def _heads(self, h: Tensor) -> PolicyOutput:
+        logits = shape_logits(self.policy_head(h).float(), self.config)
+        value = self.value_head(h.detach()).squeeze(-1).float()
+        return PolicyOutput(logits, value)
+
+    def forward(self, steps: Tensor, phase: Tensor, target: Tensor) -> PolicyOutput:
+        """Predict every next step of a window, causally.
+
+        Args:
+            steps: float tensor (B, L, D), hits in {0, 1} (or velocities in [0, 1]);
+                ``1 <= L <= config.max_len``.
+                Token ``i`` reads step ``i`` and predicts step ``i + 1``; it sees tokens ``<= i``.
+            phase: int tensor (B,): index within the phrase (``0 .. phrase_len - 1``) of the step
+                the *last* token predicts; token ``i`` predicts phase
+                ``(phase - (L - 1 - i)) mod phrase_len``.
+            target: float tensor (B, K): target song features, values in [0, 1].
+
+        Returns:
+            PolicyOutput: logits float32 (B, L, D) (with velocity classes (B, L, D, K + 1)),
+            value float32 (B, L).
+        """
+        return self._heads(self._features(steps, phase, target))
+
+    def forward_obs(self, obs: Mapping[str, Tensor]) -> PolicyOutput:
+        """Outputs for the step to write, from a batch of DrumCompose observations.
+
+        Args:
+            obs: ``{"context": (B, C * D), "position": (B, position_size), "target": (B, K)}``
+                float tensors (see :func:`obs_to_tensors`); ``C`` need not equal
+                ``config.context_steps`` but must be at most ``config.max_len``.
+
+        Returns:
+            PolicyOutput: logits float32 (B, D) (with velocity classes (B, D, K + 1)), value
+            float32 (B,) of the last context token.
+        """
+        c = self.config
+        context, position = obs["context"], obs["position"]
+        if context.dim() != 2 or context.shape[-1] % c.num_drums:
+            raise ValueError(
+                f"obs['context'] must have shape (B, context_steps * num_drums) with "
+                f"num_drums={c.num_drums}, got {tuple(context.shape)}"
+            )
+        if position.dim() != 2 or position.shape[-1] != c.position_size:
+            raise ValueError(
+                f"obs['position'] must have shape (B, {c.position_size}) (steps_per_bar + "
+                f"bars_per_phrase + 2), got {tuple(position.shape)}"
+            )
+        steps = context.reshape(context.shape[0], -1, c.num_drums)
+        spb, bpp = c.steps_per_bar, c.bars_per_phrase
+        phase = position[:, :spb].argmax(-1) + spb * position[:, spb : spb + bpp].argmax(-1)
+        return self._heads(self._features(steps, phase, obs["target"], last_only=True))
+
+    # ------------------------------------------------------------------------- acting
+
+    def act(
+        self,
+        obs: Mapping[str, Tensor],
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Choose the next step's hits. Call under ``torch.no_grad()`` in rollouts.
+
+        Args:
+            obs: batch of observations, as in :meth:`forward_obs`.
+            deterministic: hit exactly the drums with probability > 0.5 (with velocity
+                classes: play each drum's most likely class).
+            generator: torch generator for the draws (on the policy's device): a generator in
+                the same state gives the same actions.
+
+        Returns:
+            actions (B, D): float32 0 / 1, or int64 classes ``0 .. K`` when
+            ``velocity_levels = K > 0``; log_prob float32 (B,); value float32 (B,).
+        """
+        return act_from_output(self.forward_obs(obs), self.action_dist, deterministic, generator)
+
+    def evaluate_actions(
+        self, obs: Mapping[str, Tensor], actions: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-probability and entropy of given actions, and the value (PPO's update pass).
+
+        Args:
+            obs: batch of observations, as in :meth:`forward_obs`.
+            actions: tensor (B, D) of 0 / 1 (any dtype), or of integer classes ``0 .. K`` when
+                ``velocity_levels = K > 0``.
+
+        Returns:
+            log_prob float32 (B,), entropy float32 (B,), value float32 (B,).
+        """
+        return evaluate_from_output(self.forward_obs(obs), self.action_dist, actions)
