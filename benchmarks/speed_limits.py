@@ -5,12 +5,13 @@ PPO's env steps/s at equal settings, and the single env at most 4x slower than C
 This benchmark measures the floors under both, on one CPU thread, in one run:
 
 * **update ceiling** (``--settings``, default 16 x 32, 64 x 32, 256 x 32 with 4 epochs x 4
-  minibatches): :func:`agents.training.ppo.train` runs ``--iterations`` iterations as the user calls
-  it (no TensorBoard), with :func:`agents.training.ppo._ppo_update`, the trainer's own update, timed
-  per call (thread CPU time). ``ceiling = batch_size / median update time`` is the env steps/s the
-  trainer would reach if the env, the rollout and everything else cost nothing: the algorithm
-  (same epochs, minibatches and losses) fixes it. Once **eager**, and once **compiled**: the
-  update's model wrapped in ``torch.compile`` as ``train(compile=True)`` wraps it. The first
+  minibatches): :func:`agents.training.ppo.train` runs ``--iterations`` iterations as the user
+  calls it (no TensorBoard), with its update (:func:`agents.training.ppo_steps.ppo_update`)
+  timed per call through the trainer's timing hook (``train(..., timer=...)``, phase
+  ``update``; thread CPU time). ``ceiling = batch_size / median update time`` is the env steps/s
+  the trainer would reach if the env, the rollout and everything else cost nothing: the algorithm
+  (same epochs, minibatches and losses) fixes it. Once **eager**, and once **compiled**
+  (``train(compile=True)``: the update's model wrapped in ``torch.compile``). The first
   compiled update carries the compile, from cold (a fresh inductor cache, its FX graph and
   autograd caches off, as on a user's first run): ``compile_s = first update - median
   update``, and ``pays_after`` is the env steps a run needs before the compiled update's
@@ -81,28 +82,19 @@ KINDS = ("open", "bar end", "phrase end", "episode end", "reset")
 # ----------------------------------------------------------------------------- update ceiling
 
 
-@contextlib.contextmanager
-def _timed_update(times: list[float], compile_model: bool) -> Iterator[None]:
-    """Patch ``agents.training.ppo._ppo_update`` to time each call (and to compile its model)."""
-    import agents.training.ppo as ppo
+def _update_timer(times: list[float]) -> Any:
+    """The trainer's timing hook that records the thread CPU time of every update."""
 
-    original = ppo._ppo_update
-    compiled: dict[int, Any] = {}
-
-    def update(model: Any, *args: Any, **kwargs: Any) -> Any:
-        if compile_model:
-            model = compiled.setdefault(id(model), torch.compile(model))
+    @contextlib.contextmanager
+    def timer(phase: str) -> Iterator[None]:
         start = time.thread_time()
         try:
-            return original(model, *args, **kwargs)
+            yield
         finally:
-            times.append(time.thread_time() - start)
+            if phase == "update":
+                times.append(time.thread_time() - start)
 
-    ppo._ppo_update = update
-    try:
-        yield
-    finally:
-        ppo._ppo_update = original
+    return timer
 
 
 def update_ceiling(kind: str, num_envs: int, num_steps: int, iterations: int,
@@ -116,10 +108,10 @@ def update_ceiling(kind: str, num_envs: int, num_steps: int, iterations: int,
         update_epochs=EPOCHS, num_minibatches=MINIBATCHES,
         total_timesteps=num_envs * num_steps * iterations, policy_kind=kind, device="cpu",
         seed=0, out=str(out), progress=False, tensorboard=False, checkpoint_every=10**6,
+        compile=compile_model,
     )  # fmt: skip
     times: list[float] = []
-    with _timed_update(times, compile_model):
-        train(cfg)
+    train(cfg, timer=_update_timer(times))
     median = statistics.median(times[1:])
     batch = num_envs * num_steps
     return {"update_s": times, "median_update_s": median, "first_update_s": times[0],

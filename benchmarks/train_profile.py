@@ -2,28 +2,30 @@
 
 Runs :func:`agents.training.ppo.train` as a user would (TensorBoard on, a checkpoint every 10
 iterations, the final policy save; no progress bar), after an untimed warm-up call, and times
-its phases by wrapping the functions the loop calls with timers (nothing is re-implemented;
-the overhead is two clock reads per call):
+its phases through the trainer's public timing hook (``train(..., timer=...)``, whose phases are
+:data:`agents.training.ppo.PHASES`), and the parts of the rollout and the update by wrapping
+public methods of the env, the policy and torch (nothing is re-implemented; the overhead is two
+clock reads per call):
 
 * setup: ``train`` minus every phase below (env and model construction, the run folder);
-* rollout: ``agents.training.ppo._rollout``, split into the policy forward (``forward_obs``),
-  ``env.step`` (``DrumComposeVectorEnv.step``), observation conversion (``obs_to_tensors``, where
-  the loop calls it), the reward-term reads (``reward_terms``) and the rest (sampling,
-  log-probabilities, storage writes);
+* rollout: :func:`agents.training.ppo_steps.collect_rollout`, split into the policy forward
+  (``forward_obs``), ``env.step`` (``DrumComposeVectorEnv.step``) and the rest (sampling,
+  log-probabilities, the reward-term reads, storage writes);
 * bootstrap value: ``forward_obs`` of the observation after the rollout;
 * reward: ``assign_rewards``; GAE: ``compute_gae``;
-* update: ``agents.training.ppo._ppo_update``, split into forward, ``backward``,
-  ``clip_grad_norm_``, ``Adam.step`` and the rest (minibatch gathers, the losses, reading the logged
-  values);
-* logging: ``SummaryWriter.add_scalar`` and the episode metrics;
-* checkpoint: ``save_training_state`` and ``save_policy``.
+* update: :func:`agents.training.ppo_steps.ppo_update`, split into forward, ``backward``,
+  ``clip_grad_norm_``, ``Adam.step`` and the rest (minibatch gathers, the losses, reading the
+  logged values);
+* logging: the iteration's metrics, TensorBoard and the progress bar;
+* checkpoint: ``checkpoint.pt`` and the final ``policy.pt``.
 
 With one torch thread (the default, as in ``train_throughput.py``) every phase is measured in
 the main thread's CPU time (``time.thread_time``), which other processes on a shared machine do
 not inflate, so the table reads microseconds of work per env step; the wall time is recorded
 beside it. ``--baseline DIR`` profiles the checkout in ``DIR`` too (e.g. the code before a
-change, ``git archive <commit> | tar -x -C DIR``) in a subprocess, the two taking turns
-``--repeats`` times (best of each), and puts its columns first.
+change, ``git archive <commit> | tar -x -C DIR``; one whose ``train`` takes ``timer``, 0.4 on)
+in a subprocess, the two taking turns ``--repeats`` times (best of each), and puts its columns
+first.
 
 Run: ``python benchmarks/train_profile.py [--num-envs 16 64] [--policy-kind transformer mlp]
 [--baseline DIR]`` (writes ``benchmarks/results/train_profile.json`` and ``.md``).
@@ -62,9 +64,7 @@ PHASES: tuple[tuple[str, str | None], ...] = (
     ("rollout", None),
     ("rollout: policy forward", "rollout"),
     ("rollout: env.step", "rollout"),
-    ("rollout: obs conversion", "rollout"),
-    ("rollout: reward terms", "rollout"),
-    ("rollout: other (sampling, buffer)", "rollout"),
+    ("rollout: other (sampling, reward terms, buffer)", "rollout"),
     ("bootstrap value", None),
     ("reward", None),
     ("GAE", None),
@@ -89,6 +89,18 @@ class _Timers:
         self.calls: dict[str, int] = defaultdict(int)
         self.stack: list[str] = []
 
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """The trainer's timing hook (``train(..., timer=timers.phase)``): time phase ``name``."""
+        self.stack.append(name)
+        start = self.clock()
+        try:
+            yield
+        finally:
+            self.total[name] += self.clock() - start
+            self.calls[name] += 1
+            self.stack.pop()
+
     def wrap(self, fn: Any, name: Any) -> Any:
         """``fn`` timed under ``name`` (a string, or a function of the enclosing phase)."""
 
@@ -112,33 +124,27 @@ class _Timers:
 
 @contextlib.contextmanager
 def _patched(timers: _Timers) -> Iterator[None]:
-    """Wrap the functions the training loop calls (module globals, class methods); restore them."""
+    """Wrap public methods the rollout and the update call (env, policy, torch); restore them.
+
+    The phases themselves come from the trainer's timing hook (:meth:`_Timers.phase`); these
+    wraps split the rollout and the update into their parts.
+    """
     import torch
-    from torch.utils.tensorboard import SummaryWriter
 
     import agents.policies.policy as policy_mod
-    import agents.training.ppo as ppo
     from drum_env.vector import DrumComposeVectorEnv
 
     def forward_label(parent: str | None) -> str | None:
-        return {"rollout": "rollout: policy forward", "update": "update: forward",
-                None: "bootstrap value"}.get(parent)  # fmt: skip
+        return {"rollout": "rollout: policy forward", "update": "update: forward"}.get(parent)
 
     def inside(phase: str, label: str) -> Any:
         return lambda parent: label if parent == phase else None
 
     targets: list[tuple[Any, str, Any]] = [
-        (ppo, "_rollout", "rollout"), (ppo, "assign_rewards", "reward"),
-        (ppo, "compute_gae", "GAE"), (ppo, "_ppo_update", "update"),
-        (ppo, "_episode_metrics", "logging"), (ppo, "save_training_state", "checkpoint"),
-        (ppo, "save_policy", "checkpoint"),
-        (ppo, "obs_to_tensors", inside("rollout", "rollout: obs conversion")),
-        (ppo, "reward_terms", inside("rollout", "rollout: reward terms")),
         (DrumComposeVectorEnv, "step", inside("rollout", "rollout: env.step")),
         (torch.Tensor, "backward", inside("update", "update: backward")),
         (torch.nn.utils, "clip_grad_norm_", inside("update", "update: clip_grad_norm_")),
         (torch.optim.Adam, "step", inside("update", "update: Adam.step")),
-        (SummaryWriter, "add_scalar", "logging"),
     ]  # fmt: skip
     for name in ("DrumPolicy", "MLPPolicy"):
         if hasattr(policy_mod, name):
@@ -180,7 +186,7 @@ def profile_once(num_envs: int, num_steps: int, iterations: int, policy_kind: st
         timers = _Timers(clock)
         with _patched(timers):
             start, start_clock = time.perf_counter(), clock()
-            result = ppo.train(config(f"{tmp}/run", iterations))
+            result = ppo.train(config(f"{tmp}/run", iterations), timer=timers.phase)
             wall, total = time.perf_counter() - start, clock() - start_clock
     t = dict(timers.total)
     for parent in ("rollout", "update"):

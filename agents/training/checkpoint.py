@@ -33,6 +33,8 @@ __all__ = [
     "tensors_to_arrays",
     "TRAINING_FORMAT",
     "save_training_state",
+    "rank_state",
+    "restore_rank_state",
     "load_training_state",
     "numpy_rng_state",
     "set_numpy_rng_state",
@@ -353,3 +355,69 @@ def load_training_state(
             f"{world_size}: resume with the same number of processes"
         )
     return state
+
+
+def rank_state(venv: Any, observation: Mapping[str, np.ndarray], next_reset: np.ndarray,
+               episodes: Any, normalizer: Any, generators: Mapping[str, torch.Generator]
+               ) -> dict[str, Any]:  # fmt: skip
+    """One rank's part of a trainer checkpoint, as checkpoint data (``ranks[rank]``).
+
+    Args:
+        venv: the rank's vector env (its own ``state_dict()``).
+        observation: the observation the next iteration acts on (per key, ``(num_envs, ...)``).
+        next_reset: bool (num_envs,): the sub-envs whose next step resets them.
+        episodes: the running sums of the episodes in progress (``state_dict()``).
+        normalizer: the rank's reward normaliser (``state_dict()``).
+        generators: the rank's named torch generators (with every global RNG, see
+            :func:`capture_rng_state`).
+
+    Returns:
+        ``env``, ``observation``, ``next_reset``, ``episode``, ``reward_normalizer`` (arrays as
+        tensors) and ``rng``; :func:`restore_rank_state` reads it back.
+    """
+    local = {
+        "env": venv.state_dict(), "observation": dict(observation), "next_reset": next_reset,
+        "episode": episodes.state_dict(), "reward_normalizer": normalizer.state_dict(),
+    }  # fmt: skip
+    local = arrays_to_tensors(local)
+    local["rng"] = capture_rng_state((), generators)
+    return local
+
+
+def restore_rank_state(state: Mapping[str, Any], rank: int, modules: Mapping[str, Any],
+                       venv: Any, episodes: Any, normalizer: Any,
+                       generators: Mapping[str, torch.Generator], path: str | os.PathLike[str]
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+    """Load a trainer checkpoint's modules and this rank's env, sums and RNGs.
+
+    Args:
+        state: the checkpoint (:func:`load_training_state`).
+        rank: this rank (its part is ``state["ranks"][rank]``, from :func:`rank_state`).
+        modules: name -> object with ``load_state_dict`` (model, optimisers, ...).
+        venv: the rank's vector env.
+        episodes: the running episode sums to restore.
+        normalizer: the reward normaliser to restore.
+        generators: the rank's named torch generators.
+        path: the checkpoint's path (for the message).
+
+    Returns:
+        The observation the next iteration acts on and the sub-envs that reset next.
+
+    Raises:
+        ValueError: the checkpoint lacks a part or does not fit the run.
+    """
+    try:
+        for name, obj in modules.items():
+            obj.load_state_dict(state[name])
+        local = state["ranks"][rank]
+        plain = tensors_to_arrays({k: v for k, v in local.items() if k != "rng"})
+        venv.load_state_dict(plain["env"])
+        episodes.load_state_dict(plain["episode"])
+        normalizer.load_state_dict(plain["reward_normalizer"])
+        restore_rng_state(local["rng"], (), generators)
+    except (KeyError, IndexError, TypeError, RuntimeError) as exc:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is incomplete or does not fit this run "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    return dict(plain["observation"]), np.asarray(plain["next_reset"], dtype=bool)

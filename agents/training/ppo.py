@@ -1,15 +1,17 @@
 """PPO for DrumCompose: the custom policy on the native vector env, with AMP, DDP and exact resume.
 
 Read top to bottom like CleanRL's ``ppo.py``: the config, the pure pieces the tests check
-against oracles, then the loop (:func:`train`: rollout, reward, GAE, flatten, minibatch epochs
-with the clipped surrogate, the clipped value loss, the entropy bonus and an optional KL to the
-pretrained policy). Distributed set-up lives in :mod:`agents.training.distributed`, checkpoints and
-their exact resume in :mod:`agents.training.checkpoint`, the run folder in
-:mod:`agents.training.runs`.
+against oracles, then the loop (:func:`train`: set-up, then per iteration the rollout, reward,
+GAE and the minibatch epochs with the clipped surrogate, the clipped value loss, the entropy
+bonus and an optional KL to the pretrained policy). Beside it: the set-up helpers in
+:mod:`agents.training.ppo_setup`, the rollout and the update in :mod:`agents.training.ppo_steps`,
+distributed set-up in :mod:`agents.training.distributed`, checkpoints and their exact resume in
+:mod:`agents.training.checkpoint`, the run folder in :mod:`agents.training.runs`.
 
 * :class:`PPOConfig`: every hyperparameter (the task settings from
   :class:`~agents.task.TaskConfig`), frozen and validated; :func:`update_config`.
-* :func:`train`: ``train(config, callback) -> TrainResult``.
+* :func:`train`: ``train(config, callback, timer=None) -> TrainResult``; a ``timer``
+  (:data:`PhaseTimer`) sees every phase of :data:`PHASES`.
 * pure pieces: :func:`compute_gae`, :func:`bernoulli_kl`, :func:`reward_terms`,
   :func:`weighted_reward`, :func:`batch_normalize`, :func:`epoch_normalize`,
   :class:`RewardWeights`.
@@ -50,25 +52,8 @@ data), which the trained policy records.
 
 ## Throughput
 
-The loop does per step one batched forward pass of the policy over all sub-envs (in
-``inference_mode``, the observation written once into its storage row), one ``env.step`` of the
-native vector env and no Python loop over sub-envs; the policy's Transformer computes the last
-token only (see :mod:`agents.policies.policy`). Log-probabilities and entropies come from the
-Bernoulli kernels directly (no distribution objects), a minibatch is a slice of the rollout shuffled
-once per epoch, the logged losses are read in one transfer per minibatch, and Adam takes one
-multi-tensor step (``foreach``). None of this changes a number: a seeded run ends bitwise as
-before these changes. ``benchmarks/train_profile.py`` times each phase: the PPO update (4
-epochs of forward and backward passes) takes 60-90 % of the time at every ``num_envs``, and the
-throughput grows with ``num_envs`` as long as larger minibatches make the update cheaper per
-sample: up to about 256 envs with the Transformer (minibatches of 2,048 windows; larger ones
-leave the cache and the throughput falls) and 1,024 or more with the MLP
-(``benchmarks/results/train_throughput.json``).
-
-The update bounds the throughput: with the env, the rollout and everything else free, the
-Transformer's update alone allows 1.3-1.8x the env steps/s of the whole of SB3's PPO at equal
-settings, the MLP's 2.8-6.6x from 16 to 256 envs (``benchmarks/speed_limits.py``). ``compile``
-runs the update's model through ``torch.compile``: 1.07-1.3x faster for the Transformer after a
-compile of a few seconds, which runs of more than 170-660k env steps repay.
+One batched forward pass per step, no Python loop over sub-envs, the Transformer's last token
+only; the update bounds the speed (:mod:`agents.training.ppo_steps` says what was measured).
 
 ## Mixed precision, clipping, schedule
 
@@ -107,30 +92,27 @@ other difference is refused, naming the fields.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from agents.policies.critic import CRITICS, Critic
+from agents.policies.critic import CRITICS
 from agents.policies.policy import (
     POLICY_KINDS,
     DrumPolicy,
     MLPPolicy,
-    MLPPolicyConfig,
-    PolicyConfig,
     bernoulli_kl,
-    load_policy,
     obs_to_tensors,
-    policy_velocity_bins,
     save_policy,
 )
 from agents.task import (
@@ -143,12 +125,9 @@ from agents.task import (
     replace_config,
 )
 from agents.training.checkpoint import (
-    arrays_to_tensors,
-    capture_rng_state,
-    load_training_state,
-    restore_rng_state,
+    rank_state,
+    restore_rank_state,
     save_training_state,
-    tensors_to_arrays,
 )
 from agents.training.distributed import (
     Dist,
@@ -160,21 +139,40 @@ from agents.training.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from agents.training.runs import RunLock, prepare_run_dir
+from agents.training.ppo_setup import (
+    Agent,
+    TrainerReward,
+    check_cxx,
+    checkpointed_modules,
+    claim_run,
+    count_iterations,
+    cxx_compiler,
+    make_agent,
+    make_amp,
+    make_env,
+    make_generators,
+    make_model,
+    make_optimizer,
+    make_reward,
+    open_logs,
+    pretrained_velocity_bins,
+    repeatable_device,
+)
+from agents.training.ppo_steps import Storage, collect_rollout, ppo_update
+from agents.training.runs import RunLock
 from agents.training.trainer_reward import (
     REWARD_NORMS,
-    Episodes,
     RewardWeights,
     assign_rewards,
     batch_normalize,
+    episode_metrics,
     epoch_normalize,
     fit_reward_weights,
     reward_terms,
     update_normalizer,
     weighted_reward,
 )
-from dataset.velocity import VelocityBins
-from drum_env.rewards import TERMS, VELOCITY_TERMS, RunningNormalizer
+from drum_env.rewards import TERMS, VELOCITY_TERMS
 
 __all__ = [
     "PPOConfig",
@@ -194,6 +192,9 @@ __all__ = [
     "ADDED_FIELDS",
     "cxx_compiler",
     "RewardWeights",
+    "PHASES",
+    "PhaseTimer",
+    "save_checkpoint",
 ]
 
 RESUMABLE_FIELDS: tuple[str, ...] = (
@@ -522,262 +523,273 @@ def compute_gae(
 # agents.policies.policy, beside categorical_kl; ActionDist.kl picks one by velocity_levels.
 
 
-def pretrained_velocity_bins(config: PPOConfig) -> VelocityBins | None:
-    """The velocity bins of ``config.pretrained`` (``None`` without one, or for a binary one).
+# ----------------------------------------------------------------------------- timing hook
 
-    Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: the file is not a policy, or its ``velocity_levels`` is not the run's (the
-            message names both).
-    """
-    if config.pretrained is None:
-        return None
-    bins = policy_velocity_bins(config.pretrained)
-    levels = 0 if bins is None else bins.num_levels
-    if levels != config.velocity_levels:
-        raise ValueError(
-            f"pretrained policy {config.pretrained!r} plays velocity_levels={levels}, but this "
-            f"run has velocity_levels={config.velocity_levels}: pretrain with velocity_levels="
-            f"{config.velocity_levels}, or train with velocity_levels={levels}"
-        )
-    return bins
+PHASES: tuple[str, ...] = (
+    "rollout", "reward", "bootstrap value", "GAE", "update", "logging", "checkpoint",
+)  # fmt: skip
+"""The phases of an iteration that :func:`train`'s ``timer`` sees, in the order they run:
+:func:`~agents.training.ppo_steps.collect_rollout`, the trainer's reward
+(:func:`~agents.training.trainer_reward.assign_rewards`), the value of the observation after the
+rollout, :func:`compute_gae`, :func:`~agents.training.ppo_steps.ppo_update`, the metrics and
+their logs, and the checkpoint (and the final ``policy.pt``) when one is written."""
+
+PhaseTimer = Callable[[str], AbstractContextManager[Any]]
+"""A timing hook: ``timer(phase)`` returns a context manager that :func:`train` enters around
+every run of each phase of :data:`PHASES` (``benchmarks/train_profile.py`` and
+``benchmarks/speed_limits.py`` time the trainer through it). It only observes: a run with a
+timer computes bitwise what a run without one does."""
+
+
+def _untimed(phase: str) -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- the loop
 
 
-class Storage(NamedTuple):
-    """One rollout of one rank; every array has the leading shape ``(num_steps, num_envs)``."""
+def train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None] | None = None,
+          *, timer: PhaseTimer | None = None) -> TrainResult:  # fmt: skip
+    """Train the custom policy with PPO on ``DrumCompose-v0`` (see the module docstring).
 
-    obs: dict[str, Tensor]
-    """Observations the actions were chosen from, per key ``(steps, envs, *space.shape)``."""
-    actions: Tensor
-    """``(steps, envs, drums)``: float32 0 or 1, or int64 classes with velocity levels."""
-    logprobs: Tensor
-    """float32 ``(steps, envs)``: log-probability of the action under the rollout policy."""
-    values: Tensor
-    """float32 ``(steps, envs)``: the value estimate of the observation."""
-    rewards: Tensor
-    """float32 ``(steps, envs)``: the trainer's reward (set once the rollout is complete)."""
-    terminations: Tensor
-    """bool ``(steps, envs)``: the transition ended its episode."""
-    valid: Tensor
-    """bool ``(steps, envs)``: false for autoreset steps (their action had no effect)."""
-    raw: np.ndarray
-    """float64 ``(steps, envs, terms)``: raw reward terms."""
-    norm: np.ndarray
-    """float64 ``(steps, envs, terms)``: normalised reward terms (``reward_norm`` applied)."""
-    closed: np.ndarray
-    """bool ``(steps, envs, terms)``: whether each term closed at the step."""
+    Seeds the global torch generator (model initialisation) from ``config.seed``. The run
+    folder is claimed by :func:`agents.training.runs.prepare_run_dir` (refused if it holds
+    another run, unless ``resume`` or ``force``).
 
-    @classmethod
-    def allocate(cls, obs_space: Any, steps: int, n: int, drums: int, device: torch.device,
-                 action_dtype: torch.dtype = torch.float32) -> Storage:  # fmt: skip
-        """Zeroed storage for ``steps`` steps of ``n`` sub-envs (actions of ``action_dtype``)."""
-        def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
-            return torch.zeros(shape, dtype=dtype, device=device)
+    Args:
+        config: the run.
+        callback: called after every iteration with that iteration's metrics (the keys of
+            :data:`TrainResult.history`: ``"charts/episodic_return"``,
+            ``"losses/policy_loss"``, ...);
+            returning ``False`` stops the run after writing a checkpoint (e.g. Optuna pruning).
+            Under DDP it is called on rank 0 only.
+        timer: a :data:`PhaseTimer`, entered around each phase of every iteration
+            (:data:`PHASES`); None times nothing.
 
-        terms = len(TERMS)
-        return cls(
-            {k: z(steps, n, *s.shape) for k, s in obs_space.spaces.items()},
-            z(steps, n, drums, dtype=action_dtype),
-            z(steps, n), z(steps, n), z(steps, n), z(steps, n, dtype=torch.bool),
-            z(steps, n, dtype=torch.bool), np.zeros((steps, n, terms)),
-            np.zeros((steps, n, terms)), np.zeros((steps, n, terms), dtype=bool),
+    Returns:
+        TrainResult.
+
+    Raises:
+        agents.training.runs.RunDirError: ``out`` holds another run, or there is nothing to
+            resume.
+        ValueError: a corrupt checkpoint, or one of another run (the differing fields are
+            named); a pretrained policy of another shape; fewer steps than one iteration.
+    """
+    d = setup_distributed(config.device)
+    try:
+        if config.compile:  # before any work, and before out/ is claimed
+            check_cxx(resolve_device(config.device, d))
+        with RunLock(config.out, enabled=d.main):  # the run owns out/ until it ends (rank 0)
+            return _train(config, callback, d, timer or _untimed)
+    finally:
+        teardown_distributed(d)
+
+
+def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None] | None,
+           d: Dist, timer: PhaseTimer) -> TrainResult:  # fmt: skip
+    device = repeatable_device(resolve_device(config.device, d))
+    num_iterations = count_iterations(config, d)
+    ckpt_path, policy_path = Path(config.out) / "checkpoint.pt", Path(config.out) / "policy.pt"
+    n, steps, step_size = config.num_envs, config.num_steps, config.batch_size * d.world_size
+
+    # --- env: each rank its own sub-envs, seeded seed + rank * num_envs + i
+    env = make_env(config)
+    venv = env.unwrapped
+    next_obs, _ = env.reset(seed=config.seed + d.rank * n)
+    next_reset = np.zeros(n, dtype=bool)
+
+    # --- agent (the same initialisation on every rank), optimiser, schedule, reward, generators
+    agent = make_agent(config, venv, device)
+    policy, critic = agent.policy, agent.critic
+    model, update_model = make_model(agent, d, device, config.compile)
+    optimizer, scheduler = make_optimizer(config, agent, num_iterations)
+    scaler, autocast = make_amp(config, device)
+    reward = make_reward(config, device)
+    generators = make_generators(config, d.rank, device)
+    modules = checkpointed_modules(agent, optimizer, scheduler, scaler, reward)
+
+    # --- resume (exactly where the checkpoint stopped), or start
+    global_step, start_iteration, history = 0, 0, []
+    state = claim_run(config, agent, d, ckpt_path, RESUMABLE_FIELDS, ADDED_FIELDS)
+    if state is not None:
+        next_obs, next_reset = restore_rank_state(state, d.rank, modules, venv, reward.episodes,
+                                                  reward.normalizer, generators, ckpt_path)
+        global_step, start_iteration = int(state["global_step"]), int(state["iteration"])
+        history = list(state["history"])
+        _extend_schedule(optimizer, scheduler)
+        if start_iteration > num_iterations:
+            raise _past_the_end(ckpt_path, global_step, config)
+
+    writer, bar = open_logs(config, d, global_step, num_iterations * step_size)
+    buf = Storage.allocate(venv.single_observation_space, steps, n, venv.config.num_drums, device,
+                           policy.action_dist.action_dtype)  # fmt: skip
+    iteration, threads = start_iteration, _set_threads(config.threads)
+    try:
+        for iteration in range(start_iteration + 1, num_iterations + 1):
+            t_start = time.perf_counter()
+            weights_np = reward.weight_vector()
+            with timer("rollout"):
+                next_obs, next_reset = collect_rollout(
+                    env, policy, critic, next_obs, next_reset, buf, generators["action"], autocast
+                )
+            global_step += step_size
+            with timer("reward"):
+                rewards, finished = assign_rewards(
+                    buf.raw, buf.norm, buf.closed, buf.terminations.cpu().numpy(),
+                    config.reward_norm, weights_np, reward.normalizer, reward.episodes,
+                )  # fmt: skip
+            buf.rewards.copy_(torch.as_tensor(rewards, dtype=torch.float32))
+            model.train()
+            weights_fit = _fit_weights(reward, finished, d, device)
+            with timer("bootstrap value"):
+                next_value = _bootstrap_value(agent, next_obs, device, autocast)
+            with timer("GAE"):
+                advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminations,
+                                                  buf.valid, next_value, config.gamma,
+                                                  config.gae_lambda)  # fmt: skip
+            with timer("update"):
+                losses = ppo_update(update_model, policy, agent.reference, optimizer, scaler, buf,
+                                    advantages, returns, config, generators["shuffle"], d,
+                                    autocast)  # fmt: skip
+            lr_now = optimizer.param_groups[0]["lr"]  # the rate this iteration used
+            scheduler.step()
+
+            with timer("logging"):
+                metrics = {"iteration": float(iteration), "global_step": float(global_step),
+                           **episode_metrics(finished, weights_np,
+                                             config.seq_len - config.prompt_steps), **losses,
+                           "charts/learning_rate": float(lr_now),
+                           "charts/SPS": step_size / (time.perf_counter() - t_start),
+                           **_weight_metrics(reward, weights_fit)}  # fmt: skip
+                history.append(metrics)
+                _log(writer, bar, metrics, global_step, step_size, d.main and bool(finished))
+
+            stop = _stop(callback, metrics, d, device)
+            if stop or iteration % config.checkpoint_every == 0 or iteration == num_iterations:
+                with timer("checkpoint"):  # every rank's part, written by rank 0
+                    local = rank_state(venv, next_obs, next_reset, reward.episodes,
+                                       reward.normalizer, generators)  # fmt: skip
+                    save_checkpoint(ckpt_path, config, agent, d, iteration, global_step, modules,
+                                    history, gather_to_main(local, d))  # fmt: skip
+            if stop:
+                break
+    finally:
+        _close(threads, bar, writer, env)
+
+    if d.main:
+        with timer("checkpoint"):
+            save_policy(policy_path, policy)
+    barrier(d)
+    return TrainResult(
+        policy_path, ckpt_path, global_step, iteration,
+        _recent(history, "charts/episodic_return"), _recent(history, "charts/episode_song_raw"),
+        history, policy,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- loop helpers
+
+
+def _past_the_end(ckpt_path: Path, global_step: int, config: PPOConfig) -> ValueError:
+    """The error of a resume whose checkpoint is already past ``total_timesteps``."""
+    return ValueError(
+        f"checkpoint {str(ckpt_path)!r} is at {global_step} env steps, past "
+        f"total_timesteps={config.total_timesteps}: raise --total-timesteps to extend it"
+    )
+
+
+def _fit_weights(reward: TrainerReward, finished: list[Any], d: Dist, device: torch.device
+                 ) -> float:  # fmt: skip
+    """One fit of the learned reward weights on the finished episodes; NaN when none learn."""
+    if not reward.learned:
+        return math.nan
+    return fit_reward_weights(reward.weights, reward.weights_optimizer, finished, d, device)
+
+
+def _stop(callback: Callable[[dict[str, float]], bool | None] | None,
+          metrics: Mapping[str, float], d: Dist, device: torch.device) -> bool:  # fmt: skip
+    """Whether the callback (rank 0's) stopped the run; under DDP every rank learns it."""
+    stop = callback is not None and d.main and callback(dict(metrics)) is False
+    if d.enabled:
+        stop = bool(all_reduce(torch.tensor([float(stop)], device=device), d).item() > 0)
+    return stop
+
+
+def _weight_metrics(reward: TrainerReward, weights_fit: float) -> dict[str, float]:
+    """``weights/<term>`` and ``losses/weights_fit`` when the weights are learned; else none."""
+    if not reward.learned:
+        return {}
+    out = {f"weights/{name}": float(w)
+           for name, w in zip(TERMS, reward.weights().detach().cpu().tolist())}  # fmt: skip
+    out["losses/weights_fit"] = weights_fit
+    return out
+
+
+def _set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (unless None); the count before, for :func:`_close`."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return before
+
+
+def _close(threads: int, bar: Any, writer: Any, env: Any) -> None:
+    """Restore torch's threads; close the progress bar, the TensorBoard writer and the env."""
+    torch.set_num_threads(threads)
+    bar.close()
+    if writer is not None:
+        writer.close()
+    env.close()
+
+
+def _extend_schedule(optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    """After a resume, the learning rate on this run's schedule (an extended run continues).
+
+    The schedule is the resumed run's ``total_timesteps``; the scheduler's step is the
+    checkpoint's.
+    """
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs,
+                                   scheduler.lr_lambdas):  # fmt: skip
+        group["lr"] = base * factor(scheduler.last_epoch)
+
+
+def save_checkpoint(path: Path, config: PPOConfig, agent: Agent, d: Dist, iteration: int,
+                    global_step: int, modules: Mapping[str, Any], history: list[dict[str, float]],
+                    ranks: list[Any] | None) -> None:  # fmt: skip
+    """Rank 0 writes ``out/checkpoint.pt`` (:func:`agents.training.checkpoint.save_training_state`).
+
+    ``ranks`` is every rank's :func:`~agents.training.checkpoint.rank_state`, gathered to rank
+    0 (None on the other ranks, which write nothing).
+    """
+    if d.main:
+        save_training_state(
+            path, config=config.to_dict(), policy_config=dataclasses.asdict(agent.config),
+            world_size=d.world_size, iteration=iteration, global_step=global_step,
+            modules=modules, history=history, ranks=ranks,
         )  # fmt: skip
 
 
-def _rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
-             next_obs: dict[str, np.ndarray], next_reset: np.ndarray, buf: Storage,
-             act_gen: torch.Generator, autocast: Callable[[], Any]
-             ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
-    """Play ``num_steps`` steps of every sub-env into ``buf``; returns the next obs and resets.
-
-    The values come from ``critic`` (:class:`~agents.policies.critic.Critic`), or from the policy's
-    own value head when it is ``None``.
-
-    Per step, with no Python loop over sub-envs: the observation is written once into its
-    storage row (which the policy then reads), one batched forward pass in ``inference_mode``,
-    the draw (Bernoulli, or categorical with velocity levels) and its log-probability, one
-    ``env.step``, the reward terms. The
-    terminations and reset flags are kept in numpy and copied to ``buf`` once at the end.
-    """
-    device = buf.actions.device
-    steps, n = buf.actions.shape[:2]
-    on_cpu = device.type == "cpu"
-    terminations = np.zeros((steps, n), dtype=bool)
-    resets = np.zeros((steps, n), dtype=bool)
-    dist = policy.action_dist
-    binary = not dist.velocity_levels
-    policy.eval()
-    if critic is not None:
-        critic.eval()
-    for step in range(steps):
-        obs = {k: v[step] for k, v in buf.obs.items()}
-        for k, row in obs.items():  # the float32 cast torch.as_tensor(..., float32) would make
-            if on_cpu:
-                row.numpy()[...] = next_obs[k]
-            else:
-                row.copy_(torch.as_tensor(np.asarray(next_obs[k], dtype=np.float32)))
-        resets[step] = next_reset
-        with torch.inference_mode():
-            with autocast():
-                out = policy.forward_obs(obs)
-            logits = out.logits.float()
-            action = dist.sample(logits, act_gen)
-            buf.logprobs[step] = dist.log_prob(logits, action)
-            value = out.value if critic is None else critic(obs)
-            buf.values[step] = value.float()
-            buf.actions[step] = action
-            env_action = (action.to(torch.int8) if binary else action).cpu().numpy()
-        next_obs, _, term, _, info = env.step(env_action)
-        buf.norm[step] = reward_terms(info, "norm", n)
-        buf.raw[step] = reward_terms(info, "raw", n)
-        buf.closed[step] = reward_terms(info, "closed", n)
-        terminations[step] = term
-        next_reset = term  # NEXT_STEP autoreset: the next step resets these sub-envs
-    buf.terminations.copy_(torch.from_numpy(terminations))
-    buf.valid.copy_(torch.from_numpy(~resets))
-    return next_obs, next_reset
+def _bootstrap_value(agent: Agent, next_obs: Mapping[str, np.ndarray], device: torch.device,
+                     autocast: Callable[[], Any]) -> Tensor:  # fmt: skip
+    """float32 (num_envs,): the value of the observation after the rollout (GAE's ``V_T``)."""
+    with torch.no_grad(), autocast():
+        last = obs_to_tensors(next_obs, device)
+        value = (agent.policy.forward_obs(last).value if agent.critic is None
+                 else agent.critic(last))  # fmt: skip
+        return value.float()
 
 
-def _masked_mean(x: Tensor, mask: Tensor, count: Tensor) -> Tensor:
-    """``sum(x * mask) / count``: the mean over the valid rows (``count = max(sum(mask), 1)``)."""
-    return (x * mask).sum() / count
-
-
-def _ppo_update(model: nn.Module, policy: nn.Module, reference: nn.Module | None,
-                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, buf: Storage,
-                advantages: Tensor, returns: Tensor, config: PPOConfig,
-                shuffle_gen: torch.Generator, d: Dist, autocast: Callable[[], Any]
-                ) -> dict[str, float]:  # fmt: skip
-    """The minibatch epochs of one iteration; the mean losses (``losses/*`` metrics).
-
-    The losses are CleanRL's, every mean taken over the minibatch's valid rows; the
-    log-probabilities, entropies and KL come from the policy's
-    :class:`~agents.policies.policy.ActionDist` (the distribution's own kernels, without building
-    distribution objects: Bernoulli, or categorical with velocity levels), and the logged values
-    are read in one transfer per minibatch.
-    """
-    device = buf.actions.device
-    dist = policy.action_dist
-    steps, n = buf.actions.shape[:2]
-    b_obs = {k: v.reshape(steps * n, *v.shape[2:]) for k, v in buf.obs.items()}
-    batch = {"actions": buf.actions.reshape(steps * n, -1), "logprobs": buf.logprobs.reshape(-1),
-             "values": buf.values.reshape(-1), "advantages": advantages.reshape(-1),
-             "returns": returns.reshape(-1), "valid": buf.valid.reshape(-1).float(),
-             **{f"obs/{k}": v for k, v in b_obs.items()}}  # fmt: skip
-    if reference is not None:
-        with torch.no_grad(), autocast():
-            batch["ref_logits"] = reference.forward_obs(b_obs).logits.float()
-
-    names = ("policy", "value", "entropy", "kl_pretrained", "approx_kl", "clipfrac")
-    sums = dict.fromkeys((*names, "grad_norm"), 0.0)
-    params = [p for group in optimizer.param_groups for p in group["params"]]  # policy, critic
-    updates = finite_updates = 0
-    mb = config.minibatch_size
-    for _epoch in range(config.update_epochs):
-        order = torch.randperm(config.batch_size, generator=shuffle_gen).to(device)
-        # one gather per array and epoch; a minibatch is then a slice (the same rows as
-        # indexing with its part of the permutation, without a gather per minibatch)
-        shuffled = {k: v[order] for k, v in batch.items()}
-        epoch_kl = torch.zeros((), device=device)
-        for start in range(0, config.batch_size, mb):
-            b = {k: v[start : start + mb] for k, v in shuffled.items()}
-            mask = b["valid"]
-            count = mask.sum().clamp(min=1.0)  # every mean below is over the valid rows
-            with autocast():
-                logits, new_value = model({k: b[f"obs/{k}"] for k in b_obs})
-            logits, new_value = logits.float(), new_value.float()
-            logratio = dist.log_prob(logits, b["actions"]) - b["logprobs"]
-            ratio = logratio.exp()
-            with torch.no_grad():
-                approx_kl = _masked_mean((ratio - 1.0) - logratio, mask, count)
-                clipped = ((ratio - 1.0).abs() > config.clip_coef).float()
-                clipfrac = _masked_mean(clipped, mask, count)
-            adv = b["advantages"]
-            if config.norm_adv:
-                mean = _masked_mean(adv, mask, count)
-                std = _masked_mean(torch.square(adv - mean), mask, count).sqrt()
-                adv = (adv - mean) / (std + 1e-8)
-            pg_loss = _masked_mean(torch.maximum(
-                -adv * ratio,
-                -adv * torch.clamp(ratio, 1.0 - config.clip_coef, 1.0 + config.clip_coef),
-            ), mask, count)  # fmt: skip
-            if config.clip_vloss:
-                v_clipped = b["values"] + torch.clamp(
-                    new_value - b["values"], -config.clip_coef, config.clip_coef
-                )
-                v_loss = 0.5 * _masked_mean(torch.maximum(
-                    torch.square(new_value - b["returns"]),
-                    torch.square(v_clipped - b["returns"]),
-                ), mask, count)  # fmt: skip
-            else:
-                v_loss = 0.5 * _masked_mean(torch.square(new_value - b["returns"]), mask, count)
-            entropy_loss = _masked_mean(dist.entropy(logits), mask, count)
-            kl_pre = torch.zeros((), device=device)
-            if "ref_logits" in b:
-                kl_pre = _masked_mean(dist.kl(logits, b["ref_logits"]), mask, count)
-            loss = (pg_loss - config.ent_coef * entropy_loss + config.vf_coef * v_loss
-                    + config.kl_coef * kl_pre)  # fmt: skip
-
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-
-            epoch_kl += approx_kl
-            updates += 1
-            logged = torch.stack([pg_loss.detach(), v_loss.detach(), entropy_loss.detach(),
-                                  kl_pre, approx_kl, clipfrac, grad_norm.detach().float()])
-            *values, norm = logged.tolist()  # one read of the logged values
-            for key, value in zip(names, values):
-                sums[key] += value
-            if math.isfinite(norm):  # fp16 overflow: GradScaler skipped the step
-                sums["grad_norm"] += norm
-                finite_updates += 1
-        if config.target_kl is not None:
-            mean_kl = all_reduce(epoch_kl / config.num_minibatches, d) / d.world_size
-            if float(mean_kl) > config.target_kl:
-                break
-    # CleanRL's tag names where CleanRL logs the same quantity (dashboards overlay)
-    tag = {"policy": "policy_loss", "value": "value_loss"}
-    out = {f"losses/{tag.get(k, k)}": v / max(updates, 1) for k, v in sums.items()}
-    # pre-clip norm over the updates GradScaler did not skip (NaN if it skipped all)
-    out["losses/grad_norm"] = sums["grad_norm"] / finite_updates if finite_updates else math.nan
-    out["losses/skipped_updates"] = float(updates - finite_updates)
-    with torch.no_grad():
-        vmask = batch["valid"] > 0
-        y, yhat = batch["returns"][vmask], batch["values"][vmask]
-        var_y = float(y.var()) if y.numel() > 1 else math.nan
-        out["losses/explained_variance"] = (
-            math.nan if not var_y > 0 else 1.0 - float((y - yhat).var()) / var_y
-        )
-    return out
-
-
-def _episode_metrics(finished: list[tuple[float, np.ndarray, np.ndarray]], weights: np.ndarray,
-                     length: int) -> dict[str, float]:  # fmt: skip
-    """``charts/*`` and ``reward/<term>`` (mean raw term sums) of the finished episodes.
-
-    ``charts/episodic_return`` is the return the trainer optimised (normalised terms, weighted);
-    ``charts/episodic_return_raw`` the same weights on the raw terms, comparable across runs
-    and shapings' normalisers; ``charts/episodic_length`` the composed steps of an episode
-    (``length``: every episode composes the same number).
-    """
-    out = {"charts/episodes": float(len(finished))}
-    raw = np.array([f[2] for f in finished]).reshape(-1, len(TERMS))
-    nan = not finished
-    out["charts/episodic_return"] = math.nan if nan else float(np.mean([f[0] for f in finished]))
-    out["charts/episodic_return_raw"] = math.nan if nan else float((raw @ weights).mean())
-    out["charts/episodic_length"] = math.nan if nan else float(length)
-    song = TERMS.index("song")
-    out["charts/episode_song_raw"] = math.nan if nan else float(raw[:, song].mean())
-    for k, name in enumerate(TERMS):
-        out[f"reward/{name}"] = math.nan if nan else float(raw[:, k].mean())
-    return out
+def _log(writer: Any, bar: Any, metrics: Mapping[str, float], global_step: int, step_size: int,
+         postfix: bool) -> None:  # fmt: skip
+    """The iteration's finite metrics to TensorBoard, and the progress bar."""
+    if writer is not None:
+        for key, value in metrics.items():
+            if key not in ("iteration", "global_step") and math.isfinite(value):
+                writer.add_scalar(key, value, global_step)
+    bar.update(step_size)
+    if postfix:
+        bar.set_postfix(ret=f"{metrics['charts/episodic_return']:.2f}",
+                        song=f"{metrics['charts/episode_song_raw']:.3f}")  # fmt: skip
 
 
 def _recent(history: list[dict[str, float]], key: str) -> float:
@@ -794,341 +806,3 @@ def _recent(history: list[dict[str, float]], key: str) -> float:
         if i + 1 >= window and count > 0:
             break
     return total / count if count else float("nan")
-
-
-class _ActorCritic(nn.Module):
-    """The policy's logits and the critic's values as one ``forward``, so DDP can wrap both.
-
-    Without a critic the values are the policy's own value head's.
-    """
-
-    def __init__(self, policy: DrumPolicy | MLPPolicy, critic: Critic | None = None) -> None:
-        super().__init__()
-        self.policy = policy
-        self.critic = critic
-
-    def forward(self, obs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        out = self.policy.forward_obs(obs)
-        value = out.value if self.critic is None else self.critic(obs)
-        return out.logits, value
-
-
-def cxx_compiler() -> str | None:
-    """The C++ compiler inductor builds with on CPU, when it is installed; else None.
-
-    Inductor (``torch.compile``) takes ``$CXX`` when it is set, a missing one included, else
-    ``g++`` (``clang++`` on macOS), with no other fallback; ``compile=True`` needs it on CPU.
-    """
-    import shutil
-    import sys
-
-    name = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
-    return name if shutil.which(name) else None
-
-
-def _check_cxx(device: torch.device) -> None:
-    """On CPU, a ValueError naming the compiler inductor would use when it is not installed.
-
-    Inductor compiles at the first call (the first update): without its compiler a run would
-    fail there, deep in torch, after its rollout; :func:`train` checks before any work.
-    """
-    if device.type != "cpu" or cxx_compiler() is not None:
-        return
-    cxx = os.environ.get("CXX")
-    which = (f"$CXX={cxx!r}, which is not an installed program" if cxx
-             else "g++, which is not on PATH")  # fmt: skip
-    raise ValueError(
-        f"compile=True: torch.compile on CPU builds with a C++ compiler, here {which}; install "
-        "it, set CXX to an installed C++ compiler, or train without --compile"
-    )
-
-
-def _compiled(model: nn.Module, device: torch.device) -> nn.Module:
-    """``torch.compile(model)``, after :func:`_check_cxx`."""
-    _check_cxx(device)
-    return torch.compile(model)
-
-
-def train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None] | None = None
-          ) -> TrainResult:  # fmt: skip
-    """Train the custom policy with PPO on ``DrumCompose-v0`` (see the module docstring).
-
-    Seeds the global torch generator (model initialisation) from ``config.seed``. The run
-    folder is claimed by :func:`agents.training.runs.prepare_run_dir` (refused if it holds another
-    run, unless ``resume`` or ``force``).
-
-    Args:
-        config: the run.
-        callback: called after every iteration with that iteration's metrics (the keys of
-            :data:`TrainResult.history`: ``"charts/episodic_return"``,
-            ``"losses/policy_loss"``, ...);
-            returning ``False`` stops the run after writing a checkpoint (e.g. Optuna pruning).
-            Under DDP it is called on rank 0 only.
-
-    Returns:
-        TrainResult.
-
-    Raises:
-        agents.training.runs.RunDirError: ``out`` holds another run, or there is nothing to resume.
-        ValueError: a corrupt checkpoint, or one of another run (the differing fields are
-            named); a pretrained policy of another shape; fewer steps than one iteration.
-    """
-    d = setup_distributed(config.device)
-    try:
-        if config.compile:  # before any work, and before out/ is claimed
-            _check_cxx(resolve_device(config.device, d))
-        with RunLock(config.out, enabled=d.main):  # the run owns out/ until it ends (rank 0)
-            return _train(config, callback, d)
-    finally:
-        teardown_distributed(d)
-
-
-def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None] | None,
-           d: Dist) -> TrainResult:  # fmt: skip
-    import gymnasium as gym
-
-    import drum_env  # noqa: F401  (registers DrumCompose-v0)
-
-    device = resolve_device(config.device, d)
-    if device.type == "cuda":
-        # Exact resume needs a repeatable run: deterministic cuBLAS workspaces and kernels
-        # (index_add in embedding backward, ...). Process-wide, as torch only offers it so.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    num_iterations = config.iterations(d.world_size)
-    if num_iterations < 1:
-        raise ValueError(
-            f"total_timesteps={config.total_timesteps} is less than one iteration of "
-            f"{d.world_size} rank(s) x batch_size {config.batch_size}"
-        )
-    out = Path(config.out)
-    ckpt_path, policy_path = out / "checkpoint.pt", out / "policy.pt"
-    n, steps, step_size = config.num_envs, config.num_steps, config.batch_size * d.world_size
-
-    # --- env: each rank its own sub-envs, seeded seed + rank * num_envs + i; with velocity
-    # levels and a pretrained policy, its bins (its classes keep the levels it learned)
-    bins = pretrained_velocity_bins(config)
-    env = gym.make_vec("DrumCompose-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                       **config.env_kwargs(velocity_bins=bins))  # fmt: skip
-    venv = env.unwrapped
-    next_obs, _ = env.reset(seed=config.seed + d.rank * n)
-    next_reset = np.zeros(n, dtype=bool)
-
-    # --- model (the same initialisation on every rank), optimisers, schedule, scaler
-    torch.manual_seed(config.seed)
-    policy_cfg: PolicyConfig | MLPPolicyConfig
-    if config.policy_kind == "mlp":
-        policy_cfg = MLPPolicyConfig.from_env_config(venv.config,
-                                                     init_hit_rate=config.init_hit_rate)
-        policy: DrumPolicy | MLPPolicy = MLPPolicy(policy_cfg, venv.config.velocity_bins)
-        policy = policy.to(device)
-    else:
-        policy_cfg = PolicyConfig.from_env_config(
-            venv.config, d_model=config.d_model, n_layers=config.n_layers,
-            n_heads=config.n_heads, dropout=config.dropout, init_hit_rate=config.init_hit_rate,
-        )  # fmt: skip
-        policy = DrumPolicy(policy_cfg, venv.config.velocity_bins).to(device)
-    reference: DrumPolicy | None = None
-    if config.pretrained is not None:
-        reference = load_policy(config.pretrained, map_location=device, expected=policy_cfg)
-        policy.load_state_dict(reference.state_dict())
-        reference.eval().requires_grad_(False)
-    critic: Critic | None = None
-    if config.critic == "mlp":  # the trainer's own value network; the policy's head rests
-        critic = Critic.for_space(venv.single_observation_space).to(device)
-        for name, param in policy.named_parameters():
-            if name.startswith("value_"):
-                param.requires_grad_(False)
-    model: nn.Module = _ActorCritic(policy, critic)
-    if d.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    update_model = _compiled(model, device) if config.compile else model
-    # foreach: one multi-tensor step instead of a Python loop over the parameters, bitwise the
-    # same updates (Adam's maths in the same order); fused=True would be faster still but rounds
-    # differently
-    trainable = [p for p in policy.parameters() if p.requires_grad]
-    if critic is not None:
-        trainable += list(critic.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, eps=1e-5,
-                                 foreach=True)  # fmt: skip
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: max(1.0 - i / num_iterations, 0.0) if config.anneal_lr else 1.0
-    )
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
-
-    def autocast() -> torch.autocast:
-        return torch.autocast(device.type, dtype=amp_dtype, enabled=config.amp)
-
-    shaping = config.shaping_object
-    learned = config.learnable_terms if config.learn_weights else ()
-    reward_weights = RewardWeights(shaping.weight_vector, learned).to(device)
-    weights_optimizer = torch.optim.Adam(reward_weights.parameters(), lr=config.weights_lr)
-    epoch_normalizer = RunningNormalizer(len(TERMS))  # reward_norm="epoch" (per rank)
-    episodes = Episodes(n)
-
-    # --- generators: per rank, derived from (seed, rank)
-    seeds = np.random.SeedSequence([config.seed, d.rank]).generate_state(3)
-    act_gen = torch.Generator(device=device).manual_seed(int(seeds[0]))
-    shuffle_gen = torch.Generator().manual_seed(int(seeds[1]))
-    torch.manual_seed(int(seeds[2]))  # dropout draws; differs by rank after the model init
-    generators = {"action": act_gen, "shuffle": shuffle_gen}
-    modules = {"model": policy, "optimizer": optimizer, "scheduler": scheduler,
-               "scaler": scaler, "reward_weights": reward_weights,
-               "weights_optimizer": weights_optimizer,
-               **({"critic": critic} if critic is not None else {})}  # fmt: skip
-    global_step, start_iteration, history = 0, 0, []
-    state = None
-    if config.resume and ckpt_path.is_file():  # check the resume before config.json changes
-        state = load_training_state(
-            ckpt_path, config=config.to_dict(), policy_config=dataclasses.asdict(policy_cfg),
-            world_size=d.world_size, resumable=RESUMABLE_FIELDS, added=ADDED_FIELDS,
-        )  # fmt: skip
-    if d.main:  # the settings, the model and a resume are valid: claim the run folder
-        prepare_run_dir(out, config.to_dict(), resume=config.resume, force=config.force)
-    barrier(d)
-    if state is not None:
-        next_obs, next_reset = _restore(state, d.rank, modules, venv, episodes,
-                                        epoch_normalizer, generators, ckpt_path)  # fmt: skip
-        global_step, start_iteration = int(state["global_step"]), int(state["iteration"])
-        history = list(state["history"])
-        # the schedule of this run's total_timesteps (an extended run continues its own line)
-        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs,
-                                       scheduler.lr_lambdas):  # fmt: skip
-            group["lr"] = base * factor(scheduler.last_epoch)
-        if start_iteration > num_iterations:
-            raise ValueError(
-                f"checkpoint {str(ckpt_path)!r} is at {global_step} env steps, past "
-                f"total_timesteps={config.total_timesteps}: raise --total-timesteps to extend it"
-            )
-
-    def save_checkpoint(iteration: int) -> None:
-        local = {
-            "env": venv.state_dict(), "observation": dict(next_obs), "next_reset": next_reset,
-            "episode": episodes.state_dict(), "reward_normalizer": epoch_normalizer.state_dict(),
-        }  # fmt: skip
-        local = arrays_to_tensors(local)
-        local["rng"] = capture_rng_state((), generators)
-        ranks = gather_to_main(local, d)
-        if d.main:
-            save_training_state(
-                ckpt_path, config=config.to_dict(), policy_config=dataclasses.asdict(policy_cfg),
-                world_size=d.world_size, iteration=iteration, global_step=global_step,
-                modules=modules, history=history, ranks=ranks,
-            )  # fmt: skip
-
-    writer = None
-    if d.main and config.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"), purge_step=global_step if config.resume else None)
-        # the run's config as text, as CleanRL logs its hyperparameters
-        rows = "\n".join(f"|{k}|{v}|" for k, v in config.to_dict().items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}", global_step)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=num_iterations * step_size, initial=global_step, unit="step", desc="ppo",
-               disable=not (config.progress and d.main), dynamic_ncols=True)  # fmt: skip
-    buf = Storage.allocate(venv.single_observation_space, steps, n, venv.config.num_drums, device,
-                           policy.action_dist.action_dtype)  # fmt: skip
-    iteration = start_iteration
-    threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
-        for iteration in range(start_iteration + 1, num_iterations + 1):
-            t_start = time.perf_counter()
-            # the shaping's float64 weights unless learned: then r_t is the env's reward exactly
-            weights_np = (reward_weights().detach().double().cpu().numpy() if learned
-                          else shaping.weight_vector)  # fmt: skip
-            next_obs, next_reset = _rollout(env, policy, critic, next_obs, next_reset, buf,
-                                            act_gen, autocast)  # fmt: skip
-            global_step += step_size
-            rewards, finished = assign_rewards(
-                buf.raw, buf.norm, buf.closed, buf.terminations.cpu().numpy(), config.reward_norm,
-                weights_np, epoch_normalizer, episodes,
-            )  # fmt: skip
-            buf.rewards.copy_(torch.as_tensor(rewards, dtype=torch.float32))
-            model.train()
-            weights_fit = (fit_reward_weights(reward_weights, weights_optimizer, finished, d,
-                                               device) if learned else math.nan)  # fmt: skip
-            with torch.no_grad(), autocast():
-                last = obs_to_tensors(next_obs, device)
-                value = policy.forward_obs(last).value if critic is None else critic(last)
-                next_value = value.float()
-            advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminations,
-                                              buf.valid, next_value, config.gamma,
-                                              config.gae_lambda)  # fmt: skip
-            losses = _ppo_update(update_model, policy, reference, optimizer, scaler, buf,
-                                 advantages, returns, config, shuffle_gen, d,
-                                 autocast)  # fmt: skip
-            lr_now = optimizer.param_groups[0]["lr"]  # the rate this iteration used
-            scheduler.step()
-
-            metrics = {"iteration": float(iteration), "global_step": float(global_step),
-                       **_episode_metrics(finished, weights_np,
-                                          config.seq_len - config.prompt_steps), **losses,
-                       "charts/learning_rate": float(lr_now),
-                       "charts/SPS": step_size / (time.perf_counter() - t_start)}  # fmt: skip
-            if learned:
-                for name, w in zip(TERMS, reward_weights().detach().cpu().tolist()):
-                    metrics[f"weights/{name}"] = float(w)
-                metrics["losses/weights_fit"] = weights_fit
-            history.append(metrics)
-            if writer is not None:
-                for key, value in metrics.items():
-                    if key not in ("iteration", "global_step") and math.isfinite(value):
-                        writer.add_scalar(key, value, global_step)
-            bar.update(step_size)
-            if d.main and finished:
-                bar.set_postfix(ret=f"{metrics['charts/episodic_return']:.2f}",
-                                song=f"{metrics['charts/episode_song_raw']:.3f}")  # fmt: skip
-
-            stop = callback is not None and d.main and callback(dict(metrics)) is False
-            if d.enabled:
-                stop = bool(all_reduce(torch.tensor([float(stop)], device=device), d).item() > 0)
-            if stop or iteration % config.checkpoint_every == 0 or iteration == num_iterations:
-                save_checkpoint(iteration)
-            if stop:
-                break
-    finally:
-        torch.set_num_threads(threads)
-        bar.close()
-        if writer is not None:
-            writer.close()
-        env.close()
-
-    if d.main:
-        save_policy(policy_path, policy)
-    barrier(d)
-    return TrainResult(
-        policy_path, ckpt_path, global_step, iteration,
-        _recent(history, "charts/episodic_return"), _recent(history, "charts/episode_song_raw"),
-        history, policy,
-    )  # fmt: skip
-
-
-def _restore(state: Mapping[str, Any], rank: int, modules: Mapping[str, Any], venv: Any,
-             episodes: Episodes, epoch_normalizer: RunningNormalizer,
-             generators: Mapping[str, torch.Generator], path: Path
-             ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
-    """Load a checkpoint's modules and this rank's env, sums and RNGs; the next obs and resets."""
-    try:
-        for name, obj in modules.items():
-            obj.load_state_dict(state[name])
-        local = state["ranks"][rank]
-        plain = tensors_to_arrays({k: v for k, v in local.items() if k != "rng"})
-        venv.load_state_dict(plain["env"])
-        episodes.load_state_dict(plain["episode"])
-        epoch_normalizer.load_state_dict(plain["reward_normalizer"])
-        restore_rng_state(local["rng"], (), generators)
-    except (KeyError, IndexError, TypeError, RuntimeError) as exc:
-        raise ValueError(
-            f"checkpoint {str(path)!r} is incomplete or does not fit this run "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-    return dict(plain["observation"]), np.asarray(plain["next_reset"], dtype=bool)

@@ -41,6 +41,7 @@ normalised terms (``S_{e,k}`` and ``y_e``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,6 +63,7 @@ __all__ = [
     "Episodes",
     "assign_rewards",
     "fit_reward_weights",
+    "episode_metrics",
 ]
 
 REWARD_NORMS: tuple[str, ...] = ("running", "batch", "epoch")
@@ -311,3 +313,25 @@ def fit_reward_weights(reward_weights: RewardWeights, optimizer: torch.optim.Opt
         all_reduce(p.grad, d).div_(count)
     optimizer.step()
     return float(stats[0]) / count
+
+
+def episode_metrics(finished: list[tuple[float, np.ndarray, np.ndarray]], weights: np.ndarray,
+                    length: int) -> dict[str, float]:  # fmt: skip
+    """``charts/*`` and ``reward/<term>`` (mean raw term sums) of the finished episodes.
+
+    ``charts/episodic_return`` is the return the trainer optimised (normalised terms, weighted);
+    ``charts/episodic_return_raw`` the same weights on the raw terms, comparable across runs
+    and shapings' normalisers; ``charts/episodic_length`` the composed steps of an episode
+    (``length``: every episode composes the same number).
+    """
+    out = {"charts/episodes": float(len(finished))}
+    raw = np.array([f[2] for f in finished]).reshape(-1, len(TERMS))
+    nan = not finished
+    out["charts/episodic_return"] = math.nan if nan else float(np.mean([f[0] for f in finished]))
+    out["charts/episodic_return_raw"] = math.nan if nan else float((raw @ weights).mean())
+    out["charts/episodic_length"] = math.nan if nan else float(length)
+    song = TERMS.index("song")
+    out["charts/episode_song_raw"] = math.nan if nan else float(raw[:, song].mean())
+    for k, name in enumerate(TERMS):
+        out[f"reward/{name}"] = math.nan if nan else float(raw[:, k].mean())
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -20,6 +21,7 @@ import drum_env  # noqa: F401
 from agents.policies.policy import DrumPolicy, PolicyConfig, load_policy, save_policy
 from agents.training.checkpoint import load_checkpoint
 from agents.training.ppo import (
+    PHASES,
     PPOConfig,
     RewardWeights,
     batch_normalize,
@@ -275,6 +277,23 @@ def test_tiny_run_completes_and_repeats(tmp_path):
     assert_same_weights(a.policy.state_dict(), b.policy.state_dict())
     other = train(tiny(tmp_path, "c", seed=4))
     assert not torch.equal(other.policy.policy_head.weight, a.policy.policy_head.weight)
+
+
+@pytest.mark.slow
+def test_a_timer_sees_every_phase_in_order_and_changes_nothing(tmp_path):
+    seen: list[str] = []
+
+    @contextlib.contextmanager
+    def timer(phase: str):
+        seen.append(phase)
+        yield
+
+    plain = train(tiny(tmp_path, "plain", total_timesteps=192))
+    timed = train(tiny(tmp_path, "timed", total_timesteps=192), timer=timer)
+    assert timed.iterations == 3 and set(seen) == set(PHASES)
+    per_iteration = ["rollout", "reward", "bootstrap value", "GAE", "update", "logging"]
+    assert seen == per_iteration * 2 + [*per_iteration, "checkpoint"] + ["checkpoint"]
+    assert_same_weights(plain.policy.state_dict(), timed.policy.state_dict())
 
 
 @pytest.mark.slow
@@ -593,7 +612,7 @@ def test_compiled_update_computes_the_eager_update_and_resumes_exactly(tmp_path,
     eager = train(tiny(tmp_path, "eager", total_timesteps=64))
     assert compiled_modules == []
     compiled = train(tiny(tmp_path, "compiled", total_timesteps=64, compile=True))
-    assert compiled_modules == ["_ActorCritic"]  # the update's model, not the rollout's policy
+    assert compiled_modules == ["ActorCritic"]  # the update's model, not the rollout's policy
     ours = compiled.policy.state_dict()
     assert ours.keys() == eager.policy.state_dict().keys()  # the saved policy is the plain one
     for key, value in eager.policy.state_dict().items():
