@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from agents import alignment as al
+    from agents.evaluation import alignment as al
     from agents.evaluation.heldout import HeldoutConfig
 
     torch.set_num_threads(1)

@@ -11,7 +11,7 @@ each draw (:func:`agents.evaluation.alignment.play_family`,
 
 * the pretrained policy sampled at temperatures ``--temperatures`` (1 is the policy itself);
 * the pretrained policy with nucleus sampling over the step's hit pattern at ``--top-p``
-  (:func:`agents.evaluation.alignment.sample_top_p`);
+  (:func:`agents.evaluation.players.sample_top_p`);
 * PPO fine-tunings of it (``kl_coef`` 0.1, 16 envs x 32 steps, one thread) after
   ``--ppo-steps`` env steps, trained under ``--work`` when missing, sampled at T = 1.
 
@@ -95,7 +95,7 @@ def train_ppo(pretrained: str, train_dir: Path, steps: int, out: Path, seed: int
 def family(pretrained: str, temperatures: list[float], top_ps: list[float],
            ppo: dict[str, Path]) -> dict:  # fmt: skip
     """The players near ``pretrained``: temperatures, top-p and PPO checkpoints."""
-    from agents import alignment as al
+    from agents.evaluation import alignment as al
     from agents.evaluation.rollout import load_any_policy
 
     base = load_any_policy(pretrained)
@@ -190,7 +190,7 @@ def search(local, glob, ranked: tuple[str, ...], grid: Grid, draws: list[int],
            min_global: float = 0.8) -> dict:  # fmt: skip
     """The grid weighting that ranks the family best on the draws ``draws`` and keeps the
     global property there (real first, Spearman >= ``min_global`` on every draw)."""
-    from agents import alignment as al
+    from agents.evaluation import alignment as al
     from drum_env.rewards import make_shaping
 
     seeds = tuple(local.draws[i] for i in draws)
@@ -259,7 +259,7 @@ def _rho(values) -> str:
 def headline_consistency(play) -> list[float]:
     """Spearman of the family's headlines between every two draws: how well the headline ranks
     the family against itself on fresh primers (the most a return can be expected to match)."""
-    from agents import alignment as al
+    from agents.evaluation import alignment as al
 
     return [al.spearman(play.headlines[i], play.headlines[j])
             for i, j in itertools.combinations(range(len(play.draws)), 2)]  # fmt: skip
@@ -276,7 +276,7 @@ def measure(args: argparse.Namespace) -> dict:
     """Train (when missing), play, summarise and search: the results as a JSON-able dict."""
     import torch
 
-    from agents import alignment as al
+    from agents.evaluation import alignment as al
     from agents.evaluation.heldout import HeldoutConfig, write_split
     from drum_env.rewards import SHAPINGS, TERMS, make_shaping
 
@@ -383,7 +383,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def to_markdown(r: dict, name: str, command: str, groove: bool) -> str:
     """The results of :func:`measure` as markdown."""
-    from agents import alignment as al
+    from agents.evaluation import alignment as al
     from drum_env.rewards import SHAPINGS, make_shaping
 
     seeds = (*r["select_seeds"], *r["fresh_seeds"])

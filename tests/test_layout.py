@@ -72,3 +72,26 @@ def test_no_private_reach_ins_and_one_way_layering(path: Path):
             if n.attr not in own and n.attr not in ALLOWED:
                 problems.append(f"line {n.lineno}: reads another module's private .{n.attr}")
     assert not problems, "\n".join(problems)
+
+
+def test_no_code_of_the_repository_imports_a_0_3_path():
+    """The aliases of ``agents.aliases`` are for users; the repository imports the new homes."""
+    from agents.aliases import MOVED
+
+    old = {name.split(".")[1] for name in MOVED}
+    files = _modules() + sorted((ROOT / "tests").rglob("*.py")) + sorted(
+        (ROOT / "examples").rglob("*.py"))  # fmt: skip
+    problems = []
+    for path in files:
+        if path.name in ("aliases.py", "test_aliases.py"):
+            continue
+        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(n, ast.ImportFrom) and n.module in MOVED:
+                problems.append(f"{path.relative_to(ROOT)}:{n.lineno} from {n.module}")
+            elif isinstance(n, ast.ImportFrom) and n.module == "agents":
+                problems += [f"{path.relative_to(ROOT)}:{n.lineno} from agents import {a.name}"
+                             for a in n.names if a.name in old]  # fmt: skip
+            elif isinstance(n, ast.Import):
+                problems += [f"{path.relative_to(ROOT)}:{n.lineno} import {a.name}"
+                             for a in n.names if a.name in MOVED]  # fmt: skip
+    assert not problems, "\n".join(problems)

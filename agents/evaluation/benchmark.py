@@ -85,7 +85,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from agents import benchmark_report as report
+from agents.evaluation import benchmark_report as report
 from agents.evaluation.benchmark_report import (
     AGENTS,
     ANY_SHAPING,

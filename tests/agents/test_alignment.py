@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents import alignment as al
+from agents.evaluation import alignment as al
 from agents.evaluation.heldout import HeldoutConfig
 from drum_env.rewards import DEFAULT_SHAPING, SHAPINGS, TERMS
 

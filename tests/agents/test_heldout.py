@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents import heldout
+from agents.evaluation import heldout
 from agents.evaluation.heldout import (
     HeldoutConfig,
     evaluate,

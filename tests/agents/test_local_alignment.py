@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import alignment as al
+from agents.evaluation import alignment as al
 from agents.evaluation.heldout import HeldoutConfig, heldout_dataset, write_split
 from drum_env.rewards import SHAPINGS, TERMS, RunningNormalizer
 
