@@ -78,23 +78,12 @@ from agents.evaluation.players import (
 from drum_env.rewards import TERMS, RunningNormalizer, Shaping, make_shaping
 
 __all__ = [
-    "PlayerView",
-    "PlayerSetup",
-    "PlayerFn",
-    "PlayerFactory",
-    "real_continuation",
-    "per_position_mode",
-    "loop_primer",
-    "density_random",
-    "uniform_random",
-    "silence",
-    "policy_player",
-    "sample_top_p",
-    "loop_with_variations",
-    "random_bars_with_variations",
-    "target_density_random",
-    "reference_players",
-    "probe_players",
+    # the players (agents.evaluation.players), re-exported: the tables play them
+    "PlayerView", "PlayerSetup", "PlayerFn", "PlayerFactory", "real_continuation",
+    "per_position_mode", "loop_primer", "density_random", "uniform_random", "silence",
+    "policy_player", "sample_top_p", "loop_with_variations", "random_bars_with_variations",
+    "target_density_random", "reference_players", "probe_players",
+    # the tables
     "Episodes",
     "play_episodes",
     "warm_normalizer",
@@ -112,7 +101,7 @@ __all__ = [
     "LocalSummary",
     "local_summary",
     "DEFAULT_SHAPINGS",
-]
+]  # fmt: skip
 
 DEFAULT_SHAPINGS: tuple[str, ...] = (
     "aligned", "aligned-raw", "sparse", "step", "bar", "hierarchical", "hierarchical-raw",

@@ -18,17 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.policies.common import (
-    PolicyOutput,
-    VelocityBinsMixin,
-    act_from_output,
-    check_positive_int,
-    config_from_env,
-    evaluate_from_output,
-    orthogonal,
-    policy_head,
-    shape_logits,
-)
+from agents.policies import common
 from agents.policies.distributions import check_velocity_levels
 from dataset.velocity import VelocityBins
 
@@ -71,14 +61,14 @@ class MLPPolicyConfig:
     def __post_init__(self) -> None:
         for name in ("num_drums", "context_steps", "steps_per_bar", "bars_per_phrase",
                      "target_size"):  # fmt: skip
-            check_positive_int(getattr(self, name), name)
+            common.check_positive_int(getattr(self, name), name)
         sizes = self.hidden_sizes
         if isinstance(sizes, (list, tuple)):
             object.__setattr__(self, "hidden_sizes", tuple(sizes))  # a loaded list
         if not isinstance(sizes, (list, tuple)) or not sizes:
             raise ValueError(f"hidden_sizes must be a non-empty tuple of ints >= 1, got {sizes!r}")
         for size in sizes:
-            check_positive_int(size, "hidden_sizes")
+            common.check_positive_int(size, "hidden_sizes")
         if isinstance(self.init_hit_rate, bool) or not 0.0 < float(self.init_hit_rate) < 1.0:
             raise ValueError(f"init_hit_rate must be in (0, 1), got {self.init_hit_rate!r}")
         if self.kind != "mlp":
@@ -111,17 +101,17 @@ class MLPPolicyConfig:
         Raises:
             TypeError: for an override that is not a field.
         """
-        return config_from_env(cls, cfg, overrides)
+        return common.config_from_env(cls, cfg, overrides)
 
 
 def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [orthogonal(nn.Linear(a, b), float(np.sqrt(2.0))), nn.Tanh()]
+        layers += [common.orthogonal(nn.Linear(a, b), float(np.sqrt(2.0))), nn.Tanh()]
     return nn.Sequential(*layers)
 
 
-class MLPPolicy(VelocityBinsMixin, nn.Module):
+class MLPPolicy(common.VelocityBinsMixin, nn.Module):
     """An MLP actor-critic of the size and kind SB3's PPO uses, over the flattened observation.
 
     ``x = concat(context, position, target)`` (``obs_size`` values); two separate tanh MLPs
@@ -150,11 +140,11 @@ class MLPPolicy(VelocityBinsMixin, nn.Module):
         sizes = (config.obs_size, *config.hidden_sizes)
         self.policy_net = _mlp(sizes)
         self.value_net = _mlp(sizes)
-        self.policy_head = policy_head(sizes[-1], config)
-        self.value_head = orthogonal(nn.Linear(sizes[-1], 1), 1.0)
+        self.policy_head = common.policy_head(sizes[-1], config)
+        self.value_head = common.orthogonal(nn.Linear(sizes[-1], 1), 1.0)
         self._register_velocity_bins(velocity_bins)
 
-    def forward(self, x: Tensor) -> PolicyOutput:
+    def forward(self, x: Tensor) -> common.PolicyOutput:
         """Outputs from flattened observations.
 
         Args:
@@ -164,11 +154,11 @@ class MLPPolicy(VelocityBinsMixin, nn.Module):
             PolicyOutput: logits float32 (B, D) (with velocity classes (B, D, K + 1)), value
             float32 (B,).
         """
-        logits = shape_logits(self.policy_head(self.policy_net(x)).float(), self.config)
+        logits = common.shape_logits(self.policy_head(self.policy_net(x)).float(), self.config)
         value = self.value_head(self.value_net(x)).squeeze(-1).float()
-        return PolicyOutput(logits, value)
+        return common.PolicyOutput(logits, value)
 
-    def forward_obs(self, obs: Mapping[str, Tensor]) -> PolicyOutput:
+    def forward_obs(self, obs: Mapping[str, Tensor]) -> common.PolicyOutput:
         """Outputs for the step to write, from a batch of DrumCompose observations.
 
         Args:
@@ -206,7 +196,8 @@ class MLPPolicy(VelocityBinsMixin, nn.Module):
             actions (B, D) (float32 0 / 1, or int64 classes), log_prob float32 (B,), value
             float32 (B,).
         """
-        return act_from_output(self.forward_obs(obs), self.action_dist, deterministic, generator)
+        return common.act_from_output(self.forward_obs(obs), self.action_dist, deterministic,
+                                      generator)  # fmt: skip
 
     def evaluate_actions(
         self, obs: Mapping[str, Tensor], actions: Tensor
@@ -216,4 +207,4 @@ class MLPPolicy(VelocityBinsMixin, nn.Module):
         Returns:
             log_prob float32 (B,), entropy float32 (B,), value float32 (B,).
         """
-        return evaluate_from_output(self.forward_obs(obs), self.action_dist, actions)
+        return common.evaluate_from_output(self.forward_obs(obs), self.action_dist, actions)

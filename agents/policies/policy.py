@@ -52,27 +52,13 @@ if TYPE_CHECKING:
     from drum_env.core import DrumComposeConfig
 
 __all__ = [
-    "POLICY_KINDS",
-    "PolicyConfig",
-    "PolicyOutput",
-    "DrumPolicy",
-    "MLPPolicyConfig",
-    "MLPPolicy",
-    "make_policy",
-    "ActionDist",
-    "action_dist",
-    "bernoulli_log_prob",
-    "bernoulli_entropy",
-    "bernoulli_kl",
-    "categorical_log_prob",
-    "categorical_entropy",
-    "categorical_kl",
+    "POLICY_KINDS", "make_policy", "save_policy", "load_policy", "policy_from_state",
     "policy_velocity_bins",
-    "obs_to_tensors",
-    "save_policy",
-    "load_policy",
-    "policy_from_state",
-]
+    # the rooms' public names, re-exported (this module held them all before 0.4)
+    "PolicyConfig", "DrumPolicy", "MLPPolicyConfig", "MLPPolicy", "PolicyOutput",
+    "obs_to_tensors", "ActionDist", "action_dist", "bernoulli_log_prob", "bernoulli_entropy",
+    "bernoulli_kl", "categorical_log_prob", "categorical_entropy", "categorical_kl",
+]  # fmt: skip
 
 
 _FORMAT = "drum-env/policy"
