@@ -5,9 +5,10 @@ and on a single window ``(seq_len, 9)``, cut from the built-in synthetic corpus 
 corpus when that is missing). Each timing is the best of ``--repeats`` runs of ``--number``
 calls, so that the load of a shared machine distorts it less.
 
-With ``--baseline PATH`` (a copy of an earlier ``dataset/metrics.py``, e.g. from
-``git show HEAD:dataset/metrics.py > /tmp/metrics_before.py``) the same calls of that module are
-timed in turns with the current one, and every result is first checked bit for bit equal.
+With ``--baseline PATH`` (a copy of the single-file ``dataset/metrics.py`` of a revision before
+it became a package, e.g. ``git show 34f9a25:dataset/metrics.py > /tmp/metrics_before.py``) the
+same calls of that module are timed in turns with the current one, and every result is first
+checked bit for bit equal. To compare with a later revision, run this script in a worktree of it.
 
 Run: ``python benchmarks/metrics_profile.py [--baseline /tmp/metrics_before.py]``.
 """

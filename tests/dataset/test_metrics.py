@@ -1,4 +1,4 @@
-"""Tests for dataset/metrics.py: every rhythm metric against its docstring definition.
+"""Tests for dataset/metrics/ (the package): every rhythm metric against its docstring definition.
 
 Three kinds of check, as STYLE.md §10 asks:
 
@@ -13,8 +13,10 @@ Three kinds of check, as STYLE.md §10 asks:
 from __future__ import annotations
 
 import doctest
+import importlib
 import itertools
 import math
+import pkgutil
 from collections import Counter
 
 import numpy as np
@@ -601,9 +603,13 @@ def test_as_hits():
 
 
 def test_doctests():
-    result = doctest.testmod(metrics, verbose=False)
-    assert result.attempted > 0
-    assert result.failed == 0
+    attempted = 0
+    for info in pkgutil.iter_modules(metrics.__path__):  # every module of the package
+        module = importlib.import_module(f"dataset.metrics.{info.name}")
+        result = doctest.testmod(module, verbose=False)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted > 0
 
 
 # --------------------------------------------------------------------------- strategies

@@ -1,5 +1,5 @@
-"""Velocity: the bins of dataset/velocity.py, the velocity metrics of dataset/metrics.py, the
-dataset's velocity metrics and the velocity families of dataset/evaluation.py.
+"""Velocity: the bins of dataset/velocity.py, the velocity metrics of dataset/metrics/dynamics.py,
+the dataset's velocity metrics and the velocity families of dataset/evaluation.py.
 
 The metrics are checked against loop oracles written straight from their docstrings (exact
 fractions through ``math.fsum``), on hypothesis-drawn sequences of real velocities, plus their

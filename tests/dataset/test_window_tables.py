@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from metric_tree import leaves
 
-from dataset import metrics
 from dataset.metrics import WindowTables, aggregate, level_metrics
+from dataset.metrics.levels import swing_metric
 from dataset.registry import MetricGrid, MetricSpec, registered_metrics
 from dataset.synthetic import default_corpus
 
@@ -126,7 +126,7 @@ def test_registered_metrics_built_in_and_computed_per_window() -> None:
         **registered_metrics(),  # swing, polyrhythm, drum_periods: from the tables
         "share": MetricSpec("share", _last_drum_share, ("step", "phrase", "section")),
         "bars": MetricSpec("bars", _bars, ("bar", "section"), batched=True),
-        "swing_too": MetricSpec("swing_too", metrics._swing_metric, ("step",), batched=True),
+        "swing_too": MetricSpec("swing_too", swing_metric, ("step",), batched=True),
     }
     seq = corpus(80, 4, 0.35, seed=5)
     check_windows(seq, 48, stride=5, spb=8, bpp=2, specs=specs)
