@@ -2,8 +2,10 @@
 
 * ``dataset`` <- ``drum_env`` <- ``agents`` <- ``benchmarks``: a package never imports one to
   its right.
-* No module imports another module's ``_private`` name, and no module reads a ``_private``
-  attribute of an object unless its own module defines that name (its own classes' state).
+* No module imports another module's ``_private`` name (relative imports included: the modules
+  of a subpackage such as ``dataset.metrics`` share public kernels, not private ones), and no
+  module reads a ``_private`` attribute of an object unless its own module defines that name
+  (its own classes' state).
   Allowed: NamedTuple's public ``_fields`` / ``_asdict`` / ``_replace`` / ``_make``, the seed's
   metric method names (``_hit_density`` ... ``_aggregate``: the seed document's API).
 """
@@ -53,14 +55,16 @@ def test_no_private_reach_ins_and_one_way_layering(path: Path):
     pkg = path.relative_to(ROOT).parts[0]
     problems = []
     for n in ast.walk(tree):
-        if isinstance(n, ast.ImportFrom) and n.module:
-            top = n.module.split(".")[0]
+        if isinstance(n, ast.ImportFrom) and (n.module or n.level):
+            # a relative import (``from .kernels import x``) stays inside its own package
+            top = pkg if n.level else n.module.split(".")[0]
+            module = "." * n.level + (n.module or "")
             if top in ORDER and ORDER[top] > ORDER[pkg]:
-                problems.append(f"line {n.lineno}: {pkg} imports {n.module} (layering)")
+                problems.append(f"line {n.lineno}: {pkg} imports {module} (layering)")
             if top in ORDER:
                 for alias in n.names:
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
-                        problems.append(f"line {n.lineno}: imports {n.module}.{alias.name}")
+                        problems.append(f"line {n.lineno}: imports {module}.{alias.name}")
         elif isinstance(n, ast.Import):
             for alias in n.names:
                 top = alias.name.split(".")[0]
