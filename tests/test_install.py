@@ -51,18 +51,21 @@ def test_base_install_runs_the_env_and_names_the_extra_for_training(tmp_path):
                       for init in (ROOT / top).rglob("__init__.py"))  # fmt: skip
     missing = [init for init in packages if init not in shipped]
     assert not missing, f"the wheel lacks the packages of {missing}"
+    assert all(f"{top}/py.typed" in shipped for top in ("dataset", "drum_env", "agents"))
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    installed = _run([str(python), "-m", "pip", "install", "-q", str(wheel)])
+    # without PYTHONPATH: a checkout on it (with the drum_env.egg-info that the wheel build
+    # leaves there) would make pip take drum-env as installed already and skip the wheel
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    installed = _run([str(python), "-m", "pip", "install", "-q", str(wheel)], env=clean_env)
     if installed.returncode != 0 and "No matching distribution" in installed.stderr:
         pytest.skip(f"the package registry is not reachable: {installed.stderr[-300:]}")
     assert installed.returncode == 0, installed.stderr[-2000:]
-    listed = _run([str(python), "-m", "pip", "list", "--format=freeze"]).stdout.lower()
+    listed = _run([str(python), "-m", "pip", "list", "--format=freeze"], env=clean_env)
     for heavy in ("torch", "stable-baselines3", "pettingzoo", "optuna", "tensorboard"):
-        assert f"{heavy}==" not in listed, f"the base install pulled {heavy}"
+        assert f"{heavy}==" not in listed.stdout.lower(), f"the base install pulled {heavy}"
 
-    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     episode = _run([str(python), "-c", EPISODE], cwd=tmp_path, env=clean_env)
     assert episode.returncode == 0, episode.stderr[-2000:]
     assert "EPISODE OK (64, 9)" in episode.stdout
