@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -425,7 +425,12 @@ _VELOCITY_FNS = {
     "dynamic_range": _dynamic_range_metric,
     "mean_dynamic_range": _mean_dynamic_range_metric,
 }
-VELOCITY_METRIC_NAMES = {fn: name for name, fn in _VELOCITY_FNS.items()}
+VELOCITY_METRIC_NAMES: Mapping[Any, str] = MappingProxyType(
+    {fn: name for name, fn in _VELOCITY_FNS.items()}
+)
+"""The name of each velocity metric's function in :data:`VELOCITY_SPECS` (read-only): how
+:class:`~dataset.metrics.window_tables.WindowTables` knows it can compute them together with
+:func:`velocity_values`."""
 
 
 def velocity_values(seq: np.ndarray, steps_per_bar: int) -> dict[str, np.ndarray]:
