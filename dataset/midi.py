@@ -64,6 +64,7 @@ from typing import NamedTuple
 import numpy as np
 import pretty_midi
 
+from dataset.drums import DRUM_NAMES  # re-exported: dataset.midi.DRUM_NAMES
 from dataset.io import DataWarning, atomic_write, check_bpm
 
 __all__ = [
@@ -77,18 +78,6 @@ __all__ = [
     "sequence_to_midi",
 ]
 
-DRUM_NAMES: tuple[str, ...] = (
-    "kick",
-    "snare",
-    "hihat_closed",
-    "hihat_open",
-    "tom_low",
-    "tom_mid",
-    "tom_high",
-    "crash",
-    "ride",
-)
-"""Names of the 9 default drum classes, in column order of a sequence."""
 
 PITCH_TABLES: dict[str, tuple[tuple[int, ...], ...]] = {
     "default": (

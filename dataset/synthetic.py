@@ -2,7 +2,7 @@
 
 A *sequence* is a float32 array ``(steps, drums)`` with values in ``[0, 1]``: a hit is a value
 ``> 0`` and its value is the velocity (MIDI velocity / 127). The 9 drums are Magenta's reduced
-drum classes, in the order of ``dataset.midi.DRUM_NAMES`` (:data:`KICK` = 0 ... :data:`RIDE` = 8).
+drum classes, in the order of ``dataset.drums.DRUM_NAMES`` (:data:`KICK` = 0 ... :data:`RIDE` = 8).
 A bar is 4/4, ``steps_per_bar`` steps long (16ths by default).
 
 How a sequence is made
@@ -104,7 +104,7 @@ __all__ = [
     "write_corpus",
 ]
 
-# Drum class indices, in the order of dataset.midi.DRUM_NAMES.
+# Drum class indices, in the order of dataset.drums.DRUM_NAMES.
 KICK = 0
 SNARE = 1
 HIHAT_CLOSED = 2

@@ -64,7 +64,7 @@ class DrumBandParallelEnv(ParallelEnv):
     agent (= instrument) order, are the ``MultiBinary(num_drums)`` action of one
     ``DrumCompose-v0`` step. Agents are named after the instruments (``kick``, ``snare``,
     ``hihat_closed``, ``hihat_open``, ``tom_low``, ``tom_mid``, ``tom_high``, ``crash``,
-    ``ride``: :data:`dataset.midi.DRUM_NAMES`) when the data holds 9 drums, else ``drum0``,
+    ``ride``: :data:`dataset.drums.DRUM_NAMES`) when the data holds 9 drums, else ``drum0``,
     ``drum1``, ...
 
     ## Action Space

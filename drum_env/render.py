@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset.drums import DRUM_NAMES
+
 __all__ = [
     "take_values",
     "ACCENT_VELOCITY",
@@ -34,18 +36,8 @@ __all__ = [
     "save_piano_roll_png",
 ]
 
-DEFAULT_DRUM_NAMES: tuple[str, ...] = (
-    "kick",
-    "snare",
-    "hihat_closed",
-    "hihat_open",
-    "tom_low",
-    "tom_mid",
-    "tom_high",
-    "crash",
-    "ride",
-)
-"""Names of the 9 classes of Magenta's reduced drum mapping, in column order."""
+DEFAULT_DRUM_NAMES: tuple[str, ...] = DRUM_NAMES
+"""The default row labels: :data:`dataset.drums.DRUM_NAMES` (an alias kept for old imports)."""
 
 ACCENT_VELOCITY: float = 0.75
 """Velocity from which a hit is drawn as an accent (upper-case character) in the text grid."""
@@ -74,7 +66,7 @@ def default_drum_names(num_drums: int) -> tuple[str, ...]:
         num_drums: Number of drums (columns of a sequence), ``>= 1``.
 
     Returns:
-        :data:`DEFAULT_DRUM_NAMES` when ``num_drums == 9``, else ``("drum0", "drum1", ...)``.
+        :data:`dataset.drums.DRUM_NAMES` when ``num_drums == 9``, else ``("drum0", "drum1", ...)``.
 
     Example:
         >>> default_drum_names(3)
@@ -83,8 +75,8 @@ def default_drum_names(num_drums: int) -> tuple[str, ...]:
     num_drums = _as_int(num_drums, "num_drums")
     if num_drums < 1:
         raise ValueError(f"num_drums must be >= 1, got {num_drums}")
-    if num_drums == len(DEFAULT_DRUM_NAMES):
-        return DEFAULT_DRUM_NAMES
+    if num_drums == len(DRUM_NAMES):
+        return DRUM_NAMES
     return tuple(f"drum{i}" for i in range(num_drums))
 
 
