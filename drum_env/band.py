@@ -31,7 +31,8 @@ from dataset import metrics
 from dataset.velocity import VelocityBins
 from drum_env import render as _render
 from drum_env import rewards
-from drum_env.core import ComposeCore, build_config, options_window, terms_info
+from drum_env.checks import options_window
+from drum_env.core import ComposeCore, build_config, terms_info
 from drum_env.rewards import TERMS, RunningNormalizer, Shaping
 
 __all__ = [

@@ -11,9 +11,7 @@ import numpy as np
 
 from dataset.velocity import VelocityBins
 from drum_env import render as _render
-from drum_env.core import (
-    ComposeCore,
-    build_config,
+from drum_env.checks import (
     check_actions,
     check_generator_state,
     check_normalizer_state,
@@ -22,8 +20,8 @@ from drum_env.core import (
     generator_state,
     options_window,
     set_generator_state,
-    terms_info,
 )
+from drum_env.core import ComposeCore, build_config, terms_info
 from drum_env.rewards import DEFAULT_SHAPING, RunningNormalizer, Shaping
 
 __all__ = ["DrumComposeEnv", "check_reset_options"]

@@ -12,9 +12,7 @@ from gymnasium.vector.utils import batch_space
 
 from dataset.velocity import VelocityBins
 from drum_env import render as _render
-from drum_env.core import (
-    ComposeCore,
-    build_config,
+from drum_env.checks import (
     check_actions,
     check_generator_state,
     check_normalizer_state,
@@ -24,6 +22,7 @@ from drum_env.core import (
     options_window,
     set_generator_state,
 )
+from drum_env.core import ComposeCore, build_config
 from drum_env.rewards import DEFAULT_SHAPING, TERMS, RunningNormalizer, Shaping
 
 __all__ = ["DrumComposeVectorEnv"]
