@@ -10,14 +10,7 @@ from __future__ import annotations
 __all__ = ["DRUM_NAMES"]
 
 DRUM_NAMES: tuple[str, ...] = (
-    "kick",
-    "snare",
-    "hihat_closed",
-    "hihat_open",
-    "tom_low",
-    "tom_mid",
-    "tom_high",
-    "crash",
-    "ride",
-)
+    "kick", "snare", "hihat_closed", "hihat_open", "tom_low", "tom_mid", "tom_high",
+    "crash", "ride",
+)  # fmt: skip
 """Names of the 9 default drum classes, in column order of a sequence."""

@@ -10,10 +10,9 @@ so nothing of the reward is computed twice or differently.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import gymnasium
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
@@ -28,12 +27,12 @@ except ModuleNotFoundError as exc:  # the band is an extra
     ) from None
 
 from dataset import metrics
-from dataset.velocity import VelocityBins
 from drum_env import render as _render
 from drum_env import rewards
+from drum_env.base import RENDER_MODES, DrumComposeArgs, SingleComposeBase, takes_compose_args
 from drum_env.checks import options_window
-from drum_env.core import ComposeCore, build_config, terms_info
-from drum_env.rewards import TERMS, RunningNormalizer, Shaping
+from drum_env.core import terms_info
+from drum_env.rewards import TERMS
 
 __all__ = [
     "AGENT_TERMS",
@@ -54,7 +53,7 @@ _RESET_OPTIONS = ("window", "sequence")
 _BAR, _PHRASE = TERMS.index("bar"), TERMS.index("phrase")
 
 
-class DrumBandParallelEnv(ParallelEnv):
+class DrumBandParallelEnv(SingleComposeBase, ParallelEnv):
     """A drum band: each instrument is an agent that decides, each step, whether it hits.
 
     ## Description
@@ -149,9 +148,11 @@ class DrumBandParallelEnv(ParallelEnv):
 
     ## Arguments
 
-    Those of :class:`~drum_env.env.DrumComposeEnv` (``data``, ``seq_len``, ``steps_per_bar``,
+    Those of :class:`~drum_env.env.DrumComposeEnv`, the fields of
+    :class:`~drum_env.base.DrumComposeArgs` (``data``, ``seq_len``, ``steps_per_bar``,
     ``bars_per_phrase``, ``prompt_bars``, ``context_steps``, ``sections``, ``shaping``,
-    ``weights``, ``normalize``, ``render_mode``, ``on_error``, ``normalizer``), and:
+    ``weights``, ``normalize``, ``render_mode``, ``on_error``, ``normalizer``,
+    ``velocity_levels``, ``velocity_bins``), and, by keyword only:
 
     | argument | default | meaning |
     |---|---|---|
@@ -173,36 +174,17 @@ class DrumBandParallelEnv(ParallelEnv):
 
     metadata = {
         "name": "drum_band_v0",
-        "render_modes": ["ansi", "rgb_array"],
+        "render_modes": list(RENDER_MODES),
         "is_parallelizable": True,
         "render_fps": 8,
     }
 
+    @takes_compose_args
     def __init__(
-        self,
-        data: Any = None,
-        seq_len: int = 128,
-        steps_per_bar: int = 16,
-        bars_per_phrase: int = 4,
-        prompt_bars: int = 2,
-        context_steps: int = 32,
-        sections: Sequence[tuple[int, int]] | None = None,
-        shaping: str | Shaping = rewards.DEFAULT_SHAPING,
-        weights: Mapping[str, float] | None = None,
-        normalize: bool | None = None,
-        render_mode: str | None = None,
-        on_error: str = "raise",
-        normalizer: RunningNormalizer | None = None,
-        velocity_levels: int = 0,
-        velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
-        max_cycles: int | None = None,
-        agent_weight: float = 1.0,
+        self, *args: Any, max_cycles: int | None = None, agent_weight: float = 1.0, **kwargs: Any
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                f"got {render_mode!r}"
-            )
+        """The band; all arguments but its own two: :class:`~drum_env.base.DrumComposeArgs`."""
+        compose_args = DrumComposeArgs(*args, **kwargs)  # checks them before the band's own
         if max_cycles is not None and (
             not isinstance(max_cycles, (int, np.integer))
             or isinstance(max_cycles, bool)
@@ -213,17 +195,12 @@ class DrumBandParallelEnv(ParallelEnv):
             raise ValueError(f"agent_weight must be a finite number, got {agent_weight!r}")
         if not np.isfinite(agent_weight):
             raise ValueError(f"agent_weight must be a finite number, got {agent_weight!r}")
-        self.config, self.data = build_config(
-            data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-            sections, shaping, weights, normalize, on_error, velocity_levels, velocity_bins,
-        )  # fmt: skip
+        self._build(compose_args, num_envs=1)
         c = self.config
-        self.render_mode = render_mode
         self.max_cycles = int(max_cycles) if max_cycles is not None else c.episode_steps
         self.agent_weight = float(agent_weight)
         self.possible_agents: list[str] = list(_render.default_drum_names(c.num_drums))
         self.agents: list[str] = []
-        self._core = ComposeCore(c, self.data, 1, normalizer)
         self._np_random: np.random.Generator | None = None
         self._np_random_seed: int | None = None
 
@@ -274,11 +251,6 @@ class DrumBandParallelEnv(ParallelEnv):
         if self._np_random is None:
             self._np_random, self._np_random_seed = seeding.np_random()
         return self._np_random
-
-    @property
-    def normalizer(self) -> RunningNormalizer:
-        """The running reward normaliser of the shared reward (see :mod:`drum_env.rewards`)."""
-        return self._core.normalizer
 
     # ------------------------------------------------------------------------- dynamics
 
@@ -387,24 +359,6 @@ class DrumBandParallelEnv(ParallelEnv):
             self._running = False
         return observations, rewards_out, terminations, truncations, infos
 
-    def render(self) -> str | np.ndarray | None:
-        """Render the canvas: a text grid (``"ansi"``) or a piano-roll image (``"rgb_array"``).
-
-        Returns:
-            ``str`` (one row per agent, labelled with its name) or uint8 array
-            ``(drums * 8, seq_len * 4, 3)``; None (with a warning) without a ``render_mode``.
-        """
-        if self.render_mode is None:
-            gymnasium.logger.warn("render() called without a render_mode; pass render_mode=...")
-            return None
-        c = self.config
-        position = int(self._core.t[0])
-        if self.render_mode == "ansi":
-            return _render.render_ansi(
-                self.canvas, c.steps_per_bar, c.prompt_steps, self.possible_agents, position
-            )
-        return _render.render_rgb(self.canvas, c.steps_per_bar, c.prompt_steps, position)
-
     def state(self) -> np.ndarray:
         """float32 ``(seq_len * num_drums + position_size,)``: the canvas and the position.
 
@@ -415,24 +369,6 @@ class DrumBandParallelEnv(ParallelEnv):
             raise RuntimeError("call reset() before state()")
         position = self._core.observe()["position"][0]
         return np.concatenate([self.canvas.ravel(), position])
-
-    def close(self) -> None:
-        """Nothing to release; safe to call more than once."""
-
-    @property
-    def canvas(self) -> np.ndarray:
-        """float32 array (seq_len, num_drums): the primer and what the band wrote so far.
-
-        Hits as 1; with velocity levels, each hit's velocity.
-        """
-        if self.config.expressive:
-            return self._core.values[0].copy()
-        return self._core.canvas[0].astype(np.float32)
-
-    @property
-    def reference(self) -> np.ndarray:
-        """float32 array (seq_len, num_drums): the hits of the episode's reference window."""
-        return self._core.reference[0].astype(np.float32)
 
     # ------------------------------------------------------------------------- helpers
 

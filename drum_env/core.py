@@ -286,7 +286,7 @@ def load_reference(
         warnings.warn(
             f"{source}: {short} of {len(lengths)} sequences are shorter than seq_len={seq_len} "
             "steps and are not used as references",
-            stacklevel=3,
+            stacklevel=4,  # the env's __init__ (<- ComposeBase._build <- DrumComposeArgs.build)
         )
     names = tuple(getattr(ds, "names", [f"sequences[{i}]" for i in range(len(lengths))]))
     hits = tuple(metrics.as_hits(np.asarray(s)) for s in ds.sequences)
@@ -974,39 +974,3 @@ _RAW_KEYS = tuple(f"{name}/raw" for name in TERMS)
 _NORM_KEYS = tuple(f"{name}/norm" for name in TERMS)
 _CLOSED_KEYS = tuple(f"{name}/closed" for name in TERMS)
 _TERM_KEYS = _RAW_KEYS + _NORM_KEYS + _CLOSED_KEYS
-
-
-def build_config(
-    data: Any,
-    seq_len: int,
-    steps_per_bar: int,
-    bars_per_phrase: int,
-    prompt_bars: int,
-    context_steps: int,
-    sections: Sequence[tuple[int, int]] | None,
-    shaping: str | Shaping,
-    weights: Mapping[str, float] | None,
-    normalize: bool | None,
-    on_error: str = "raise",
-    velocity_levels: int = 0,
-    velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
-) -> tuple[DrumComposeConfig, ReferenceData]:
-    """Validate the env arguments and load the data: the shared constructor of every env.
-
-    With ``velocity_levels > 0`` and no ``velocity_bins``, the bins are chosen from the hits of
-    every reference sequence (:meth:`~dataset.velocity.VelocityBins.from_data`).
-    """
-    resolved = rewards.make_shaping(shaping, weights, normalize)
-    spans = tuple(sections) if sections is not None else None
-    DrumComposeConfig(  # validate the arguments before loading any data
-        seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps, spans, resolved,
-        velocity_levels=velocity_levels, velocity_bins=velocity_bins,
-    )  # fmt: skip
-    ref = load_reference(data, seq_len, steps_per_bar, bars_per_phrase, on_error)
-    if velocity_levels and velocity_bins is None:
-        velocity_bins = VelocityBins.from_data(ref.values or ref.hits, int(velocity_levels))
-    config = DrumComposeConfig(
-        seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps, spans, resolved,
-        ref.hits[0].shape[1], velocity_levels, velocity_bins,
-    )  # fmt: skip
-    return config, ref

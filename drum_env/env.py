@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from dataset.velocity import VelocityBins
 from drum_env import render as _render
+from drum_env.base import RENDER_MODES, DrumComposeArgs, SingleComposeBase, takes_compose_args
 from drum_env.checks import (
     check_actions,
     check_generator_state,
@@ -21,13 +21,12 @@ from drum_env.checks import (
     options_window,
     set_generator_state,
 )
-from drum_env.core import ComposeCore, build_config, terms_info
-from drum_env.rewards import DEFAULT_SHAPING, RunningNormalizer, Shaping
+from drum_env.core import terms_info
 
 __all__ = ["DrumComposeEnv", "check_reset_options"]
 
 
-class DrumComposeEnv(gym.Env):
+class DrumComposeEnv(SingleComposeBase, gym.Env):
     """Compose drums: after a primer taken from a real groove, write one drum step per env step.
 
     ## Description
@@ -102,6 +101,9 @@ class DrumComposeEnv(gym.Env):
 
     ## Arguments
 
+    The fields of :class:`~drum_env.base.DrumComposeArgs`, by keyword or in this order (the
+    vector env and the band take the same):
+
     | argument | default | meaning |
     |---|---|---|
     | ``data`` | ``None`` | ``None`` (built-in corpus), a folder of ``.npz`` files, or a dataset |
@@ -144,48 +146,18 @@ class DrumComposeEnv(gym.Env):
     * v0 (drum-env 0.1.0): initial release.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 8}
 
     STATE_VERSION = 1
     """Version of the :meth:`state_dict` format (the core's has its own)."""
 
-    def __init__(
-        self,
-        data: Any = None,
-        seq_len: int = 128,
-        steps_per_bar: int = 16,
-        bars_per_phrase: int = 4,
-        prompt_bars: int = 2,
-        context_steps: int = 32,
-        sections: Sequence[tuple[int, int]] | None = None,
-        shaping: str | Shaping = DEFAULT_SHAPING,
-        weights: Mapping[str, float] | None = None,
-        normalize: bool | None = None,
-        render_mode: str | None = None,
-        on_error: str = "raise",
-        normalizer: RunningNormalizer | None = None,
-        velocity_levels: int = 0,
-        velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
-    ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                f"got {render_mode!r}"
-            )
-        self.config, self.data = build_config(
-            data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-            sections, shaping, weights, normalize, on_error, velocity_levels, velocity_bins,
-        )  # fmt: skip
-        self.render_mode = render_mode
+    @takes_compose_args
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The env; its arguments: :class:`~drum_env.base.DrumComposeArgs` (see the table)."""
+        self._build(DrumComposeArgs(*args, **kwargs), num_envs=1)
         self.observation_space = self.config.observation_space()
         self.action_space = self.config.action_space()
-        self._core = ComposeCore(self.config, self.data, 1, normalizer)
         self._started = False
-
-    @property
-    def normalizer(self) -> RunningNormalizer:
-        """The running reward normaliser (see :mod:`drum_env.rewards`)."""
-        return self._core.normalizer
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
         """Write one step of the canvas; see the class docstring for rewards and episode end."""
@@ -220,39 +192,6 @@ class DrumComposeEnv(gym.Env):
         self._core.reset(np.array([0]), np.array([window]))
         self._started = True
         return self._get_obs(), self._get_info()
-
-    def render(self) -> str | np.ndarray | None:
-        """Render the canvas: a text grid (``"ansi"``) or a piano-roll image (``"rgb_array"``)."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode=...")
-            return None
-        canvas = self.canvas
-        c = self.config
-        if self.render_mode == "ansi":
-            return _render.render_ansi(
-                canvas, c.steps_per_bar, c.prompt_steps, position=int(self._core.t[0])
-            )
-        return _render.render_rgb(
-            canvas, c.steps_per_bar, c.prompt_steps, position=int(self._core.t[0])
-        )
-
-    def close(self) -> None:
-        """Nothing to release; safe to call more than once."""
-
-    @property
-    def canvas(self) -> np.ndarray:
-        """float32 array (seq_len, num_drums): the primer and what the agent wrote so far.
-
-        Hits as 1; with velocity levels, each hit's velocity.
-        """
-        if self.config.expressive:
-            return self._core.values[0].copy()
-        return self._core.canvas[0].astype(np.float32)
-
-    @property
-    def reference(self) -> np.ndarray:
-        """float32 array (seq_len, num_drums): the hits of the episode's reference window."""
-        return self._core.reference[0].astype(np.float32)
 
     @property
     def take(self) -> np.ndarray:

@@ -10,8 +10,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dataset.velocity import VelocityBins
 from drum_env import render as _render
+from drum_env.base import (
+    RENDER_MODES,
+    ComposeBase,
+    DrumComposeArgs,
+    render_canvas,
+    takes_compose_args,
+)
 from drum_env.checks import (
     check_actions,
     check_generator_state,
@@ -22,13 +28,12 @@ from drum_env.checks import (
     options_window,
     set_generator_state,
 )
-from drum_env.core import ComposeCore, build_config
-from drum_env.rewards import DEFAULT_SHAPING, TERMS, RunningNormalizer, Shaping
+from drum_env.rewards import TERMS
 
 __all__ = ["DrumComposeVectorEnv"]
 
 
-class DrumComposeVectorEnv(VectorEnv):
+class DrumComposeVectorEnv(ComposeBase, VectorEnv):
     """The native vector form of ``DrumCompose-v0``: every sub-env in one numpy batch.
 
     ``gymnasium.make_vec("DrumCompose-v0", num_envs=N, vectorization_mode="vector_entry_point",
@@ -60,56 +65,25 @@ class DrumComposeVectorEnv(VectorEnv):
     """Version of the :meth:`state_dict` format (the core's has its own)."""
 
     metadata = {
-        "render_modes": ["ansi", "rgb_array"],
+        "render_modes": list(RENDER_MODES),
         "render_fps": 8,
         "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        data: Any = None,
-        seq_len: int = 128,
-        steps_per_bar: int = 16,
-        bars_per_phrase: int = 4,
-        prompt_bars: int = 2,
-        context_steps: int = 32,
-        sections: Sequence[tuple[int, int]] | None = None,
-        shaping: str | Shaping = DEFAULT_SHAPING,
-        weights: Mapping[str, float] | None = None,
-        normalize: bool | None = None,
-        render_mode: str | None = None,
-        on_error: str = "raise",
-        normalizer: RunningNormalizer | None = None,
-        velocity_levels: int = 0,
-        velocity_bins: VelocityBins | Mapping[str, Any] | None = None,
-    ) -> None:
+    @takes_compose_args
+    def __init__(self, num_envs: int = 1, *args: Any, **kwargs: Any) -> None:
+        """``num_envs`` sub-envs; the other arguments: :class:`~drum_env.base.DrumComposeArgs`."""
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                f"got {render_mode!r}"
-            )
-        self.config, self.data = build_config(
-            data, seq_len, steps_per_bar, bars_per_phrase, prompt_bars, context_steps,
-            sections, shaping, weights, normalize, on_error, velocity_levels, velocity_bins,
-        )  # fmt: skip
+        self._build(DrumComposeArgs(*args, **kwargs), num_envs=int(num_envs))
         self.num_envs = int(num_envs)
-        self.render_mode = render_mode
         self.single_observation_space = self.config.observation_space()
         self.single_action_space = self.config.action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._core = ComposeCore(self.config, self.data, self.num_envs, normalizer)
         self._rngs: list[np.random.Generator] | None = None
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._started = False
-
-    @property
-    def normalizer(self) -> RunningNormalizer:
-        """The reward normaliser shared by every sub-env."""
-        return self._core.normalizer
 
     @property
     def canvases(self) -> np.ndarray:
@@ -296,11 +270,9 @@ class DrumComposeVectorEnv(VectorEnv):
         """Render every sub-env's canvas (a tuple, one entry per sub-env)."""
         if self.render_mode is None:
             return None
-        c = self.config
-        draw = _render.render_ansi if self.render_mode == "ansi" else _render.render_rgb
         return tuple(
-            draw(self._core.canvas[i].astype(np.float32), c.steps_per_bar, c.prompt_steps,
-                 position=int(self._core.t[i]))
+            render_canvas(self.render_mode, self._core.canvas[i].astype(np.float32), self.config,
+                          int(self._core.t[i]))
             for i in range(self.num_envs)
         )  # fmt: skip
 

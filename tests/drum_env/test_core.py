@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drum_env.core import ComposeCore, build_config
+from drum_env.base import DrumComposeArgs
+from drum_env.core import ComposeCore
 
 SMALL = {"seq_len": 64, "prompt_bars": 1}
 EPISODE = 64 - 16
@@ -23,9 +24,9 @@ NOT_BUFFERS = {
 
 def make_core(num_envs: int = 3, shaping: str = "hierarchical", **kwargs) -> ComposeCore:
     kw = {**SMALL, **kwargs}
-    config, data = build_config(
-        None, kw["seq_len"], 16, 4, kw["prompt_bars"], 32, None, shaping, None, None
-    )
+    config, data = DrumComposeArgs(
+        seq_len=kw["seq_len"], prompt_bars=kw["prompt_bars"], shaping=shaping
+    ).build()
     return ComposeCore(config, data, num_envs)
 
 
