@@ -162,9 +162,9 @@ def test_single_and_vector_env_agree_bit_for_bit():
     n = 3
     venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **SMALL)
     singles = [make() for _ in range(n)]
-    obs_v, _ = venv.reset(seed=0, options={"window": 4})
+    obs_v, info_v = venv.reset(seed=0, options={"window": 4})
     # the vector env draws its own windows; put every single env on the same ones
-    windows = venv.unwrapped._core.window_ids.copy()  # noqa: SLF001
+    windows = info_v["window"]
     obs_s = [e.reset(seed=0, options={"window": int(w)})[0] for e, w in zip(singles, windows)]
     np.testing.assert_array_equal(obs_v["context"], np.stack([o["context"] for o in obs_s]))
     rng = np.random.default_rng(1)
