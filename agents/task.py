@@ -1,4 +1,4 @@
-"""The task spec: the env settings every command shares, declared once, and the validators.
+"""The task and run specs: the settings every command shares, declared once, and the validators.
 
 Every config that builds a ``DrumCompose-v0`` env (:class:`~agents.ppo.PPOConfig`,
 :class:`~agents.pretrain.PretrainConfig`, :class:`~agents.sb3.BaselineConfig`,
@@ -10,6 +10,10 @@ has one name, one default, one docstring and one check everywhere, and
 The defaults are the CPU-sized task the commands train on (4 bars of 16ths, one bar of
 primer, 16 steps of context): smaller than the env's own defaults (``seq_len=128``,
 ``prompt_bars=2``, ``context_steps=32``), which ``gymnasium.make`` keeps.
+
+Beside it, :class:`RunConfig` declares the run settings (``out``, ``seed``, ``device``,
+``threads``, ``amp``, ``progress``, ``resume``, ``force``) once, with one default each; every
+command's config derives from both.
 
 The validators (:func:`check_int`, :func:`check_number`, :func:`check_bool`,
 :func:`check_path`, :func:`check_choice`) raise ``ValueError`` naming the field and the allowed
@@ -25,13 +29,14 @@ ValueError: seq_len must be a multiple of steps_per_bar=16, got 30
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,6 +44,7 @@ from drum_env.rewards import MAX_WEIGHT  # re-exported: the env's one weight bou
 
 __all__ = [
     "TaskConfig",
+    "RunConfig",
     "MAX_WEIGHT",
     "is_int",
     "is_number",
@@ -327,6 +333,94 @@ class TaskConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain Python, safe for JSON and checkpoints (:func:`config_to_dict`)."""
         return config_to_dict(self)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how a command runs: its folder, seed, device, threads, AMP, progress, resume.
+
+    Every command's config derives from this class (and :class:`TaskConfig`), so a run setting
+    has one name, one default, one docstring and one check everywhere. A command that has no
+    use for a setting names it in ``UNUSED_RUN_SETTINGS`` and refuses any value but the default
+    (``drum-env generate --resume`` is an error, not silently ignored).
+
+    The defaults are the ones that serve a user on the machines this project is measured on:
+
+    * ``out``: each command's own folder (``DEFAULT_OUT``: ``runs/ppo``, ``runs/pretrain``, ...),
+      so that two commands never write into one folder by default;
+    * ``seed`` 0;
+    * ``device`` ``auto``: CUDA when available, else the CPU (a GPU user gets it without a
+      flag; a CPU-only machine runs as with ``cpu``);
+    * ``threads`` 1: at the default model size more torch threads gain at most about 1.3x
+      when every core is idle and lose 5-30x while another process keeps a core busy
+      (``benchmarks/results/throughput.md``); the benchmark and the tuner always used 1;
+    * ``amp`` off: at the default model size the casts cost more than they save, bf16 autocast
+      is slower than float32 on CPUs without bf16 units, and float32 repeats bitwise;
+    * ``progress`` on: a run that takes minutes shows how far it is (``--no-progress`` in logs);
+    * ``resume`` and ``force`` off: a run folder that holds a run is refused unless asked.
+    """
+
+    out: str | None = None
+    """The command's output folder; ``None``: the command's own default folder
+    (``runs/<command>``; the benchmark's tables: ``benchmarks/results``)."""
+    seed: int = 0
+    """Seed of the run (model, env resets, action sampling), >= 0."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    threads: int | None = 1
+    """torch intra-op threads while the command runs (restored after); ``None``: leave torch's
+    setting (one per core). Seeded runs repeat bitwise only with the same number of threads."""
+    amp: bool = False
+    """Mixed precision: bfloat16 autocast on CPU, float16 with a ``GradScaler`` on CUDA."""
+    progress: bool = True
+    """Show progress (a bar, or a line per finished unit of work)."""
+    resume: bool = False
+    """Continue the run in ``out`` instead of starting a new one."""
+    force: bool = False
+    """Replace a previous run in ``out`` (its files are deleted) instead of refusing."""
+
+    DEFAULT_OUT: ClassVar[str] = "runs"
+    """The folder that ``out=None`` stands for (each command's config sets its own)."""
+    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    """Run settings the command has no use for: any value but the default is refused."""
+
+    def __post_init__(self) -> None:
+        self._check_run()
+
+    def _check_run(self) -> None:
+        from agents.distributed import check_device
+
+        if self.out is None:
+            object.__setattr__(self, "out", self.DEFAULT_OUT)
+        check_path(self, "out", optional=False)
+        check_int("seed", self.seed, 0)
+        check_device(self.device)
+        check_int("threads", self.threads, 1, optional=True)
+        for name in ("amp", "progress", "resume", "force"):
+            check_bool(name, getattr(self, name))
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        for name in self.UNUSED_RUN_SETTINGS:
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(
+                    f"{name}: {type(self).__name__} has no use for this run setting; leave it "
+                    f"at its default {defaults[name]!r}, got {getattr(self, name)!r}"
+                )
+
+    @contextlib.contextmanager
+    def torch_threads(self) -> Iterator[None]:
+        """Set torch's intra-op threads to ``threads`` inside the block (unless ``None``)."""
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def _plain(value: Any) -> Any:

@@ -13,8 +13,7 @@ maximises it). The reward never judges itself.
 * :func:`open_study`: create or load the study, with the storage and clash checks.
 * :func:`export_best`: the best trial's :class:`~agents.ppo.PPOConfig` as a JSON file that
   ``drum-env train --config FILE`` accepts.
-* :func:`add_arguments`, :func:`config_from_args`, :func:`run_from_args`, :func:`main`: the
-  ``drum-env tune`` command.
+* The ``drum-env tune`` command is :mod:`agents.cli`'s, made from :class:`TuneConfig`.
 
 ## Search space
 
@@ -120,11 +119,19 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from agents.evaluation.heldout import HeldoutConfig
 from agents.storage import open_storage, shown_url
-from agents.task import is_int, is_number
+from agents.task import (
+    RunConfig,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_path,
+    is_int,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -151,17 +158,26 @@ _DIRECTION = "maximize"
 
 
 @dataclass(frozen=True)
-class TuneConfig(HeldoutConfig):
+class TuneConfig(RunConfig, HeldoutConfig):
     """One Optuna study: storage, budget, data, fixed PPO settings and search-space bounds.
 
     The task (its ``shaping`` is the base shaping: it decides the normalisation, and the sampled
     weights replace its weights of ``weight_terms``) and the split come from
     :class:`~agents.heldout.HeldoutConfig`: ``heldout_players`` / ``split_csv`` /
     ``heldout_fraction`` make the *test* part, never read by the tuner (use the benchmark's
-    settings), and ``validation_fraction`` of the rest is validated on. Frozen; validated on
-    construction (errors name the field and the allowed range). Derived
-    values (``batch_size``, ``iterations``, ``storage_url``, ...) are properties.
+    settings), and ``validation_fraction`` of the rest is validated on. The run settings come
+    from :class:`~agents.task.RunConfig`: ``out`` holds the default SQLite file and
+    ``<study_name>/`` (trial runs, best config); trial ``n`` trains with seed ``seed + n``;
+    ``device`` is the trials' training device (evaluation runs on the CPU); ``resume``
+    continues an existing study (without it the study must be new); ``progress`` logs every
+    finished trial (Optuna's INFO log); ``force`` is not used. Frozen; validated on
+    construction with :mod:`agents.task`'s checks (errors name the field and the allowed
+    range). Derived values (``batch_size``, ``iterations``, ``storage_url``, ...) are
+    properties.
     """
+
+    DEFAULT_OUT: ClassVar[str] = "runs/tune"
+    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("force",)
 
     # --- study
     study_name: str = "drum-env"
@@ -169,9 +185,6 @@ class TuneConfig(HeldoutConfig):
     storage: str | None = None
     """An Optuna RDB URL (``postgresql://user:pw@host/db``, ``sqlite:///file.db``, ...);
     ``None``: the SQLite file ``out/<study_name>.db``."""
-    resume: bool = False
-    """Continue an existing study (it must exist and match); without it the study must be
-    new."""
     n_trials: int | None = 20
     """Trials this worker runs (``None``: until ``timeout``); 0 only creates or checks the
     study and exports the best config."""
@@ -204,9 +217,6 @@ class TuneConfig(HeldoutConfig):
     eval_episodes: int = 32
     """Validation episodes per evaluation (>= 2); the ceiling and floors use twice as many
     validation windows."""
-    seed: int = 0
-    """Trial ``n`` trains with seed ``seed + n``."""
-
     validation_fraction: float = 0.25
     """Share of the rest that forms the validation part, in (0, 1)."""
     split_seed: int = 0
@@ -254,104 +264,65 @@ class TuneConfig(HeldoutConfig):
     kl_coef_high: float = 1.0
     """Upper bound of the KL coefficient."""
 
-    # --- system
-    device: str = "cpu"
-    """Training device of the trials (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``);
-    evaluation runs on the CPU."""
-    amp: bool = False
-    """Autocast in training (bf16 on CPU is slower than float32 without bf16 units)."""
-    threads: int = 1
-    """torch threads while the study runs."""
-    out: str = "runs/tune"
-    """Folder of the default SQLite file and of ``<study_name>/`` (trial runs, best config)."""
+    # --- outputs
     best_config: str | None = None
     """Where to write the best trial's PPO config; ``None``: ``out/<study_name>/
     best_config.json``."""
     keep_checkpoints: bool = False
     """Keep every trial's ``checkpoint.pt`` (its ``policy.pt`` is always kept)."""
-    progress: bool = True
-    """Log every finished trial (Optuna's INFO log)."""
 
     def __post_init__(self) -> None:
         self._check_task()
         self._check_heldout()
+        self._check_run()
         for name in ("storage", "pretrained", "best_config"):
-            value = getattr(self, name)
-            if isinstance(value, os.PathLike):
-                object.__setattr__(self, name, os.fspath(value))
-            elif value is not None and (not isinstance(value, str) or not value):
-                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
-        if isinstance(self.out, os.PathLike):
-            object.__setattr__(self, "out", os.fspath(self.out))
-        if not isinstance(self.out, str) or not self.out:
-            raise ValueError(f"out must be a non-empty path, got {self.out!r}")
+            check_path(self, name)
         if not isinstance(self.study_name, str) or not self.study_name.strip():
             raise ValueError(f"study_name must be a non-empty string, got {self.study_name!r}")
         if any(c in self.study_name for c in "/\\") or self.study_name in (".", ".."):
             raise ValueError(f"study_name must not be a path, got {self.study_name!r}")
-        for name in ("resume", "amp", "keep_checkpoints", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        check_bool("keep_checkpoints", self.keep_checkpoints)
 
         # budget first: the most common mistake gets the clearest message
-        batch = self.num_envs * self.num_steps if all(
-            is_int(getattr(self, n)) and getattr(self, n) >= 1 for n in ("num_envs", "num_steps")
-        ) else None  # fmt: skip
-        if not is_int(self.total_timesteps) or self.total_timesteps < 1:
-            raise ValueError(
-                f"total_timesteps must be an integer >= 1 env steps per trial (at least one PPO "
-                f"iteration, num_envs * num_steps = {batch}), got {self.total_timesteps!r}"
-            )
-        minimum = {
-            "eval_every": 1, "seed": 0, "num_envs": 1, "num_steps": 1, "num_minibatches": 1,
-            "n_layers": 1, "n_heads": 1, "threads": 1, "max_failures": 1,
-            "pruner_startup_trials": 0, "pruner_warmup_steps": 0, "hyperband_reduction_factor": 2,
-        }  # fmt: skip
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if not is_int(value) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("num_envs", "num_steps"):
+            check_int(name, getattr(self, name), 1)
+        check_int("total_timesteps", self.total_timesteps, 1)
         if self.total_timesteps < self.batch_size:
             raise ValueError(
                 f"total_timesteps={self.total_timesteps} env steps is less than one PPO "
                 f"iteration (num_envs * num_steps = {self.batch_size})"
             )
-        if self.n_trials is not None and (not is_int(self.n_trials) or self.n_trials < 0):
-            raise ValueError(f"n_trials must be an integer >= 0 or None, got {self.n_trials!r}")
-        if self.timeout is not None and (not is_number(self.timeout) or self.timeout <= 0):
-            raise ValueError(f"timeout must be a number of seconds > 0 or None, got "
-                             f"{self.timeout!r}")  # fmt: skip
+        minimum = {
+            "eval_every": 1, "num_minibatches": 1, "n_layers": 1, "n_heads": 1,
+            "max_failures": 1, "pruner_startup_trials": 0, "pruner_warmup_steps": 0,
+            "hyperband_reduction_factor": 2,
+        }  # fmt: skip
+        for name, low in minimum.items():
+            check_int(name, getattr(self, name), low)
+        check_int("n_trials", self.n_trials, 0, optional=True)
+        check_number("timeout", self.timeout, 0.0, low_open=True, optional=True)
         if self.n_trials is None and self.timeout is None:
             raise ValueError("n_trials and timeout are both None: give at least one of them")
-        for name in ("sampler_seed", "heartbeat_s"):
-            value, low = getattr(self, name), 0 if name == "sampler_seed" else 1
-            if value is not None and (not is_int(value) or value < low):
-                raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
-        if self.pruner not in PRUNERS:
-            raise ValueError(f"pruner must be one of {list(PRUNERS)}, got {self.pruner!r}")
-        value = self.validation_fraction
-        if not is_number(value) or not 0 < value < 1:
-            raise ValueError(f"validation_fraction must be a number in (0, 1), got {value!r}")
+        check_int("sampler_seed", self.sampler_seed, 0, optional=True)
+        check_int("heartbeat_s", self.heartbeat_s, 1, optional=True)
+        check_choice("pruner", self.pruner, PRUNERS)
+        check_number("validation_fraction", self.validation_fraction, 0.0, 1.0, True, True)
 
-        # search space
-        def bounds(stem: str, low_min: float, low_open: bool, high_max: float | None) -> None:
+        # search space: bounds, then low <= high
+        check_number("weight_low", self.weight_low, 0.0)
+        check_number("weight_high", self.weight_high)
+        check_number("lr_low", self.lr_low, 0.0, low_open=True)
+        check_number("lr_high", self.lr_high)
+        check_number("dropout_low", self.dropout_low, 0.0)
+        check_number("dropout_high", self.dropout_high, high=1.0, high_open=True)
+        check_number("ent_coef_low", self.ent_coef_low, 0.0, low_open=True)
+        check_number("ent_coef_high", self.ent_coef_high)
+        check_number("kl_coef_low", self.kl_coef_low, 0.0, low_open=True)
+        check_number("kl_coef_high", self.kl_coef_high)
+        for stem in ("weight", "lr", "dropout", "ent_coef", "kl_coef"):
             lo, hi = getattr(self, f"{stem}_low"), getattr(self, f"{stem}_high")
-            for name, value in ((f"{stem}_low", lo), (f"{stem}_high", hi)):
-                if not is_number(value):
-                    raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if lo < low_min or (low_open and lo == low_min):
-                raise ValueError(f"{stem}_low must be {'>' if low_open else '>='} {low_min}, "
-                                 f"got {lo!r}")  # fmt: skip
-            if high_max is not None and hi >= high_max:
-                raise ValueError(f"{stem}_high must be < {high_max}, got {hi!r}")
             if lo > hi:
                 raise ValueError(f"{stem}_low={lo} must be <= {stem}_high={hi}")
-
-        bounds("weight", 0.0, False, None)
-        bounds("lr", 0.0, True, None)
-        bounds("dropout", 0.0, False, 1.0)
-        bounds("ent_coef", 0.0, True, None)
-        bounds("kl_coef", 0.0, True, None)
         choices = self.d_model_choices
         if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
             raise ValueError(f"d_model_choices must be a sequence of integers, got {choices!r}")
@@ -496,7 +467,8 @@ class TuneConfig(HeldoutConfig):
             ent_coef=float(params["ent_coef"]), kl_coef=float(params.get("kl_coef", 0.0)),
             pretrained=self.pretrained, d_model=int(d_model), n_layers=int(n_layers),
             n_heads=int(n_heads), dropout=float(params["dropout"]), amp=self.amp,
-            device=self.device, seed=int(seed), out=f"runs/tuned/{self.study_name}",
+            device=self.device, threads=self.threads, seed=int(seed),
+            out=f"runs/tuned/{self.study_name}",
         )  # fmt: skip
         values.update(changes)
         return PPOConfig(**values)
@@ -822,7 +794,6 @@ def run_study(config: TuneConfig) -> StudyResult:
         ConnectionError: the storage cannot be reached.
     """
     import optuna
-    import torch
 
     t_start = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=config.sampler_seed)
@@ -847,16 +818,12 @@ def run_study(config: TuneConfig) -> StudyResult:
                         stopped.append(f"{streak[0]} trials in a row failed (max_failures)")
                         study.stop()
 
-                threads = torch.get_num_threads()
-                torch.set_num_threads(config.threads)
-                try:
+                with config.torch_threads():
                     study.optimize(
                         lambda trial: _objective(trial, config, data), n_trials=config.n_trials,
                         timeout=config.timeout, catch=(Exception,), callbacks=[after_trial],
                         gc_after_trial=True,
                     )  # fmt: skip
-                finally:
-                    torch.set_num_threads(threads)
     finally:
         optuna.logging.set_verbosity(verbosity)
 
