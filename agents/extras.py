@@ -13,8 +13,8 @@ __all__ = ["EXTRAS", "COMMAND_EXTRAS", "extra_for"]
 
 EXTRAS = {
     "torch": "train", "stable_baselines3": "train", "tensorboard": "train", "tqdm": "train",
-    "rich": "train", "matplotlib": "train", "pettingzoo": "band", "optuna": "tune",
-    "sqlalchemy": "tune", "psycopg": "postgres", "psycopg2": "postgres",
+    "rich": "train", "matplotlib": "train", "tyro": "train", "pettingzoo": "band",
+    "optuna": "tune", "sqlalchemy": "tune", "psycopg": "postgres", "psycopg2": "postgres",
 }  # fmt: skip
 """The extra that installs each optional dependency (``pip install 'drum-env[EXTRA]'``)."""
 

@@ -391,7 +391,7 @@ class RunConfig:
         self._check_run()
 
     def _check_run(self) -> None:
-        from agents.distributed import check_device
+        from agents.training.distributed import check_device
 
         if self.out is None:
             object.__setattr__(self, "out", self.DEFAULT_OUT)

@@ -421,7 +421,7 @@ def test_row9_a_format2_midi_file_is_refused(tmp_path, capsys):
     path = write_format2(src / "patterns.mid")
     with pytest.raises(ValueError, match=r"patterns.mid is format 2"):
         midi_to_sequence(path)
-    assert main(["convert", str(src), str(tmp_path / "npz"), "--quiet"]) == 2
+    assert main(["convert", str(src), str(tmp_path / "npz"), "--no-progress"]) == 2
     line = error_line(capsys, "convert")
     assert "patterns.mid" in line and "format 2" in line
 
@@ -431,7 +431,7 @@ def test_row17_a_folder_of_only_bad_midi_files_exits_2(tmp_path, capsys):
     src.mkdir()
     for i in range(5):
         (src / f"bad{i}.mid").write_bytes(b"MThd not really")
-    assert main(["convert", str(src), str(tmp_path / "npz"), "--quiet"]) == 2
+    assert main(["convert", str(src), str(tmp_path / "npz"), "--no-progress"]) == 2
     line = error_line(capsys, "convert")
     assert "none of the 5 MIDI file(s)" in line and "bad0.mid" in line and "2 more" in line
 
@@ -444,7 +444,7 @@ def test_row18_other_meters_are_refused_with_their_bar_length(meter, bar, tmp_pa
     odd = write_midi(src / "odd.mid", [(36, s) for s in range(0, 28, 2)], meter=meter)
     assert midi_to_sequence(odd).time_signatures == (meter,)
     out = tmp_path / "npz"
-    assert main(["convert", str(src), str(out), "--quiet"]) == 0
+    assert main(["convert", str(src), str(out), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "skipped" in err and "odd.mid" in err and f"{meter[0]}/{meter[1]}" in err
     assert f"bars are {bar} steps" in err
@@ -491,7 +491,7 @@ def test_row19_a_file_without_a_drum_channel_is_warned_about(tmp_path, capsys):
         warnings.simplefilter("error")  # convert_folder reports it instead of warning
         report = convert_folder(src, tmp_path / "npz")
     assert [p.name for p, _ in report.warned] == ["piano.mid"]
-    assert main(["convert", str(src), str(tmp_path / "npz2"), "--quiet"]) == 0
+    assert main(["convert", str(src), str(tmp_path / "npz2"), "--no-progress"]) == 0
     assert "no drum track" in capsys.readouterr().err
 
 
@@ -504,7 +504,7 @@ def test_row11_convert_into_an_existing_file(tmp_path, capsys):
     write_midi(src / "a.mid", [(36, 0)])
     existing = tmp_path / "existing.txt"
     existing.write_text("x")
-    assert main(["convert", str(src), str(existing), "--quiet"]) == 2
+    assert main(["convert", str(src), str(existing), "--no-progress"]) == 2
     assert "existing.txt is a file" in error_line(capsys, "convert")
 
 

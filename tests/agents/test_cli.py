@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import cli
-from agents.cli import CONFIGS, POSITIONAL, SKIPPED, main, parse_config
+from agents.cli import COMMANDS, CONFIGS, clean_doc, config_class, main, parse_config
 from drum_env.rewards import SHAPINGS
 
 TINY_TRAIN = ["--total-timesteps", "512", "--num-envs", "16", "--num-steps", "32", "--seq-len",
@@ -19,21 +18,22 @@ TINY_TRAIN = ["--total-timesteps", "512", "--num-envs", "16", "--num-steps", "32
 
 
 def _help_entries(text: str) -> dict[str, str]:
-    """Map each option string / positional of an argparse help text to its help, one line."""
+    """Map each option string / positional of a tyro help text to its help, one line."""
     entries: dict[str, str] = {}
     current: list[str] = []
     for line in text.splitlines():
-        m = re.match(r"^  (\S.*?)(?:\s{2,}(\S.*))?$", line)
-        if m and not line.startswith("   "):
-            names = [n.split()[0] for n in m.group(1).split(", ")]
-            current = names
+        if not line.startswith(("│ ", "  ")):  # a box's row (a terminal) or an indented row
+            current = []
+            continue
+        content = line[2:].rstrip().rstrip("│").rstrip()
+        if content and not content.startswith(" "):
+            m = re.match(r"^(\S.*?)(?:\s{2,}(\S.*))?$", content)
+            current = [n.split()[0] for n in m.group(1).split(", ")]
             for n in current:
                 entries[n] = m.group(2) or ""
-        elif line.startswith("    ") and current:
+        elif content and current:
             for n in current:
-                entries[n] = (entries[n] + " " + line.strip()).strip()
-        else:
-            current = []
+                entries[n] = (entries[n] + " " + content.strip()).strip()
     return entries
 
 
@@ -73,21 +73,22 @@ def test_version_of_the_installed_command():
 @pytest.mark.parametrize("command", sorted(CONFIGS))
 def test_help_explains_every_option(command, capsys, wide):
     assert main([command, "--help"]) == 0
-    entries = _help_entries(capsys.readouterr().out)
-    cls = cli._config_class(command)
-    for f in dataclasses.fields(cls):
-        if f.name in SKIPPED.get(command, ()):
-            assert "--" + f.name.replace("_", "-") not in entries
+    out = capsys.readouterr().out
+    entries = _help_entries(out)
+    positional = COMMANDS[command].positional
+    for f in dataclasses.fields(config_class(command)):
+        if (command, f.name) == ("benchmark", "command"):  # filled in with the command line
+            assert "--command" not in entries
             continue
-        key = f.name.upper() if f.name in POSITIONAL.get(command, ()) else (
-            "--" + f.name.replace("_", "-"))  # fmt: skip
+        key = f.name.upper() if f.name in positional else "--" + f.name.replace("_", "-")
         assert key in entries, f"{key} missing from `drum-env {command} --help`"
-        sentence = re.sub(r"\(default: .*\)$", "", entries[key])
+        sentence = re.sub(r"\((default: .*|required)\)$", "", entries[key])
         sentence = re.sub(r"(Each one|One) of: .*$", "", sentence).strip()
         assert len(re.findall(r"[A-Za-z]{2,}", sentence)) >= 2, (key, entries[key])
-        if f.name not in POSITIONAL.get(command, ()):
+        assert "``" not in sentence and ":class:" not in sentence, (key, sentence)
+        if f.name not in positional:
             assert "(default: " in entries[key], (key, entries[key])
-    assert "--config" in entries
+    assert "--config FILE.json" in " ".join(out.split())
 
 
 @pytest.mark.parametrize(("command", "option", "values"), [
@@ -117,18 +118,15 @@ def test_top_level_help_lists_the_commands(capsys):
     assert all(name in out for name in ("convert", "stats", *CONFIGS))
 
 
-def test_docstrings_are_read_from_the_declaring_class():
-    from agents.evaluation.generate import GenerateConfig
-    from agents.training.ppo import PPOConfig
-
-    docs = cli.field_docs(PPOConfig)
-    assert docs["seq_len"].startswith("Steps of an episode's window")  # from TaskConfig
-    assert docs["shaping"].startswith("Reward shaping, a name of drum_env.SHAPINGS;")
-    assert "``" not in docs["shaping"] and "drum_env.rewards.DEFAULT_SHAPING" in docs["shaping"]
-    assert "hierarchical-raw" not in docs["shaping"]
-    assert "unnormalised by default" in cli.field_docs(GenerateConfig)["shaping"]  # redeclared
-    assert cli.clean_doc(":class:`~agents.training.ppo.PPOConfig` and :data:`AGENTS`") == (
-        "PPOConfig and AGENTS")
+def test_docstrings_are_read_from_the_declaring_class(capsys, wide):
+    assert main(["train", "--help"]) == 0
+    docs = _help_entries(capsys.readouterr().out)
+    assert docs["--seq-len"].startswith("Steps of an episode's window")  # from TaskConfig
+    assert docs["--shaping"].startswith("Reward shaping, a name of drum_env.SHAPINGS;")
+    assert "``" not in docs["--shaping"] and "drum_env.rewards.DEFAULT_SHAPING" in docs["--shaping"]
+    assert main(["generate", "--help"]) == 0
+    assert "unnormalised by default" in _help_entries(capsys.readouterr().out)["--shaping"]
+    assert clean_doc(":class:`~agents.ppo.PPOConfig` and :data:`AGENTS`") == "PPOConfig and AGENTS"
 
 
 # ----------------------------------------------------------------------------- bad arguments
@@ -136,29 +134,31 @@ def test_docstrings_are_read_from_the_declaring_class():
 
 @pytest.mark.parametrize(("argv", "named"), [
     (["frobnicate"], "COMMAND"),
-    (["convert"], "midi_dir"),
+    (["convert"], "MIDI_DIR"),
     (["convert", "a", "b", "--pitch-table", "gm"], "--pitch-table"),
     (["stats", "--seq-len", "long"], "--seq-len"),
     (["pretrain", "--epochs", "2.5"], "--epochs"),
     (["train", "--bogus"], "--bogus"),
     (["train", "--shaping", "dense"], "--shaping"),
     (["train", "--reward-norm", "global"], "--reward-norm"),
-    (["train", "--device", "gpu"], "--device"),
+    (["train", "--device", "gpu"], "device"),
     (["train", "--seq-len"], "--seq-len"),
     (["train", "--total", "512"], "--total"),  # no abbreviations
     (["baseline", "--algo", "dqn"], "--algo"),
     (["baseline", "--extra", "{oops"], "--extra"),
     (["generate"], "POLICY"),
     (["generate", "p.pt", "--num", "many"], "--num"),
-    (["benchmark", "--shapings", "sparse,dense"], "--shapings"),
-    (["benchmark", "--agents", "dqn"], "--agents"),
+    (["benchmark", "--shapings", "sparse,dense"], "shapings"),
+    (["benchmark", "--agents", "dqn"], "agents"),
+    (["train", "--normalize", "maybe"], "--normalize"),
+    (["benchmark", "--seeds"], "--seeds"),
     (["benchmark", "--smoke", "--quick"], "--quick"),
     (["tune", "--pruner", "asha"], "--pruner"),
     (["tune", "--n-trials", "some"], "--n-trials"),
 ])  # fmt: skip
 def test_a_bad_argument_is_one_line_and_status_2(argv, named, capsys):
     assert main(argv) == 2
-    line = _one_error_line(capsys, argv[0] if argv[0] in (*CONFIGS, "convert", "stats") else "")
+    line = _one_error_line(capsys, argv[0] if argv[0] in COMMANDS else "")
     assert named in line
 
 
@@ -179,7 +179,7 @@ def test_interrupt_is_status_130(monkeypatch, capsys):
     def interrupted(config):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli._RUN, "train", interrupted)
+    monkeypatch.setattr("agents.training.ppo.train", interrupted)
     assert main(["train"]) == 130
     assert capsys.readouterr().err.strip() == "drum-env train: interrupted"
 
@@ -242,6 +242,12 @@ def test_list_mapping_optional_and_bool_values():
     assert cfg.weight_terms == ("step", "song") and cfg.d_model_choices == (32, 64)
     cfg = parse_config(["train", "--device", "cuda:1", "--normalize"])
     assert cfg.device == "cuda:1" and cfg.normalize is True
+    assert parse_config(["train", "--no-normalize"]).normalize is False
+    assert parse_config(["train", "--normalize", "none"]).normalize is None
+    cfg = parse_config(["benchmark", "--tuned", "none", "--heldout-players", "drummer8,drummer9"])
+    assert cfg.tuned_config is None and cfg.heldout_players == ("drummer8", "drummer9")
+    cfg = parse_config(["train", "--sections", "[[0, 16], [16, 64]]"])
+    assert cfg.sections == ((0, 16), (16, 64))
 
 
 def test_the_same_setting_has_the_same_option_everywhere(capsys, wide):
