@@ -183,6 +183,12 @@ def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     Console().print(table)
 
 
+def _return_rows(result: Any, when: str) -> list[tuple[str, str]]:
+    """The mean episode return and raw song term of a training result, as table rows."""
+    return [(f"mean episode return ({when})", f"{result.mean_episode_return:.3f}"),
+            (f"mean song term, raw ({when})", f"{result.mean_song_raw:.4f}")]  # fmt: skip
+
+
 def run_pretrain(config: Any) -> int:
     """Pretrain and print the result (``drum-env pretrain``)."""
     from agents.training.pretrain import pretrain
@@ -202,12 +208,9 @@ def run_train(config: Any) -> int:
     from agents.training.ppo import train
 
     result = train(config)
-    _print_rows("PPO training", [
-        ("policy", str(result.policy_path)), ("checkpoint", str(result.checkpoint_path)),
-        ("env steps", str(result.global_step)), ("iterations", str(result.iterations)),
-        ("mean episode return (last iterations)", f"{result.mean_episode_return:.3f}"),
-        ("mean song term, raw (last iterations)", f"{result.mean_song_raw:.4f}"),
-    ])  # fmt: skip
+    rows = [("policy", str(result.policy_path)), ("checkpoint", str(result.checkpoint_path)),
+            ("env steps", str(result.global_step)), ("iterations", str(result.iterations))]
+    _print_rows("PPO training", rows + _return_rows(result, "last iterations"))
     return 0
 
 
@@ -216,11 +219,8 @@ def run_baseline(config: Any) -> int:
     from agents.baselines.sb3 import train_baseline
 
     result = train_baseline(config)
-    _print_rows(f"Stable-Baselines3 {config.algo}", [
-        ("model", str(result.model_path)), ("env steps", str(result.global_step)),
-        ("mean episode return (evaluation)", f"{result.mean_episode_return:.3f}"),
-        ("mean song term, raw (evaluation)", f"{result.mean_song_raw:.4f}"),
-    ])  # fmt: skip
+    rows = [("model", str(result.model_path)), ("env steps", str(result.global_step))]
+    _print_rows(f"Stable-Baselines3 {config.algo}", rows + _return_rows(result, "evaluation"))
     return 0
 
 

@@ -1,10 +1,10 @@
 """The task and run specs: the settings every command shares, declared once, and the validators.
 
-Every config that builds a ``DrumCompose-v0`` env (:class:`~agents.ppo.PPOConfig`,
-:class:`~agents.pretrain.PretrainConfig`, :class:`~agents.sb3.BaselineConfig`,
-:class:`~agents.tune.TuneConfig`, :class:`~agents.benchmark.BenchmarkConfig`,
-:class:`~agents.generate.GenerateConfig`) derives from :class:`TaskConfig`, so a task setting
-has one name, one default, one docstring and one check everywhere, and
+Every config that builds a ``DrumCompose-v0`` env (:class:`~agents.training.ppo.PPOConfig`,
+:class:`~agents.training.pretrain.PretrainConfig`, :class:`~agents.baselines.sb3.BaselineConfig`,
+:class:`~agents.tune.TuneConfig`, :class:`~agents.evaluation.benchmark.BenchmarkConfig`,
+:class:`~agents.evaluation.generate.GenerateConfig`) derives from :class:`TaskConfig`, so a
+task setting has one name, one default, one docstring and one check everywhere, and
 :meth:`TaskConfig.env_kwargs` is the only place that turns it into the env's arguments.
 
 The defaults are the CPU-sized task the commands train on (4 bars of 16ths, one bar of

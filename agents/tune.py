@@ -13,6 +13,8 @@ maximises it). The reward never judges itself.
 * :func:`open_study`: create or load the study, with the storage and clash checks.
 * :func:`export_best`: the best trial's :class:`~agents.ppo.PPOConfig` as a JSON file that
   ``drum-env train --config FILE`` accepts.
+* :func:`objective` (one trial: :func:`suggest`, train, :func:`validation_score`) and
+  :func:`make_pruner`: the pieces :func:`run_study` runs, public so that tests can replace them.
 * The ``drum-env tune`` command is :mod:`agents.cli`'s, made from :class:`TuneConfig`.
 
 ## Search space
@@ -145,6 +147,11 @@ __all__ = [
     "run_study",
     "open_study",
     "export_best",
+    "TrialData",
+    "suggest",
+    "objective",
+    "validation_score",
+    "make_pruner",
 ]
 
 PRUNERS: tuple[str, ...] = ("median", "hyperband", "none")
@@ -603,7 +610,9 @@ def open_study(
 # ----------------------------------------------------------------------------- data
 
 
-class _Data(NamedTuple):
+class TrialData(NamedTuple):
+    """What every trial of a worker shares: its split of the data and the validation set-up."""
+
     train_dir: Path  # the tuner's training part (npz folder)
     heldout: Any  # agents.heldout.HeldoutConfig of the validation evaluation
     env_kwargs: dict[str, Any]  # DrumCompose-v0 kwargs on the validation part
@@ -612,7 +621,7 @@ class _Data(NamedTuple):
 
 
 @contextlib.contextmanager
-def _prepared_data(config: TuneConfig) -> Iterator[_Data]:
+def _prepared_data(config: TuneConfig) -> Iterator[TrialData]:
     """Split the data (test | train | validation) into a folder of this worker; remove it after.
 
     Uses :mod:`agents.heldout`'s split and evaluation, so the test part is the benchmark's
@@ -637,7 +646,7 @@ def _prepared_data(config: TuneConfig) -> Iterator[_Data]:
         except ValueError as exc:
             raise ValueError(f"validation split: {exc}") from None
         arch = _pretrained_arch(config) if config.pretrained is not None else None
-        yield _Data(inner.train_dir, inner_config, config.env_kwargs(validation), ref, arch)
+        yield TrialData(inner.train_dir, inner_config, config.env_kwargs(validation), ref, arch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -660,7 +669,7 @@ def _pretrained_arch(config: TuneConfig) -> tuple[int, int, int]:
 # ----------------------------------------------------------------------------- objective
 
 
-def _suggest(trial: optuna.Trial, config: TuneConfig, data: _Data) -> dict[str, Any]:
+def suggest(trial: optuna.Trial, config: TuneConfig, data: TrialData) -> dict[str, Any]:
     """Sample one point of the search space (see the module docstring's table)."""
     params: dict[str, Any] = {}
     for term in config.weight_terms or ():
@@ -678,7 +687,7 @@ def _suggest(trial: optuna.Trial, config: TuneConfig, data: _Data) -> dict[str, 
     return params
 
 
-def _validation_score(data: _Data, policy: Any, seed: int) -> dict[str, float]:
+def validation_score(data: TrialData, policy: Any, seed: int) -> dict[str, float]:
     """Score ``policy`` on the validation episodes (:func:`agents.heldout.evaluate`).
 
     Returns:
@@ -691,14 +700,14 @@ def _validation_score(data: _Data, policy: Any, seed: int) -> dict[str, float]:
     return evaluate(policy_fn(policy, seed=seed), data.heldout, data.env_kwargs, data.reference)
 
 
-def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
+def objective(trial: optuna.Trial, config: TuneConfig, data: TrialData) -> float:
     """Train one trial, reporting validation scores; returns the final validation headline."""
     import optuna
 
     from agents.evaluation.rollout import load_any_policy
     from agents.training.ppo import train
 
-    params = _suggest(trial, config, data)
+    params = suggest(trial, config, data)
     seed = config.seed + trial.number
     out = config.study_dir / f"trial_{trial.number:05d}"
     shutil.rmtree(out, ignore_errors=True)  # a leftover of an earlier study of the same name
@@ -728,7 +737,7 @@ def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
         done = int(metrics["iteration"]) - 1  # the checkpoint on disk is iteration i - 1's
         if done >= 1 and done % every == 0 and done < iterations:
             policy = load_any_policy(checkpoint)
-            score = _validation_score(data, policy, seed)["headline"]
+            score = validation_score(data, policy, seed)["headline"]
             trial.report(score, done * batch)
             if trial.should_prune():
                 pruned_at.append(done * batch)
@@ -744,7 +753,7 @@ def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
         if pruned_at:
             raise optuna.TrialPruned(f"pruned after {pruned_at[0]} env steps")
         try:
-            row = _validation_score(data, result.policy.cpu(), seed)
+            row = validation_score(data, result.policy.cpu(), seed)
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
             raise
@@ -758,7 +767,8 @@ def _objective(trial: optuna.Trial, config: TuneConfig, data: _Data) -> float:
             checkpoint.unlink(missing_ok=True)
 
 
-def _make_pruner(config: TuneConfig):  # -> optuna.pruners.BasePruner
+def make_pruner(config: TuneConfig):  # -> optuna.pruners.BasePruner
+    """The study's Optuna pruner (``config.pruner``; see the module docstring)."""
     import optuna
 
     if config.pruner == "median":
@@ -797,7 +807,7 @@ def run_study(config: TuneConfig) -> StudyResult:
 
     t_start = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=config.sampler_seed)
-    pruner = _make_pruner(config)
+    pruner = make_pruner(config)
     ran: list[int] = []
     stopped: list[str] = []
     verbosity = optuna.logging.get_verbosity()
@@ -820,7 +830,7 @@ def run_study(config: TuneConfig) -> StudyResult:
 
                 with config.torch_threads():
                     study.optimize(
-                        lambda trial: _objective(trial, config, data), n_trials=config.n_trials,
+                        lambda trial: objective(trial, config, data), n_trials=config.n_trials,
                         timeout=config.timeout, catch=(Exception,), callbacks=[after_trial],
                         gc_after_trial=True,
                     )  # fmt: skip

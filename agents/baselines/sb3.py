@@ -19,14 +19,15 @@ unpickle the zip (see :mod:`agents.baselines.sb3_load`).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from agents.baselines.sb3_load import VELOCITY_BINS_FILE, sb3_settings, write_sidecar
 from agents.evaluation.rollout import rollout_episodes, sb3_policy_fn
-from agents.task import TaskConfig, check_bool, check_choice, check_int, check_number, check_path
+from agents.task import RunConfig, TaskConfig, check_bool, check_choice, check_int, check_number
 from agents.training.runs import RunLock, prepare_run_dir, write_json
 from dataset.io import atomic_write
 
@@ -40,11 +41,18 @@ ALGOS = ("ppo", "a2c")
 
 
 @dataclass(frozen=True)
-class BaselineConfig(TaskConfig):
+class BaselineConfig(RunConfig, TaskConfig):
     """A Stable-Baselines3 run on DrumCompose-v0. Frozen, validated.
 
-    The task settings come from :class:`~agents.task.TaskConfig`.
+    The task settings come from :class:`~agents.task.TaskConfig`, the run settings from
+    :class:`~agents.task.RunConfig`: ``out`` holds ``config.json``, ``model.zip`` and ``tb/``;
+    ``seed`` seeds SB3 (``set_random_seed``) and the env resets; ``progress`` shows SB3's
+    progress bar; SB3 trains on the CPU with torch's own threads, so ``device``, ``threads``,
+    ``amp`` and ``resume`` are not used.
     """
+
+    DEFAULT_OUT: ClassVar[str] = "runs/sb3"
+    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("device", "threads", "amp", "resume")
 
     algo: str = "ppo"
     """``ppo`` or ``a2c`` (SB3 supports MultiBinary actions with these two only)."""
@@ -59,35 +67,25 @@ class BaselineConfig(TaskConfig):
     """Adam (PPO) / RMSprop (A2C) learning rate."""
     ent_coef: float = 0.01
     """Entropy bonus coefficient, >= 0."""
-    seed: int = 0
-    """Seeds SB3 (``set_random_seed``) and the env resets."""
     eval_every: int = 5_000
     """Env steps between evaluations; 0 disables the callback."""
     eval_episodes: int = 8
     """Episodes per evaluation."""
-    out: str = "runs/sb3"
-    """Run folder: ``config.json``, ``model.zip`` and ``tb/``."""
-    force: bool = False
-    """Replace a previous run in ``out`` (its files are deleted) instead of refusing."""
     tensorboard: bool = True
     """Write TensorBoard logs under ``out/tb``."""
-    progress: bool = False
-    """Show SB3's progress bar."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further keyword arguments of the SB3 algorithm, as JSON (``'{"gae_lambda": 0.9}'``)."""
 
     def __post_init__(self) -> None:
         self._check_task()
+        self._check_run()
         check_choice("algo", self.algo, ALGOS)
         for name in ("num_envs", "total_timesteps", "num_steps", "eval_episodes"):
             check_int(name, getattr(self, name), 1)
         check_int("eval_every", self.eval_every, 0)
-        check_int("seed", self.seed, 0)
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("ent_coef", self.ent_coef, 0.0)
-        check_path(self, "out", optional=False)
-        for name in ("tensorboard", "progress", "force"):
-            check_bool(name, getattr(self, name))
+        check_bool("tensorboard", self.tensorboard)
         extra = self.extra
         if isinstance(extra, str):
             try:
@@ -223,8 +221,10 @@ def _train_baseline(config: BaselineConfig) -> BaselineResult:
     callback = DrumEvalCallback(config.env_kwargs(velocity_bins=bins), config.eval_every,
                                 config.eval_episodes, config.seed)  # fmt: skip
     # A2C updates every num_steps * num_envs steps: log every 10 of them (SB3's default: 100)
-    model.learn(config.total_timesteps, callback=callback, progress_bar=config.progress,
-                log_interval=1 if config.algo == "ppo" else 10)  # fmt: skip
+    with warnings.catch_warnings():  # SB3's bar is tqdm.rich, which warns that it is "alpha"
+        warnings.filterwarnings("ignore", message="rich is experimental/alpha")
+        model.learn(config.total_timesteps, callback=callback, progress_bar=config.progress,
+                    log_interval=1 if config.algo == "ppo" else 10)  # fmt: skip
     evals = callback.evaluations
     final = evals[-1] if evals and evals[-1]["step"] == model.num_timesteps else None
     final = final or callback.evaluate()

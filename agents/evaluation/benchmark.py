@@ -81,7 +81,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -106,7 +106,7 @@ from agents.evaluation.heldout import (
     write_split,
 )
 from agents.evaluation.heldout import reference as reference_players
-from agents.task import check_bool, check_int, check_number, check_path
+from agents.task import RunConfig, check_int, check_number, check_path
 from agents.training.runs import write_json
 
 __all__ = [
@@ -134,14 +134,22 @@ _PRETRAIN_S_PER_STEP = 0.05
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig(HeldoutConfig):
+class BenchmarkConfig(RunConfig, HeldoutConfig):
     """One benchmark: the grid, the budgets, the data and where to write. Frozen, validated.
 
     The task and the held-out evaluation settings come from
     :class:`~agents.evaluation.heldout.HeldoutConfig`; the task's ``shaping`` (and ``weights``) is
-    the reward under which the players that do not train (``random``) report their return. Build
-    one by hand, or from a budget with :meth:`preset`.
+    the reward under which the players that do not train (``random``) report their return. The
+    run settings come from :class:`~agents.task.RunConfig`: ``out`` is the folder of
+    ``shapings.{csv,md,png,json}``; ``threads`` and ``amp`` apply to the custom PPO and
+    pretraining (all runs train on the CPU); ``resume`` keeps the finished cells of
+    ``out/shapings.csv`` and runs only the others; ``progress`` shows a bar over the runs and
+    one line per finished run; ``seed`` (``seeds`` seed the runs), ``device`` and ``force`` are
+    not used. Build one by hand, or from a budget with :meth:`preset`.
     """
+
+    DEFAULT_OUT: ClassVar[str] = "benchmarks/results"
+    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "device", "force")
 
     shapings: tuple[str, ...] = DEFAULT_SHAPINGS
     """Shapings to train with, names of :data:`SHAPING_NAMES` (default
@@ -180,24 +188,15 @@ class BenchmarkConfig(HeldoutConfig):
     """Envs of SB3's DummyVecEnv."""
     sb3_num_steps: int = 64
     """SB3 rollout length per env (SB3's ``n_steps``)."""
-    amp: bool = False
-    """Autocast (bf16 on CPU) in the custom PPO and pretraining."""
-    threads: int = 1
-    """torch threads during the benchmark."""
-    out: str = "benchmarks/results"
-    """Folder of ``shapings.{csv,md,png,json}``."""
     work: str = "runs/benchmark"
     """Folder of the split, the pretrained policies and every run's checkpoints."""
-    resume: bool = False
-    """Keep the finished cells of ``out/shapings.csv`` and run only the others."""
-    progress: bool = True
-    """Show a progress bar over the runs and one line per finished run."""
     command: str | None = None
     """The command line recorded in the report (``None``: the config is shown instead)."""
 
     def __post_init__(self) -> None:
         self._check_task()
         self._check_heldout()
+        self._check_run()
         for name in ("shapings", "agents", "seeds"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
@@ -217,11 +216,9 @@ class BenchmarkConfig(HeldoutConfig):
             check_int("seeds", s, 0)
         check_int("pretrain_patience", self.pretrain_patience, 1, optional=True)
         for name in ("total_timesteps", "eval_points", "ppo_num_envs", "ppo_num_steps",
-                     "pretrain_steps", "sb3_num_envs", "sb3_num_steps", "threads"):
+                     "pretrain_steps", "sb3_num_envs", "sb3_num_steps"):
             check_int(name, getattr(self, name), 1)  # fmt: skip
         check_number("kl_coef", self.kl_coef, 0.0)
-        for name in ("amp", "resume", "progress"):
-            check_bool(name, getattr(self, name))
         if any(a in PPO_AGENTS for a in self.agents):
             batch = self.ppo_num_envs * self.ppo_num_steps
             if self.total_timesteps < batch:
@@ -232,7 +229,6 @@ class BenchmarkConfig(HeldoutConfig):
         check_path(self, "tuned_config")
         if self.command is not None and not isinstance(self.command, str):
             raise ValueError(f"command must be a string or None, got {self.command!r}")
-        check_path(self, "out", optional=False)
         check_path(self, "work", optional=False)
         if self.tuned_config is not None:
             self.tuned_reward()  # readable and valid, or a ValueError naming tuned_config
@@ -338,7 +334,8 @@ class BenchmarkConfig(HeldoutConfig):
 
     def result_fields(self) -> dict[str, Any]:
         """The fields that decide the numbers (a resumed run must match them)."""
-        skip = {"out", "work", "resume", "progress", "command", "seeds", "shapings", "agents"}
+        skip = {"out", "work", "resume", "progress", "command", "seeds", "shapings", "agents",
+                *self.UNUSED_RUN_SETTINGS}
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         if self.tuned_config is not None:  # absent otherwise: earlier records stay resumable
             shaping, weights = self.tuned_reward()
@@ -473,7 +470,8 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     )  # fmt: skip
     cfg = PretrainConfig(
         **{**c.task_fields(), "data": str(parts.train_dir)}, epochs=10_000,
-        max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device="cpu", out=str(root / "run"),
+        max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device="cpu", threads=c.threads,
+        out=str(root / "run"),
         val_data=str(parts.heldout_dir), patience=c.pretrain_patience, log_every=100, force=True,
         progress=False,
     )  # fmt: skip
@@ -517,7 +515,8 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
            "weights": weights}, reward_norm=reward_norm, learn_weights=shaping == "learned",
         num_envs=c.ppo_num_envs, num_steps=c.ppo_num_steps, total_timesteps=c.total_timesteps,
         kl_coef=c.kl_coef if pretrained else 0.0, pretrained=pretrained, amp=c.amp,
-        policy_kind=kind, device="cpu", seed=seed, out=str(_run_dir(c, shaping, agent, seed)),
+        policy_kind=kind, device="cpu", threads=c.threads, seed=seed,
+        out=str(_run_dir(c, shaping, agent, seed)),
         checkpoint_every=every, force=True, progress=False, tensorboard=False,
     )  # fmt: skip
 
@@ -689,7 +688,6 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
 
 
 def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
-    import torch
     from tqdm.auto import tqdm
 
     from dataset.metrics import as_hits
@@ -759,10 +757,8 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
         f"cores (ceiling {reference.headline['ceiling'][0]:.3f}, density-matched floor "
         f"{reference.headline['density_random'][0]:.3f})"
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
     ran = 0
-    try:
+    with config.torch_threads():
         bar = tqdm(total=len(todo), unit="run", disable=not config.progress, dynamic_ncols=True)
         for shaping, agent, seed in todo:
             bar.set_description(f"{shaping}/{agent}/seed{seed}")
@@ -779,8 +775,6 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
             bar.update(1)
             report.write_reports(config, ctx_info, rows, ctx.notes, plot=False)
         bar.close()
-    finally:
-        torch.set_num_threads(threads)
     summary = report.write_reports(config, ctx_info, rows, ctx.notes, plot=True)
     return BenchmarkResult(
         csv_path, out / "shapings.md", out / "shapings.png", out / "shapings.json", rows,

@@ -503,8 +503,9 @@ def write_reports(
     md = out / "shapings.md"
     md.write_text(markdown(config, ctx_info, rows, summary), encoding="utf-8")
     payload = {
-        "config": dataclasses.asdict(config), **ctx_info, "summary": summary, "rows": list(rows),
-        "notes": dict(notes),
+        "config": {k: v for k, v in dataclasses.asdict(config).items()
+                   if k not in config.UNUSED_RUN_SETTINGS},
+        **ctx_info, "summary": summary, "rows": list(rows), "notes": dict(notes),
     }  # fmt: skip
     (out / "shapings.json").write_text(
         json.dumps(payload, indent=1, default=json_default, allow_nan=True), encoding="utf-8"

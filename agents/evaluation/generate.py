@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from agents.evaluation.rollout import Rollouts, load_any_policy, policy_fn, rollout_episodes
 from agents.policies.compat import check_policy_fits
-from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
+from agents.task import RunConfig, TaskConfig, check_bool, check_int, check_number, check_path
 from agents.training.runs import RunDirError, RunLock, write_json
 from dataset.io import MAX_BPM, MIN_BPM
 
@@ -37,7 +37,7 @@ _TAKE_SUFFIXES = (".mid", ".npz", ".png")
 
 
 @dataclass(frozen=True)
-class GenerateConfig(TaskConfig):
+class GenerateConfig(RunConfig, TaskConfig):
     """Takes composed by one policy: the task, the policy file, how many takes and where. Frozen.
 
     The task settings come from :class:`~agents.task.TaskConfig`, except that
@@ -45,8 +45,18 @@ class GenerateConfig(TaskConfig):
     the policy file's own values (read on construction when any of them is ``None``) and
     ``shaping`` defaults to ``aligned-raw``, so the returns of different policies share one
     scale. A policy with velocity levels plays in envs built with its own velocity bins, so the
-    takes' velocities are the levels it learned.
+    takes' velocities are the levels it learned. The run settings come from
+    :class:`~agents.task.RunConfig`: ``out`` is the folder of the takes (``take{i}.mid``,
+    ``take{i}.npz``, ``take{i}.png`` and ``summary.json``; a folder that already holds takes is
+    refused unless ``force``, which replaces them); ``seed`` seeds the episodes (which primers
+    are drawn) and the sampling of the actions; the policy plays on the CPU with torch's own
+    threads, so ``device``, ``threads``, ``amp``, ``progress`` and ``resume`` are not used.
     """
+
+    DEFAULT_OUT: ClassVar[str] = "runs/generate"
+    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = (
+        "device", "threads", "amp", "progress", "resume",
+    )  # fmt: skip
 
     context_steps: int | None = None
     """Steps of the canvas the observation shows; ``None``: the policy file's (any length up to
@@ -64,13 +74,8 @@ class GenerateConfig(TaskConfig):
     policy: str = field(kw_only=True)
     """The policy: a ``policy.pt`` (``drum-env pretrain`` or ``train``) or a PPO
     ``checkpoint.pt``."""
-    out: str = "runs/generate"
-    """Folder of the takes: ``take{i}.mid``, ``take{i}.npz``, ``take{i}.png`` and
-    ``summary.json``; a folder that already holds takes is refused unless ``force``."""
     num: int = 4
     """Number of takes (episodes played side by side)."""
-    seed: int = 0
-    """Seeds the episodes (which primers are drawn) and the sampling of the actions."""
     deterministic: bool = False
     """Hit when the policy's probability is > 0.5 instead of sampling."""
     bpm: float | None = None
@@ -79,8 +84,6 @@ class GenerateConfig(TaskConfig):
     wav: bool = False
     """Also render each take as ``take{i}.wav`` with the built-in drum kit (no MIDI synth
     needed)."""
-    force: bool = False
-    """Replace the takes already in ``out`` (their files are deleted) instead of refusing."""
 
     def __post_init__(self) -> None:
         check_path(self, "policy", optional=False)
@@ -90,11 +93,9 @@ class GenerateConfig(TaskConfig):
             for name in missing:
                 object.__setattr__(self, name, getattr(own, name))
         self._check_task()
-        check_path(self, "out", optional=False)
+        self._check_run()
         check_int("num", self.num, 1)
-        check_int("seed", self.seed, 0)
         check_bool("deterministic", self.deterministic)
-        check_bool("force", self.force)
         check_bool("wav", self.wav)
         check_number("bpm", self.bpm, MIN_BPM, MAX_BPM, optional=True)
 

@@ -100,7 +100,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -116,6 +116,7 @@ from agents.policies.policy import (
     save_policy,
 )
 from agents.task import (
+    RunConfig,
     TaskConfig,
     check_bool,
     check_choice,
@@ -133,7 +134,6 @@ from agents.training.distributed import (
     Dist,
     all_reduce,
     barrier,
-    check_device,
     gather_to_main,
     resolve_device,
     setup_distributed,
@@ -214,13 +214,18 @@ field resumes as if it held this value."""
 
 
 @dataclass(frozen=True)
-class PPOConfig(TaskConfig):
+class PPOConfig(RunConfig, TaskConfig):
     """One PPO run on ``DrumCompose-v0``. Frozen; validated on construction.
 
     The task settings (``data``, ``seq_len``, ..., ``shaping``, ``weights``) come from
-    :class:`~agents.task.TaskConfig`. Change fields with :func:`update_config`. Derived sizes
-    (``batch_size``, ``minibatch_size``, ``num_iterations``) are properties. Errors name the
-    field and its allowed range. Names follow CleanRL's ``ppo.py`` where it has one.
+    :class:`~agents.task.TaskConfig`, the run settings from :class:`~agents.task.RunConfig`:
+    ``out`` holds ``config.json``, ``checkpoint.pt``, ``policy.pt`` and ``tb/``; ``seed`` seeds
+    the model, the env resets (``seed + rank * num_envs``) and the generators; under DDP on
+    CUDA each rank uses ``cuda:LOCAL_RANK``; ``resume`` continues the run in ``out`` from its
+    ``checkpoint.pt``; ``progress`` shows a bar of env steps. Change fields with
+    :func:`update_config`. Derived sizes (``batch_size``, ``minibatch_size``,
+    ``num_iterations``) are properties. Errors name the field and its allowed range. Names
+    follow CleanRL's ``ppo.py`` where it has one.
     """
 
     # --- reward
@@ -309,9 +314,6 @@ class PPOConfig(TaskConfig):
     the episode stands; the only critic before 0.4)."""
 
     # --- system
-    amp: bool = False
-    """Mixed precision: bfloat16 autocast on CPU, float16 with a GradScaler on CUDA. Off by
-    default: at this model size the casts cost more than they save."""
     compile: bool = False
     """Run the PPO update's forward and backward passes through ``torch.compile`` (inductor;
     on CPU it needs a C++ compiler). The Transformer's update runs 1.07-1.3x faster on CPU
@@ -319,41 +321,22 @@ class PPOConfig(TaskConfig):
     gains (``benchmarks/results/speed_limits.md``). The rollout and the saved policy are
     unchanged; the compiled kernels round differently, so a run repeats (and resumes) bitwise
     only with the same setting."""
-    device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; under DDP on CUDA each
-    rank uses ``cuda:LOCAL_RANK``."""
-    threads: int | None = None
-    """torch intra-op threads during the iterations (restored after); ``None``: leave torch's
-    setting (one per core by default). On CPU, 1 is the safe choice for the default model: more
-    threads gain at most about 1.3x on large minibatches when every core is idle, and lose
-    5-30x while another process keeps a core busy (``benchmarks/results/throughput.md``).
-    Seeded runs repeat bitwise only with the same number of threads."""
-    seed: int = 0
-    """Seeds the model, the env resets (``seed + rank * num_envs``) and the generators."""
-    out: str = "runs/ppo"
-    """Run folder: ``config.json``, ``checkpoint.pt``, ``policy.pt`` and ``tb/``."""
     checkpoint_every: int = 10
     """Iterations between checkpoints (one is also written at the end)."""
-    resume: bool = False
-    """Continue the run in ``out`` from its ``checkpoint.pt``."""
-    force: bool = False
-    """Replace a previous run in ``out`` (its files are deleted) instead of refusing."""
-    progress: bool = True
-    """Show a progress bar (env steps)."""
     tensorboard: bool = True
     """Write TensorBoard scalars under ``out/tb``."""
 
+    DEFAULT_OUT: ClassVar[str] = "runs/ppo"
+
     def __post_init__(self) -> None:
         self._check_task()
+        self._check_run()
         check_path(self, "pretrained")
-        check_path(self, "out", optional=False)
         for name in ("num_envs", "num_steps", "total_timesteps", "num_minibatches",
                      "update_epochs", "d_model", "n_layers", "n_heads", "checkpoint_every"):
             check_int(name, getattr(self, name), 1)  # fmt: skip
-        check_int("seed", self.seed, 0)
-        check_int("threads", self.threads, 1, optional=True)
-        for name in ("learn_weights", "anneal_lr", "norm_adv", "clip_vloss", "amp", "compile",
-                     "resume", "force", "progress", "tensorboard"):  # fmt: skip
+        for name in ("learn_weights", "anneal_lr", "norm_adv", "clip_vloss", "compile",
+                     "tensorboard"):  # fmt: skip
             check_bool(name, getattr(self, name))
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("weights_lr", self.weights_lr, 0.0, low_open=True)
@@ -367,7 +350,6 @@ class PPOConfig(TaskConfig):
         check_number("dropout", self.dropout, 0.0, 1.0, high_open=True)
         check_number("init_hit_rate", self.init_hit_rate, 0.0, 1.0, True, True)
         check_number("target_kl", self.target_kl, 0.0, low_open=True, optional=True)
-        check_device(self.device)
         check_choice("reward_norm", self.reward_norm, REWARD_NORMS)
         check_choice("policy_kind", self.policy_kind, POLICY_KINDS)
         check_choice("critic", self.critic, CRITICS)

@@ -51,7 +51,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -59,8 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from agents.policies.policy import DrumPolicy, PolicyConfig, save_policy
-from agents.task import TaskConfig, check_bool, check_int, check_number, check_path
-from agents.training.distributed import check_device
+from agents.task import RunConfig, TaskConfig, check_bool, check_int, check_number, check_path
 from agents.training.runs import RunLock, prepare_run_dir
 from dataset.velocity import VelocityBins
 
@@ -76,15 +75,22 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class PretrainConfig(TaskConfig):
+class PretrainConfig(RunConfig, TaskConfig):
     """Everything that defines a pretraining run. Validated on construction.
 
     The task settings come from :class:`~agents.task.TaskConfig` (pretraining reads ``data``,
     ``seq_len``, ``steps_per_bar``, ``bars_per_phrase``, ``prompt_bars``, ``context_steps`` and
     ``velocity_levels``; the reward settings are accepted so that ``pretrain`` and ``train`` take
-    the same flags, and unused).
+    the same flags, and unused). The run settings come from :class:`~agents.task.RunConfig`:
+    ``out`` holds ``config.json``, ``policy.pt`` and ``tb/``; ``seed`` seeds the
+    initialisation, dropout, shuffling and phase offsets; ``threads`` and ``device`` are the
+    torch threads and device of the run; ``amp`` autocasts to bf16 on CPU, fp16 with a
+    ``GradScaler`` on CUDA; ``resume`` is not used (a pretraining run starts afresh).
     Use the env's ``seq_len``: the target features then describe windows of the same length.
     """
+
+    DEFAULT_OUT: ClassVar[str] = "runs/pretrain"
+    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("resume",)
 
     batch_size: int = 64
     """Windows per optimiser step."""
@@ -108,22 +114,10 @@ class PretrainConfig(TaskConfig):
     """Attention heads."""
     dropout: float = 0.1
     """Dropout during pretraining, in [0, 1); the saved policy has dropout 0."""
-    seed: int = 0
-    """Seed of the initialisation, dropout, shuffling and phase offsets."""
-    device: str = "cpu"
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
-    amp: bool = True
-    """Mixed precision: bf16 autocast on CPU, fp16 autocast with a ``GradScaler`` on CUDA."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (> 0)."""
-    out: str = "runs/pretrain"
-    """Run folder: ``config.json``, ``policy.pt`` and ``tb/``."""
-    force: bool = False
-    """Replace a previous run in ``out`` (its files are deleted) instead of refusing."""
     log_every: int = 50
     """Optimiser steps between TensorBoard points (means over those steps)."""
-    progress: bool = True
-    """Show a progress bar."""
     max_steps: int | None = None
     """Stop after this many optimiser steps (``None``: run all epochs)."""
     phase_offsets: bool = True
@@ -139,10 +133,9 @@ class PretrainConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         self._check_task()
-        check_path(self, "out", optional=False)
+        self._check_run()
         for name in ("batch_size", "epochs", "log_every", "d_model", "n_layers", "n_heads"):
             check_int(name, getattr(self, name), 1)
-        check_int("seed", self.seed, 0)
         check_int("max_steps", self.max_steps, 1, optional=True)
         check_path(self, "val_data")
         check_int("patience", self.patience, 1, optional=True)
@@ -151,9 +144,7 @@ class PretrainConfig(TaskConfig):
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
         check_number("weight_decay", self.weight_decay, 0.0)
-        for name in ("amp", "progress", "phase_offsets", "force"):
-            check_bool(name, getattr(self, name))
-        check_device(self.device)
+        check_bool("phase_offsets", self.phase_offsets)
         max_len = self.policy_config_for(9).max_len  # validates d_model, n_heads, dropout, ...
         if self.seq_len - 1 > max_len:
             raise ValueError(
@@ -348,7 +339,11 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
     else:
         devices = []
-    with torch.random.fork_rng(devices=devices), RunLock(config.out):  # out/ is this run's
+    with (
+        torch.random.fork_rng(devices=devices),
+        RunLock(config.out),  # out/ is this run's
+        config.torch_threads(),
+    ):
         torch.manual_seed(config.seed)
         return _pretrain(config, device)
 

@@ -58,7 +58,7 @@ def fake_objective(value):
     """A stand-in for the whole trial (no training) that records a PPO config like the real."""
 
     def objective(trial, config, data):
-        params = tune._suggest(trial, config, data)
+        params = tune.suggest(trial, config, data)
         cfg = config.ppo_config(params, config.seed + trial.number)
         trial.set_user_attr("ppo_config", cfg.to_dict())
         result = value(trial.number)
@@ -179,11 +179,11 @@ def test_study_clash_resume_and_missing_study_are_clear_errors(tmp_path):
 
 
 def test_pruners_are_selectable(tmp_path):
-    assert isinstance(tune._make_pruner(tiny(tmp_path)), optuna.pruners.MedianPruner)
-    hb = tune._make_pruner(tiny(tmp_path, pruner="hyperband", total_timesteps=1024, eval_every=256))
+    assert isinstance(tune.make_pruner(tiny(tmp_path)), optuna.pruners.MedianPruner)
+    hb = tune.make_pruner(tiny(tmp_path, pruner="hyperband", total_timesteps=1024, eval_every=256))
     assert isinstance(hb, optuna.pruners.HyperbandPruner)
     assert (hb._min_resource, hb._max_resource) == (256, 1024)
-    assert isinstance(tune._make_pruner(tiny(tmp_path, pruner="none")), optuna.pruners.NopPruner)
+    assert isinstance(tune.make_pruner(tiny(tmp_path, pruner="none")), optuna.pruners.NopPruner)
 
 
 # ----------------------------------------------------------------------------- trials
@@ -231,7 +231,7 @@ def test_tiny_study_completes_reports_exports_and_repeats(tmp_path):
 
 @pytest.mark.slow
 def test_poor_trial_is_pruned_early(tmp_path, monkeypatch):
-    monkeypatch.setattr(tune, "_validation_score", fake_score(lambda seed: 0.9 if seed == 0
+    monkeypatch.setattr(tune, "validation_score", fake_score(lambda seed: 0.9 if seed == 0
                                                              else 0.1))  # fmt: skip
     cfg = tiny(tmp_path, n_trials=2, total_timesteps=384, eval_every=128, pruner_startup_trials=1)
     result = run_study(cfg)
@@ -246,7 +246,7 @@ def test_poor_trial_is_pruned_early(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_failing_trial_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(tune, "_validation_score", fake_score(
+    monkeypatch.setattr(tune, "validation_score", fake_score(
         lambda seed: RuntimeError("boom in evaluation") if seed == 0 else 0.5))  # fmt: skip
     result = run_study(tiny(tmp_path, n_trials=2, total_timesteps=256, eval_every=128))
     study = result.study
@@ -269,7 +269,7 @@ def test_pretrained_policy_fixes_the_width_and_turns_on_the_kl_search(tmp_path, 
     env.close()
     torch.manual_seed(0)
     policy_file = save_policy(tmp_path / "pre.pt", DrumPolicy(pcfg))
-    monkeypatch.setattr(tune, "_validation_score", fake_score(lambda seed: 0.5))
+    monkeypatch.setattr(tune, "validation_score", fake_score(lambda seed: 0.5))
     cfg = tiny(tmp_path, n_trials=1, total_timesteps=128, eval_every=128,
                pretrained=str(policy_file))
     assert cfg.search_space()["d_model"] is None and cfg.search_space()["kl_coef"] == [1e-3, 1.0]
@@ -287,7 +287,7 @@ def test_pretrained_policy_fixes_the_width_and_turns_on_the_kl_search(tmp_path, 
 
 def test_repeated_failures_stop_the_worker_without_touching_the_study(tmp_path, monkeypatch):
     values = {0: 0.3}
-    monkeypatch.setattr(tune, "_objective", fake_objective(
+    monkeypatch.setattr(tune, "objective", fake_objective(
         lambda n: values.get(n, ValueError(f"bad trial {n}"))))  # fmt: skip
     first = run_study(tiny(tmp_path, n_trials=1))
     assert states(first.study) == {0: "COMPLETE"}
@@ -299,7 +299,7 @@ def test_repeated_failures_stop_the_worker_without_touching_the_study(tmp_path, 
 
 @pytest.mark.slow
 def test_resume_continues_the_numbering(tmp_path, monkeypatch):
-    monkeypatch.setattr(tune, "_validation_score", fake_score(lambda seed: 0.1 * (seed + 1)))
+    monkeypatch.setattr(tune, "validation_score", fake_score(lambda seed: 0.1 * (seed + 1)))
     cfg = tiny(tmp_path, n_trials=1, total_timesteps=128, eval_every=128)
     first = run_study(cfg)
     assert states(first.study) == {0: "COMPLETE"}
@@ -312,7 +312,7 @@ def test_resume_continues_the_numbering(tmp_path, monkeypatch):
 
 
 def test_a_dead_workers_trial_is_failed_by_the_heartbeat(tmp_path, monkeypatch):
-    monkeypatch.setattr(tune, "_objective", fake_objective(lambda n: 0.4))
+    monkeypatch.setattr(tune, "objective", fake_objective(lambda n: 0.4))
     cfg = tiny(tmp_path, n_trials=0, heartbeat_s=1)
     run_study(cfg)
     study = open_study(tiny(tmp_path, n_trials=0, heartbeat_s=1, resume=True))
@@ -330,7 +330,7 @@ def test_a_dead_workers_trial_is_failed_by_the_heartbeat(tmp_path, monkeypatch):
 def test_command_line_creates_resumes_and_reports_bad_input(tmp_path, capsys, monkeypatch):
     from agents.cli import main
 
-    monkeypatch.setattr(tune, "_objective", fake_objective(lambda n: 0.25))
+    monkeypatch.setattr(tune, "objective", fake_objective(lambda n: 0.25))
     out = str(tmp_path / "cli")
     small = ["tune", "--out", out, "--total-timesteps", "256", "--num-envs", "4",
              "--num-steps", "32", "--num-minibatches", "2", "--seq-len", "32", "--n-layers", "1",
