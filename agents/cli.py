@@ -177,11 +177,7 @@ def _json_value(text: str) -> Any:
 def _mapping(text: str) -> dict[str, Any]:
     """A JSON object or ``key=value,...`` (values read as JSON where they parse)."""
     if text.lstrip().startswith(("{", "[")):
-        try:
-            loaded = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"not valid JSON ({exc}): {text!r}") from None
-        return loaded
+        return _json(text)
     pairs = [p for p in text.split(",") if p.strip()]
     if not pairs or not all("=" in p for p in pairs):
         raise ValueError(f"expected a JSON object or key=value,... pairs, got {text!r}")
@@ -323,7 +319,11 @@ class _Values(dict):
 
 
 class _State:
-    """The command being parsed, and the defaults its options start from."""
+    """The command being parsed, and the defaults its options start from.
+
+    tyro asks the registry's struct rule for the config class's fields without saying which
+    subcommand is parsed; the rule reads it here (set by :func:`_parse` around its one call).
+    """
 
     command: str | None = None
     cls: type | None = None
