@@ -70,6 +70,7 @@ __all__ = [
     "FAMILIES",
     "families",
     "sequence_features",
+    "feature_matrix",
     "overlapping_area",
     "SetScore",
     "score_sets",
@@ -267,6 +268,34 @@ def _feature_table(
             table[name] = ({name: values[:, 0]} if values.shape[1] == 1 else
                            {f"{name}[{i}]": values[:, i] for i in range(values.shape[1])})
     return {k: v for k, v in table.items() if v}
+
+
+def feature_matrix(
+    seqs: np.ndarray | Sequence[np.ndarray], steps_per_bar: int = 16, bars_per_phrase: int = 4,
+    real: Mapping[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+    """The headline's features as one row per sequence: what a learned judge of a set reads.
+
+    Args:
+        seqs: the sequences, (steps, drums) each.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+        real: the raw features of the real set that fixes the columns (which drums, transitions
+            and metrical cells; the third return value of a call on the real set); ``None``:
+            ``seqs`` are the real set.
+
+    Returns:
+        ``(x, names, real)``: float64 (N, F), each column one feature of the families of
+        :func:`score_sets` (``family/feature``, in the families' order), and the real set's raw
+        features (pass them back as ``real`` to get the same columns for another set).
+    """
+    feats = _set_features(as_sequence_list(seqs), steps_per_bar, bars_per_phrase)
+    ref = feats if real is None else dict(real)
+    table = _feature_table(feats, ref)
+    names = [f"{family}/{name}" for family, cols in table.items() for name in cols]
+    x = np.stack([np.asarray(v, dtype=np.float64) for cols in table.values()
+                  for v in cols.values()], axis=1)  # fmt: skip
+    return x, names, ref
 
 
 def top_cells(hits: np.ndarray, drums: int, positions: int) -> list[tuple[int, int]]:

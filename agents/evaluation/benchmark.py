@@ -45,6 +45,10 @@ evaluation of :mod:`dataset.evaluation` (the reward never judges itself):
      same ``data``, ``split_csv`` or ``heldout_fraction`` and ``split_seed``): the tuner then
      trains and validates inside the benchmark's training split and never sees its held-out
      part. The file's path and weights are part of the settings ``resume`` checks.
+   * ``aligned+disc``: ``aligned`` plus a reward learned from data
+     (:mod:`agents.training.discriminator`: a GAIL-style discriminator of the training split's
+     continuations against the policy's, on the held-out evaluation's features;
+     ``disc_coef`` = :data:`~agents.evaluation.benchmark_report.DISC_COEF`).
    * ``hierarchical/batch`` and ``hierarchical/epoch``: ``hierarchical`` with the trainer's
      per-batch or per-epoch reward normalisation (:attr:`agents.training.ppo.PPOConfig.reward_norm`)
      instead of the env's running one (``<shaping>/<reward_norm>``). Opt-in because each
@@ -92,6 +96,8 @@ from agents.evaluation.benchmark_report import (
     CSV_COLUMNS,
     CUSTOM_ONLY,
     DEFAULT_SHAPINGS,
+    DISC_COEF,
+    DISC_SUFFIX,
     PLAYERS,
     PPO_AGENTS,
     SB3_ALGOS,
@@ -268,8 +274,11 @@ class BenchmarkConfig(RunConfig, HeldoutConfig):
 
         ``learned`` uses ``aligned`` (its weights start the learned ones); the players' ``any``
         the task's ``shaping`` and ``weights``; ``tuned`` the tuned file's shaping and weights;
-        ``<preset>/<norm>`` the preset with that normalisation.
+        ``<preset>/<norm>`` the preset with that normalisation; ``<preset>+disc`` the preset
+        (the runs add the learned discriminator's reward).
         """
+        if shaping.endswith(DISC_SUFFIX):
+            return self.reward_setup(shaping[: -len(DISC_SUFFIX)])
         if shaping == "tuned":
             name, weights = self.tuned_reward()
             return name, weights, "running"
@@ -515,6 +524,7 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
            "weights": weights}, reward_norm=reward_norm, learn_weights=shaping == "learned",
         num_envs=c.ppo_num_envs, num_steps=c.ppo_num_steps, total_timesteps=c.total_timesteps,
         kl_coef=c.kl_coef if pretrained else 0.0, pretrained=pretrained, amp=c.amp,
+        disc_coef=DISC_COEF if shaping.endswith(DISC_SUFFIX) else 0.0,
         policy_kind=kind, device="cpu", threads=c.threads, seed=seed,
         out=str(_run_dir(c, shaping, agent, seed)),
         checkpoint_every=every, force=True, progress=False, tensorboard=False,

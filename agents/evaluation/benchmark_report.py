@@ -24,7 +24,7 @@ from dataset.evaluation_velocity import VELOCITY_FAMILIES
 
 __all__ = [
     "AGENTS", "PLAYERS", "PLAYER_LABELS", "DEFAULT_SHAPINGS", "SHAPING_NAMES", "SB3_ALGOS",
-    "CUSTOM_ONLY", "PPO_AGENTS",
+    "CUSTOM_ONLY", "PPO_AGENTS", "DISC_SUFFIX", "DISC_COEF",
     "ANY_SHAPING", "CSV_COLUMNS", "GROOVE_ATTRIBUTION", "read_csv", "write_csv", "finished",
     "summarise", "table", "markdown", "plot_curves", "write_reports", "json_default",
 ]  # fmt: skip
@@ -49,15 +49,23 @@ DEFAULT_SHAPINGS: tuple[str, ...] = (
 :data:`drum_env.SHAPINGS` before it, and ``learned``."""
 SHAPING_NAMES: tuple[str, ...] = (
     *DEFAULT_SHAPINGS, "aligned-hits", "tuned", "hierarchical/batch", "hierarchical/epoch",
+    "aligned+disc",
 )  # fmt: skip
 """Every shaping name, in table order: :data:`DEFAULT_SHAPINGS`, then the opt-in
 ``aligned-hits`` (``aligned`` without the velocity terms: in the expressive env, dynamics
 unrewarded), ``tuned``
-(weights of a tuning run) and ``hierarchical/batch``, ``hierarchical/epoch`` (the trainer's
-reward normalisation per batch or per epoch instead of the env's running one)."""
+(weights of a tuning run), ``hierarchical/batch``, ``hierarchical/epoch`` (the trainer's
+reward normalisation per batch or per epoch instead of the env's running one) and
+``aligned+disc`` (``aligned`` plus the learned discriminator's reward, ``disc_coef`` =
+:data:`DISC_COEF`, :mod:`agents.training.discriminator`)."""
+DISC_SUFFIX = "+disc"
+"""A shaping name ending in it adds the learned discriminator's reward to its preset."""
+DISC_COEF = 1.0
+"""The ``disc_coef`` of the ``+disc`` rows."""
 SB3_ALGOS = {"sb3-ppo": "ppo", "sb3-a2c": "a2c"}
-# Shapings only the custom PPO has (learned weights, tuned weights, trainer-side normalisation).
-CUSTOM_ONLY = ("learned", "tuned", "hierarchical/batch", "hierarchical/epoch")
+# Shapings only the custom PPO has (learned weights, tuned weights, trainer-side normalisation,
+# the learned discriminator's reward).
+CUSTOM_ONLY = ("learned", "tuned", "hierarchical/batch", "hierarchical/epoch", "aligned+disc")
 PPO_AGENTS = ("ppo", "ppo-mlp", "ppo+pretrain")
 ANY_SHAPING = "any"  # the shaping of the shaping-independent players
 
@@ -244,9 +252,16 @@ def notes(config: Any, shapings: Sequence[str]) -> list[str]:
                      "each reward term over its rollout batch (`batch`) or with statistics "
                      "frozen during an iteration (`epoch`) instead of the env's running "
                      "normaliser (the other rows).")  # fmt: skip
-    lines.append("* The rows `hierarchical/batch` and `hierarchical/epoch` (reward normalisation "
-                 "per batch / per epoch) and `tuned` are opt-in: `--shapings ...,"
-                 "hierarchical/batch,hierarchical/epoch`, `--tuned-config FILE`; each adds a "
+    disc = [s for s in shapings if s.endswith(DISC_SUFFIX)]
+    if disc:
+        lines.append("* " + ", ".join(f"`{s}`" for s in disc) + ": the preset plus a reward "
+                     "learned from data, a discriminator of the training split's continuations "
+                     "against the policy's on the evaluation's features (GAIL-style; "
+                     f"`disc_coef` {DISC_COEF:g}, `agents.training.discriminator`).")  # fmt: skip
+    lines.append("* The rows `hierarchical/batch`, `hierarchical/epoch` (reward normalisation "
+                 "per batch / per epoch), `aligned+disc` (the learned discriminator's reward) "
+                 "and `tuned` are opt-in: `--shapings ...,hierarchical/batch,"
+                 "hierarchical/epoch,aligned+disc`, `--tuned-config FILE`; each adds a "
                  "row of custom PPO runs, so they are not in the default list.")  # fmt: skip
     return [*lines, ""]
 
@@ -328,8 +343,9 @@ def markdown(
     custom = [s for s in shapings if s in CUSTOM_ONLY]
     if custom and any(a in SB3_ALGOS for a in agents):
         lines += [", ".join(f"`{s}`" for s in custom) + " x SB3: not applicable (learned "
-                  "weights, tuned weights and the reward normalisation per batch / epoch are "
-                  "part of the custom trainer); those runs are skipped.", ""]  # fmt: skip
+                  "weights, tuned weights, the reward normalisation per batch / epoch and the "
+                  "learned discriminator are part of the custom trainer); those runs are "
+                  "skipped.", ""]  # fmt: skip
     lines += notes(config, shapings)
     vel_ref = ctx_info.get("velocity_references")
     if vel_ref:

@@ -358,8 +358,8 @@ def load_training_state(
 
 
 def rank_state(venv: Any, observation: Mapping[str, np.ndarray], next_reset: np.ndarray,
-               episodes: Any, normalizer: Any, generators: Mapping[str, torch.Generator]
-               ) -> dict[str, Any]:  # fmt: skip
+               episodes: Any, normalizer: Any, generators: Mapping[str, torch.Generator],
+               replay: Any = None) -> dict[str, Any]:  # fmt: skip
     """One rank's part of a trainer checkpoint, as checkpoint data (``ranks[rank]``).
 
     Args:
@@ -370,14 +370,18 @@ def rank_state(venv: Any, observation: Mapping[str, np.ndarray], next_reset: np.
         normalizer: the rank's reward normaliser (``state_dict()``).
         generators: the rank's named torch generators (with every global RNG, see
             :func:`capture_rng_state`).
+        replay: an object with ``replay_state()`` (the discriminator's per-rank replay), or
+            None.
 
     Returns:
-        ``env``, ``observation``, ``next_reset``, ``episode``, ``reward_normalizer`` (arrays as
-        tensors) and ``rng``; :func:`restore_rank_state` reads it back.
+        ``env``, ``observation``, ``next_reset``, ``episode``, ``reward_normalizer``, with
+        ``replay`` its ``discriminator`` (arrays as tensors) and ``rng``;
+        :func:`restore_rank_state` reads it back.
     """
     local = {
         "env": venv.state_dict(), "observation": dict(observation), "next_reset": next_reset,
         "episode": episodes.state_dict(), "reward_normalizer": normalizer.state_dict(),
+        **({"discriminator": replay.replay_state()} if replay is not None else {}),
     }  # fmt: skip
     local = arrays_to_tensors(local)
     local["rng"] = capture_rng_state((), generators)
@@ -386,8 +390,8 @@ def rank_state(venv: Any, observation: Mapping[str, np.ndarray], next_reset: np.
 
 def restore_rank_state(state: Mapping[str, Any], rank: int, modules: Mapping[str, Any],
                        venv: Any, episodes: Any, normalizer: Any,
-                       generators: Mapping[str, torch.Generator], path: str | os.PathLike[str]
-                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+                       generators: Mapping[str, torch.Generator], path: str | os.PathLike[str],
+                       replay: Any = None) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Load a trainer checkpoint's modules and this rank's env, sums and RNGs.
 
     Args:
@@ -399,6 +403,7 @@ def restore_rank_state(state: Mapping[str, Any], rank: int, modules: Mapping[str
         normalizer: the reward normaliser to restore.
         generators: the rank's named torch generators.
         path: the checkpoint's path (for the message).
+        replay: an object with ``load_replay_state()`` (the discriminator), or None.
 
     Returns:
         The observation the next iteration acts on and the sub-envs that reset next.
@@ -414,6 +419,8 @@ def restore_rank_state(state: Mapping[str, Any], rank: int, modules: Mapping[str
         venv.load_state_dict(plain["env"])
         episodes.load_state_dict(plain["episode"])
         normalizer.load_state_dict(plain["reward_normalizer"])
+        if replay is not None:
+            replay.load_replay_state(plain["discriminator"])
         restore_rng_state(local["rng"], (), generators)
     except (KeyError, IndexError, TypeError, RuntimeError) as exc:
         raise ValueError(

@@ -130,6 +130,7 @@ from agents.training.checkpoint import (
     restore_rank_state,
     save_training_state,
 )
+from agents.training.discriminator import add_discriminator_reward
 from agents.training.distributed import (
     Dist,
     all_reduce,
@@ -204,7 +205,8 @@ RESUMABLE_FIELDS: tuple[str, ...] = (
 checkpoint's. ``total_timesteps`` may only grow (extend a run); ``out`` may differ when the run
 folder was moved."""
 
-ADDED_FIELDS: dict[str, Any] = {"compile": False, "critic": "policy", "init_hit_rate": 0.1}
+ADDED_FIELDS: dict[str, Any] = {"compile": False, "critic": "policy", "init_hit_rate": 0.1,
+                                "disc_coef": 0.0, "disc_replay": 16, "disc_updates": 4}
 """:class:`PPOConfig` fields added after checkpoints of the current format were first written
 (0.3.0), with the value that trains as those checkpoints' runs did: a checkpoint without the
 field resumes as if it held this value."""
@@ -234,6 +236,15 @@ class PPOConfig(RunConfig, TaskConfig):
     them."""
     weights_lr: float = 1e-2
     """Adam learning rate of the learned reward weights (one step per iteration)."""
+    disc_coef: float = 0.0
+    """Weight of a reward learned from data (:mod:`agents.training.discriminator`, GAIL-style):
+    each finished episode earns ``disc_coef * clip(logit D(take), -5, 5)`` on its last step, where
+    ``D`` tells the training data's continuations from the policy's by the held-out evaluation's
+    features. 0 (default): off."""
+    disc_replay: int = 16
+    """Iterations of composed takes the discriminator trains on (its replay)."""
+    disc_updates: int = 4
+    """Adam steps of the discriminator per iteration."""
     reward_norm: str = "running"
     """How each term is normalised before weighting: ``running`` (the env's running normaliser:
     the env's own reward), ``batch`` (this rollout's mean and std of each term) or ``epoch`` (a
@@ -340,6 +351,9 @@ class PPOConfig(RunConfig, TaskConfig):
             check_bool(name, getattr(self, name))
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("weights_lr", self.weights_lr, 0.0, low_open=True)
+        check_number("disc_coef", self.disc_coef, 0.0)
+        check_int("disc_replay", self.disc_replay, 1)
+        check_int("disc_updates", self.disc_updates, 1)
         check_number("gamma", self.gamma, 0.0, 1.0)
         check_number("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_number("clip_coef", self.clip_coef, 0.0, low_open=True)
@@ -586,7 +600,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     model, update_model = make_model(agent, d, device, config.compile)
     optimizer, scheduler = make_optimizer(config, agent, num_iterations)
     scaler, autocast = make_amp(config, device)
-    reward = make_reward(config, device)
+    reward = make_reward(config, device, venv)
     generators = make_generators(config, d.rank, device)
     modules = checkpointed_modules(agent, optimizer, scheduler, scaler, reward)
 
@@ -595,7 +609,8 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     state = claim_run(config, agent, d, ckpt_path, RESUMABLE_FIELDS, ADDED_FIELDS)
     if state is not None:
         next_obs, next_reset = restore_rank_state(state, d.rank, modules, venv, reward.episodes,
-                                                  reward.normalizer, generators, ckpt_path)
+                                                  reward.normalizer, generators, ckpt_path,
+                                                  reward.discriminator)  # fmt: skip
         global_step, start_iteration = int(state["global_step"]), int(state["iteration"])
         history = list(state["history"])
         _extend_schedule(optimizer, scheduler)
@@ -611,15 +626,18 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             t_start = time.perf_counter()
             weights_np = reward.weight_vector()
             with timer("rollout"):
+                takes: list[Any] | None = [] if reward.discriminator is not None else None
                 next_obs, next_reset = collect_rollout(
-                    env, policy, critic, next_obs, next_reset, buf, generators["action"], autocast
-                )
+                    env, policy, critic, next_obs, next_reset, buf, generators["action"], autocast,
+                    takes,
+                )  # fmt: skip
             global_step += step_size
             with timer("reward"):
                 rewards, finished = assign_rewards(
                     buf.raw, buf.norm, buf.closed, buf.terminations.cpu().numpy(),
                     config.reward_norm, weights_np, reward.normalizer, reward.episodes,
                 )  # fmt: skip
+                disc_metrics = _discriminate(reward, takes, rewards, config, generators, d)
             buf.rewards.copy_(torch.as_tensor(rewards, dtype=torch.float32))
             model.train()
             weights_fit = _fit_weights(reward, finished, d, device)
@@ -642,7 +660,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
                                              config.seq_len - config.prompt_steps), **losses,
                            "charts/learning_rate": float(lr_now),
                            "charts/SPS": step_size / (time.perf_counter() - t_start),
-                           **_weight_metrics(reward, weights_fit)}  # fmt: skip
+                           **_weight_metrics(reward, weights_fit), **disc_metrics}  # fmt: skip
                 history.append(metrics)
                 _log(writer, bar, metrics, global_step, step_size, d.main and bool(finished))
 
@@ -650,7 +668,8 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             if stop or iteration % config.checkpoint_every == 0 or iteration == num_iterations:
                 with timer("checkpoint"):  # every rank's part, written by rank 0
                     local = rank_state(venv, next_obs, next_reset, reward.episodes,
-                                       reward.normalizer, generators)  # fmt: skip
+                                       reward.normalizer, generators,
+                                       reward.discriminator)  # fmt: skip
                     save_checkpoint(ckpt_path, config, agent, d, iteration, global_step, modules,
                                     history, gather_to_main(local, d))  # fmt: skip
             if stop:
@@ -686,6 +705,20 @@ def _fit_weights(reward: TrainerReward, finished: list[Any], d: Dist, device: to
     if not reward.learned:
         return math.nan
     return fit_reward_weights(reward.weights, reward.weights_optimizer, finished, d, device)
+
+
+def _discriminate(reward: TrainerReward, takes: list[Any] | None, rewards: np.ndarray,
+                  config: PPOConfig, generators: Mapping[str, torch.Generator], d: Dist
+                  ) -> dict[str, float]:  # fmt: skip
+    """The learned reward (``disc_coef > 0``) added to ``rewards``, ``D`` trained; its metrics.
+
+    ``D`` learns from the rollout's takes, its minibatches drawn with the shuffling generator.
+    """
+    if reward.discriminator is None or takes is None:
+        return {}
+    reduce = (lambda g: all_reduce(g, d) / d.world_size) if d.enabled else None
+    return add_discriminator_reward(reward.discriminator, takes, rewards, config.prompt_steps,
+                                    generators["shuffle"], reduce)  # fmt: skip
 
 
 def _stop(callback: Callable[[dict[str, float]], bool | None] | None,

@@ -39,6 +39,7 @@ from agents.policies.policy import (
     policy_velocity_bins,
 )
 from agents.training.checkpoint import load_training_state
+from agents.training.discriminator import FeatureDiscriminator, real_windows
 from agents.training.distributed import Dist, barrier
 from agents.training.ppo_steps import ActorCritic
 from agents.training.runs import prepare_run_dir
@@ -99,7 +100,9 @@ def checkpointed_modules(agent: Agent, optimizer: torch.optim.Optimizer, schedul
     return {"model": agent.policy, "optimizer": optimizer, "scheduler": scheduler,
             "scaler": scaler, "reward_weights": reward.weights,
             "weights_optimizer": reward.weights_optimizer,
-            **({"critic": agent.critic} if agent.critic is not None else {})}  # fmt: skip
+            **({"critic": agent.critic} if agent.critic is not None else {}),
+            **({"discriminator": reward.discriminator} if reward.discriminator is not None
+               else {})}  # fmt: skip
 
 
 def pretrained_velocity_bins(config: PPOConfig) -> VelocityBins | None:
@@ -152,6 +155,8 @@ class TrainerReward(NamedTuple):
     """The running normaliser of ``reward_norm="epoch"`` (per rank)."""
     episodes: Episodes
     """The running sums of the episodes in progress."""
+    discriminator: FeatureDiscriminator | None = None
+    """The learned reward's ``D`` (``disc_coef > 0``), or None."""
 
     def weight_vector(self) -> np.ndarray:
         """float64 (terms,): the weights of this iteration; the shaping's own unless learned."""
@@ -251,14 +256,27 @@ def make_amp(config: PPOConfig, device: torch.device
     return scaler, autocast
 
 
-def make_reward(config: PPOConfig, device: torch.device) -> TrainerReward:
-    """The reward weights (learned or the shaping's), their optimiser, normaliser and sums."""
+def make_reward(config: PPOConfig, device: torch.device, venv: Any = None) -> TrainerReward:
+    """The reward weights (learned or the shaping's), their optimiser, normaliser and sums.
+
+    With ``disc_coef > 0`` also the discriminator, on the real continuations of ``venv``'s
+    windows.
+    """
     shaping = config.shaping_object
     learned = config.learnable_terms if config.learn_weights else ()
     weights = RewardWeights(shaping.weight_vector, learned).to(device)
     weights_optimizer = torch.optim.Adam(weights.parameters(), lr=config.weights_lr)
+    disc = None
+    if config.disc_coef > 0:
+        if venv is None:
+            raise ValueError("disc_coef > 0 needs the env (make_reward(config, device, venv))")
+        real = real_windows(venv, config.seq_len, config.prompt_steps, config.seed)
+        disc = FeatureDiscriminator(real, config.steps_per_bar, config.bars_per_phrase,
+                                    coef=config.disc_coef, updates=config.disc_updates,
+                                    replay=config.disc_replay, seed=config.seed, device=device)
     return TrainerReward(shaping, learned, weights, weights_optimizer,
-                         RunningNormalizer(len(TERMS)), Episodes(config.num_envs))  # fmt: skip
+                         RunningNormalizer(len(TERMS)), Episodes(config.num_envs),
+                         disc)  # fmt: skip
 
 
 def make_generators(config: PPOConfig, rank: int, device: torch.device

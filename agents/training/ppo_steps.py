@@ -98,9 +98,14 @@ class Storage(NamedTuple):
 
 def collect_rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
                     next_obs: dict[str, np.ndarray], next_reset: np.ndarray, buf: Storage,
-                    act_gen: torch.Generator, autocast: Callable[[], Any]
+                    act_gen: torch.Generator, autocast: Callable[[], Any],
+                    takes: list[tuple[int, np.ndarray, np.ndarray]] | None = None,
                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Play ``num_steps`` steps of every sub-env into ``buf``; returns the next obs and resets.
+
+    With a list ``takes``, each step where episodes end appends ``(step, sub-envs, canvases)``:
+    the finished canvases (k, seq_len, drums), read before the next step's autoreset (the
+    learned reward's input, :func:`~agents.training.discriminator.add_discriminator_reward`).
 
     The values come from ``critic`` (:class:`~agents.policies.critic.Critic`), or from the policy's
     own value head when it is ``None``.
@@ -144,6 +149,9 @@ def collect_rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
         buf.raw[step] = reward_terms(info, "raw", n)
         buf.closed[step] = reward_terms(info, "closed", n)
         terminations[step] = term
+        if takes is not None and term.any():
+            envs = np.flatnonzero(term)
+            takes.append((step, envs, env.unwrapped.canvases[envs]))
         next_reset = term  # NEXT_STEP autoreset: the next step resets these sub-envs
     buf.terminations.copy_(torch.from_numpy(terminations))
     buf.valid.copy_(torch.from_numpy(~resets))
