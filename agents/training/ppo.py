@@ -626,11 +626,9 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             t_start = time.perf_counter()
             weights_np = reward.weight_vector()
             with timer("rollout"):
-                takes: list[Any] | None = [] if reward.discriminator is not None else None
-                next_obs, next_reset = collect_rollout(
-                    env, policy, critic, next_obs, next_reset, buf, generators["action"], autocast,
-                    takes,
-                )  # fmt: skip
+                takes = [] if reward.discriminator is not None else None  # for the learned reward
+                next_obs, next_reset = collect_rollout(env, policy, critic, next_obs, next_reset,
+                                                       buf, generators["action"], autocast, takes)
             global_step += step_size
             with timer("reward"):
                 rewards, finished = assign_rewards(
@@ -653,7 +651,6 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
                                     autocast)  # fmt: skip
             lr_now = optimizer.param_groups[0]["lr"]  # the rate this iteration used
             scheduler.step()
-
             with timer("logging"):
                 metrics = {"iteration": float(iteration), "global_step": float(global_step),
                            **episode_metrics(finished, weights_np,
@@ -663,13 +660,11 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
                            **_weight_metrics(reward, weights_fit), **disc_metrics}  # fmt: skip
                 history.append(metrics)
                 _log(writer, bar, metrics, global_step, step_size, d.main and bool(finished))
-
             stop = _stop(callback, metrics, d, device)
             if stop or iteration % config.checkpoint_every == 0 or iteration == num_iterations:
                 with timer("checkpoint"):  # every rank's part, written by rank 0
                     local = rank_state(venv, next_obs, next_reset, reward.episodes,
-                                       reward.normalizer, generators,
-                                       reward.discriminator)  # fmt: skip
+                                       reward.normalizer, generators, reward.discriminator)
                     save_checkpoint(ckpt_path, config, agent, d, iteration, global_step, modules,
                                     history, gather_to_main(local, d))  # fmt: skip
             if stop:
