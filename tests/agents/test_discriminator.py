@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ddp_run import torchrun
 
 from agents.training.discriminator import FeatureDiscriminator, add_discriminator_reward
 from dataset.evaluation import feature_matrix, score_sets
@@ -160,18 +160,6 @@ def test_the_discriminator_is_off_by_default_and_its_settings_are_checked(tmp_pa
 
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def torchrun(out: Path, *extra: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(ROOT / "tests" / "agents" / "ddp_worker.py"), str(out), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 @pytest.mark.slow

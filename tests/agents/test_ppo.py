@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from ddp_run import torchrun
 
 import drum_env  # noqa: F401
 from agents.policies.policy import DrumPolicy, PolicyConfig, load_policy, save_policy
@@ -374,27 +375,15 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert_same_weights(full.policy.state_dict(), resumed.policy.state_dict())
 
 
-def _torchrun(out: Path, *extra: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(ROOT / "tests" / "agents" / "ddp_worker.py"), str(out), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 def _ddp_agrees_and_resumes(tmp_path: Path, *flags: str) -> dict:
     """Run the DDP worker with ``flags`` whole, and split at iteration 2 then resumed: both
     ranks end with the same weights, and so does the split run; returns rank 0's weights."""
-    _torchrun(tmp_path / "full", *flags)
+    torchrun(tmp_path / "full", *flags)
     r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
     assert_same_weights(r0["model"], r1["model"])
-    _torchrun(tmp_path / "split", *flags, "--stop-at", "2")
-    _torchrun(tmp_path / "split", *flags, "--resume")
+    torchrun(tmp_path / "split", *flags, "--stop-at", "2")
+    torchrun(tmp_path / "split", *flags, "--resume")
     s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
     assert_same_weights(r0["model"], s0["model"])
     return r0["model"]
@@ -402,7 +391,7 @@ def _ddp_agrees_and_resumes(tmp_path: Path, *flags: str) -> dict:
 
 @pytest.mark.slow
 def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
-    _torchrun(tmp_path / "full")
+    torchrun(tmp_path / "full")
     r0 = torch.load(tmp_path / "full" / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "full" / "rank1.pt", weights_only=True)
     assert_same_weights(r0["model"], r1["model"])
@@ -414,8 +403,8 @@ def test_ddp_two_ranks_identical_weights_and_exact_resume(tmp_path):
     assert (tmp_path / "full" / "policy.pt").is_file()
     assert not (tmp_path / "full" / "rank0").exists()
 
-    _torchrun(tmp_path / "split", "--stop-at", "2")
-    _torchrun(tmp_path / "split", "--resume")
+    torchrun(tmp_path / "split", "--stop-at", "2")
+    torchrun(tmp_path / "split", "--resume")
     s0 = torch.load(tmp_path / "split" / "rank0.pt", weights_only=True)
     s1 = torch.load(tmp_path / "split" / "rank1.pt", weights_only=True)
     assert_same_weights(s0["model"], s1["model"])
