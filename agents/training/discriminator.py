@@ -22,14 +22,14 @@ episode that ends earns, on its last step, the extra reward
 
 the log-ratio ``log D / (1 - D)``, which for the optimal ``D`` is ``log p_real(x) / p_gen(x)``:
 its expectation under the policy is ``-KL(p_gen || p_real)`` of the feature distributions: the
-mismatch that the headline measures another way, by each feature's overlapping area. The dense env terms stay as
-they are; the discriminator's term is added after their normalisation and weighting
-(:func:`add_discriminator_reward`). Under DDP the gradients of ``D`` are averaged over the ranks,
-so every rank holds the same ``D``; each keeps its own replay (saved per rank).
+mismatch that the headline measures another way, by each feature's overlapping area. The dense
+env terms stay as they are; the discriminator's term is added after their normalisation and
+weighting (:func:`add_discriminator_reward`). Under DDP the gradients of ``D`` are averaged
+over the ranks, so every rank holds the same ``D``; each keeps its own replay (saved per rank).
 
 Measured on held-out drummers (README "Results"): the term is learnable (``D`` ends a run at
-0.79-0.88 accuracy) but RL on it did not raise the held-out headline above the pretrained policy at its
-best temperature; it is opt-in, a tool for research on learned rewards.
+0.79-0.88 accuracy) but RL on it did not raise the held-out headline above the pretrained
+policy at its best temperature; it is opt-in, a tool for research on learned rewards.
 """
 
 from __future__ import annotations
