@@ -108,10 +108,12 @@ class FeatureDiscriminator:
 
     def reward(self, takes: Sequence[np.ndarray]) -> np.ndarray:
         """float64 (N,): ``coef * clip(logit D(x), -clip, clip)`` of each take."""
-        if not len(takes):
-            return np.zeros(0)
+        return self.reward_rows(self.features(takes)) if len(takes) else np.zeros(0)
+
+    def reward_rows(self, x: Tensor) -> np.ndarray:
+        """:meth:`reward` of takes already turned into feature rows (:meth:`features`)."""
         with torch.no_grad():
-            z = self.logits(self.features(takes)).clamp(-self.clip, self.clip)
+            z = self.logits(x).clamp(-self.clip, self.clip)
         return self.coef * z.double().cpu().numpy()
 
     def update(self, takes: Sequence[np.ndarray], generator: torch.Generator,
@@ -123,8 +125,14 @@ class FeatureDiscriminator:
         ranks under DDP (every rank then holds the same ``D``, each training on its own
         replay).
         """
-        if len(takes):
-            self.composed.append(self.features(takes))
+        return self.update_rows(self.features(takes) if len(takes) else None, generator, reduce)
+
+    def update_rows(self, x: Tensor | None, generator: torch.Generator,
+                    reduce: Callable[[Tensor], Tensor] | None = None
+                    ) -> dict[str, float]:  # fmt: skip
+        """:meth:`update` with the takes already turned into feature rows (or None: no takes)."""
+        if x is not None:
+            self.composed.append(x)
             self.composed = self.composed[-self.replay:]
         if not self.composed:
             return {"disc/loss": float("nan"), "disc/accuracy": float("nan")}
@@ -205,9 +213,10 @@ def add_discriminator_reward(
     if not takes:
         return {}
     composed = [canvas[prompt_steps:] for _, _, canvases in takes for canvas in canvases]
-    extra = disc.reward(composed)
+    x = disc.features(composed)  # once, for the reward and for D's training
+    extra = disc.reward_rows(x)
     k = 0
     for step, envs, _ in takes:
         rewards[step, envs] += extra[k : k + len(envs)]
         k += len(envs)
-    return {**disc.update(composed, generator, reduce), "disc/reward": float(extra.mean())}
+    return {**disc.update_rows(x, generator, reduce), "disc/reward": float(extra.mean())}
