@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv in the repository root (if missing) and install drum-env into it with every extra
-# (`all`: training, the band, tuning) and the `dev` tools.
+# (`all`: training, the band, tuning; `track`, `zoo`, `docs`, `report`) and the `dev` tools.
 # Safe to run again. torch is pinned to the CPU build first so that no resolver pulls a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # The CPU build of torch; on this project's machines it lies on disk.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[all,dev]"
+  .venv/bin/python -m pip install -q -e ".[all,track,zoo,docs,report,dev]"
   touch "$stamp"
 fi
