@@ -287,7 +287,7 @@ class DrumBandParallelEnv(SingleComposeBase, ParallelEnv):
         self._running = True
         self._has_reset = True
         seq, start = self.data.windows[window]
-        info = {"window": window, "sequence": self.data.names[seq], "start": int(start)}
+        info = {"window": int(window), "sequence": self.data.names[seq], "start": int(start)}
         return self._get_obs(), {a: dict(info) for a in self.agents}
 
     def step(
@@ -339,7 +339,7 @@ class DrumBandParallelEnv(SingleComposeBase, ParallelEnv):
         shared_terms = terms_info(result, 0)
         episode = None
         if terminated:
-            episode = {k: v[0] for k, v in core.episode_metrics(np.array([0])).items()}
+            episode = core.episode_metrics_info(0)
         rewards_out: dict[str, float] = {}
         infos: dict[str, dict[str, Any]] = {}
         for i, agent in enumerate(agents):

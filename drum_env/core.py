@@ -810,6 +810,14 @@ class ComposeCore:
         song = metrics.song_metrics(self.canvas[env_ids], c.steps_per_bar, c.bars_per_phrase)
         return {k: v for k, v in song.items() if np.ndim(v) == 1}
 
+    def episode_metrics_info(self, env_id: int) -> dict[str, float]:
+        """``info["episode_metrics"]`` of one env: :meth:`episode_metrics` as plain Python floats.
+
+        For people (an info dict prints as ``3.35``, not ``np.float64(3.35)``); the values are
+        the float64 numbers of :meth:`episode_metrics`, unchanged.
+        """
+        return {k: float(v[0]) for k, v in self.episode_metrics(np.array([env_id])).items()}
+
     # ------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:

@@ -96,7 +96,8 @@ class DrumComposeEnv(SingleComposeBase, gym.Env):
 
     * Termination: the last step of the window is written (after
       ``seq_len - prompt_bars * steps_per_bar`` steps). The last step's info holds
-      ``"episode_metrics"``, the song metrics of the composed window.
+      ``"episode_metrics"``, the song metrics of the composed window (name -> plain Python
+      float).
     * Truncation: never by the env itself (the episode length is fixed by ``seq_len``).
 
     ## Arguments
@@ -170,9 +171,7 @@ class DrumComposeEnv(SingleComposeBase, gym.Env):
         info = {"reward_terms": terms_info(result, 0)}
         if terminated:
             self._started = False
-            info["episode_metrics"] = {
-                k: v[0] for k, v in self._core.episode_metrics(np.array([0])).items()
-            }
+            info["episode_metrics"] = self._core.episode_metrics_info(0)
         return self._get_obs(), float(result.reward[0]), terminated, False, info
 
     def reset(

@@ -155,3 +155,56 @@ def test_load_errors_name_the_buffer_and_change_nothing(edit, match):
     for name in ComposeCore.STATE_BUFFERS:
         np.testing.assert_array_equal(before["buffers"][name], after["buffers"][name])
     np.testing.assert_array_equal(before["ref_features"]["song"], after["ref_features"]["song"])
+
+
+# --------------------------------------------------------------------------- info for people
+
+
+def _plain_leaves(value: object) -> list[object]:
+    """Every leaf of nested dicts / lists that is not a plain float, int (bool) or str."""
+    if isinstance(value, dict):
+        return [bad for v in value.values() for bad in _plain_leaves(v)]
+    if isinstance(value, list):
+        return [bad for v in value for bad in _plain_leaves(v)]
+    return [] if type(value) in (float, int, bool, str) else [value]
+
+
+def test_info_dicts_for_people_hold_plain_python_numbers():
+    """The single env's and the band's infos print as ``3.35``, not ``np.float64(3.35)``; the
+    vector env's per-key arrays (Gymnasium's layout, for programs) stay arrays."""
+    import gymnasium as gym
+
+    import drum_env  # noqa: F401  (registers DrumCompose-v0)
+    from dataset import metrics
+    from drum_env import band
+
+    env = gym.make("DrumCompose-v0", **SMALL)
+    obs, info = env.reset(seed=3)
+    infos = [info]
+    rng = np.random.default_rng(0)
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, info = env.step((rng.random(9) < 0.3).astype(np.int64))
+        infos.append(info)
+    episode = info["episode_metrics"]
+    assert all(_plain_leaves(i) == [] for i in infos), [_plain_leaves(i) for i in infos]
+    assert "np." not in repr(episode) and "array" not in repr(info)
+    expected = metrics.song_metrics(env.unwrapped.canvas, 16, 4)  # the same numbers
+    assert episode == {k: float(expected[k]) for k in episode}
+
+    b = band.parallel_env(**SMALL)
+    _, infos_b = b.reset(seed=3)
+    assert _plain_leaves(infos_b) == []
+    while b.agents:
+        _, _, _, _, infos_b = b.step({a: int(rng.random() < 0.3) for a in b.agents})
+        assert _plain_leaves(infos_b) == []
+    assert "np." not in repr(infos_b)
+    assert infos_b["kick"]["episode_metrics"]["song/avg_hits"] == pytest.approx(
+        float(metrics.song_metrics(b.canvas, 16, 4)["song/avg_hits"]), abs=0)
+
+    venv = gym.make_vec("DrumCompose-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        **SMALL)  # fmt: skip
+    venv.reset(seed=3)
+    for _ in range(EPISODE):
+        *_, vinfo = venv.step(np.zeros((2, 9), dtype=np.int64))
+    assert isinstance(vinfo["episode_metrics"]["song/avg_hits"], np.ndarray)
