@@ -47,9 +47,10 @@ the reason, so a corpus never mixes bar lengths. Each ``.npz`` it writes records
 (``steps_per_bar``: steps in one bar; ``steps_per_quarter``; ``time_signature``), which
 :func:`dataset.io.load_npz_file` checks against the ``steps_per_bar`` it is asked for.
 
-Writing MIDI (:func:`sequence_to_midi`) uses a constant tempo and a 4/4 time signature; trailing
-silent bars cannot be represented in the file, so a round trip gives back the hits, with the
-length rounded to the bar that holds the last hit.
+Writing MIDI (:func:`sequence_to_midi`) uses a constant tempo and a 4/4 time signature, and ends
+the file on the bar line after the sequence's last step (a text event :data:`END_MARKER` marks
+it). Reading ignores that marker, so a round trip gives back the hits, with the length rounded
+to the bar that holds the last hit.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from dataset.io import DataWarning, atomic_write, check_bpm
 
 __all__ = [
     "DRUM_NAMES",
+    "END_MARKER",
     "PITCH_TABLES",
     "ConversionReport",
     "MidiConversion",
@@ -107,6 +109,9 @@ PITCH_TABLES: dict[str, tuple[tuple[int, ...], ...]] = {
 
 The first pitch of each class is the one written by :func:`sequence_to_midi`.
 """
+
+END_MARKER = "end"
+"""Text of the MIDI text event :func:`sequence_to_midi` puts on the take's last bar line."""
 
 _MIDI_SUFFIXES = (".mid", ".midi")
 _WRITE_RESOLUTION = 480  # ticks per quarter note: a 16th is 120 ticks, a triplet 8th 160
@@ -285,8 +290,12 @@ def sequence_to_midi(
 
     The track is program 0 with ``is_drum=True`` (MIDI channel 10). Each hit becomes a note of
     its class's first pitch in the table, one step long, velocity ``round(value * 127)`` clipped
-    to ``[1, 127]``. Tempo is constant and the time signature 4/4. The file is written
-    atomically (temporary file in the same folder, then renamed).
+    to ``[1, 127]``. Tempo is constant and the time signature 4/4. The file ends on the bar line
+    after the sequence's last step (``ceil(steps / steps_per_bar)`` bars, even when the last
+    note is earlier or the sequence is silent): a text event :data:`END_MARKER` sits there, so
+    ``pretty_midi.PrettyMIDI(path).get_end_time()`` is ``bars * 4 * 60 / bpm`` seconds and a
+    player or DAW loops the take on its bars. The file is written atomically (temporary file in
+    the same folder, then renamed).
 
     Args:
         sequence: float array (steps, drums), values in ``[0, 1]``, drums <= 9; a hit is > 0.
@@ -331,6 +340,9 @@ def sequence_to_midi(
             )
         )
     pm.instruments.append(drums)
+    bars = -(-seq.shape[0] // steps_per_bar)  # the last bar, even when partly filled
+    if bars:  # the file ends on its last bar line, not at its last note
+        pm.text_events.append(pretty_midi.Text(END_MARKER, bars * steps_per_bar * step_seconds))
     atomic_write(Path(path), pm.write)
 
 

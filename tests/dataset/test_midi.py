@@ -166,6 +166,25 @@ def test_round_trip_trailing_silence_is_rounded_to_the_bar(tmp_path):
     np.testing.assert_array_equal(result, seq[:32])
 
 
+@pytest.mark.parametrize(("steps", "steps_per_bar", "bpm", "bars"),
+                         [(40, 16, 120.0, 3), (32, 16, 97.0, 2), (24, 12, 90.0, 2)])
+def test_midi_file_ends_on_the_bar_line(tmp_path, steps, steps_per_bar, bpm, bars):
+    """A take whose last note is early (or that is silent) still lasts its whole bars."""
+    seq = np.zeros((steps, 9), dtype=np.float32)
+    path = tmp_path / "t.mid"
+    sequence_to_midi(seq, path, bpm=bpm, steps_per_bar=steps_per_bar)  # silence: whole bars
+    pm = pretty_midi.PrettyMIDI(str(path))
+    bar_s = 4 * 60.0 / pm.get_tempo_changes()[1][0]  # the stored tempo (whole microseconds)
+    assert bar_s == pytest.approx(4 * 60.0 / bpm, rel=1e-5)
+    assert pm.get_end_time() == pytest.approx(bars * bar_s, abs=1e-9)
+    seq[1, 0] = 1.0  # one kick early in bar 1: its note ends long before the last bar line
+    sequence_to_midi(seq, path, bpm=bpm, steps_per_bar=steps_per_bar)
+    pm = pretty_midi.PrettyMIDI(str(path))
+    assert pm.instruments[0].get_end_time() < bar_s
+    assert pm.get_end_time() == pytest.approx(bars * bar_s, abs=1e-9)
+    assert midi_to_sequence(path, steps_per_bar=steps_per_bar).sequence.shape[0] == steps_per_bar
+
+
 def test_sequence_to_midi_writes_gm_drum_track(tmp_path):
     seq = np.zeros((16, 3), dtype=np.float32)
     seq[0, 0] = 0.001  # rounds to velocity 0: clipped up to 1
