@@ -8,7 +8,7 @@ The flat module paths of 0.3 (``agents.ppo``, ``agents.policy``, ...) still impo
 aliases of the modules' new homes (:mod:`agents.aliases`).
 """
 
-import drum_env  # noqa: F401  (registers DrumCompose-v0; refuses a shadowing ``dataset`` module)
+import drum_env  # noqa: F401  (registers DrumCompose-v0; refuses a shadowing ``dataset`` or ``agents``)
 from agents.aliases import install as _install_aliases
 
 _install_aliases()

@@ -12,28 +12,36 @@ import sys
 from gymnasium.envs.registration import register
 
 
-def _check_sibling(name: str) -> None:
-    """Refuse a module ``name`` that is not drum-env's own top-level package of that name.
+def _check_siblings(names: tuple[str, ...] = ("dataset", "agents")) -> None:
+    """Refuse modules named ``names`` that are not drum-env's own top-level packages of those names.
 
     drum-env installs the top-level packages ``dataset``, ``drum_env`` and ``agents``; a user's
-    own ``dataset.py`` (or ``agents.py``) in the working directory shadows ours and would fail
-    deep inside an import. Say so at once instead.
+    own ``dataset.py`` or ``agents.py`` (or such a folder) in the working directory shadows ours
+    and would fail deep inside an import (``'agents' is not a package``). Say so at once, in
+    one line that names every shadowing file. A missing ``agents`` (only the env vendored) is
+    not a clash; a missing ``dataset`` is, since the env reads its data through it.
     """
-    module = sys.modules.get(name)
-    origin = getattr(module, "__file__", None) if module is not None else None
-    if module is None:
-        spec = importlib.util.find_spec(name)
-        origin = spec.origin if spec is not None else None
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if origin is None or os.path.dirname(os.path.dirname(os.path.abspath(origin))) != ours:
+    clashes = []
+    for name in names:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None) if module is not None else None
+        if module is None:
+            spec = importlib.util.find_spec(name)
+            origin = spec.origin if spec is not None else None
+        if origin is None and name == "agents":
+            continue
+        if origin is None or os.path.dirname(os.path.dirname(os.path.abspath(origin))) != ours:
+            clashes.append(f"{origin or 'nothing'!s} shadows {name!r}")
+    if clashes:
         raise ImportError(
-            f"drum-env needs its own top-level package {name!r}, but {origin or 'nothing'!s} "
-            f"shadows it (a file or folder named {name!r} in the working directory or earlier "
-            "on sys.path): rename it, or run from another folder"
+            f"drum-env needs its own top-level packages {' and '.join(map(repr, names))}, but "
+            f"{'; '.join(clashes)} (a file or folder of that name in the working directory or "
+            "earlier on sys.path): rename it, or run from another folder"
         )
 
 
-_check_sibling("dataset")
+_check_siblings()
 
 from drum_env.core import DrumComposeConfig  # noqa: E402
 from drum_env.env import DrumComposeEnv  # noqa: E402

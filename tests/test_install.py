@@ -80,9 +80,33 @@ def test_base_install_runs_the_env_and_names_the_extra_for_training(tmp_path):
 
 
 def test_a_users_dataset_module_is_named_not_a_deep_import_error(tmp_path):
+    # PYTHONPATH: this checkout, after the working directory (python -c puts '' first)
     (tmp_path / "dataset.py").write_text("x = 1\n")
-    env = {**os.environ, "PYTHONPATH": ""}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = _run([sys.executable, "-c", "import drum_env"], cwd=tmp_path, env=env)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert "shadows it" in last and str(tmp_path / "dataset.py") in last
+    assert f"{tmp_path / 'dataset.py'} shadows 'dataset'" in last
+
+
+@pytest.mark.parametrize("stray", [("agents.py",), ("dataset.py", "agents.py")])
+def test_a_users_agents_module_is_named_in_one_line(tmp_path, stray):
+    # the README's example imports drum_env, then agents: a stray agents.py would otherwise fail
+    # later with "'agents' is not a package"
+    for name in stray:
+        (tmp_path / name).write_text("x = 1\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = "import drum_env\nfrom agents.evaluation.rollout import policy_fn\n"
+    proc = _run([sys.executable, "-c", code], cwd=tmp_path, env=env)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError") and "not a package" not in proc.stderr
+    for name in stray:
+        assert f"{tmp_path / name} shadows {name[:-3]!r}" in last
+
+
+def test_an_unrelated_agents_folder_without_code_is_no_clash(tmp_path):
+    (tmp_path / "agents").mkdir()  # a namespace folder (no __init__.py): ours is found first
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = _run([sys.executable, "-c", "import drum_env, agents.task"], cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,6 +10,22 @@ which SB3's ``MultiInputPolicy`` handles natively (a categorical per drum); the 
 training envs' velocity bins as ``velocity_bins.json`` beside ``model.zip``
 (:data:`agents.baselines.sb3_load.VELOCITY_BINS_FILE`), and evaluates on envs with the same bins.
 
+Not SB3's defaults: :func:`build_model` sets, with ``MultiInputPolicy`` (the observation is a
+``Dict``),
+
+| setting | here | SB3's default, and why this differs |
+|---|---|---|
+| ``n_envs`` | 8 (``num_envs``) | 1 |
+| ``n_steps`` | 64 | PPO 2048, A2C 5: a 20,000-step run (the default budget) makes about 40 PPO updates of 512 steps, not one of 16,384 |
+| ``batch_size`` (PPO) | 256 (at most ``n_steps * n_envs``) | 64: minibatches of 256 of the 512-step rollout |
+| ``ent_coef`` | 0.01 | 0.0: the custom PPO's (and CleanRL's) entropy bonus, so that both agents are set alike |
+| ``learning_rate`` | 3e-4 | PPO 3e-4 (the same); A2C 7e-4: one rate for both algorithms |
+
+Everything else is SB3's default (PPO: 10 epochs, ``gamma`` 0.99, ``gae_lambda`` 0.95, clip
+0.2; A2C: RMSprop, ``gae_lambda`` 1.0); ``extra`` passes any other SB3 argument. These settings
+were not tuned for this env; the RL Zoo files ``hyperparams/ppo.yml`` and ``hyperparams/a2c.yml``
+hold the same ones.
+
 Beside ``model.zip`` the run also writes ``sb3_policy.json``
 (:data:`agents.baselines.sb3_load.SIDECAR_FILE`): the settings that rebuild its policy from plain
 data, so that ``drum-env generate`` and :func:`agents.evaluation.rollout.load_any_policy` never
@@ -66,7 +82,7 @@ class BaselineConfig(RunConfig, TaskConfig):
     learning_rate: float = 3e-4
     """Adam (PPO) / RMSprop (A2C) learning rate."""
     ent_coef: float = 0.01
-    """Entropy bonus coefficient, >= 0."""
+    """Entropy bonus coefficient, >= 0 (SB3's default is 0.0; 0.01 is the custom PPO's)."""
     eval_every: int = 5_000
     """Env steps between evaluations; 0 disables the callback."""
     eval_episodes: int = 8

@@ -72,8 +72,8 @@ class GenerateConfig(RunConfig, TaskConfig):
     """Reward shaping of the returns reported per take, a name of ``drum_env.SHAPINGS``;
     unnormalised by default so that returns compare across policies and runs."""
     policy: str = field(kw_only=True)
-    """The policy: a ``policy.pt`` (``drum-env pretrain`` or ``train``) or a PPO
-    ``checkpoint.pt``."""
+    """The policy: a ``policy.pt`` (``drum-env pretrain`` or ``train``), a PPO
+    ``checkpoint.pt``, or an SB3 ``model.zip`` (``drum-env baseline``)."""
     num: int = 4
     """Number of takes (episodes played side by side)."""
     deterministic: bool = False

@@ -129,6 +129,16 @@ def test_docstrings_are_read_from_the_declaring_class(capsys, wide):
     assert clean_doc(":class:`~agents.ppo.PPOConfig` and :data:`AGENTS`") == "PPOConfig and AGENTS"
 
 
+def test_generate_help_names_every_policy_file_and_the_wav(capsys, wide):
+    # the three kinds load_any_policy reads; --wav adds a take{i}.wav
+    assert main(["generate", "--help"]) == 0
+    out = capsys.readouterr().out
+    policy = _help_entries(out)["POLICY"]
+    assert all(kind in policy for kind in ("policy.pt", "checkpoint.pt", "model.zip")), policy
+    assert ".wav with --wav" in " ".join(out.split())
+    assert "take{i}.wav" in _help_entries(out)["--wav"]
+
+
 # ----------------------------------------------------------------------------- bad arguments
 
 
