@@ -78,6 +78,7 @@ __all__ = [
     "midi_to_sequence",
     "pitch_to_class",
     "sequence_to_midi",
+    "sequence_to_pretty_midi",
 ]
 
 
@@ -288,14 +289,11 @@ def sequence_to_midi(
 ) -> None:
     """Write a drum sequence as a one-track General MIDI drum file.
 
-    The track is program 0 with ``is_drum=True`` (MIDI channel 10). Each hit becomes a note of
-    its class's first pitch in the table, one step long, velocity ``round(value * 127)`` clipped
-    to ``[1, 127]``. Tempo is constant and the time signature 4/4. The file ends on the bar line
-    after the sequence's last step (``ceil(steps / steps_per_bar)`` bars, even when the last
-    note is earlier or the sequence is silent): a text event :data:`END_MARKER` sits there, so
-    ``pretty_midi.PrettyMIDI(path).get_end_time()`` is ``bars * 4 * 60 / bpm`` seconds and a
-    player or DAW loops the take on its bars. The file is written atomically (temporary file in
-    the same folder, then renamed).
+    The file holds :func:`sequence_to_pretty_midi`'s MIDI (see there: one drum track on MIDI
+    channel 10, constant tempo, 4/4, ending on the bar line after the last step, so
+    ``pretty_midi.PrettyMIDI(path).get_end_time()`` is ``bars * 4 * 60 / bpm`` seconds even
+    when the last note is earlier or the sequence is silent). The file is written atomically
+    (temporary file in the same folder, then renamed).
 
     Args:
         sequence: float array (steps, drums), values in ``[0, 1]``, drums <= 9; a hit is > 0.
@@ -306,6 +304,39 @@ def sequence_to_midi(
         drum_names: the class of each column, names from :data:`DRUM_NAMES` (no repeats), for a
             sequence holding a subset or a reordering of the classes; None means the first
             ``drums`` classes in order.
+
+    Raises:
+        ValueError: an argument is malformed (the message names it and says what is wrong).
+    """
+    pm = sequence_to_pretty_midi(sequence, bpm, steps_per_bar, pitch_table, drum_names)
+    atomic_write(Path(path), pm.write)
+
+
+def sequence_to_pretty_midi(
+    sequence: np.ndarray,
+    bpm: float = 120.0,
+    steps_per_bar: int = 16,
+    pitch_table: str = "default",
+    drum_names: Sequence[str] | None = None,
+) -> pretty_midi.PrettyMIDI:
+    """A drum sequence as a :class:`pretty_midi.PrettyMIDI`: what :func:`sequence_to_midi` writes.
+
+    One instrument, program 0 with ``is_drum=True`` (MIDI channel 10). Each hit becomes a note
+    of its class's first pitch in the table, one step long, velocity ``round(value * 127)``
+    clipped to ``[1, 127]``. Tempo is constant and the time signature 4/4. A text event
+    :data:`END_MARKER` sits on the bar line after the sequence's last step
+    (``ceil(steps / steps_per_bar)`` bars), so ``get_end_time()`` is ``bars * 4 * 60 / bpm``
+    seconds: a file ends on its last bar line, not at its last note.
+
+    Args:
+        sequence: float array (steps, drums), values in ``[0, 1]``, drums <= 9; a hit is > 0.
+        bpm: tempo in quarter notes per minute, from 20 to 400 (:func:`dataset.io.check_bpm`).
+        steps_per_bar: steps per 4/4 bar; one step lasts 60 / bpm / (steps_per_bar / 4) seconds.
+        pitch_table: name of a table in :data:`PITCH_TABLES`.
+        drum_names: as for :func:`sequence_to_midi`.
+
+    Returns:
+        The MIDI, in memory (``.write(path)`` saves it, ``.fluidsynth()`` plays it).
 
     Raises:
         ValueError: an argument is malformed (the message names it and says what is wrong).
@@ -343,7 +374,7 @@ def sequence_to_midi(
     bars = -(-seq.shape[0] // steps_per_bar)  # the last bar, even when partly filled
     if bars:  # the file ends on its last bar line, not at its last note
         pm.text_events.append(pretty_midi.Text(END_MARKER, bars * steps_per_bar * step_seconds))
-    atomic_write(Path(path), pm.write)
+    return pm
 
 
 def convert_folder(

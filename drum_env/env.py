@@ -301,8 +301,10 @@ class DrumComposeEnv(SingleComposeBase, gym.Env):
         """Save the take (:attr:`take`: the canvas with velocities) as ``.npz``, MIDI or WAV.
 
         ``.npz`` holds ``sequence`` (the take) and ``prompt_steps``; ``.mid`` / ``.midi`` is a
-        General MIDI drum track; ``.wav`` is audio from the built-in kit
-        (:mod:`drum_env.audio`). The primer keeps its velocities in every format.
+        General MIDI drum track ending on its last bar line; ``.wav`` is audio at a fixed gain,
+        through FluidSynth and a General MIDI soundfont where installed, else the built-in kit
+        (:func:`drum_env.audio.render_audio`, ``synth="auto"``). The primer keeps its
+        velocities in every format.
 
         Args:
             path: file to write; the suffix picks the format.

@@ -82,8 +82,9 @@ class GenerateConfig(RunConfig, TaskConfig):
     """Tempo of the takes, quarter notes per minute, from 20 to 400; ``None``: each primer's
     recorded tempo (``drum-env convert`` records it), else 120."""
     wav: bool = False
-    """Also render each take as ``take{i}.wav`` with the built-in drum kit (no MIDI synth
-    needed)."""
+    """Also render each take as ``take{i}.wav``, at one fixed gain for every take: through
+    FluidSynth and a General MIDI soundfont where installed, else the built-in numpy drum kit
+    (:func:`drum_env.audio.render_audio`, ``synth="auto"``)."""
 
     def __post_init__(self) -> None:
         check_path(self, "policy", optional=False)

@@ -839,7 +839,7 @@ def test_save_npz_and_midi(tmp_path):
     np.testing.assert_array_equal(back > 0, canvas[: len(back)] > 0)
     assert not canvas[len(back) :].any()  # only trailing silence may be cut
     assert conv.tempo_bpm == pytest.approx(100.0)
-    wav = env.unwrapped.save(tmp_path / "song.wav")  # audio from the built-in kit
+    wav = env.unwrapped.save(tmp_path / "song.wav")  # FluidSynth where installed, else the kit
     assert wav.read_bytes()[:4] == b"RIFF"
     with pytest.raises(ValueError, match=r"\.npz"):
         env.unwrapped.save(tmp_path / "song.ogg")
