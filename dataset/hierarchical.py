@@ -331,18 +331,19 @@ class CompleteHierarchicalDrumDataset:
         dataset.io.DataError: for bad files or sequences (the message names them).
         ValueError: for invalid arguments (the message names the argument).
 
-    >>> seqs = [np.eye(4, 2, dtype=np.float32), np.ones((6, 2), np.float32)]
-    >>> ds = CompleteHierarchicalDrumDataset(None, seq_len=5, steps_per_bar=2,
-    ...                                      bars_per_phrase=2, sequences=seqs, as_numpy=True)
-    >>> ds.sample_indices.tolist()
-    [[0, 0], [1, 0], [1, 1]]
-    >>> sample = ds[2]
-    >>> sample["step"].shape, sample["bar"].shape, sample["phrase"].shape
-    ((5, 2), (2, 2), (1, 2))
-    >>> sample["bar"].tolist(), float(sample["metrics"]["song"]["ngram_diversity"])
-    ([[1.0, 1.0], [1.0, 1.0]], 1.0)
-    >>> sorted(sample["metrics"]["section"][0])[:4]
-    ['avg_hits', 'dense_frac', 'drum_density', 'max_hits']
+    Examples:
+        >>> seqs = [np.eye(4, 2, dtype=np.float32), np.ones((6, 2), np.float32)]
+        >>> ds = CompleteHierarchicalDrumDataset(None, seq_len=5, steps_per_bar=2,
+        ...                                      bars_per_phrase=2, sequences=seqs, as_numpy=True)
+        >>> ds.sample_indices.tolist()
+        [[0, 0], [1, 0], [1, 1]]
+        >>> sample = ds[2]
+        >>> sample["step"].shape, sample["bar"].shape, sample["phrase"].shape
+        ((5, 2), (2, 2), (1, 2))
+        >>> sample["bar"].tolist(), float(sample["metrics"]["song"]["ngram_diversity"])
+        ([[1.0, 1.0], [1.0, 1.0]], 1.0)
+        >>> sorted(sample["metrics"]["section"][0])[:4]
+        ['avg_hits', 'dense_frac', 'drum_density', 'max_hits']
     """
 
     files: list[Path]

@@ -645,7 +645,7 @@ def generate_corpus(
     Raises:
         ValueError: an argument is out of range; the message names it.
 
-    Example:
+    Examples:
         >>> corpus = generate_corpus(num_sequences=3, num_bars=(2, 4), seed=7)
         >>> [(item.name, item.sequence.shape[0] % 16) for item in corpus]
         [('rock_0000', 0), ('funk_0001', 0), ('hiphop_0002', 0)]

@@ -257,7 +257,7 @@ def load_any_policy(path: str | Path):
 
 
 def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperature: float = 1.0,
-              *, env: Any = None):  # fmt: skip
+              *, env: Any = None) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:  # fmt: skip
     """Wrap a policy of :func:`load_any_policy` as a batched numpy policy for rollouts.
 
     A :class:`SB3Policy` plays through :func:`sb3_policy_fn` (``seed`` unused: SB3 samples from

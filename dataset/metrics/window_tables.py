@@ -199,13 +199,14 @@ class WindowTables:
     Raises:
         ValueError: for an argument out of its range (the message names it).
 
-    >>> from dataset.metrics import level_metrics
-    >>> seq = np.tile(np.eye(3, dtype=np.float32), (20, 1))
-    >>> tables = WindowTables(seq, 32, steps_per_bar=4, bars_per_phrase=2, specs={})
-    >>> got = tables.level_metrics(5)["step"]["step_entropy"]
-    >>> want = level_metrics(seq[5:37], 4, 2, specs={})["step"]["step_entropy"]
-    >>> bool(got == np.float32(want))
-    True
+    Examples:
+        >>> from dataset.metrics import level_metrics
+        >>> seq = np.tile(np.eye(3, dtype=np.float32), (20, 1))
+        >>> tables = WindowTables(seq, 32, steps_per_bar=4, bars_per_phrase=2, specs={})
+        >>> got = tables.level_metrics(5)["step"]["step_entropy"]
+        >>> want = level_metrics(seq[5:37], 4, 2, specs={})["step"]["step_entropy"]
+        >>> bool(got == np.float32(want))
+        True
     """
 
     layout: WindowLayout
