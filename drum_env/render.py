@@ -11,20 +11,26 @@ agent, taken from a real sequence); later steps are what the agent composed. ``p
 cursor: the number of steps written so far, so steps ``>= position`` are not composed yet.
 
 Only numpy is imported with this module; matplotlib is imported inside
-:func:`save_piano_roll_png`, the one function that needs it.
+:func:`piano_roll_figure` (and so :func:`save_piano_roll_png`), the functions that need it.
 """
 
 from __future__ import annotations
 
 import operator
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dataset.drums import DRUM_NAMES
+
+if TYPE_CHECKING:  # matplotlib is imported only by the functions that draw
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "take_values",
@@ -33,6 +39,8 @@ __all__ = [
     "default_drum_names",
     "render_ansi",
     "render_rgb",
+    "drum_editor_order",
+    "piano_roll_figure",
     "save_piano_roll_png",
 ]
 
@@ -52,11 +60,30 @@ _BG_COMPOSED = np.array([34, 34, 34], dtype=np.uint8)
 _BG_PRIMER = np.array([30, 42, 70], dtype=np.uint8)
 _BG_FUTURE = np.array([8, 8, 8], dtype=np.uint8)
 _BAR_LINE = np.array([110, 110, 110], dtype=np.uint8)
-_HIT_COMPOSED = np.array([255, 170, 40], dtype=np.float32)
-_HIT_PRIMER = np.array([110, 200, 255], dtype=np.float32)
-# A hit of velocity v is drawn at _MIN_HIT + (1 - _MIN_HIT) * v of its full colour, so even the
-# softest hit is clearly brighter than every background.
-_MIN_HIT = 0.4
+# A hit of velocity v is drawn at soft + v * (loud - soft): a ramp in hue and brightness (dark
+# red to yellow composed, deep blue to pale cyan in the primer), so velocity reads as shade in
+# both parts, and even the softest hit is clearly brighter than every background.
+_HIT_COMPOSED_SOFT = np.array([150, 45, 20], dtype=np.float32)
+_HIT_COMPOSED = np.array([255, 225, 70], dtype=np.float32)
+_HIT_PRIMER_SOFT = np.array([40, 85, 170], dtype=np.float32)
+_HIT_PRIMER = np.array([175, 235, 255], dtype=np.float32)
+
+# Drum-editor order, top to bottom: words of a drum's name -> its group. A drum whose name holds
+# none of them is a custom class: drawn above the known ones, in column order.
+_EDITOR_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("hihat", "hat"),
+    ("crash", "splash", "china", "cymbal"),
+    ("ride", "bell"),
+    ("tom",),
+    ("snare", "rim", "clap"),
+    ("kick", "bass"),
+)
+# Within a group: closed before open hi-hat, high before mid before low tom.
+_EDITOR_LATER: tuple[tuple[str, ...], ...] = (("mid",), ("open", "low", "floor"))
+# Words a name part may start with before its group's word ("floortom", "openhat", "hihat").
+_EDITOR_QUALIFIERS = frozenset(
+    ("hi", "high", "mid", "low", "floor", "rack", "open", "closed", "pedal")
+)
 
 
 def default_drum_names(num_drums: int) -> tuple[str, ...]:
@@ -78,6 +105,47 @@ def default_drum_names(num_drums: int) -> tuple[str, ...]:
     if num_drums == len(DRUM_NAMES):
         return DRUM_NAMES
     return tuple(f"drum{i}" for i in range(num_drums))
+
+
+def drum_editor_order(drum_names: Sequence[str]) -> tuple[int, ...]:
+    """The rows of a drum editor, top to bottom: cymbals on top, the kick at the bottom.
+
+    Each drum is placed by the words in its name (the parts between characters that are not
+    letters or digits, case-insensitive; a part matches a word it starts with, or ends with
+    after ``hi``, ``high``, ``mid``, ``low``, ``floor``, ``rack``, ``open``, ``closed`` or
+    ``pedal``: ``floortom``, ``openhat``), in these groups from the top: hi-hats (``hihat``,
+    ``hat``; closed before open), crash (``crash``, ``splash``, ``china``, ``cymbal``), ride
+    (``ride``, ``bell``), toms (``tom``; high, then mid, then low / floor), snare (``snare``,
+    ``rim``, ``clap``), kick (``kick``, ``bass``). A name with none of these words (a custom
+    class) goes above all of them; drums of one group, and custom ones, keep their column
+    order.
+
+    Args:
+        drum_names: one name per drum, in column order.
+
+    Returns:
+        the column indices, top row first (a permutation of ``range(len(drum_names))``).
+
+    Example:
+        >>> from dataset.drums import DRUM_NAMES
+        >>> [DRUM_NAMES[i] for i in drum_editor_order(DRUM_NAMES)]  # doctest: +NORMALIZE_WHITESPACE
+        ['hihat_closed', 'hihat_open', 'crash', 'ride', 'tom_high', 'tom_mid', 'tom_low',
+         'snare', 'kick']
+        >>> drum_editor_order(["kick", "cowbell", "snare"])
+        (1, 2, 0)
+    """
+
+    def has(tokens: list[str], words: tuple[str, ...]) -> bool:
+        return any(t.startswith(w) or (t.endswith(w) and t[: -len(w)] in _EDITOR_QUALIFIERS)
+                   for t in tokens for w in words)  # fmt: skip
+
+    def key(column: int) -> tuple[int, int, int]:
+        tokens = re.split(r"[^a-z0-9]+", str(drum_names[column]).lower())
+        group = next((g for g, words in enumerate(_EDITOR_GROUPS) if has(tokens, words)), -1)
+        within = next((k + 1 for k, words in enumerate(_EDITOR_LATER) if has(tokens, words)), 0)
+        return (group, within if group >= 0 else 0, column)
+
+    return tuple(sorted(range(len(drum_names)), key=key))
 
 
 def render_ansi(
@@ -197,19 +265,23 @@ def render_rgb(
     prompt_steps: int = 0,
     position: int | None = None,
     cell: tuple[int, int] = (8, 4),
+    rows: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Render a sequence as a piano-roll image.
 
-    Drum ``d`` is the row band ``[d * cell[0], (d + 1) * cell[0])`` (drum 0, the kick by default,
-    at the top, in the same order as :func:`render_ansi`); step ``t`` is the column band
-    ``[t * cell[1], (t + 1) * cell[1])``. Each cell is painted as follows:
+    Row ``r`` is the band ``[r * cell[0], (r + 1) * cell[0])`` and shows drum ``rows[r]``; by
+    default drum ``r`` (drum 0, the kick by default, at the top, in the same order as
+    :func:`render_ansi`; :func:`drum_editor_order` gives a drum editor's rows). Step ``t`` is
+    the column band ``[t * cell[1], (t + 1) * cell[1])``. Each cell is painted as follows:
 
     * background: blue-grey for the primer (steps ``< prompt_steps``), dark grey for composed
       steps, near-black for steps not composed yet (``>= position``, when ``position`` is given;
       the primer keeps its colour);
-    * a hit of velocity ``v`` is a block of ``(0.4 + 0.6 * v)`` times a full colour, light blue in
-      the primer and orange elsewhere, leaving a one-pixel gap on the cell's left column and bottom
-      row (when the cell is at least two pixels that way) so neighbouring hits stay apart;
+    * a hit of velocity ``v`` is a block of colour ``soft + v * (loud - soft)``: from deep blue
+      (soft) to pale cyan (loud) in the primer, from dark red to yellow in the composed part, so
+      velocity shows as shade in both; it leaves a one-pixel gap on the cell's left column and
+      bottom row (when the cell is at least two pixels that way) so neighbouring hits stay
+      apart;
     * a one-pixel grey bar line on the left column of the first step of every bar but the first,
       drawn on background pixels only, so it never hides a hit.
 
@@ -224,6 +296,8 @@ def render_rgb(
         position: The cursor, steps composed so far, in ``[0, steps]``; ``None`` when every step
             counts as written.
         cell: ``(height, width)`` of one cell in pixels, each ``>= 1``.
+        rows: the drum of each row, top first: a permutation of ``range(drums)``; ``None`` for
+            column order.
 
     Returns:
         uint8 array ``(drums * cell[0], steps * cell[1], 3)``, RGB.
@@ -242,6 +316,8 @@ def render_rgb(
     if position is not None:
         position = _check_position(position, num_steps)
     cell_h, cell_w = _check_cell(cell)
+    if rows is not None:
+        seq = seq[:, _check_rows(rows, num_drums)]
 
     steps = np.arange(num_steps)
     primer = steps < prompt_steps
@@ -258,9 +334,9 @@ def render_rgb(
     # Per-cell hit colour (drums, steps, 3), brightness by velocity.
     vel = seq.T  # (drums, steps)
     hit = vel > 0
-    full = np.where(primer[:, None], _HIT_PRIMER, _HIT_COMPOSED)  # (steps, 3)
-    scale = _MIN_HIT + (1.0 - _MIN_HIT) * vel
-    hit_rgb = np.rint(scale[:, :, None] * full[None, :, :]).astype(np.uint8)  # (drums, steps, 3)
+    soft = np.where(primer[:, None], _HIT_PRIMER_SOFT, _HIT_COMPOSED_SOFT)  # (steps, 3)
+    loud = np.where(primer[:, None], _HIT_PRIMER, _HIT_COMPOSED)
+    hit_rgb = np.rint(soft + vel[:, :, None] * (loud - soft)).astype(np.uint8)  # (drums, steps, 3)
 
     # A hit covers the cell but for a one-pixel gap on its left column and bottom row. One pixel
     # row of a drum's band is built per step (drums, steps, cell_w, 3), then copied down the band,
@@ -306,37 +382,48 @@ def take_values(canvas: np.ndarray, primer: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def save_piano_roll_png(
+def piano_roll_figure(
     sequence: np.ndarray,
-    path: str | os.PathLike[str],
     steps_per_bar: int = 16,
     prompt_steps: int = 0,
     drum_names: Sequence[str] | None = None,
     title: str | None = None,
-) -> Path:
-    """Save a sequence as a labelled piano-roll PNG.
+    *,
+    bpm: float | None = None,
+    reference: np.ndarray | None = None,
+    rows: Sequence[int] | None = None,
+) -> Figure:
+    """A take's labelled piano roll as a matplotlib Figure, with the real continuation below.
 
-    Draws :func:`render_rgb` (same colours and layout) on a matplotlib figure with the drum names
-    on the y axis, 1-based bar numbers at the bar lines on the x axis, a beat grid, and a legend
-    of primer vs composed colours (brightness is velocity). The file gets the usual
-    permissions (``0666`` less the umask, as ``open`` would give). Uses matplotlib's Agg
-    canvas directly, without pyplot, so it needs no display and leaves no figure open. The file
-    is written to a temporary file beside ``path`` and moved into place with :func:`os.replace`,
-    so a reader never sees half a PNG; missing parent folders are created; a ``path`` that is a
-    symbolic link is refused (:class:`dataset.io.SymlinkError`).
+    For TensorBoard (``SummaryWriter.add_figure``), a report page or :func:`save_piano_roll_png`.
+    Draws :func:`render_rgb` (its colours: velocity is the shade of every hit, primer and
+    composed) in drum-editor order (:func:`drum_editor_order`: cymbals on top, the kick at the
+    bottom) with the drum names on the y axis, 1-based bar numbers at the bar lines on the x
+    axis, a beat grid, and a legend of the velocity shades. The title says what the take is:
+    ``"<title>: <bars> bars at <bpm> bpm, primer <n> bar(s)"`` (each part only where known).
+    With ``reference``, a second panel of the same layout below shows the real sequence (its
+    first ``prompt_steps`` steps are the same primer), titled ``"real continuation"``.
+
+    The figure is built without pyplot (matplotlib's Agg canvas is attached), so it needs no
+    display and is never registered as an open pyplot figure: drop it when done.
 
     Args:
         sequence: float32 array ``(steps, drums)``, values in ``[0, 1]``; a hit is a value
-            ``> 0``.
-        path: Where to write the PNG (always PNG, whatever the suffix).
-        steps_per_bar: Steps per bar, ``>= 1``.
+            ``> 0``, its value the velocity.
+        steps_per_bar: Steps per 4/4 bar, ``>= 1``.
         prompt_steps: Number of primer steps at the start, in ``[0, steps]``; drawn on a shaded
-            background.
+            background in blue shades.
         drum_names: One label per drum; defaults to :func:`default_drum_names`.
-        title: Figure title, or ``None`` for none.
+        title: What the take is (e.g. ``"take 0"``), put before the bars and tempo; ``None``
+            for those alone.
+        bpm: The take's tempo, quarter notes per minute, for the title; ``None`` leaves it out.
+        reference: float32 array ``(steps', drums)`` in ``[0, 1]``: the real sequence of the
+            same window, primer included; ``None`` for the take alone.
+        rows: the drum of each row, top first (see :func:`render_rgb`); ``None``:
+            :func:`drum_editor_order` of the names.
 
     Returns:
-        The path written.
+        The figure (one axes, or two with ``reference``).
 
     Raises:
         ImportError: If matplotlib is not installed.
@@ -347,49 +434,85 @@ def save_piano_roll_png(
     steps_per_bar = _check_steps_per_bar(steps_per_bar)
     prompt_steps = _check_prompt_steps(prompt_steps, num_steps)
     names = _check_drum_names(drum_names, num_drums)
+    order = _check_rows(drum_editor_order(names) if rows is None else rows, num_drums)
+    ref = None
+    if reference is not None:
+        ref = _check_sequence(reference)
+        if ref.shape[1] != num_drums:
+            raise ValueError(f"reference must have the take's {num_drums} drums, got shape "
+                             f"{ref.shape}")  # fmt: skip
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.patches import Patch
     except ImportError as exc:
         raise ImportError(
-            "save_piano_roll_png needs matplotlib: pip install matplotlib "
+            "piano-roll pictures need matplotlib: pip install matplotlib "
             "(or pip install drum-env, which depends on it)"
         ) from exc
 
-    image = render_rgb(seq, steps_per_bar, prompt_steps)
-    width_in = float(np.clip(num_steps / 32.0, 6.0, 24.0))
-    height_in = 1.2 + 0.3 * num_drums
-    fig = Figure(figsize=(width_in, height_in), dpi=100)
+    panels = [(seq, prompt_steps)] + ([] if ref is None else [(ref, min(prompt_steps, len(ref)))])
+    longest = max(len(p) for p, _ in panels)
+    width_in = float(np.clip(longest / 32.0, 6.0, 24.0))
+    panel_in = 0.8 + 0.3 * num_drums
+    fig = Figure(figsize=(width_in, 0.4 + panel_in * len(panels)), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.imshow(
-        image,
-        extent=(0, max(num_steps, 1), num_drums, 0),
-        aspect="auto",
-        interpolation="nearest",
-    )
-    ax.set_yticks(np.arange(num_drums) + 0.5, labels=list(names))
-    num_bars = -(-num_steps // steps_per_bar)
-    every = max(1, -(-num_bars // 16))  # at most 16 bar labels
-    bars = np.arange(0, num_bars, every)
-    ax.set_xticks(bars * steps_per_bar, labels=[str(b + 1) for b in bars])
-    ax.set_xlabel(f"bar ({steps_per_bar} steps per bar)")
-    # the beat grid: thin lines on the beats (a quarter of a bar), stronger on bar lines
-    beat = steps_per_bar // 4 if steps_per_bar % 4 == 0 else steps_per_bar
-    for t in range(0, num_steps + 1, beat):
-        bar_line = t % steps_per_bar == 0
-        ax.axvline(t, color="white", lw=0.9 if bar_line else 0.3, alpha=0.6 if bar_line else 0.35)
-    if title is not None:
-        ax.set_title(title)
-    from matplotlib.patches import Patch
-
-    legend = [Patch(color=_HIT_COMPOSED / 255.0, label="composed")]
-    if prompt_steps:
-        legend.insert(0, Patch(color=_HIT_PRIMER / 255.0, label="primer"))
-    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
-              frameon=False, title="brightness = velocity", title_fontsize=7)  # fmt: skip
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    labels = [names[d] for d in order]
+    for ax, (part, primer) in zip(axes, panels):
+        image = render_rgb(part, steps_per_bar, primer, rows=order)
+        _draw_roll(ax, image, len(part), steps_per_bar, labels)
+    axes[0].set_title(_roll_title(title, num_steps, steps_per_bar, prompt_steps, bpm))
+    if ref is not None:
+        axes[1].set_title("real continuation")
+    legend = []
+    for part, soft, loud, present in (
+        ("primer", _HIT_PRIMER_SOFT, _HIT_PRIMER, prompt_steps > 0),
+        ("composed", _HIT_COMPOSED_SOFT, _HIT_COMPOSED, True),
+    ):
+        if present:
+            legend += [Patch(color=(soft + v * (loud - soft)) / 255.0, label=f"{part} {vel}")
+                       for v, vel in ((1.0, 127), (0.5, 64), (0.1, 13))]  # fmt: skip
+    axes[0].legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7,
+                   frameon=False, title="shade = velocity", title_fontsize=7)  # fmt: skip
     fig.tight_layout()
+    return fig
 
+
+def save_piano_roll_png(
+    sequence: np.ndarray, path: str | os.PathLike[str], steps_per_bar: int = 16,
+    prompt_steps: int = 0, drum_names: Sequence[str] | None = None, title: str | None = None,
+    *, bpm: float | None = None, reference: np.ndarray | None = None,
+) -> Path:  # fmt: skip
+    """Save a sequence as a labelled piano-roll PNG: :func:`piano_roll_figure`, written.
+
+    The file gets the usual permissions (``0666`` less the umask, as ``open`` would give). It
+    is written to a temporary file beside ``path`` and moved into place with
+    :func:`os.replace`, so a reader never sees half a PNG; missing parent folders are created;
+    a ``path`` that is a symbolic link is refused (:class:`dataset.io.SymlinkError`).
+
+    Args:
+        sequence: float32 array ``(steps, drums)``, values in ``[0, 1]``; a hit is a value
+            ``> 0``.
+        path: Where to write the PNG (always PNG, whatever the suffix).
+        steps_per_bar: Steps per bar, ``>= 1``.
+        prompt_steps: Number of primer steps at the start, in ``[0, steps]``; drawn on a shaded
+            background.
+        drum_names: One label per drum; defaults to :func:`default_drum_names`.
+        title: What the take is, before its bars and tempo in the title; ``None`` for those
+            alone.
+        bpm: The take's tempo for the title; ``None`` leaves it out.
+        reference: The real sequence, drawn below the take (see :func:`piano_roll_figure`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is not installed.
+        ValueError: If an argument is out of range; the message names it.
+    """
+    fig = piano_roll_figure(sequence, steps_per_bar, prompt_steps, drum_names, title, bpm=bpm,
+                            reference=reference)  # fmt: skip
     from dataset.io import refuse_symlink
 
     path = Path(path)
@@ -407,6 +530,42 @@ def save_piano_roll_png(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _roll_title(
+    title: str | None, num_steps: int, steps_per_bar: int, prompt_steps: int, bpm: float | None
+) -> str:
+    """``"<title>: <bars> bars at <bpm> bpm, primer <n> bar(s)"``, the parts that are known."""
+
+    def bars(n: float) -> str:
+        return f"{n:g} bar" + ("" if n == 1 else "s")
+
+    text = bars(-(-num_steps // steps_per_bar))
+    if bpm is not None:
+        text += f" at {round(float(bpm), 1):g} bpm"
+    if prompt_steps:
+        text += f", primer {bars(round(prompt_steps / steps_per_bar, 2))}"
+    return text if title is None else f"{title}: {text}"
+
+
+def _draw_roll(
+    ax: Axes, image: np.ndarray, num_steps: int, steps_per_bar: int, labels: list[str]
+) -> None:
+    """One panel: the image, drum names on y, bar numbers on x, the beat grid."""
+    num_drums = len(labels)
+    ax.imshow(image, extent=(0, max(num_steps, 1), num_drums, 0), aspect="auto",
+              interpolation="nearest")  # fmt: skip
+    ax.set_yticks(np.arange(num_drums) + 0.5, labels=labels)
+    num_bars = -(-num_steps // steps_per_bar)
+    every = max(1, -(-num_bars // 16))  # at most 16 bar labels
+    bar_ids = np.arange(0, num_bars, every)
+    ax.set_xticks(bar_ids * steps_per_bar, labels=[str(b + 1) for b in bar_ids])
+    ax.set_xlabel(f"bar ({steps_per_bar} steps per bar)")
+    # the beat grid: thin lines on the beats (a quarter of a bar), stronger on bar lines
+    beat = steps_per_bar // 4 if steps_per_bar % 4 == 0 else steps_per_bar
+    for t in range(0, num_steps + 1, beat):
+        bar_line = t % steps_per_bar == 0
+        ax.axvline(t, color="white", lw=0.9 if bar_line else 0.3, alpha=0.6 if bar_line else 0.35)
 
 
 # --------------------------------------------------------------------------- validation
@@ -472,6 +631,13 @@ def _check_cell(cell: object) -> tuple[int, int]:
     if cell_h < 1 or cell_w < 1:
         raise ValueError(f"cell sizes must be >= 1 pixel, got {(cell_h, cell_w)}")
     return cell_h, cell_w
+
+
+def _check_rows(rows: Sequence[int], num_drums: int) -> np.ndarray:
+    order = np.array([_as_int(r, "rows") for r in rows], dtype=np.intp)
+    if sorted(order.tolist()) != list(range(num_drums)):
+        raise ValueError(f"rows must be a permutation of range({num_drums}), got {list(rows)}")
+    return order
 
 
 def _check_drum_names(drum_names: Sequence[str] | None, num_drums: int) -> tuple[str, ...]:

@@ -122,9 +122,10 @@ def generate(config: GenerateConfig) -> GenerateResult:
     """Compose ``config.num`` sequences, each continuing a primer drawn from the env's data.
 
     Writes ``take{i}.mid``, ``take{i}.npz`` (key ``sequence``; also ``reference`` and
-    ``prompt_steps``) and ``take{i}.png`` (primer shaded apart from what the policy wrote), and
-    ``summary.json`` with each take's return and song term. With ``force`` the earlier takes in
-    ``out`` are deleted first (other files are left alone).
+    ``prompt_steps``) and ``take{i}.png`` (the piano roll: primer shaded apart from what the
+    policy wrote, velocity as shade, titled with its bars and tempo, the real continuation
+    below), and ``summary.json`` with each take's return and song term. With ``force`` the
+    earlier takes in ``out`` are deleted first (other files are left alone).
 
     Args:
         config: the policy, the task (:meth:`~agents.task.TaskConfig.env_kwargs`), the takes.
@@ -186,10 +187,10 @@ def _generate(config: GenerateConfig) -> GenerateResult:
                 f, sequence=s, reference=r, prompt_steps=rollouts.prompt_steps
             ),
         )
+        real = ref if rollouts.reference_values is None else rollouts.reference_values[i]
         save_piano_roll_png(
             seq, stem.with_suffix(".png"), steps_per_bar=spb, prompt_steps=rollouts.prompt_steps,
-            title=f"take {i}: return {rollouts.returns[i]:.2f}, "
-            f"song term {rollouts.song_raw[i]:.3f}",
+            title=f"take {i}", bpm=bpm, reference=real,
         )  # fmt: skip
         files += [stem.with_suffix(s) for s in _TAKE_SUFFIXES]
         summary.append({"take": i, "return": float(rollouts.returns[i]),

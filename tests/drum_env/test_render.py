@@ -13,6 +13,8 @@ from drum_env.render import (
     ACCENT_VELOCITY,
     DEFAULT_DRUM_NAMES,
     default_drum_names,
+    drum_editor_order,
+    piano_roll_figure,
     render_ansi,
     render_rgb,
     save_piano_roll_png,
@@ -307,6 +309,96 @@ def test_import_does_not_import_matplotlib():
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+# --------------------------------------------------------------------------- pictures
+
+EDITOR_ROWS = ["hihat_closed", "hihat_open", "crash", "ride", "tom_high", "tom_mid", "tom_low",
+               "snare", "kick"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "names, rows",
+    [
+        (DEFAULT_DRUM_NAMES, EDITOR_ROWS),
+        (["kick", "cowbell", "snare"], ["cowbell", "snare", "kick"]),  # custom class on top
+        (["drum0", "drum1", "drum2"], ["drum0", "drum1", "drum2"]),  # all custom: column order
+        (["Bass Drum", "Low Tom", "High-Tom", "Hi-Hat Open", "Pedal Hi-Hat", "Crash 1", "custom",
+          "floortom", "SideStick", "rimshot"],
+         ["custom", "SideStick", "Pedal Hi-Hat", "Hi-Hat Open", "Crash 1", "High-Tom", "Low Tom",
+          "floortom", "rimshot", "Bass Drum"]),
+    ],
+)  # fmt: skip
+def test_drum_editor_order_from_the_names(names, rows):
+    order = drum_editor_order(names)
+    assert sorted(order) == list(range(len(names)))
+    assert [names[i] for i in order] == rows
+
+
+def test_rgb_rows_put_the_kick_at_the_bottom():
+    seq = np.zeros((16, 9), dtype=np.float32)
+    seq[0, DEFAULT_DRUM_NAMES.index("kick")] = 1.0
+    seq[1, DEFAULT_DRUM_NAMES.index("hihat_closed")] = 1.0
+    plain = render_rgb(seq)
+    img = render_rgb(seq, rows=drum_editor_order(DEFAULT_DRUM_NAMES))
+    rest = render_rgb(np.zeros_like(seq))
+    changed = np.any(img[4::8, 2::4] != rest[4::8, 2::4], axis=-1)  # (rows, steps)
+    assert np.flatnonzero(changed[:, 0]).tolist() == [8]  # the kick: bottom row
+    assert np.flatnonzero(changed[:, 1]).tolist() == [0]  # the closed hi-hat: top row
+    assert np.array_equal(plain, render_rgb(seq, rows=range(9)))  # default: column order
+    with pytest.raises(ValueError, match="rows"):
+        render_rgb(seq, rows=[0] * 9)
+
+
+def test_composed_hits_are_shaded_by_velocity():
+    seq = np.zeros((32, 2), dtype=np.float32)
+    seq[[2, 20], 0] = 0.2  # a soft hit in the primer and in the composed part
+    seq[[3, 21], 0] = 0.9  # a loud one
+    seq[[4, 22], 0] = 0.9
+    fig = piano_roll_figure(seq, prompt_steps=16, drum_names=["snare", "ride"])
+    image = np.asarray(fig.axes[0].images[0].get_array())
+    np.testing.assert_array_equal(image, render_rgb(seq, prompt_steps=16, rows=[1, 0]))
+    for soft, loud, same in ((2, 3, 4), (20, 21, 22)):  # primer, composed
+        s, ld, sm = (cell_pixel(image, 1, t) for t in (soft, loud, same))  # the snare: row 1
+        assert not np.array_equal(s, ld) and luminance(s) < luminance(ld)
+        assert np.array_equal(ld, sm)  # the shade is the velocity, nothing else
+
+
+def test_figure_title_names_the_bars_and_tempo():
+    seq = random_sequence(64, 9)
+    fig = piano_roll_figure(seq, prompt_steps=16, title="take 0", bpm=97.34)
+    assert fig.axes[0].get_title() == "take 0: 4 bars at 97.3 bpm, primer 1 bar"
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == EDITOR_ROWS  # top to bottom
+    assert piano_roll_figure(seq[:40]).axes[0].get_title() == "3 bars"
+    two = piano_roll_figure(seq, prompt_steps=32, bpm=120)
+    assert two.axes[0].get_title() == "4 bars at 120 bpm, primer 2 bars"
+
+
+def test_figure_shows_the_real_continuation_below():
+    import matplotlib.pyplot as plt
+
+    take, real = random_sequence(64, 9, seed=1), random_sequence(64, 9, seed=2)
+    real[:16] = take[:16]
+    fig = piano_roll_figure(take, prompt_steps=16, reference=real, bpm=100)
+    top, bottom = fig.axes[:2]
+    assert bottom.get_title() == "real continuation"
+    assert top.get_position().y0 > bottom.get_position().y0
+    order = drum_editor_order(DEFAULT_DRUM_NAMES)
+    np.testing.assert_array_equal(np.asarray(bottom.images[0].get_array()),
+                                  render_rgb(real, prompt_steps=16, rows=order))  # fmt: skip
+    assert plt.get_fignums() == []  # built without pyplot: nothing left open
+    with pytest.raises(ValueError, match="reference"):
+        piano_roll_figure(take, reference=real[:, :3])
+
+
+def test_png_with_tempo_and_reference(tmp_path):
+    seq = random_sequence(64, 9)
+    alone = save_piano_roll_png(seq, tmp_path / "a.png", prompt_steps=16, bpm=100)
+    both = save_piano_roll_png(seq, tmp_path / "b.png", prompt_steps=16, bpm=100, reference=seq)
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(both).shape[0] > 1.5 * mpimg.imread(alone).shape[0]
 
 
 # --------------------------------------------------------------------------- validation
