@@ -645,7 +645,7 @@ def compare_to_baselines(
     ceiling, std, scores, disc, se = ceiling_and_floors(
         ref, score, floors, seed, bootstrap, min_gap, resamples
     )
-    return Baselines(ceiling, std, *scores.values(), disc, se)
+    return Baselines(ceiling, std, *scores.values(), disc, se)  # type: ignore[call-arg, arg-type]  # the floors, in order
 
 
 def ceiling_and_floors(

@@ -214,7 +214,7 @@ def compare_velocity_to_baselines(
     ceiling, std, scores, disc, _ = ceiling_and_floors(
         ref, score, floors, seed, bootstrap, min_gap
     )
-    return VelocityBaselines(ceiling, std, *scores.values(), disc)
+    return VelocityBaselines(ceiling, std, *scores.values(), disc)  # type: ignore[call-arg, arg-type]  # the floors, in order
 
 
 def constant_velocity(seqs: Sequence[np.ndarray], velocity: float = 1.0) -> list[np.ndarray]:

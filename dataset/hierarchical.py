@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -403,6 +403,7 @@ class CompleteHierarchicalDrumDataset:
         else:
             if isinstance(sequences, np.ndarray) and sequences.ndim == 2:
                 raise ValueError("sequences must be a list of 2-D arrays, got one 2-D array")
+            assert sequences is not None  # exactly one of the two, checked above
             self.files = []
             self.names = [f"sequences[{i}]" for i in range(len(sequences))]
             seqs = [
@@ -426,7 +427,7 @@ class CompleteHierarchicalDrumDataset:
     def _reset_tables(self) -> None:
         """Forget the window tables (:meth:`_table_sample`): they are rebuilt when needed."""
         # per sequence: (tables, plan, song vector), None before use, False if not supported
-        self._tables: list[_Prepared | bool | None] = [None] * len(self.sequences)
+        self._tables: list[_Prepared | Literal[False] | None] = [None] * len(self.sequences)
         self._plans: dict[tuple[Any, ...], _SamplePlan] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -724,12 +725,12 @@ class CompleteHierarchicalDrumDataset:
         buf[plan.song] = song
         return plan.sample(buf, self.as_numpy)
 
-    def _prepare_tables(self, seq_idx: int, length: int) -> _Prepared | bool:
+    def _prepare_tables(self, seq_idx: int, length: int) -> _Prepared | Literal[False]:
         """Build (and keep) a sequence's window tables, sample plan and song metrics vector.
 
         False (kept too) where the tables do not apply.
         """
-        prepared: _Prepared | bool = False
+        prepared: _Prepared | Literal[False] = False
         if WindowTables.supports(self.num_drums, length):
             tables = WindowTables(
                 self.sequences[seq_idx], length, self.stride, self.steps_per_bar,
@@ -770,6 +771,7 @@ class CompleteHierarchicalDrumDataset:
         bounds = np.cumsum([0] + [len(k) for k in keys]).tolist()
         spans = list(zip(keys, bounds[:-1], bounds[1:], strict=True))
         samples = []
+        split: dict[str, Any]
         with _gc_paused():
             if self.as_numpy:
                 # ``v[j, ...]`` keeps 0-d arrays (not numpy scalars) for scalar metrics
@@ -782,7 +784,7 @@ class CompleteHierarchicalDrumDataset:
                 rows = zip(*[torch.from_numpy(v).unbind(0) for v in values], strict=True)
             for j, row in enumerate(rows):
                 parts = [dict(zip(k, row[lo:hi], strict=True)) for k, lo, hi in spans]
-                metrics_ = {"step": parts[0], "bar": parts[1], "phrase": parts[2]}
+                metrics_: dict[str, Any] = {"step": parts[0], "bar": parts[1], "phrase": parts[2]}
                 metrics_["section"] = parts[3:-1]
                 metrics_["song"] = parts[-1]
                 samples.append(

@@ -176,7 +176,7 @@ def get_complete_rl_dataloader(
         shuffle = False
     elif use_ddp:
         sampler = DistributedSampler(
-            dataset,
+            dataset,  # type: ignore[arg-type]  # a map-style dataset, not a subclass
             num_replicas=num_replicas,
             rank=rank,
             shuffle=shuffle,
@@ -188,7 +188,7 @@ def get_complete_rl_dataloader(
         generator = torch.Generator()
         generator.manual_seed(seed)
     return DataLoader(
-        dataset,
+        dataset,  # type: ignore[arg-type]
         batch_size=batch_size,
         shuffle=shuffle,
         sampler=sampler,

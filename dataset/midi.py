@@ -461,7 +461,7 @@ def convert_folder(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(
                     target,
-                    lambda f, r=result: np.savez_compressed(
+                    lambda f, r=result: np.savez_compressed(  # type: ignore[misc]
                         f,
                         sequence=r.sequence,
                         steps_per_bar=np.int64(r.steps_per_bar),

@@ -724,7 +724,7 @@ def write_corpus(
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{item.name}.npz"
         sequence = item.sequence
-        atomic_write(path, lambda fh, s=sequence: np.savez_compressed(fh, sequence=s))
+        atomic_write(path, lambda fh, s=sequence: np.savez_compressed(fh, sequence=s))  # type: ignore[misc]
         paths.append(path)
     return sorted(paths)
 

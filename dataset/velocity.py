@@ -117,7 +117,7 @@ class VelocityBins:
         return {"edges": self.edges.tolist(), "levels": self.levels.tolist()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> VelocityBins:
+    def from_dict(cls, data: VelocityBins | Mapping[str, Any]) -> VelocityBins:
         """The inverse of :meth:`to_dict` (a :class:`VelocityBins` passes through)."""
         if isinstance(data, VelocityBins):
             return data

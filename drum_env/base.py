@@ -21,7 +21,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -77,7 +77,7 @@ class DrumComposeArgs:
     """Override the shaping's normalisation."""
     render_mode: str | None = None
     """``"ansi"`` (text grid), ``"rgb_array"`` (piano roll) or ``None``."""
-    on_error: str = "raise"
+    on_error: Literal["raise", "skip"] = "raise"
     """``"skip"`` bad ``.npz`` files with one warning, or ``"raise"``."""
     normalizer: RunningNormalizer | None = None
     """A ``RunningNormalizer`` to share (the vector env's sub-envs share one); ``None``: a new
@@ -101,7 +101,7 @@ class DrumComposeArgs:
         """The task of these arguments; ``from_data``: ``num_drums``, ``velocity_bins``."""
         return DrumComposeConfig(
             self.seq_len, self.steps_per_bar, self.bars_per_phrase, self.prompt_bars,
-            self.context_steps, self.sections,
+            self.context_steps, self.sections,  # type: ignore[arg-type]  # a tuple by now
             rewards.make_shaping(self.shaping, self.weights, self.normalize),
             velocity_levels=self.velocity_levels, **from_data,
         )  # fmt: skip

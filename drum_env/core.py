@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -205,7 +205,7 @@ class ReferenceData:
         """
         return self.stack_values(window_ids, prompt_steps)
 
-    def tempo(self, window_id: int) -> float | None:
+    def tempo(self, window_id: int | np.integer) -> float | None:
         """The recorded tempo of a window's sequence (quarter notes per minute), or ``None``."""
         seq = int(self.windows[int(window_id)][0])
         return self.tempos[seq] if seq < len(self.tempos) else None
@@ -230,7 +230,8 @@ class ReferenceData:
 
 
 def load_reference(
-    data: Any, seq_len: int, steps_per_bar: int, bars_per_phrase: int, on_error: str = "raise"
+    data: Any, seq_len: int, steps_per_bar: int, bars_per_phrase: int,
+    on_error: Literal["raise", "skip"] = "raise",
 ) -> ReferenceData:
     """Resolve the env's ``data`` argument into reference windows.
 
@@ -328,7 +329,7 @@ class _RefFeatures(NamedTuple):
 def _pack(cols: Sequence[Any], num_sections: int) -> _RefFeatures:
     """:class:`_RefFeatures` from its arrays in :func:`_feature_arrays` order."""
     n = num_sections
-    return _RefFeatures(*cols[:5], list(cols[5 : 5 + n]), *cols[5 + n :])
+    return _RefFeatures(*cols[:5], list(cols[5 : 5 + n]), *cols[5 + n :])  # type: ignore[call-arg]
 
 
 class StepResult(NamedTuple):
@@ -401,6 +402,7 @@ class ComposeCore:
         # class -> value: 0 for class 0, then the bins' levels
         self._levels = np.zeros(1, dtype=np.float32)
         if c.expressive:
+            assert c.velocity_bins is not None  # DrumComposeConfig sets it with the levels
             self._levels = np.concatenate([self._levels, c.velocity_bins.levels])
         self.t = np.full(b, c.prompt_steps, dtype=np.int64)
         self.window_ids = np.zeros(b, dtype=np.int64)
@@ -514,6 +516,7 @@ class ComposeCore:
         c = self.config
         values = self.data.stack_values(window_ids, c.seq_len)
         if c.expressive:
+            assert c.velocity_bins is not None  # DrumComposeConfig sets it with the levels
             values[:, c.prompt_steps :] = c.velocity_bins.quantize(values[:, c.prompt_steps :])
         return values
 
@@ -566,6 +569,7 @@ class ComposeCore:
         self.canvas[env_ids] = False
         self.canvas[env_ids, : c.prompt_steps] = ref[:, : c.prompt_steps]
         if c.expressive:
+            assert values is not None
             self.values[env_ids] = 0.0
             self.values[env_ids, : c.prompt_steps] = values[:, : c.prompt_steps]
         self.t[env_ids] = c.prompt_steps
@@ -597,6 +601,7 @@ class ComposeCore:
             StepResult with one row per stepped sub-env.
         """
         c, ref = self.config, self._ref
+        assert ref is not None, "reset() before step()"
         if c.expressive:
             classes = actions
             actions = classes > 0
@@ -735,6 +740,7 @@ class ComposeCore:
         self.canvas[0, p] = action
         raw = np.zeros((1, len(TERMS)))
         closed = np.zeros((1, len(TERMS)), dtype=bool)
+        assert self._ref is not None, "reset() before step()"
         sq = np.square(action - self._ref.step_probs[0, p % c.steps_per_bar])
         x = -float(np.add.reduce(sq)) / c.num_drums  # what .sum(axis=-1) does
         raw[0, s] = x

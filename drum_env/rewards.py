@@ -525,7 +525,7 @@ def feature_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Moments(NamedTuple):
     """Count, mean and sum of squared deviations (M2) of a stream of values, per term."""
 
-    count: np.ndarray
+    count: np.ndarray  # type: ignore[assignment]  # hides tuple.count, as it always has
     mean: np.ndarray
     m2: np.ndarray
 

@@ -266,7 +266,7 @@ class DrumComposeVectorEnv(ComposeBase, VectorEnv):
         truncations = np.zeros(n, dtype=bool)
         return self._core_obs(), rewards, terminations, truncations, infos
 
-    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+    def render(self) -> tuple[str | np.ndarray, ...] | None:
         """Render every sub-env's canvas (a tuple, one entry per sub-env)."""
         if self.render_mode is None:
             return None

@@ -461,7 +461,7 @@ class WindowTables:
         steps, drums = h.shape
         length, spb, thr = self.length, self.steps_per_bar, self.fast_threshold
         pl = spb * self.bars_per_phrase
-        ctx: dict[str, Any] = {"n": n, "codes": codes, "pn": pn, "ph": ph}
+        ctx: dict[Any, Any] = {"n": n, "codes": codes, "pn": pn, "ph": ph}
         ctx["busy"] = _prefix(n > 1)
         ctx["max"] = {m: _sliding_max(n, m) for m in {length, *(e - s for s, e in self.spans)}}
         # the gap from each hit to the one before it of its drum (0: none), for fast_hits
@@ -524,7 +524,7 @@ class WindowTables:
         return ctx
 
     def _scalars(
-        self, ctx: dict[str, Any], a: np.ndarray, part: slice
+        self, ctx: dict[Any, Any], a: np.ndarray, part: slice
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The scalar metrics of windows ``part``, starting at ``a``, and three per-drum ones.
 
@@ -616,7 +616,7 @@ class WindowTables:
         ioi = ioi_of_sums(ends[1] - ends[0], hi - lo - 1)
         return col, np.stack([ioi.mean, ioi.var, fast.fraction], axis=1)
 
-    def _fast_runs(self, ctx: dict[str, Any], a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _fast_runs(self, ctx: dict[Any, Any], a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hits in fast runs of each drum (windows, drums) and fast runs (windows,).
 
         A run of the sequence that crosses the window's first or last step is cut there: the
@@ -645,7 +645,7 @@ class WindowTables:
         runs += fast_in_2.sum(axis=1) - fast_full_2.sum(axis=1)
         return hits, runs
 
-    def _builtin_values(self, ctx: dict[str, Any], a: np.ndarray) -> dict[str, np.ndarray]:
+    def _builtin_values(self, ctx: dict[Any, Any], a: np.ndarray) -> dict[str, np.ndarray]:
         """``swing`` and ``polyrhythm`` of the windows starting at ``a``."""
         length, spb = self.length, self.steps_per_bar
         out = {}
