@@ -15,6 +15,7 @@ EXTRAS = {
     "torch": "train", "stable_baselines3": "train", "tensorboard": "train", "tqdm": "train",
     "rich": "train", "matplotlib": "train", "tyro": "train", "pettingzoo": "band",
     "optuna": "tune", "sqlalchemy": "tune", "psycopg": "postgres", "psycopg2": "postgres",
+    "wandb": "track",
 }  # fmt: skip
 """The extra that installs each optional dependency (``pip install 'drum-env[EXTRA]'``)."""
 

@@ -13,7 +13,10 @@ primer, 16 steps of context): smaller than the env's own defaults (``seq_len=128
 
 Beside it, :class:`RunConfig` declares the run settings (``out``, ``seed``, ``device``,
 ``threads``, ``amp``, ``progress``, ``resume``, ``force``) once, with one default each; every
-command's config derives from both.
+command's config derives from both. The commands that train (``train``, ``pretrain``,
+``baseline``) also derive from :class:`TrackConfig`: CleanRL's ``exp_name``, ``track`` and its
+W&B settings, and a fresh run folder ``runs/{env_id}__{exp_name}__{seed}__{unix_time}`` when
+``out`` is not given (:func:`default_run_dir`).
 
 The validators (:func:`check_int`, :func:`check_number`, :func:`check_bool`,
 :func:`check_path`, :func:`check_choice`) raise ``ValueError`` naming the field and the allowed
@@ -34,6 +37,8 @@ import dataclasses
 import json
 import math
 import os
+import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -45,6 +50,9 @@ from drum_env.rewards import MAX_WEIGHT  # re-exported: the env's one weight bou
 __all__ = [
     "TaskConfig",
     "RunConfig",
+    "TrackConfig",
+    "ENV_ID",
+    "default_run_dir",
     "MAX_WEIGHT",
     "is_int",
     "is_number",
@@ -349,8 +357,10 @@ class RunConfig:
 
     The defaults are the ones that serve a user on the machines this project is measured on:
 
-    * ``out``: each command's own folder (``DEFAULT_OUT``: ``runs/ppo``, ``runs/pretrain``, ...),
-      so that two commands never write into one folder by default;
+    * ``out``: a new folder per run for the commands that train (:class:`TrackConfig`, as
+      CleanRL names its runs), each other command's own folder (``DEFAULT_OUT``:
+      ``runs/generate``, ``runs/tune``, ...), so that two commands never write into one folder
+      by default;
     * ``seed`` 0;
     * ``device`` ``auto``: CUDA when available, else the CPU (a GPU user gets it without a
       flag; a CPU-only machine runs as with ``cpu``);
@@ -364,7 +374,9 @@ class RunConfig:
     """
 
     out: str | None = None
-    """The command's output folder; ``None``: the command's own default folder
+    """The command's output folder; ``None``: for ``train``, ``pretrain`` and ``baseline`` a new
+    folder ``runs/{env_id}__{exp_name}__{seed}__{unix_time}`` (so a second run is never refused;
+    ``--resume`` needs the run's folder given), for the other commands their own folder
     (``runs/<command>``; the benchmark's tables: ``benchmarks/results``)."""
     seed: int = 0
     """Seed of the run (model, env resets, action sampling), >= 0."""
@@ -421,6 +433,99 @@ class RunConfig:
             yield
         finally:
             torch.set_num_threads(before)
+
+
+ENV_ID = "DrumCompose-v0"
+"""The env every command trains on: the ``{env_id}`` of a run folder's name."""
+
+_EXP_NAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
+
+
+def default_run_dir(exp_name: str, seed: int, root: str = "runs", now: float | None = None
+                    ) -> str:  # fmt: skip
+    """A new run folder, ``{root}/{ENV_ID}__{exp_name}__{seed}__{unix_time}`` (CleanRL's name).
+
+    Where that folder exists already (a second run started within the same second), ``_2``,
+    ``_3``, ... is appended, so the name is always one no run holds.
+
+    >>> default_run_dir("ppo", 1, now=1700000000)
+    'runs/DrumCompose-v0__ppo__1__1700000000'
+    """
+    base = f"{root}/{ENV_ID}__{exp_name}__{seed}__{int(time.time() if now is None else now)}"
+    path, k = base, 1
+    while os.path.lexists(path):
+        k += 1
+        path = f"{base}_{k}"
+    return path
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """The experiment's name and its tracking: CleanRL's ``exp_name``, ``track`` and W&B flags.
+
+    The commands that train (``train``, ``pretrain``, ``baseline``) derive from this class. Their
+    ``out`` defaults to a new folder per run (:func:`default_run_dir`) instead of a fixed one;
+    ``resume`` then needs ``out`` given (the folder of the run to continue).
+    """
+
+    exp_name: str | None = None
+    """The experiment's name: part of the default run folder's name and the W&B run's
+    (``{env_id}__{exp_name}__{seed}__{unix_time}``); letters, digits and ``._+-``; ``None``: the
+    command's (``ppo`` for train, ``pretrain``, ``sb3_ppo`` / ``sb3_a2c`` for baseline)."""
+    track: bool = False
+    """Track the run with Weights & Biases (``pip install 'drum-env[track]'``): ``wandb.init``
+    with the run's config and ``sync_tensorboard``, so every TensorBoard scalar, audio clip and
+    image reaches W&B too; ``WANDB_MODE=offline`` keeps it on this machine (``wandb sync``
+    later)."""
+    wandb_project_name: str = "drum-env"
+    """The W&B project of a tracked run."""
+    wandb_entity: str | None = None
+    """The W&B team or user of a tracked run; ``None``: your default entity."""
+
+    DEFAULT_EXP_NAME: ClassVar[str] = "run"
+    """The ``exp_name`` that ``None`` stands for (each command's config sets its own)."""
+
+    def default_exp_name(self) -> str:
+        """The ``exp_name`` that ``None`` stands for."""
+        return self.DEFAULT_EXP_NAME
+
+    def _check_track(self) -> None:
+        """Validate the fields; fill ``exp_name`` and, when ``out`` is None, a new run folder.
+
+        Runs before :meth:`RunConfig._check_run` (which would fill ``out`` with ``DEFAULT_OUT``).
+        """
+        if self.exp_name is None:
+            object.__setattr__(self, "exp_name", self.default_exp_name())
+        if not isinstance(self.exp_name, str) or not _EXP_NAME.match(self.exp_name):
+            raise ValueError(
+                f"exp_name must be a name of letters, digits and ._+- (not starting with a "
+                f"dot), got {self.exp_name!r}"
+            )
+        check_bool("track", self.track)
+        if not isinstance(self.wandb_project_name, str) or not self.wandb_project_name:
+            raise ValueError(
+                f"wandb_project_name must be a non-empty string, got {self.wandb_project_name!r}"
+            )
+        if self.wandb_entity is not None and (not isinstance(self.wandb_entity, str)
+                                              or not self.wandb_entity):  # fmt: skip
+            raise ValueError(
+                f"wandb_entity must be a non-empty string or None, got {self.wandb_entity!r}"
+            )
+        if getattr(self, "out", None) is None:
+            unused = getattr(self, "UNUSED_RUN_SETTINGS", ())
+            if getattr(self, "resume", False) and "resume" not in unused:  # which run?
+                raise ValueError(
+                    f"resume continues a run in its folder: give --out, the folder of the run "
+                    f"to resume (e.g. runs/{ENV_ID}__{self.exp_name}__{getattr(self, 'seed', 0)}"
+                    "__1700000000)"
+                )
+            object.__setattr__(self, "out", default_run_dir(self.exp_name,
+                                                            getattr(self, "seed", 0)))
+
+    @property
+    def run_name(self) -> str:
+        """The run's name (the W&B run's): the last part of its folder."""
+        return os.path.basename(os.path.normpath(str(getattr(self, "out", "") or self.exp_name)))
 
 
 def _plain(value: Any) -> Any:

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, NamedTuple
 from agents.baselines.sb3_load import VELOCITY_BINS_FILE, sb3_settings, write_sidecar
 from agents.evaluation.rollout import rollout_episodes, sb3_policy_fn
 from agents.task import RunConfig, TaskConfig, check_bool, check_choice, check_int, check_number
+from agents.task import TrackConfig as TrackConfig  # the experiment's name and W&B
 from agents.training.runs import RunLock, prepare_run_dir, write_json
 from dataset.io import atomic_write
 
@@ -57,11 +58,14 @@ ALGOS = ("ppo", "a2c")
 
 
 @dataclass(frozen=True)
-class BaselineConfig(RunConfig, TaskConfig):
+class BaselineConfig(TrackConfig, RunConfig, TaskConfig):
     """A Stable-Baselines3 run on DrumCompose-v0. Frozen, validated.
 
     The task settings come from :class:`~agents.task.TaskConfig`, the run settings from
-    :class:`~agents.task.RunConfig`: ``out`` holds ``config.json``, ``model.zip`` and ``tb/``;
+    :class:`~agents.task.RunConfig`, the experiment's name and W&B tracking from
+    :class:`~agents.task.TrackConfig`: ``out`` (by default a new
+    ``runs/DrumCompose-v0__sb3_{algo}__{seed}__{unix_time}``) holds ``config.json``,
+    ``model.zip`` and ``tb/``;
     ``seed`` seeds SB3 (``set_random_seed``) and the env resets; ``progress`` shows SB3's
     progress bar; SB3 trains on the CPU with torch's own threads, so ``device``, ``threads``,
     ``amp`` and ``resume`` are not used.
@@ -92,8 +96,13 @@ class BaselineConfig(RunConfig, TaskConfig):
     extra: dict[str, Any] = field(default_factory=dict)
     """Further keyword arguments of the SB3 algorithm, as JSON (``'{"gae_lambda": 0.9}'``)."""
 
+    def default_exp_name(self) -> str:
+        """``sb3_ppo`` or ``sb3_a2c``."""
+        return f"sb3_{self.algo}"
+
     def __post_init__(self) -> None:
         self._check_task()
+        self._check_track()
         self._check_run()
         check_choice("algo", self.algo, ALGOS)
         for name in ("num_envs", "total_timesteps", "num_steps", "eval_episodes"):
@@ -102,6 +111,11 @@ class BaselineConfig(RunConfig, TaskConfig):
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("ent_coef", self.ent_coef, 0.0)
         check_bool("tensorboard", self.tensorboard)
+        if self.track and not self.tensorboard:
+            raise ValueError(
+                "track=True syncs the TensorBoard logs to W&B: it needs tensorboard=True "
+                "(drop --no-tensorboard)"
+            )
         extra = self.extra
         if isinstance(extra, str):
             try:
@@ -229,7 +243,17 @@ def train_baseline(config: BaselineConfig) -> BaselineResult:
 
 
 def _train_baseline(config: BaselineConfig) -> BaselineResult:
+    from agents.training.run_logs import finish_tracking, start_tracking
+
     out = prepare_run_dir(config.out, config.to_dict(), force=config.force)
+    tracking = start_tracking(config)  # before SB3's TensorBoard writer: W&B syncs it
+    try:
+        return _learn(config, out)
+    finally:
+        finish_tracking(tracking)
+
+
+def _learn(config: BaselineConfig, out: Path) -> BaselineResult:
     model, venv = build_model(config)
     bins = venv.envs[0].unwrapped.config.velocity_bins  # None without velocity levels
     if bins is not None:  # evaluate, and let the model be played, with its training bins

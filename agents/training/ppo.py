@@ -118,6 +118,7 @@ from agents.policies.policy import (
 from agents.task import (
     RunConfig,
     TaskConfig,
+    TrackConfig,
     check_bool,
     check_choice,
     check_int,
@@ -160,6 +161,8 @@ from agents.training.ppo_setup import (
     repeatable_device,
 )
 from agents.training.ppo_steps import Storage, collect_rollout, ppo_update
+from agents.training.run_logs import RunLogs
+from agents.training.run_logs import recent_mean as _recent
 from agents.training.runs import RunLock
 from agents.training.trainer_reward import (
     REWARD_NORMS,
@@ -200,6 +203,7 @@ __all__ = [
 
 RESUMABLE_FIELDS: tuple[str, ...] = (
     "total_timesteps", "resume", "force", "progress", "tensorboard", "checkpoint_every", "out",
+    "capture_every", "exp_name", "track", "wandb_project_name", "wandb_entity",
 )  # fmt: skip
 """The :class:`PPOConfig` fields a resumed run may change; any other must equal the
 checkpoint's. ``total_timesteps`` may only grow (extend a run); ``out`` may differ when the run
@@ -216,12 +220,14 @@ field resumes as if it held this value."""
 
 
 @dataclass(frozen=True)
-class PPOConfig(RunConfig, TaskConfig):
+class PPOConfig(TrackConfig, RunConfig, TaskConfig):
     """One PPO run on ``DrumCompose-v0``. Frozen; validated on construction.
 
     The task settings (``data``, ``seq_len``, ..., ``shaping``, ``weights``) come from
-    :class:`~agents.task.TaskConfig`, the run settings from :class:`~agents.task.RunConfig`:
-    ``out`` holds ``config.json``, ``checkpoint.pt``, ``policy.pt`` and ``tb/``; ``seed`` seeds
+    :class:`~agents.task.TaskConfig`, the run settings from :class:`~agents.task.RunConfig`,
+    the experiment's name and tracking from :class:`~agents.task.TrackConfig`:
+    ``out`` (by default a new ``runs/DrumCompose-v0__{exp_name}__{seed}__{unix_time}``) holds
+    ``config.json``, ``checkpoint.pt``, ``policy.pt`` and ``tb/``; ``seed`` seeds
     the model, the env resets (``seed + rank * num_envs``) and the generators; under DDP on
     CUDA each rank uses ``cuda:LOCAL_RANK``; ``resume`` continues the run in ``out`` from its
     ``checkpoint.pt``; ``progress`` shows a bar of env steps. Change fields with
@@ -335,13 +341,29 @@ class PPOConfig(RunConfig, TaskConfig):
     checkpoint_every: int = 10
     """Iterations between checkpoints (one is also written at the end)."""
     tensorboard: bool = True
-    """Write TensorBoard scalars under ``out/tb``."""
+    """Write TensorBoard logs under ``out/tb``: the scalars every iteration, a few takes as audio
+    and piano rolls (``capture_every``), and at the end of the run its hyperparameters with its
+    final numbers (the HParams tab; :mod:`agents.training.run_logs`)."""
+    capture_every: int | None = None
+    """Iterations between the takes logged to TensorBoard (and W&B): a few fixed primers of the
+    training data, each continued by the policy, as audio and a piano roll beside the real
+    continuation; also at the last iteration. ``None``: at every checkpoint
+    (``checkpoint_every``); 0: none. Capturing draws no random number the run uses: a seeded run
+    trains bitwise the same with it on or off."""
 
     DEFAULT_OUT: ClassVar[str] = "runs/ppo"
+    DEFAULT_EXP_NAME: ClassVar[str] = "ppo"
 
     def __post_init__(self) -> None:
         self._check_task()
+        self._check_track()
         self._check_run()
+        check_int("capture_every", self.capture_every, 0, optional=True)
+        if self.track and not self.tensorboard:
+            raise ValueError(
+                "track=True syncs the TensorBoard logs to W&B: it needs tensorboard=True "
+                "(drop --no-tensorboard)"
+            )
         check_path(self, "pretrained")
         for name in ("num_envs", "num_steps", "total_timesteps", "num_minibatches",
                      "update_epochs", "d_model", "n_layers", "n_heads", "checkpoint_every"):
@@ -528,7 +550,8 @@ PHASES: tuple[str, ...] = (
 :func:`~agents.training.ppo_steps.collect_rollout`, the trainer's reward
 (:func:`~agents.training.trainer_reward.assign_rewards`), the value of the observation after the
 rollout, :func:`compute_gae`, :func:`~agents.training.ppo_steps.ppo_update`, the metrics and
-their logs, and the checkpoint (and the final ``policy.pt``) when one is written."""
+their logs (with the takes captured for TensorBoard when due), and the checkpoint (and the
+final ``policy.pt``) when one is written."""
 
 PhaseTimer = Callable[[str], AbstractContextManager[Any]]
 """A timing hook: ``timer(phase)`` returns a context manager that :func:`train` enters around
@@ -617,7 +640,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
         if start_iteration > num_iterations:
             raise _past_the_end(ckpt_path, global_step, config)
 
-    writer, bar = open_logs(config, d, global_step, num_iterations * step_size)
+    logs = open_logs(config, d, global_step, num_iterations)
     buf = Storage.allocate(venv.single_observation_space, steps, n, venv.config.num_drums, device,
                            policy.action_dist.action_dtype)  # fmt: skip
     iteration, threads = start_iteration, _set_threads(config.threads)
@@ -659,7 +682,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
                            "charts/SPS": step_size / (time.perf_counter() - t_start),
                            **_weight_metrics(reward, weights_fit), **disc_metrics}  # fmt: skip
                 history.append(metrics)
-                _log(writer, bar, metrics, global_step, step_size, d.main and bool(finished))
+                logs.log(history, global_step, policy)  # scalars; takes and HParams when due
             stop = _stop(callback, metrics, d, device)
             if stop or iteration % config.checkpoint_every == 0 or iteration == num_iterations:
                 with timer("checkpoint"):  # every rank's part, written by rank 0
@@ -670,7 +693,7 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
             if stop:
                 break
     finally:
-        _close(threads, bar, writer, env)
+        _close(threads, logs, env)
 
     if d.main:
         with timer("checkpoint"):
@@ -743,12 +766,10 @@ def _set_threads(threads: int | None) -> int:
     return before
 
 
-def _close(threads: int, bar: Any, writer: Any, env: Any) -> None:
-    """Restore torch's threads; close the progress bar, the TensorBoard writer and the env."""
+def _close(threads: int, logs: RunLogs, env: Any) -> None:
+    """Restore torch's threads; close the logs (bar, TensorBoard, W&B) and the env."""
     torch.set_num_threads(threads)
-    bar.close()
-    if writer is not None:
-        writer.close()
+    logs.close()
     env.close()
 
 
@@ -787,32 +808,3 @@ def _bootstrap_value(agent: Agent, next_obs: Mapping[str, np.ndarray], device: t
         value = (agent.policy.forward_obs(last).value if agent.critic is None
                  else agent.critic(last))  # fmt: skip
         return value.float()
-
-
-def _log(writer: Any, bar: Any, metrics: Mapping[str, float], global_step: int, step_size: int,
-         postfix: bool) -> None:  # fmt: skip
-    """The iteration's finite metrics to TensorBoard, and the progress bar."""
-    if writer is not None:
-        for key, value in metrics.items():
-            if key not in ("iteration", "global_step") and math.isfinite(value):
-                writer.add_scalar(key, value, global_step)
-    bar.update(step_size)
-    if postfix:
-        bar.set_postfix(ret=f"{metrics['charts/episodic_return']:.2f}",
-                        song=f"{metrics['charts/episode_song_raw']:.3f}")  # fmt: skip
-
-
-def _recent(history: list[dict[str, float]], key: str) -> float:
-    """Episode-weighted mean of ``key`` over the last tenth of ``history`` (see TrainResult)."""
-    if not history:
-        return float("nan")
-    window = max(1, len(history) // 10)
-    total = count = 0.0
-    for i, row in enumerate(reversed(history)):
-        n = row.get("charts/episodes", 0.0)
-        if n > 0:
-            total += n * row[key]
-            count += n
-        if i + 1 >= window and count > 0:
-            break
-    return total / count if count else float("nan")

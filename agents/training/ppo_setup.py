@@ -11,7 +11,7 @@ As CleanRL's ``ppo.py`` builds its env, agent and optimiser before the loop, the
 * :func:`make_generators`: this rank's generators, derived from ``(seed, rank)``;
 * :func:`checkpointed_modules`, :func:`claim_run`: what a checkpoint holds, the resume check
   and the run folder;
-* :func:`open_logs`: TensorBoard and the progress bar.
+* :func:`open_logs`: W&B, TensorBoard (scalars, takes, HParams) and the progress bar.
 
 Every helper does exactly what the loop did inline before (in the same order, drawing the
 same random numbers), so a seeded run is bitwise the same.
@@ -42,6 +42,7 @@ from agents.training.checkpoint import load_training_state
 from agents.training.discriminator import FeatureDiscriminator, real_windows
 from agents.training.distributed import Dist, barrier
 from agents.training.ppo_steps import ActorCritic
+from agents.training.run_logs import RunLogs
 from agents.training.runs import prepare_run_dir
 from agents.training.trainer_reward import Episodes, RewardWeights
 from dataset.velocity import VelocityBins
@@ -318,22 +319,13 @@ def claim_run(config: PPOConfig, agent: Agent, d: Dist, ckpt_path: Path,
     return state
 
 
-def open_logs(config: PPOConfig, d: Dist, global_step: int, total: int) -> tuple[Any, Any]:
-    """Rank 0's TensorBoard writer (or None) and the progress bar over ``total`` env steps."""
-    writer = None
-    if d.main and config.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+def open_logs(config: PPOConfig, d: Dist, global_step: int, num_iterations: int) -> RunLogs:
+    """The run's logs (:class:`~agents.training.run_logs.RunLogs`).
 
-        writer = SummaryWriter(str(Path(config.out) / "tb"),
-                               purge_step=global_step if config.resume else None)  # fmt: skip
-        # the run's config as text, as CleanRL logs its hyperparameters
-        rows = "\n".join(f"|{k}|{v}|" for k, v in config.to_dict().items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}", global_step)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=global_step, unit="step", desc="ppo",
-               disable=not (config.progress and d.main), dynamic_ncols=True)  # fmt: skip
-    return writer, bar
+    W&B when ``track``, rank 0's TensorBoard writer, the progress bar over the run's env steps,
+    the takes and the HParams.
+    """
+    return RunLogs(config, d, global_step, num_iterations)
 
 
 def cxx_compiler() -> str | None:

@@ -59,7 +59,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from agents.policies.policy import DrumPolicy, PolicyConfig, save_policy
-from agents.task import RunConfig, TaskConfig, check_bool, check_int, check_number, check_path
+from agents.task import (
+    RunConfig,
+    TaskConfig,
+    TrackConfig,
+    check_bool,
+    check_int,
+    check_number,
+    check_path,
+)
 from agents.training.runs import RunLock, prepare_run_dir
 from dataset.velocity import VelocityBins
 
@@ -75,14 +83,16 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class PretrainConfig(RunConfig, TaskConfig):
+class PretrainConfig(TrackConfig, RunConfig, TaskConfig):
     """Everything that defines a pretraining run. Validated on construction.
 
     The task settings come from :class:`~agents.task.TaskConfig` (pretraining reads ``data``,
     ``seq_len``, ``steps_per_bar``, ``bars_per_phrase``, ``prompt_bars``, ``context_steps`` and
     ``velocity_levels``; the reward settings are accepted so that ``pretrain`` and ``train`` take
-    the same flags, and unused). The run settings come from :class:`~agents.task.RunConfig`:
-    ``out`` holds ``config.json``, ``policy.pt`` and ``tb/``; ``seed`` seeds the
+    the same flags, and unused). The run settings come from :class:`~agents.task.RunConfig`, the
+    experiment's name and W&B tracking from :class:`~agents.task.TrackConfig`: ``out`` (by
+    default a new ``runs/DrumCompose-v0__pretrain__{seed}__{unix_time}``) holds
+    ``config.json``, ``policy.pt`` and ``tb/``; ``seed`` seeds the
     initialisation, dropout, shuffling and phase offsets; ``threads`` and ``device`` are the
     torch threads and device of the run; ``amp`` autocasts to bf16 on CPU, fp16 with a
     ``GradScaler`` on CUDA; ``resume`` is not used (a pretraining run starts afresh).
@@ -90,6 +100,7 @@ class PretrainConfig(RunConfig, TaskConfig):
     """
 
     DEFAULT_OUT: ClassVar[str] = "runs/pretrain"
+    DEFAULT_EXP_NAME: ClassVar[str] = "pretrain"
     UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("resume",)
 
     batch_size: int = 64
@@ -133,6 +144,7 @@ class PretrainConfig(RunConfig, TaskConfig):
 
     def __post_init__(self) -> None:
         self._check_task()
+        self._check_track()
         self._check_run()
         for name in ("batch_size", "epochs", "log_every", "d_model", "n_layers", "n_heads"):
             check_int(name, getattr(self, name), 1)
@@ -436,6 +448,9 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     out = prepare_run_dir(c.out, c.to_dict(), force=c.force)
     from torch.utils.tensorboard import SummaryWriter  # heavy: only when training
 
+    from agents.training.run_logs import finish_tracking, start_tracking
+
+    tracking = start_tracking(c)  # before the writer: W&B syncs it
     writer = SummaryWriter(str(out / "tb"))
     writer.add_text("pretrain/config", json.dumps(asdict(c), default=str))
     total = c.epochs * len(loader)
@@ -508,6 +523,7 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                 validate()
     finally:
         writer.close()
+        finish_tracking(tracking)
     final = DrumPolicy(dataclasses.replace(policy_config, dropout=0.0), bins)
     final.load_state_dict(best["state"] if best["state"] is not None else policy.state_dict())
     path = save_policy(out / "policy.pt", final)

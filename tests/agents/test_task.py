@@ -1,6 +1,7 @@
 """agents.task.RunConfig: one default per run setting, unused ones refused, threads restored."""
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -25,10 +26,13 @@ def test_out_defaults_to_the_commands_own_folder():
     from agents.training.pretrain import PretrainConfig
     from agents.tune import TuneConfig
 
-    outs = [c().out for c in (PPOConfig, PretrainConfig, BaselineConfig, BenchmarkConfig,
-                              TuneConfig)]  # fmt: skip
-    assert outs == ["runs/ppo", "runs/pretrain", "runs/sb3", "benchmarks/results", "runs/tune"]
+    outs = [c().out for c in (BenchmarkConfig, TuneConfig)]
+    assert outs == ["benchmarks/results", "runs/tune"]
     assert PPOConfig(out="x").out == "x"
+    # the commands that train: a new folder per run, CleanRL's {env}__{exp}__{seed}__{time}
+    for cls, exp in ((PPOConfig, "ppo"), (PretrainConfig, "pretrain"), (BaselineConfig, "sb3_ppo")):
+        assert re.fullmatch(rf"runs/DrumCompose-v0__{exp}__5__\d{{10}}", cls(seed=5).out), cls
+    assert re.fullmatch(r"runs/DrumCompose-v0__mine__0__\d{10}", PPOConfig(exp_name="mine").out)
 
 
 def test_an_unused_run_setting_is_refused_by_name():
