@@ -80,9 +80,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -113,6 +115,7 @@ from agents.evaluation.heldout import (
 )
 from agents.evaluation.heldout import reference as reference_players
 from agents.task import RunConfig, check_int, check_number, check_path
+from agents.training.run_logs import log_hparams, log_takes, play_takes
 from agents.training.runs import write_json
 
 __all__ = [
@@ -122,6 +125,7 @@ __all__ = [
     "CSV_COLUMNS",
     "BenchmarkConfig",
     "BenchmarkResult",
+    "EVAL_SCALARS",
     "run_benchmark",
 ]
 
@@ -435,6 +439,8 @@ class _Recorder:
         bins = velocity_bins if velocity_bins is not None else ctx.velocity_bins
         self.env_kwargs = _env_kwargs(ctx.config, ctx.heldout, shaping, bins)
         self.rows: list[dict[str, Any]] = []
+        self.takes: list[Any] = []  # each evaluation's takes (Rollouts) for TensorBoard
+        self.run_dir = _run_dir(ctx.config, shaping, agent, seed)
         self.start = time.perf_counter()
         self.eval_total = 0.0
 
@@ -454,10 +460,52 @@ class _Recorder:
             **self.key, "env_steps": int(env_steps), "final": 0, **scores,
             "train_s": train, "eval_s": spent, "wall_s": time.perf_counter() - self.start,
         })  # fmt: skip
+        t = time.perf_counter()  # the takes to hear: not training time, not the scores' time
+        self.takes.append(play_takes(policy, self.env_kwargs))
+        self.eval_total += time.perf_counter() - t
 
     def finish(self) -> list[dict[str, Any]]:
+        """The rows, the last one final; the run's ``tb/`` written (:func:`_write_logs`)."""
         self.rows[-1]["final"] = 1
+        _write_logs(self.run_dir / "tb", self.ctx.config, self.key, self.rows, self.takes)
         return self.rows
+
+
+EVAL_SCALARS: tuple[str, ...] = (
+    "headline", "headline_se", "velocity_headline", "song_raw", "episode_return",
+)  # fmt: skip
+"""The evaluation's numbers that a benchmark run logs to TensorBoard (``eval/<name>``), and, at
+its final evaluation, as its HParams metrics (``hparam/<name>``)."""
+
+
+def _write_logs(folder: Path, config: BenchmarkConfig, key: Mapping[str, Any],
+                rows: Sequence[Mapping[str, Any]], takes: Sequence[Any]) -> None:  # fmt: skip
+    """A benchmark run's TensorBoard logs in ``folder`` (a rerun's replace the old ones).
+
+    Every evaluation: its :data:`EVAL_SCALARS` (``eval/<name>``) and its takes
+    (:func:`agents.training.run_logs.log_takes`: audio and piano rolls of fixed held-out
+    primers, beside the real continuations) at its env steps; at the end the HParams: the
+    cell (shaping, agent, seed) and the benchmark's settings, with the final evaluation's
+    numbers as the metrics.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
+    writer = SummaryWriter(str(folder))
+    try:
+        for i, (row, rollouts) in enumerate(zip(rows, takes)):
+            step = int(row["env_steps"])
+            for name in EVAL_SCALARS:
+                if name in row and math.isfinite(row[name]):
+                    writer.add_scalar(f"eval/{name}", row[name], step)
+            log_takes(writer, rollouts, step, config.steps_per_bar, real=i == 0)
+        final = rows[-1]
+        metrics = {f"hparam/{name}": float(final[name]) for name in EVAL_SCALARS if name in final}
+        settings = {k: v for k, v in config.to_dict().items() if k not in ("command", "out")}
+        log_hparams(writer, {**settings, **key}, metrics, int(final["env_steps"]))  # the cell's
+    finally:
+        writer.close()
 
 
 def _pretrained_policy(ctx: _Context, seed: int) -> str:

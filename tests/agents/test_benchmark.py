@@ -78,6 +78,28 @@ def test_smoke_csv_has_the_columns_and_one_final_row_per_cell(smoke):
 
 
 @pytest.mark.slow
+def test_smoke_runs_log_every_evaluation_with_takes_and_their_hparams(smoke):
+    from test_run_logs import events, hparams_entry
+
+    out, _, _ = smoke
+    rows = _rows(out / "shapings.csv")
+    for shaping, agent in (("aligned", "ppo"), ("aligned", "sb3-ppo"), ("any", "random")):
+        mine = [r for r in rows if (r["shaping"], r["agent"]) == (shaping, agent)]
+        steps = [int(r["env_steps"]) for r in mine]
+        acc = events(out / "work" / "runs" / shaping / agent / "seed0" / "tb")
+        # each evaluation: its headline, and the takes on held-out primers beside the real ones
+        assert [e.step for e in acc.Scalars("eval/headline")] == steps
+        assert [e.step for e in acc.Audio("takes/0/agent")] == steps
+        assert [e.step for e in acc.Images("takes/0")] == steps
+        assert [e.step for e in acc.Audio("takes/0/real")] == steps[:1]
+        values, metrics = hparams_entry(acc)
+        assert (values["shaping"], values["agent"], values["seed"]) == (shaping, agent, 0)
+        assert "hparam/headline" in metrics and "hparam/headline_se" in metrics
+        final = acc.Scalars("hparam/headline")
+        assert final[0].value == pytest.approx(float(mine[-1]["headline"]), abs=1e-6)
+
+
+@pytest.mark.slow
 def test_smoke_markdown_marks_a_best_per_column_and_the_references(smoke):
     out, _, _ = smoke
     md = (out / "shapings.md").read_text()
