@@ -483,10 +483,10 @@ def _write_logs(folder: Path, config: BenchmarkConfig, key: Mapping[str, Any],
     """A benchmark run's TensorBoard logs in ``folder`` (a rerun's replace the old ones).
 
     Every evaluation: its :data:`EVAL_SCALARS` (``eval/<name>``) and its takes
-    (:func:`agents.training.run_logs.log_takes`: audio and piano rolls of fixed held-out
-    primers, beside the real continuations) at its env steps; at the end the HParams: the
-    cell (shaping, agent, seed) and the benchmark's settings, with the final evaluation's
-    numbers as the metrics.
+    (:func:`agents.training.run_logs.log_takes`: audio, on the numpy kit, and piano rolls of
+    fixed held-out primers, beside the real continuations) at its env steps; at the end the
+    HParams: the cell (shaping, agent, seed; its shaping replaces the task's) and the
+    benchmark's settings, with the final evaluation's numbers as the metrics.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -499,7 +499,8 @@ def _write_logs(folder: Path, config: BenchmarkConfig, key: Mapping[str, Any],
             for name in EVAL_SCALARS:
                 if name in row and math.isfinite(row[name]):
                     writer.add_scalar(f"eval/{name}", row[name], step)
-            log_takes(writer, rollouts, step, config.steps_per_bar, real=i == 0)
+            # the kit: FluidSynth loads its soundfont per clip, minutes over a --quick run
+            log_takes(writer, rollouts, step, config.steps_per_bar, real=i == 0, synth="kit")
         final = rows[-1]
         metrics = {f"hparam/{name}": float(final[name]) for name in EVAL_SCALARS if name in final}
         settings = {k: v for k, v in config.to_dict().items() if k not in ("command", "out")}

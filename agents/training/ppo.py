@@ -349,7 +349,9 @@ class PPOConfig(TrackConfig, RunConfig, TaskConfig):
     training data, each continued by the policy, as audio and a piano roll beside the real
     continuation; also at the last iteration. ``None``: at every checkpoint
     (``checkpoint_every``); 0: none. Capturing draws no random number the run uses: a seeded run
-    trains bitwise the same with it on or off."""
+    trains bitwise the same with it on or off. A capture takes about 0.5 s with the numpy kit,
+    2-3 s with FluidSynth (it loads its soundfont for every clip): raise it for short
+    iterations."""
 
     DEFAULT_OUT: ClassVar[str] = "runs/ppo"
     DEFAULT_EXP_NAME: ClassVar[str] = "ppo"

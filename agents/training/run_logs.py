@@ -115,15 +115,16 @@ def takes_figure(take: np.ndarray, real: np.ndarray, steps_per_bar: int, prompt_
     return fig
 
 
-def _audio(sequence: np.ndarray, bpm: float, steps_per_bar: int) -> np.ndarray:
+def _audio(sequence: np.ndarray, bpm: float, steps_per_bar: int, synth: str) -> np.ndarray:
     """float32 (samples,) in [-1, 1]: ``sequence`` played by :func:`drum_env.audio.render_audio`."""
     from drum_env.audio import render_audio
 
-    return render_audio(sequence, bpm=bpm, steps_per_bar=steps_per_bar).astype(np.float32) / 32768.0
+    audio = render_audio(sequence, bpm=bpm, steps_per_bar=steps_per_bar, synth=synth)
+    return audio.astype(np.float32) / 32768.0
 
 
 def log_takes(writer: Any, rollouts: Rollouts, step: int, steps_per_bar: int,
-              real: bool = True) -> None:  # fmt: skip
+              real: bool = True, synth: str = "auto") -> None:  # fmt: skip
     """Log each take of ``rollouts`` as audio and piano roll, with the real continuation.
 
     Tags: ``takes/<i>/agent`` and (with ``real``) ``takes/<i>/real`` audio, ``takes/<i>`` the
@@ -136,6 +137,9 @@ def log_takes(writer: Any, rollouts: Rollouts, step: int, steps_per_bar: int,
         steps_per_bar: steps per bar of the task.
         real: also log the real continuations' audio (it never changes: once per writer is
             enough).
+        synth: :func:`drum_env.audio.render_audio`'s synthesiser: ``"auto"`` is FluidSynth
+            where installed (about 0.4 s a clip: it loads its soundfont each time), else the
+            kit; ``"kit"`` the numpy kit (milliseconds).
     """
     from drum_env.audio import SAMPLE_RATE
 
@@ -144,11 +148,11 @@ def log_takes(writer: Any, rollouts: Rollouts, step: int, steps_per_bar: int,
         reference = rollouts.reference_values[i]
         tempo = rollouts.tempos[i] if i < len(rollouts.tempos) else None
         bpm = float(tempo) if tempo else 120.0
-        writer.add_audio(f"takes/{i}/agent", _audio(take, bpm, steps_per_bar), step,
+        writer.add_audio(f"takes/{i}/agent", _audio(take, bpm, steps_per_bar, synth), step,
                          sample_rate=SAMPLE_RATE)  # fmt: skip
         if real:
-            writer.add_audio(f"takes/{i}/real", _audio(reference, bpm, steps_per_bar), step,
-                             sample_rate=SAMPLE_RATE)  # fmt: skip
+            writer.add_audio(f"takes/{i}/real", _audio(reference, bpm, steps_per_bar, synth),
+                             step, sample_rate=SAMPLE_RATE)  # fmt: skip
         title = f"take {i} at {step:,} env steps ({bpm:.0f} bpm): agent above, real below"
         writer.add_figure(f"takes/{i}", takes_figure(take, reference, steps_per_bar, p, title),
                           step, close=False)  # fmt: skip
