@@ -6,8 +6,9 @@ CleanRL logs videos of its agent (``--capture-video``), its hyperparameters and,
 * :func:`play_takes`, :func:`log_takes`: a few fixed primers (the env reset with
   :data:`CAPTURE_SEED`, so the same ones at every capture), each continued by the policy, logged
   as audio (``add_audio``, the take's WAV at :data:`drum_env.audio.SAMPLE_RATE`) and as a piano
-  roll (``add_figure``) with the real continuation beside it: tags ``takes/<i>/agent`` and
-  ``takes/<i>/real`` (audio), ``takes/<i>`` (the figure: the take above, the real below).
+  roll (``add_figure``, :func:`drum_env.render.piano_roll_figure`) with the real continuation
+  beside it: tags ``takes/<i>/agent`` and ``takes/<i>/real`` (audio), ``takes/<i>`` (the
+  figure: the take above, the real continuation below).
   Playing draws from the policy's own generator and the env's, never from a global one, so a
   capture changes nothing a seeded run computes.
 * :func:`hparams_of`, :func:`log_hparams`: the run's config flattened to the types TensorBoard's
@@ -48,7 +49,6 @@ __all__ = [
     "CAPTURE_SEED",
     "play_takes",
     "log_takes",
-    "takes_figure",
     "hparams_of",
     "log_hparams",
     "recent_mean",
@@ -81,40 +81,6 @@ def play_takes(policy: PolicyFn, env_kwargs: Mapping[str, Any], num: int = CAPTU
         return rollout_episodes(policy, env_kwargs, episodes=num, num_envs=num, seed=seed)
 
 
-def takes_figure(take: np.ndarray, real: np.ndarray, steps_per_bar: int, prompt_steps: int,
-                 title: str) -> Any:  # fmt: skip
-    """A matplotlib figure: the take's piano roll above the real continuation's.
-
-    Args:
-        take: float32 (steps, drums) in [0, 1]: the primer and what the policy composed.
-        real: float32 (steps, drums) in [0, 1]: the primer and the data's continuation.
-        steps_per_bar: steps per bar (the x axis is in bars).
-        prompt_steps: primer steps (shaded in both).
-        title: the figure's title.
-
-    Returns:
-        matplotlib.figure.Figure (no pyplot state).
-    """
-    from matplotlib.figure import Figure
-
-    from drum_env.render import default_drum_names, render_rgb
-
-    steps, drums = take.shape
-    fig = Figure(figsize=(float(np.clip(steps / 32.0, 6.0, 16.0)), 1.6 + 0.5 * drums), dpi=80)
-    names = list(default_drum_names(drums))
-    bars = np.arange(0, -(-steps // steps_per_bar))
-    for row, (seq, label) in enumerate(((take, "agent"), (real, "real"))):
-        ax = fig.add_subplot(2, 1, row + 1)
-        ax.imshow(render_rgb(seq, steps_per_bar, prompt_steps), aspect="auto",
-                  interpolation="nearest", extent=(0, steps, drums, 0))  # fmt: skip
-        ax.set_yticks(np.arange(drums) + 0.5, labels=names, fontsize=6)
-        ax.set_xticks(bars * steps_per_bar, labels=[str(b + 1) for b in bars])
-        ax.set_ylabel(label)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def _audio(sequence: np.ndarray, bpm: float, steps_per_bar: int, synth: str) -> np.ndarray:
     """float32 (samples,) in [-1, 1]: ``sequence`` played by :func:`drum_env.audio.render_audio`."""
     from drum_env.audio import render_audio
@@ -142,6 +108,7 @@ def log_takes(writer: Any, rollouts: Rollouts, step: int, steps_per_bar: int,
             kit; ``"kit"`` the numpy kit (milliseconds).
     """
     from drum_env.audio import SAMPLE_RATE
+    from drum_env.render import piano_roll_figure
 
     p = rollouts.prompt_steps
     for i, take in enumerate(rollouts.takes):
@@ -153,9 +120,9 @@ def log_takes(writer: Any, rollouts: Rollouts, step: int, steps_per_bar: int,
         if real:
             writer.add_audio(f"takes/{i}/real", _audio(reference, bpm, steps_per_bar, synth),
                              step, sample_rate=SAMPLE_RATE)  # fmt: skip
-        title = f"take {i} at {step:,} env steps ({bpm:.0f} bpm): agent above, real below"
-        writer.add_figure(f"takes/{i}", takes_figure(take, reference, steps_per_bar, p, title),
-                          step, close=False)  # fmt: skip
+        figure = piano_roll_figure(take, steps_per_bar, p, title=f"take {i} at {step:,} env steps",
+                                   bpm=bpm, reference=reference)  # fmt: skip
+        writer.add_figure(f"takes/{i}", figure, step, close=False)
 
 
 # ----------------------------------------------------------------------------- HParams
