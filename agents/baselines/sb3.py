@@ -50,7 +50,7 @@ from dataset.io import atomic_write
 
 __all__ = [
     "ALGOS", "BaselineConfig", "BaselineResult", "DrumEvalCallback", "build_model",
-    "train_baseline",
+    "save_model", "train_baseline",
 ]  # fmt: skip
 
 ALGOS = ("ppo", "a2c")
@@ -225,6 +225,33 @@ class DrumEvalCallback(_make_callback_base()):  # type: ignore[misc]
         return True
 
 
+def save_model(model: Any, config: BaselineConfig, velocity_bins: Any = None) -> Path:
+    """Save ``model`` as ``config.out/model.zip`` with its sidecar, so it loads as data.
+
+    The sidecar (:data:`~agents.baselines.sb3_load.SIDECAR_FILE`) holds the settings that
+    rebuild its policy (:mod:`agents.baselines.sb3_load`: the zip is never unpickled).
+
+    Args:
+        model: the SB3 ``PPO`` or ``A2C`` model.
+        config: the run (its ``out``, ``algo`` and metre).
+        velocity_bins: the training envs' bins, also written as ``velocity_bins.json`` (``None``:
+            no velocity levels, or written already).
+
+    Returns:
+        the path of ``model.zip``.
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if velocity_bins is not None:
+        write_json(out / VELOCITY_BINS_FILE, velocity_bins.to_dict())
+    model_path = out / "model.zip"
+    settings = sb3_settings(model, config.algo, steps_per_bar=config.steps_per_bar,
+                            bars_per_phrase=config.bars_per_phrase)  # fmt: skip
+    atomic_write(model_path, model.save, durable=False)  # SB3's open() would follow a link
+    write_sidecar(model_path, settings)
+    return model_path
+
+
 def train_baseline(config: BaselineConfig) -> BaselineResult:
     """Train SB3 PPO or A2C on DrumCompose-v0 and evaluate it with the shared rollout loop.
 
@@ -268,13 +295,7 @@ def _learn(config: BaselineConfig, out: Path) -> BaselineResult:
     evals = callback.evaluations
     final = evals[-1] if evals and evals[-1]["step"] == model.num_timesteps else None
     final = final or callback.evaluate()
-    model_path = out / "model.zip"
-    # the settings that rebuild its policy as data (agents.baselines.sb3_load: the zip is never
-    # unpickled)
-    settings = sb3_settings(model, config.algo, steps_per_bar=config.steps_per_bar,
-                            bars_per_phrase=config.bars_per_phrase)  # fmt: skip
-    atomic_write(model_path, model.save, durable=False)  # SB3's open() would follow a link
-    write_sidecar(model_path, settings)
+    model_path = save_model(model, config)
     venv.close()
     return BaselineResult(
         model_path, int(model.num_timesteps), final["episode_return"], final["song_raw"],

@@ -127,6 +127,11 @@ __all__ = [
     "BenchmarkResult",
     "EVAL_SCALARS",
     "run_benchmark",
+    "run_dir",
+    "pretrain_dir",
+    "TrainingRates",
+    "training_rates",
+    "player_policy",
 ]
 
 # Throughput measured on the 2-core development machine (env steps / s, one torch thread),
@@ -420,8 +425,53 @@ def _env_kwargs(
     return config.env_kwargs(data, velocity_bins, shaping=name, weights=weights)
 
 
-def _run_dir(config: BenchmarkConfig, shaping: str, agent: str, seed: int) -> Path:
-    return Path(config.work) / "runs" / shaping.replace("/", "_") / agent / f"seed{seed}"
+class TrainingRates(NamedTuple):
+    """What the players that do not train take from the training split."""
+
+    rates: np.ndarray
+    """float64 (drums,): hits per step of each drum (the random player's rates)."""
+    velocity_bins: Any
+    """With velocity levels: the split's :class:`~dataset.velocity.VelocityBins` (the envs' own
+    choice on that data; loop-the-primer plays at them); else ``None``."""
+    class_rates: np.ndarray | None
+    """With velocity levels: float64 (drums, K + 1), each drum's class frequencies (the random
+    player's table); else ``None``."""
+
+
+def training_rates(sequences: Sequence[np.ndarray], velocity_levels: int = 0) -> TrainingRates:
+    """The training split's per-drum hit rates (and velocity bins and class rates).
+
+    Args:
+        sequences: the training split's sequences, float arrays (steps, drums) in [0, 1].
+        velocity_levels: ``K`` (0: binary hits; no bins or class table).
+    """
+    from dataset.metrics import as_hits
+
+    hits = sum(as_hits(s).sum(axis=0) for s in sequences)
+    rates = np.asarray(hits, dtype=np.float64) / float(sum(len(s) for s in sequences))
+    if not velocity_levels:
+        return TrainingRates(rates, None, None)
+    from dataset.velocity import VelocityBins
+
+    bins = VelocityBins.from_data(sequences, velocity_levels)
+    classes = np.concatenate([bins.encode(np.asarray(s)) for s in sequences])
+    k = velocity_levels + 1
+    counts = np.stack([np.bincount(classes[:, d], minlength=k) for d in range(len(rates))])
+    return TrainingRates(rates, bins, counts / counts.sum(axis=1, keepdims=True))
+
+
+def run_dir(work: str | Path, shaping: str, agent: str, seed: int) -> Path:
+    """The folder of one run of the grid: ``work/runs/<shaping>/<agent>/seed<k>``.
+
+    It holds the custom PPO's ``policy.pt`` and ``checkpoint.pt``, or SB3's ``model.zip`` and
+    its sidecar (a ``/`` in the shaping's name becomes ``_``).
+    """
+    return Path(work) / "runs" / shaping.replace("/", "_") / agent / f"seed{seed}"
+
+
+def pretrain_dir(work: str | Path, seed: int) -> Path:
+    """The folder of the pretrained policy of ``seed``: ``work/pretrain/seed<k>/run``."""
+    return Path(work) / "pretrain" / f"seed{seed}" / "run"
 
 
 class _Recorder:
@@ -521,7 +571,7 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     from agents.training.pretrain import PretrainConfig, pretrain
 
     c = ctx.config
-    root = Path(c.work) / "pretrain" / f"seed{seed}"
+    root = pretrain_dir(c.work, seed).parent
     parts = write_split(
         HeldoutConfig(data=str(ctx.split.train_dir), heldout_fraction=0.1, split_seed=seed),
         root,
@@ -575,7 +625,7 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
         kl_coef=c.kl_coef if pretrained else 0.0, pretrained=pretrained, amp=c.amp,
         disc_coef=DISC_COEF if shaping.endswith(DISC_SUFFIX) else 0.0,
         policy_kind=kind, device="cpu", threads=c.threads, seed=seed,
-        out=str(_run_dir(c, shaping, agent, seed)),
+        out=str(run_dir(c.work, shaping, agent, seed)),
         checkpoint_every=every, force=True, progress=False, tensorboard=False,
     )  # fmt: skip
 
@@ -616,7 +666,7 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
 
 def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
     """SB3 as :func:`agents.baselines.sb3.train_baseline` sets it up, trained in scored chunks."""
-    from agents.baselines.sb3 import BaselineConfig, build_model
+    from agents.baselines.sb3 import BaselineConfig, build_model, save_model
     from agents.evaluation.rollout import sb3_policy_fn
 
     c = ctx.config
@@ -626,7 +676,7 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
         **{**c.task_fields(), "data": str(ctx.split.train_dir), "shaping": env_shaping,
            "weights": weights}, algo=SB3_ALGOS[agent], num_envs=c.sb3_num_envs,
         num_steps=c.sb3_num_steps, total_timesteps=c.total_timesteps, seed=seed, eval_every=0,
-        out=str(_run_dir(c, shaping, agent, seed)), tensorboard=False,
+        out=str(run_dir(c.work, shaping, agent, seed)), tensorboard=False,
     )  # fmt: skip
     model, venv = build_model(base)
     rec.evaluate(sb3_policy_fn(model), 0, 0.0)
@@ -639,28 +689,52 @@ def _run_sb3(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
             model.learn(target - model.num_timesteps, reset_num_timesteps=False)
             rec.evaluate(sb3_policy_fn(model), model.num_timesteps,
                          final=target == targets[-1])  # fmt: skip
+    save_model(model, base, velocity_bins=venv.envs[0].unwrapped.config.velocity_bins)
     venv.close()
     return rec.finish()
 
 
-def _run_player(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
-    """A player that does not train: the pretrained policy alone, loop-the-primer, random."""
+def player_policy(agent: str, config: Any, rates: TrainingRates, seed: int,
+                  pretrained: str | Path | None = None) -> tuple[Callable, Any]:  # fmt: skip
+    """One of the :data:`PLAYERS` as a batched numpy policy, as the benchmark plays it.
+
+    Args:
+        agent: ``pretrained`` (the policy file ``pretrained``, sampled), ``loop``
+            (loop-the-primer) or ``random`` (each drum at its training-split rate, or class
+            rates with velocity levels).
+        config: the task (``context_steps``, ``steps_per_bar``, ``velocity_levels``).
+        rates: :func:`training_rates` of the training split.
+        seed: seed of the sampling (``pretrained``, ``random``).
+        pretrained: the pretrained policy's file (``pretrained`` only).
+
+    Returns:
+        ``(policy, velocity_bins)``: the bins the player's envs must use (the pretrained
+        policy's own), or ``None`` for the training split's.
+    """
     from agents.evaluation.rollout import load_any_policy, loop_policy, policy_fn, random_policy
     from agents.policies.policy import policy_velocity_bins
 
-    c = ctx.config
-    bins = None
+    drums = len(rates.rates)
     if agent == "pretrained":
-        path = _pretrained_policy(ctx, seed)
-        bins = policy_velocity_bins(path)
-        policy = policy_fn(load_any_policy(path), seed=seed)
-    elif agent == "loop":
-        policy = loop_policy(len(ctx.train_rates), c.context_steps, c.steps_per_bar,
-                             ctx.velocity_bins)  # fmt: skip
-    elif ctx.class_rates is not None:  # density- and velocity-matched classes
-        policy = random_policy(len(ctx.train_rates), ctx.class_rates, seed, c.velocity_levels)
-    else:
-        policy = random_policy(len(ctx.train_rates), ctx.train_rates, seed)
+        if pretrained is None:
+            raise ValueError("player_policy: 'pretrained' needs the policy file (pretrained=)")
+        policy = load_any_policy(pretrained)
+        return policy_fn(policy, seed=seed), policy_velocity_bins(policy)
+    if agent == "loop":
+        return loop_policy(drums, config.context_steps, config.steps_per_bar,
+                           rates.velocity_bins), None  # fmt: skip
+    if agent != "random":
+        raise ValueError(f"player_policy: agent must be one of {list(PLAYERS)}, got {agent!r}")
+    if rates.class_rates is not None:  # density- and velocity-matched classes
+        return random_policy(drums, rates.class_rates, seed, config.velocity_levels), None
+    return random_policy(drums, rates.rates, seed), None
+
+
+def _run_player(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[str, Any]]:
+    """A player that does not train: the pretrained policy alone, loop-the-primer, random."""
+    path = _pretrained_policy(ctx, seed) if agent == "pretrained" else None
+    rates = TrainingRates(ctx.train_rates, ctx.velocity_bins, ctx.class_rates)
+    policy, bins = player_policy(agent, ctx.config, rates, seed, path)
     rec = _Recorder(ctx, shaping, agent, seed, bins)
     rec.start = time.perf_counter()
     rec.evaluate(policy, 0, 0.0, final=True)
@@ -749,8 +823,6 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
 def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     from tqdm.auto import tqdm
 
-    from dataset.metrics import as_hits
-
     t_start = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -769,18 +841,8 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     split = write_split(config, config.work)
     heldout = heldout_dataset(config, split.heldout_dir)
     train_ds = heldout_dataset(config, split.train_dir)
-    hits = sum(as_hits(s).sum(axis=0) for s in train_ds.sequences)
-    rates = np.asarray(hits, dtype=np.float64) / float(sum(len(s) for s in train_ds.sequences))
+    rates, bins, class_rates = training_rates(train_ds.sequences, config.velocity_levels)
     reference = reference_players(config, heldout)
-    bins = class_rates = None
-    if config.velocity_levels:
-        from dataset.velocity import VelocityBins
-
-        bins = VelocityBins.from_data(train_ds.sequences, config.velocity_levels)
-        classes = np.concatenate([bins.encode(np.asarray(s)) for s in train_ds.sequences])
-        k = config.velocity_levels + 1
-        counts = np.stack([np.bincount(classes[:, d], minlength=k) for d in range(len(rates))])
-        class_rates = counts / counts.sum(axis=1, keepdims=True)
     ctx = _Context(config, split, heldout, reference, rates, {}, {}, bins, class_rates)
 
     ctx_info = {
