@@ -100,6 +100,9 @@ COMMANDS: dict[str, Command] = {
                          "reward shapings x agents, scored on held-out data"),
     "tune": Command("agents.tune", "TuneConfig",
                     "Optuna study over reward weights and PPO hyperparameters"),
+    "report": Command("agents.evaluation.report", "ReportConfig",
+                      "a listening page of a run or benchmark folder: scores, curves, takes",
+                      ("folder",)),
 }  # fmt: skip
 """Every subcommand: the module and class of its config, a one-line help, and the fields given
 as positional arguments."""

@@ -31,6 +31,7 @@ __all__ = [
     "run_generate",
     "run_benchmark",
     "run_tune",
+    "run_report",
 ]
 
 PROG = "drum-env"
@@ -271,9 +272,20 @@ def run_tune(config: Any) -> int:
     return 0
 
 
+def run_report(config: Any) -> int:
+    """Write a listening page and say where it is (``drum-env report``)."""
+    from agents.evaluation.report import write_report
+
+    result = write_report(config)
+    print(f"wrote {result.page} ({result.primers} primer(s); the real continuation and "
+          f"{len(result.agents)} agent(s): {', '.join(result.agents) or 'none'}); open "
+          f"{result.page.resolve().as_uri()} in a browser")  # fmt: skip
+    return 0
+
+
 RUNNERS: dict[str, Callable[[Any], int]] = {
     "convert": run_convert, "stats": run_stats, "pretrain": run_pretrain, "train": run_train,
     "baseline": run_baseline, "generate": run_generate, "benchmark": run_benchmark,
-    "tune": run_tune,
+    "tune": run_tune, "report": run_report,
 }  # fmt: skip
 """The runner of each subcommand: its config -> the exit status."""

@@ -19,10 +19,13 @@ EXTRAS = {
 }  # fmt: skip
 """The extra that installs each optional dependency (``pip install 'drum-env[EXTRA]'``)."""
 
-COMMAND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {"tune": ("tune", ("train", "tune"))}
+COMMAND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "tune": ("tune", ("train", "tune")), "report": ("report", ("train",)),
+}  # fmt: skip
 """Per command, the extra that installs all it needs and the extras it includes: ``tune`` needs
 torch (``train``) and optuna, so a missing torch asks for ``drum-env[tune]``, which installs both
-(``drum-env[train]`` would leave the user one error further)."""
+(``drum-env[train]`` would leave the user one error further); ``report`` plays the agents (torch,
+``train``) and renders with FluidSynth where it can (``drum-env[report]``)."""
 
 
 def extra_for(command: str, module: str) -> str:

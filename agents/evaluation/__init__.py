@@ -7,5 +7,8 @@
 * :mod:`agents.evaluation.temperature`: a policy's sampling temperature, chosen on training data.
 * :mod:`agents.evaluation.benchmark`, :mod:`agents.evaluation.benchmark_report`: the shaping
   benchmark and its tables.
+* :mod:`agents.evaluation.benchmark_players`: the benchmark's players that do not train.
 * :mod:`agents.evaluation.generate`: ``drum-env generate`` (``.mid``, ``.npz``, ``.png``).
+* :mod:`agents.evaluation.report`, :mod:`agents.evaluation.report_page`: ``drum-env report``,
+  the listening page.
 """
