@@ -446,7 +446,7 @@ def _write(config: ReportConfig, source: _Source, out: Path) -> ReportResult:
     def media(label: str, stem: str, take: np.ndarray, bpm: float) -> Media:
         files.append(save_wav(take, out / f"{stem}.wav", bpm=bpm, steps_per_bar=spb))
         files.append(save_piano_roll_png(take, out / f"{stem}.png", steps_per_bar=spb,
-                                         prompt_steps=prompt, title=label))  # fmt: skip
+                                         prompt_steps=prompt, title=label, bpm=bpm))  # fmt: skip
         return Media(label, f"{stem}.wav", f"{stem}.png")
 
     for k, window in enumerate(windows):
