@@ -142,7 +142,8 @@ def choose_primers(windows: np.ndarray, count: int, seed: int) -> np.ndarray:
     """
     order = np.random.default_rng(seed).permutation(len(windows))
     seen: set[int] = set()
-    first, rest = [], []
+    first: list[int] = []
+    rest: list[int] = []
     for i in order:
         (rest if int(windows[i, 0]) in seen else first).append(i)
         seen.add(int(windows[i, 0]))
@@ -241,8 +242,11 @@ def _benchmark(folder: Path) -> _Source:
     se = payload.get("reference_se") or {}
     names = {"ceiling": "ceiling: real vs real", "uniform_random": "floor: uniform random",
              "density_random": "floor: density-matched random", "silence": "floor: silence"}
-    refs = [(text, br.fmt(*payload["references"][k], 2, se=se.get(k, math.nan)))
-            for k, text in names.items() if k in payload["references"]]  # fmt: skip
+    refs = []
+    for key, text in names.items():
+        if key in payload["references"]:  # (mean, std over the halvings) and a bootstrap SE
+            mean, std = payload["references"][key]
+            refs.append((text, br.fmt(mean, std, 2, se=se.get(key, math.nan))))
     intro = [
         f"Benchmark of {payload['data']}: {payload['train_sequences']} training and "
         f"{payload['heldout_sequences']} held-out sequences ({payload['split']}); "
@@ -384,6 +388,7 @@ def _play(make: Callable[[int], Any], bins: Any, task: TaskConfig, ref: Any,
         torch.manual_seed(seed)
         played = rollout_episodes(make(seed), task.env_kwargs(view, velocity_bins=bins),
                                   episodes=1, num_envs=1, seed=seed)  # fmt: skip
+    assert played.takes is not None  # rollout_episodes always records the takes
     return played.takes[0]
 
 
@@ -413,6 +418,7 @@ def write_report(config: ReportConfig) -> ReportResult:
     from agents.training.runs import RunDirError, RunLock
 
     source = _read(Path(config.folder))
+    assert config.out is not None  # __post_init__ fills it in
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"out {str(out)!r} is a file, not a folder")
