@@ -453,7 +453,7 @@ class _Recorder:
         self.env_kwargs = _env_kwargs(ctx.config, ctx.heldout, shaping, bins)
         self.rows: list[dict[str, Any]] = []
         self.takes: list[Any] = []  # each evaluation's takes (Rollouts) for TensorBoard
-        self.run_dir = _run_dir(ctx.config, shaping, agent, seed)
+        self.run_dir = run_dir(ctx.config.work, shaping, agent, seed)
         self.start = time.perf_counter()
         self.eval_total = 0.0
 
