@@ -567,7 +567,7 @@ def load_npz_folder(
 
 
 def atomic_write(
-    path: str | Path, write: Callable[[BinaryIO], object], durable: bool = True
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], durable: bool = True
 ) -> Path:
     """Write a file whole or not at all: through a temporary file beside it, then a rename.
 

@@ -22,7 +22,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -265,7 +265,7 @@ def render_rgb(
     prompt_steps: int = 0,
     position: int | None = None,
     cell: tuple[int, int] = (8, 4),
-    rows: Sequence[int] | None = None,
+    rows: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Render a sequence as a piano-roll image.
 
@@ -391,7 +391,7 @@ def piano_roll_figure(
     *,
     bpm: float | None = None,
     reference: np.ndarray | None = None,
-    rows: Sequence[int] | None = None,
+    rows: Sequence[int] | np.ndarray | None = None,
 ) -> Figure:
     """A take's labelled piano roll as a matplotlib Figure, with the real continuation below.
 
@@ -466,12 +466,12 @@ def piano_roll_figure(
     if ref is not None:
         axes[1].set_title("real continuation")
     legend = []
-    for part, soft, loud, present in (
+    for kind, soft, loud, present in (
         ("primer", _HIT_PRIMER_SOFT, _HIT_PRIMER, prompt_steps > 0),
         ("composed", _HIT_COMPOSED_SOFT, _HIT_COMPOSED, True),
     ):
-        if present:
-            legend += [Patch(color=(soft + v * (loud - soft)) / 255.0, label=f"{part} {vel}")
+        if present:  # an RGB array is a colour to matplotlib, not to its stubs
+            legend += [Patch(color=(soft + v * (loud - soft)) / 255.0, label=f"{kind} {vel}")  # type: ignore[arg-type]
                        for v, vel in ((1.0, 127), (0.5, 64), (0.1, 13))]  # fmt: skip
     axes[0].legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7,
                    frameon=False, title="shade = velocity", title_fontsize=7)  # fmt: skip
@@ -623,7 +623,7 @@ def _check_position(position: object, num_steps: int) -> int:
 
 def _check_cell(cell: object) -> tuple[int, int]:
     try:
-        cell_h, cell_w = cell  # type: ignore[misc]
+        cell_h, cell_w = cast("tuple[Any, Any]", cell)
     except (TypeError, ValueError):
         raise ValueError(f"cell must be a pair (height, width) of pixels, got {cell!r}") from None
     cell_h = _as_int(cell_h, "cell[0]")
@@ -633,7 +633,7 @@ def _check_cell(cell: object) -> tuple[int, int]:
     return cell_h, cell_w
 
 
-def _check_rows(rows: Sequence[int], num_drums: int) -> np.ndarray:
+def _check_rows(rows: Sequence[int] | np.ndarray, num_drums: int) -> np.ndarray:
     order = np.array([_as_int(r, "rows") for r in rows], dtype=np.intp)
     if sorted(order.tolist()) != list(range(num_drums)):
         raise ValueError(f"rows must be a permutation of range({num_drums}), got {list(rows)}")
