@@ -168,3 +168,44 @@ def test_track_without_wandb_asks_for_the_extra(tmp_path, monkeypatch, capsys):
         run_logs.start_tracking(tiny(tmp_path, "x", track=True))
     with pytest.raises(ValueError, match="needs tensorboard=True"):
         tiny(tmp_path, "y", track=True, tensorboard=False)
+
+
+class _FakeRun:
+    """What the fake ``wandb.init`` returns: remembers that it was finished."""
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs, self.finished = kwargs, False
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def test_train_pretrain_and_baseline_call_wandb_as_cleanrl_does(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from agents.baselines.sb3 import BaselineConfig, train_baseline
+    from agents.training.pretrain import PretrainConfig, pretrain
+
+    runs: list[_FakeRun] = []
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kwargs: runs.append(_FakeRun(**kwargs)) or runs[-1]
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.chdir(tmp_path)
+    train(PPOConfig(**{**TINY, "total_timesteps": 64, "capture_every": 0, "seed": 1},
+                    track=True, wandb_entity="lab"))  # fmt: skip
+    pretrain(PretrainConfig(seq_len=32, batch_size=8, d_model=16, n_layers=1, n_heads=2,
+                            max_steps=2, progress=False, track=True, exp_name="pre"))  # fmt: skip
+    train_baseline(BaselineConfig(total_timesteps=64, num_envs=2, num_steps=32, eval_every=0,
+                                  eval_episodes=2, progress=False, track=True,
+                                  wandb_project_name="p"))  # fmt: skip
+    assert [r.finished for r in runs] == [True, True, True]
+    names = [r.kwargs["name"] for r in runs]
+    for name, exp in zip(names, ("ppo", "pre", "sb3_ppo")):
+        assert re.fullmatch(rf"DrumCompose-v0__{exp}__\d__\d{{10}}(_\d)?", name), name
+        assert (tmp_path / "runs" / name / "config.json").is_file()  # the run folder's name
+    assert [r.kwargs["project"] for r in runs] == ["drum-env", "drum-env", "p"]
+    assert [r.kwargs["entity"] for r in runs] == ["lab", None, None]
+    assert all(r.kwargs["sync_tensorboard"] for r in runs)
+    assert runs[0].kwargs["config"]["seed"] == 1 and runs[1].kwargs["config"]["exp_name"] == "pre"
+    assert runs[2].kwargs["config"]["algo"] == "ppo"
