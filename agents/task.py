@@ -474,9 +474,9 @@ class TrackConfig:
     command's (``ppo`` for train, ``pretrain``, ``sb3_ppo`` / ``sb3_a2c`` for baseline)."""
     track: bool = False
     """Track the run with Weights & Biases (``pip install 'drum-env[track]'``): ``wandb.init``
-    with the run's config and ``sync_tensorboard``, so every TensorBoard scalar, audio clip and
-    image reaches W&B too; ``WANDB_MODE=offline`` keeps it on this machine (``wandb sync``
-    later)."""
+    with the run's config and ``sync_tensorboard``, so every TensorBoard scalar and image
+    reaches W&B too (and ``train``'s takes as ``wandb.Audio``); ``WANDB_MODE=offline`` keeps it
+    on this machine (``wandb sync`` later)."""
     wandb_project_name: str = "drum-env"
     """The W&B project of a tracked run."""
     wandb_entity: str | None = None

@@ -90,7 +90,7 @@ def _audio(sequence: np.ndarray, bpm: float, steps_per_bar: int, synth: str) -> 
 
 
 def log_takes(writer: Any, rollouts: Rollouts, step: int, steps_per_bar: int,
-              real: bool = True, synth: str = "auto") -> None:  # fmt: skip
+              real: bool = True, synth: str = "auto") -> dict[str, np.ndarray]:  # fmt: skip
     """Log each take of ``rollouts`` as audio and piano roll, with the real continuation.
 
     Tags: ``takes/<i>/agent`` and (with ``real``) ``takes/<i>/real`` audio, ``takes/<i>`` the
@@ -106,23 +106,29 @@ def log_takes(writer: Any, rollouts: Rollouts, step: int, steps_per_bar: int,
         synth: :func:`drum_env.audio.render_audio`'s synthesiser: ``"auto"`` is FluidSynth
             where installed (about 0.4 s a clip: it loads its soundfont each time), else the
             kit; ``"kit"`` the numpy kit (milliseconds).
+
+    Returns:
+        the audio clips logged, by tag: float32 (samples,) in [-1, 1] at
+        :data:`drum_env.audio.SAMPLE_RATE`.
     """
     from drum_env.audio import SAMPLE_RATE
     from drum_env.render import piano_roll_figure
 
     p = rollouts.prompt_steps
+    clips: dict[str, np.ndarray] = {}
     for i, take in enumerate(rollouts.takes):
         reference = rollouts.reference_values[i]
         tempo = rollouts.tempos[i] if i < len(rollouts.tempos) else None
         bpm = float(tempo) if tempo else 120.0
-        writer.add_audio(f"takes/{i}/agent", _audio(take, bpm, steps_per_bar, synth), step,
-                         sample_rate=SAMPLE_RATE)  # fmt: skip
+        clips[f"takes/{i}/agent"] = _audio(take, bpm, steps_per_bar, synth)
         if real:
-            writer.add_audio(f"takes/{i}/real", _audio(reference, bpm, steps_per_bar, synth),
-                             step, sample_rate=SAMPLE_RATE)  # fmt: skip
+            clips[f"takes/{i}/real"] = _audio(reference, bpm, steps_per_bar, synth)
         figure = piano_roll_figure(take, steps_per_bar, p, title=f"take {i} at {step:,} env steps",
                                    bpm=bpm, reference=reference)  # fmt: skip
         writer.add_figure(f"takes/{i}", figure, step, close=False)
+    for tag, clip in clips.items():
+        writer.add_audio(tag, clip, step, sample_rate=SAMPLE_RATE)
+    return clips
 
 
 # ----------------------------------------------------------------------------- HParams
@@ -193,8 +199,9 @@ def start_tracking(config: Any) -> Any:
     """``wandb.init`` for a config with ``track`` (a :class:`~agents.task.TrackConfig`); else None.
 
     Call before the run's ``SummaryWriter`` exists: ``sync_tensorboard`` patches TensorBoard's
-    writer so every entry reaches W&B. The W&B run is named after the run folder and holds the
-    config; ``WANDB_MODE=offline`` keeps it on this machine.
+    writer so its scalars, images and HParams reach W&B (not its audio: :class:`RunLogs` logs
+    the takes' audio to W&B itself, as ``wandb.Audio``). The W&B run is named after the run
+    folder and holds the config; ``WANDB_MODE=offline`` keeps it on this machine.
 
     Raises:
         ModuleNotFoundError: wandb is not installed (the message names ``drum-env[track]``).
@@ -212,6 +219,32 @@ def start_tracking(config: Any) -> Any:
         project=config.wandb_project_name, entity=config.wandb_entity, name=config.run_name,
         config=config.to_dict(), sync_tensorboard=True, dir=os.environ.get("WANDB_DIR"),
     )  # fmt: skip
+
+
+def _track_audio(run: Any, clips: Mapping[str, np.ndarray], step: int) -> None:
+    """Log ``clips`` (tag -> float32 samples in [-1, 1]) to the W&B ``run`` as ``wandb.Audio``.
+
+    Each clip is written as a 16-bit WAV file first (``wandb.Audio`` of raw samples needs the
+    ``soundfile`` package; of a file, nothing more), which W&B copies into the run's media.
+    """
+    import tempfile
+    import wave
+
+    import wandb
+
+    from drum_env.audio import SAMPLE_RATE
+
+    with tempfile.TemporaryDirectory() as folder:
+        logged: dict[str, Any] = {"global_step": step}
+        for tag, clip in clips.items():
+            path = Path(folder) / f"{tag.replace('/', '_')}_{step}.wav"
+            with wave.open(str(path), "wb") as f:
+                f.setnchannels(1)
+                f.setsampwidth(2)
+                f.setframerate(SAMPLE_RATE)
+                f.writeframes((np.clip(clip, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+            logged[tag] = wandb.Audio(str(path), caption=f"{tag} at {step:,} env steps")
+        run.log(logged)
 
 
 def finish_tracking(run: Any) -> None:
@@ -296,9 +329,11 @@ class RunLogs:
         player = copy.deepcopy(policy).cpu()  # the trained policy's mode and device untouched
         kwargs = self.config.env_kwargs(velocity_bins=policy_velocity_bins(player))
         rollouts = play_takes(policy_fn(player, seed=self.config.seed), kwargs)
-        log_takes(self.writer, rollouts, global_step, self.config.steps_per_bar,
-                  real=not self.real_logged)  # fmt: skip
+        clips = log_takes(self.writer, rollouts, global_step, self.config.steps_per_bar,
+                          real=not self.real_logged)  # fmt: skip
         self.real_logged = True
+        if self.tracking is not None:  # W&B's TensorBoard sync skips audio: log it directly
+            _track_audio(self.tracking, clips, global_step)
 
     def hparams(self, history: Sequence[Mapping[str, float]], global_step: int) -> None:
         """The run's HParams: its config, the mean raw return and song term of its last tenth."""

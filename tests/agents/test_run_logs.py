@@ -153,6 +153,7 @@ def test_track_writes_an_offline_wandb_run_with_the_synced_scalars(tmp_path, mon
                 b"takes/0", b"DrumCompose-v0__ppo__3__1", b"drum-env-test", b"capture_every"):
         assert key in records, key  # synced scalars and media, the run's name, project, config
     assert list((runs[0] / "files" / "media" / "images").glob("*.png"))  # the piano rolls
+    assert list((runs[0] / "files" / "media" / "audio").glob("takes/*/*.wav"))  # the takes
 
 
 def test_track_without_wandb_asks_for_the_extra(tmp_path, monkeypatch, capsys):
