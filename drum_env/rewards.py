@@ -48,7 +48,7 @@ mode-seeking or variation-free player cannot match.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -569,11 +569,19 @@ class RunningNormalizer:
         num_terms: number of terms (``len(TERMS)``).
         clip: normalised values are clipped to ``[-clip, clip]``.
         epsilon: added to the variance before the square root.
+
+    Attributes:
+        reduce: None (default), or a function that sums a float64 array ``(3, terms)`` (the
+            count, sum and sum of squares of a batch) over the processes of a run and returns
+            the sums. :meth:`update` then folds the batch of every process, so processes that
+            call ``update`` together hold the same statistics (DDP's ranks:
+            :func:`agents.training.distributed.share_normalizer`).
     """
 
     def __init__(self, num_terms: int = len(TERMS), clip: float = 5.0, epsilon: float = 1e-8):
         self.clip = float(clip)
         self.epsilon = float(epsilon)
+        self.reduce: Callable[[np.ndarray], np.ndarray] | None = None
         zeros = np.zeros(num_terms)
         self.moments = Moments(zeros.copy(), zeros.copy(), zeros.copy())
 
@@ -634,7 +642,13 @@ class RunningNormalizer:
         return min(max(scaled, -self.clip), self.clip)  # np.clip, NaN passing through
 
     def update(self, count: np.ndarray, total: np.ndarray, sumsq: np.ndarray) -> None:
-        """Add the values of finished episodes, given by per-term count, sum and sum of squares."""
+        """Add the values of finished episodes, given by per-term count, sum and sum of squares.
+
+        With :attr:`reduce` set, the batch is first summed over the processes (every one must
+        call ``update`` at the same point).
+        """
+        if self.reduce is not None:
+            count, total, sumsq = self.reduce(np.stack([count, total, sumsq]).astype(np.float64))
         self.moments = update_moments(self.moments, count, total, sumsq)
 
     def state_dict(self) -> dict[str, list[float] | float]:

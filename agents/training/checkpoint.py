@@ -351,8 +351,9 @@ def load_training_state(
         raise ValueError(f"{where} holds a model of another shape; differing: {', '.join(diffs)}")
     if int(state["world_size"]) != world_size:
         raise ValueError(
-            f"{where} was written by {state['world_size']} DDP rank(s), this run has "
-            f"{world_size}: resume with the same number of processes"
+            f"{where} was written with world size {state['world_size']} (DDP ranks), this run "
+            f"has world size {world_size}: resume with {state['world_size']} processes in all "
+            "(each rank's envs, episodes and RNGs are saved per rank)"
         )
     return state
 

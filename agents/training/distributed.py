@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,6 +23,8 @@ __all__ = [
     "resolve_device",
     "all_reduce",
     "gather_to_main",
+    "broadcast_from_main",
+    "share_normalizer",
     "barrier",
 ]
 
@@ -121,6 +124,45 @@ def gather_to_main(obj: Any, d: Dist) -> list[Any] | None:
     gathered: list[Any] | None = [None] * d.world_size if d.main else None
     dist.gather_object(obj, gathered, dst=0)
     return gathered
+
+
+def broadcast_from_main(obj: Any, d: Dist) -> Any:
+    """Rank 0's ``obj`` on every rank (pickled; the other ranks' ``obj`` is ignored)."""
+    if not d.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if d.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def share_normalizer(normalizer: Any, d: Dist) -> None:
+    """Make a :class:`~drum_env.rewards.RunningNormalizer` fold every rank's batches (under DDP).
+
+    Sets its ``reduce`` to a sum over ranks of the batch's count, sum and sum of squares, so each
+    ``update`` adds the episodes of all ranks (Chan et al.'s update of the combined batch) and
+    every rank holds the same moments: the ranks scale rewards alike. Every rank must call
+    ``update`` at the same point: the env's normaliser at the same env step (the trainer's
+    sub-envs start together and their episodes all have one length), the ``"epoch"`` one at
+    the end of each rollout. A no-op without DDP (a single process is unchanged bit for bit).
+    """
+    if not d.enabled:
+        return
+    # gloo sums float64 on the CPU; nccl needs the rank's CUDA device
+    device = torch.device("cuda", d.local_rank) if _backend_is_nccl() else torch.device("cpu")
+
+    def reduce(stats: np.ndarray) -> np.ndarray:
+        summed = all_reduce(torch.from_numpy(np.array(stats, dtype=np.float64)).to(device), d)
+        return summed.cpu().numpy()
+
+    normalizer.reduce = reduce
+
+
+def _backend_is_nccl() -> bool:
+    import torch.distributed as dist
+
+    return dist.get_backend() == "nccl"
 
 
 def barrier(d: Dist) -> None:

@@ -72,9 +72,11 @@ Run under ``torchrun --nproc_per_node=N`` (see :mod:`agents.training.distributed
 built from the same seed on every rank and wrapped in ``DistributedDataParallel``, every rank steps
 its own ``num_envs`` sub-envs seeded ``seed + rank * num_envs + i``, and gradients are averaged
 by DDP. ``total_timesteps`` and ``global_step`` count the env steps of all ranks, so an
-iteration is ``world_size * batch_size`` steps. The reward normaliser is per rank, the
-approximate KL for ``target_kl`` is averaged over ranks before the early-stop decision (so all
-ranks stop together), and logged metrics are rank 0's. Only rank 0 writes checkpoints, the
+iteration is ``world_size * batch_size`` steps. The reward normalisers (the env's and
+``"epoch"``'s) fold the finished episodes of every rank, so all ranks hold the same moments
+(:func:`~agents.training.distributed.share_normalizer`); the approximate KL for
+``target_kl`` is averaged over ranks before the early-stop decision (so all ranks stop
+together), and logged metrics are rank 0's. Only rank 0 writes checkpoints, the
 policy and TensorBoard; per-rank state (env, normaliser, RNGs) is gathered into its checkpoint.
 
 ## Checkpoints and exact resume
@@ -139,6 +141,7 @@ from agents.training.distributed import (
     gather_to_main,
     resolve_device,
     setup_distributed,
+    share_normalizer,
     teardown_distributed,
 )
 from agents.training.ppo_setup import (
@@ -626,6 +629,8 @@ def _train(config: PPOConfig, callback: Callable[[dict[str, float]], bool | None
     optimizer, scheduler = make_optimizer(config, agent, num_iterations)
     scaler, autocast = make_amp(config, device)
     reward = make_reward(config, device, venv)
+    for normalizer in (venv.normalizer, reward.normalizer):  # every rank scales rewards alike
+        share_normalizer(normalizer, d)
     generators = make_generators(config, d.rank, device)
     modules = checkpointed_modules(agent, optimizer, scheduler, scaler, reward)
 

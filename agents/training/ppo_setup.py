@@ -40,7 +40,7 @@ from agents.policies.policy import (
 )
 from agents.training.checkpoint import load_training_state
 from agents.training.discriminator import FeatureDiscriminator, real_windows
-from agents.training.distributed import Dist, barrier
+from agents.training.distributed import Dist, barrier, broadcast_from_main
 from agents.training.ppo_steps import ActorCritic
 from agents.training.run_logs import RunLogs
 from agents.training.runs import prepare_run_dir
@@ -304,14 +304,24 @@ def claim_run(config: PPOConfig, agent: Agent, d: Dist, ckpt_path: Path,
     are valid. ``resumable`` and ``added`` are the config fields a resume may change and those
     added since the checkpoint format (:func:`~agents.training.checkpoint.load_training_state`).
     Returns the checkpoint's state, or None for a fresh start.
+
+    Rank 0 reads the checkpoint and sends it to the other ranks (with the error, when it is
+    refused: every rank raises it), so that under DDP only rank 0's ``out`` needs it: the nodes
+    of a multi-node run need no shared file system.
     """
-    state = None
-    if config.resume and ckpt_path.is_file():
-        state = load_training_state(
-            ckpt_path, config=config.to_dict(),
-            policy_config=dataclasses.asdict(agent.config), world_size=d.world_size,
-            resumable=resumable, added=added,
-        )  # fmt: skip
+    loaded: tuple[dict[str, Any] | None, Exception | None] = (None, None)
+    if d.main and config.resume and ckpt_path.is_file():
+        try:
+            loaded = (load_training_state(
+                ckpt_path, config=config.to_dict(),
+                policy_config=dataclasses.asdict(agent.config), world_size=d.world_size,
+                resumable=resumable, added=added,
+            ), None)  # fmt: skip
+        except Exception as exc:  # re-raised on every rank below
+            loaded = (None, exc)
+    state, error = broadcast_from_main(loaded, d)
+    if error is not None:
+        raise error
     if d.main:
         prepare_run_dir(Path(config.out), config.to_dict(), resume=config.resume,
                         force=config.force)  # fmt: skip

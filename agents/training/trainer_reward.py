@@ -34,7 +34,8 @@ cannot tell "not closed" from "closed with 0"), and is 0 where it did not close:
   like the env's) whose statistics are frozen during an iteration and updated with all of the
   iteration's closed raw terms at its end; it is saved in the checkpoint.
 
-The batch and epoch statistics are per rank under DDP (like the env's normaliser). Both need a
+Under DDP the epoch normaliser, like the env's, folds the closed terms of every rank (the ranks
+hold the same statistics); the batch statistics are per rank. Both need a
 normalised shaping (not ``*-raw``), and with ``learn_weights`` the fit uses the trainer's
 normalised terms (``S_{e,k}`` and ``y_e``).
 """

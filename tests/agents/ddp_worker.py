@@ -55,6 +55,7 @@ def main() -> int:
                          args.disc_coef)
     result = train(config, callback=callback)
     state = {k: v.detach().cpu().clone() for k, v in result.policy.state_dict().items()}
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # another node's out holds nothing yet
     torch.save(
         {"model": state, "global_step": result.global_step, "iterations": result.iterations},
         Path(args.out) / f"rank{rank}.pt",
