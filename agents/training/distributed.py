@@ -100,7 +100,9 @@ def resolve_device(device: str, d: Dist) -> torch.device:
     if device == "auto" and not torch.cuda.is_available():
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available")
+        build = "built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
+        raise ValueError(f"device={device!r} but CUDA is not available (torch "
+                         f"{torch.__version__}: {build}); use device 'cpu' or 'auto'")
     if d.enabled:
         return torch.device("cuda", d.local_rank)
     return torch.device(device if device != "auto" else "cuda")

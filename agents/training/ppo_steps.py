@@ -52,7 +52,8 @@ from drum_env.rewards import TERMS
 if TYPE_CHECKING:
     from agents.training.ppo import PPOConfig
 
-__all__ = ["Storage", "collect_rollout", "masked_mean", "ppo_update", "ActorCritic"]
+__all__ = ["Storage", "host_rows", "upload_obs", "collect_rollout", "masked_mean", "ppo_update",
+           "ActorCritic"]
 
 
 class Storage(NamedTuple):
@@ -78,11 +79,19 @@ class Storage(NamedTuple):
     """float64 ``(steps, envs, terms)``: normalised reward terms (``reward_norm`` applied)."""
     closed: np.ndarray
     """bool ``(steps, envs, terms)``: whether each term closed at the step."""
+    host: dict[str, Tensor] | None = None
+    """Host rows ``(envs, *space.shape)`` per key that a step's observation is staged in before
+    its copy to the device (pinned on CUDA, so the copy is asynchronous); None on the CPU,
+    where the observation is written into its storage row directly."""
 
     @classmethod
     def allocate(cls, obs_space: Any, steps: int, n: int, drums: int, device: torch.device,
-                 action_dtype: torch.dtype = torch.float32) -> Storage:  # fmt: skip
-        """Zeroed storage for ``steps`` steps of ``n`` sub-envs (actions of ``action_dtype``)."""
+                 action_dtype: torch.dtype = torch.float32, staged: bool = False
+                 ) -> Storage:  # fmt: skip
+        """Zeroed storage for ``steps`` steps of ``n`` sub-envs (actions of ``action_dtype``).
+
+        Off the CPU, and on it with ``staged``, it has :attr:`host` (:func:`host_rows`).
+        """
         def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.zeros(shape, dtype=dtype, device=device)
 
@@ -93,7 +102,36 @@ class Storage(NamedTuple):
             z(steps, n), z(steps, n), z(steps, n), z(steps, n, dtype=torch.bool),
             z(steps, n, dtype=torch.bool), np.zeros((steps, n, terms)),
             np.zeros((steps, n, terms)), np.zeros((steps, n, terms), dtype=bool),
+            host_rows(obs_space, n, device) if staged or device.type != "cpu" else None,
         )  # fmt: skip
+
+
+def host_rows(obs_space: Any, n: int, device: torch.device) -> dict[str, Tensor]:
+    """float32 CPU tensors ``(n, *space.shape)`` per key of ``obs_space``: a step's observation.
+
+    Page-locked (pinned) when ``device`` is CUDA, so that a ``copy_(..., non_blocking=True)``
+    from them to the device runs asynchronously.
+    """
+    rows = {k: torch.zeros((n, *s.shape)) for k, s in obs_space.spaces.items()}
+    return {k: t.pin_memory() for k, t in rows.items()} if device.type == "cuda" else rows
+
+
+def upload_obs(rows: dict[str, Tensor], next_obs: dict[str, np.ndarray],
+               host: dict[str, Tensor] | None) -> None:  # fmt: skip
+    """Write a step's observation (numpy, per key) into its storage ``rows``.
+
+    Without ``host`` (CPU storage) each array is cast into its row in place; with it, it is
+    cast into its host row, then copied to the device row with ``non_blocking=True``. The host
+    rows may be rewritten at the next step: the step's action, read back to the host before
+    then, waits for the copy (the same CUDA stream). Either way the float32 values are numpy's
+    cast of the observation, bit for bit.
+    """
+    for k, row in rows.items():
+        if host is None:
+            row.numpy()[...] = next_obs[k]
+        else:
+            host[k].numpy()[...] = next_obs[k]
+            row.copy_(host[k], non_blocking=True)
 
 
 def collect_rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
@@ -116,9 +154,7 @@ def collect_rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
     ``env.step``, the reward terms. The
     terminations and reset flags are kept in numpy and copied to ``buf`` once at the end.
     """
-    device = buf.actions.device
     steps, n = buf.actions.shape[:2]
-    on_cpu = device.type == "cpu"
     terminations = np.zeros((steps, n), dtype=bool)
     resets = np.zeros((steps, n), dtype=bool)
     dist = policy.action_dist
@@ -128,11 +164,7 @@ def collect_rollout(env: Any, policy: nn.Module, critic: nn.Module | None,
         critic.eval()
     for step in range(steps):
         obs = {k: v[step] for k, v in buf.obs.items()}
-        for k, row in obs.items():  # the float32 cast torch.as_tensor(..., float32) would make
-            if on_cpu:
-                row.numpy()[...] = next_obs[k]
-            else:
-                row.copy_(torch.as_tensor(np.asarray(next_obs[k], dtype=np.float32)))
+        upload_obs(obs, next_obs, buf.host)
         resets[step] = next_reset
         with torch.inference_mode():
             with autocast():
