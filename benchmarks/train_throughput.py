@@ -34,6 +34,14 @@ custom >= 5x SB3; it is reported, not asserted.
 
 Run: ``python benchmarks/train_throughput.py [--quick]`` (writes
 ``benchmarks/results/train_throughput.json``).
+
+**GPU** (``--device cuda`` or ``cuda:N``, only this part): the custom trainer with the
+Transformer, AMP off and on (float16 autocast with ``GradScaler``), at each of ``--settings``
+(default 16, 256 and 1,024 envs x 32 steps, 4 minibatches: minibatches of up to 8,192 windows)
+on the GPU and, in the same run at the same settings, on the CPU (one thread); env steps per
+**wall** second (CPU time does not count a GPU's work), the GPU's speed-up over the CPU per
+setting, and the best of each. Writes ``benchmarks/results/train_throughput_cuda.json``. Where
+CUDA is absent it says so, writes nothing and exits 0.
 """
 
 # ruff: noqa: E402  (the thread limits must be set before numpy is imported)
@@ -59,6 +67,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "train_throughput.json"
+RESULTS_CUDA = HERE / "results" / "train_throughput_cuda.json"
 TARGET_CUSTOM_VS_SB3 = 5.0
 SEQ_LEN, SHAPING, EPOCHS, MINIBATCHES = 64, "hierarchical", 4, 4
 TRAINERS = ("transformer", "transformer (amp)", "mlp", "sb3 ppo")
@@ -88,14 +97,14 @@ class _Clock:
 
 
 def run_custom(num_envs: int, num_steps: int, steps: int, kind: str, amp: bool,
-               out: Path) -> dict:  # fmt: skip
+               out: Path, device: str = "cpu") -> dict:  # fmt: skip
     """One :func:`agents.training.ppo.train` call, timed whole and after its first iteration."""
     from agents.training.ppo import PPOConfig, train
 
     cfg = PPOConfig(
         seq_len=SEQ_LEN, prompt_bars=1, shaping=SHAPING, num_envs=num_envs, num_steps=num_steps,
         update_epochs=EPOCHS, num_minibatches=MINIBATCHES, total_timesteps=steps,
-        policy_kind=kind, amp=amp, device="cpu", seed=0, out=str(out), progress=False,
+        policy_kind=kind, amp=amp, device=device, seed=0, out=str(out), progress=False,
         tensorboard=False, checkpoint_every=10**6,
     )  # fmt: skip
     clock = _Clock()
@@ -178,6 +187,83 @@ def equal_settings(settings: list[tuple[int, int]], steps: int, repeats: int, tm
     return out
 
 
+def device_comparison(settings: list[tuple[int, int]], steps: int, repeats: int, device: str,
+                      tmp: Path) -> dict:  # fmt: skip
+    """The Transformer trainer, AMP off and on, on ``device`` and on the CPU at each setting.
+
+    Taking turns ``repeats`` times after an untimed warm-up of each; the best call of each by
+    env steps per wall second (``steps_per_s_wall``, from the end of the first iteration).
+    """
+    devices = dict.fromkeys((device, "cpu"))  # the CPU once when it stands in for the device
+    runs = [(name, dev) for dev in devices for name in ("transformer", "transformer (amp)")]
+    out: dict[str, dict] = {}
+    for n, t in settings:
+        key = f"{n}x{t}"
+        budget = max(steps // (n * t), 4) * n * t
+        calls: dict[str, list[dict]] = {f"{name} @ {dev}": [] for name, dev in runs}
+        for name, dev in runs:  # warm-up: imports, CUDA context and kernels, untimed
+            run_custom(n, t, 2 * n * t, "transformer", name.endswith("(amp)"),
+                       tmp / f"warm-{key}-{name}-{dev}", dev)  # fmt: skip
+        for r in range(repeats):
+            for name, dev in runs:
+                calls[f"{name} @ {dev}"].append(run_custom(
+                    n, t, budget, "transformer", name.endswith("(amp)"),
+                    tmp / f"{key}-{name}-{dev}-{r}", dev))  # fmt: skip
+        rows = {k: max(rs, key=lambda x: x["steps_per_s_wall"]) for k, rs in calls.items()}
+        cpu_best = max(r["steps_per_s_wall"] for k, r in rows.items() if k.endswith("@ cpu"))
+        for row in rows.values():
+            row["vs_best_cpu"] = row["steps_per_s_wall"] / cpu_best
+        out[key] = rows
+    return out
+
+
+def main_device(args: argparse.Namespace) -> dict:
+    """``--device cuda``: :func:`device_comparison`; says so and returns where CUDA is absent."""
+    if not torch.cuda.is_available():
+        reason = (f"CUDA is not available (torch {torch.__version__}"
+                  f"{', built without CUDA' if torch.version.cuda is None else ''}): "
+                  f"no --device {args.device} comparison; nothing written")  # fmt: skip
+        print(reason)
+        return {"benchmark": "train_throughput_cuda", "skipped": reason}
+    steps = args.steps or (8192 if args.quick else 65_536)
+    repeats = args.repeats or (1 if args.quick else 2)
+    settings = [tuple(int(x) for x in s.split("x")) for s in args.settings or
+                ["16x32", "256x32", "1024x32"]]  # fmt: skip
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = device_comparison(settings, steps, repeats, args.device, Path(tmp))
+    best = {dev: max(row["steps_per_s_wall"] for rows in results.values()
+                     for k, row in rows.items() if k.endswith(f"@ {dev}"))
+            for dev in (args.device, "cpu")}  # fmt: skip
+    result = {
+        "benchmark": "train_throughput_cuda", "quick": args.quick,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": args.device, "gpu": torch.cuda.get_device_name(torch.device(args.device)),
+        "env_steps_per_call": steps, "repeats": repeats,
+        "ppo": {"update_epochs": EPOCHS, "num_minibatches": MINIBATCHES},
+        "clock": "env steps per wall-clock second, after the first iteration",
+        "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": 1},
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__, "cuda": torch.version.cuda},
+        "results": results, "best_steps_per_s_wall": best,
+        "best_gpu_vs_best_cpu": best[args.device] / best["cpu"],
+        "wall_s": time.perf_counter() - t0,
+    }  # fmt: skip
+    lines = [f"Transformer PPO on {result['gpu']} vs the CPU (1 thread), env steps per wall "
+             "second, best of each", "", "| setting | trainer @ device | env steps/s | vs best "
+             "CPU |", "|---|---|---:|---:|"]  # fmt: skip
+    for key, rows in results.items():
+        lines += [f"| {key} | {k} | {r['steps_per_s_wall']:,.0f} | {r['vs_best_cpu']:.2f}x |"
+                  for k, r in rows.items()]  # fmt: skip
+    print("\n".join(lines) + f"\n\nbest: {result['best_gpu_vs_best_cpu']:.2f}x the CPU")
+    out = args.out if args.out != RESULTS else RESULTS_CUDA
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out} ({result['wall_s']:.0f} s)")
+    return result
+
+
 def scaling(envs: list[int], num_steps: int, min_steps: int, kinds: list[str]) -> list[dict]:
     """Steps/s and the update's share at each ``num_envs`` (``train_profile.profile_once``)."""
     sys.path.insert(0, str(HERE))
@@ -253,14 +339,21 @@ def main(argv: list[str] | None = None) -> dict:
                              "100k-step memory run")  # fmt: skip
     parser.add_argument("--steps", type=int, default=None, help="env steps per trainer call")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--settings", nargs="+", default=["16x32", "64x32", "256x32"],
-                        help="num_envs x num_steps of the equal-settings part")  # fmt: skip
+    parser.add_argument("--settings", nargs="+", default=None,
+                        help="num_envs x num_steps of the equal-settings part (default 16x32 "
+                             "64x32 256x32; with --device cuda 16x32 256x32 1024x32)")  # fmt: skip
+    parser.add_argument("--device", default="cpu",
+                        help="cuda or cuda:N: only the GPU-vs-CPU comparison (see the module "
+                             "docstring); exits 0 saying so where CUDA is absent")  # fmt: skip
     parser.add_argument("--scale-envs", type=int, nargs="+", default=None)
     parser.add_argument("--rss-steps", type=int, default=None,
                         help="env steps of the memory run (default 1,000,000; quick 100,000; "
                              "0 skips it)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.device != "cpu":
+        return main_device(args)
+    args.settings = args.settings or ["16x32", "64x32", "256x32"]
     steps = args.steps or (4096 if args.quick else 16_384)
     repeats = args.repeats or (1 if args.quick else 2)
     scale_envs = args.scale_envs or ([16, 64, 256] if args.quick else [4, 16, 64, 256, 1024])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from agents.training.ppo_setup import make_agent, make_env
 from agents.training.ppo_steps import Storage, collect_rollout, host_rows, upload_obs
 
 ONE = Dist(0, 1, 0, False, False)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -101,3 +103,31 @@ def test_cuda_host_rows_are_pinned_and_copies_non_blocking(monkeypatch):
     assert copies == [True] * len(rows)
     for k in rows:
         assert torch.equal(rows[k], torch.from_numpy(obs[k].astype(np.float32)))
+
+
+def _benchmark():
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("train_throughput")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_the_gpu_benchmark_without_cuda_says_so_and_writes_nothing(no_cuda, tmp_path, capsys):
+    out = tmp_path / "cuda.json"
+    result = _benchmark().main(["--device", "cuda", "--out", str(out)])
+    assert "CUDA is not available" in result["skipped"]
+    assert "CUDA is not available" in capsys.readouterr().out and not out.exists()
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_compares_the_device_with_the_cpu_in_one_run(tmp_path):
+    """The comparison's logic, with the CPU standing in for the GPU: both devices' calls at the
+    same setting, AMP off and on, each against the CPU's best."""
+    rows = _benchmark().device_comparison([(2, 8)], 64, 1, "cpu", tmp_path)["2x8"]
+    assert sorted(rows) == ["transformer (amp) @ cpu", "transformer @ cpu"]
+    assert max(r["vs_best_cpu"] for r in rows.values()) == 1.0
+    assert all(r["env_steps"] == 64 and r["steps_per_s_wall"] > 0 for r in rows.values())
