@@ -238,7 +238,9 @@ def render_audio(
 
     Returns:
         int16 array (samples,): the take's steps and then the last hit's ring-out (the kit's
-        longest sample, 1.2 s; FluidSynth 1 s); silence is all zeros.
+        longest sample, 1.2 s; FluidSynth 1 s); silence is all zeros. Divided by 32767 it is
+        float audio in [-1, 1] at ``rate`` (what TensorBoard's ``add_audio`` takes), on the
+        same fixed scale.
 
     Raises:
         ValueError: a sequence that is not (steps, drums) in [0, 1], a tempo outside 20-400
