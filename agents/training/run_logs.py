@@ -166,7 +166,7 @@ def log_hparams(writer: Any, config: Mapping[str, Any], metrics: Mapping[str, fl
     from torch.utils.tensorboard.summary import hparams
 
     for summary in hparams(hparams_of(config), dict(metrics)):
-        writer._get_file_writer().add_summary(summary, step)
+        writer.file_writer.add_summary(summary, step)
     for key, value in metrics.items():
         if math.isfinite(value):
             writer.add_scalar(key, value, step)
