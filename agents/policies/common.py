@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.policies.distributions import ActionDist
+from agents.policies.distributions import ActionDist, independent_pattern_logits
 from dataset.velocity import VelocityBins
 
 if TYPE_CHECKING:
@@ -109,9 +109,16 @@ def policy_head(width: int, config: Any) -> nn.Linear:
 
     Orthogonal weights of gain 0.01; the bias starts every drum at ``init_hit_rate``
     (``logit(rate)``; with ``K`` classes, ``log(1 - rate)`` for no hit and ``log(rate / K)`` for
-    each velocity class, so the softmax gives exactly those probabilities).
+    each velocity class, so the softmax gives exactly those probabilities). A joint step head
+    (``joint_step``) has ``2 ** D`` logits whose bias is the independent draws' log-probabilities
+    (:func:`~agents.policies.distributions.independent_pattern_logits`).
     """
     k, drums, rate = config.velocity_levels, config.num_drums, float(config.init_hit_rate)
+    if getattr(config, "joint_step", False):  # one logit per step pattern (2 ** D)
+        head = orthogonal(nn.Linear(width, 2**drums), 0.01)
+        with torch.no_grad():
+            head.bias.copy_(independent_pattern_logits(drums, rate))
+        return head
     head = orthogonal(nn.Linear(width, drums * (k + 1) if k else drums), 0.01)
     with torch.no_grad():
         if not k:
@@ -154,7 +161,8 @@ class VelocityBinsMixin:
     @property
     def action_dist(self) -> ActionDist:
         """The :class:`ActionDist` of this policy's head."""
-        return ActionDist(self.config.velocity_levels)
+        joint = self.config.num_drums if getattr(self.config, "joint_step", False) else 0
+        return ActionDist(self.config.velocity_levels, joint)
 
     @property
     def velocity_bins(self) -> VelocityBins | None:

@@ -18,6 +18,15 @@ is unchanged: a token reads the step's values (velocities in ``[0, 1]``, as the 
 log-probability, entropy, KL), chosen by ``K`` (:func:`action_dist`); the trainer and the
 rollouts use it through ``policy.action_dist``. With ``K = 0`` every number is what it was
 before velocities existed (the same parameters, initial draws and kernels).
+
+## Joint step patterns
+
+With ``joint_step`` (binary policies, ``PolicyConfig.joint_step``) the head gives ``2 ** D``
+logits, one per step pattern: pattern ``i`` hits drum ``d`` when bit ``d`` of ``i`` is set
+(:func:`pattern_index`, :func:`pattern_bits`). Actions stay the env's 0 / 1 per drum; the
+log-probability of an action is its pattern's log-softmax, the entropy and KL those of the
+categorical over patterns. :func:`independent_pattern_logits` starts the head at the
+independent Bernoulli distribution of a hit rate.
 """
 
 from __future__ import annotations
@@ -42,7 +51,35 @@ __all__ = [
     "categorical_log_prob",
     "categorical_entropy",
     "categorical_kl",
+    "MAX_JOINT_DRUMS",
+    "pattern_index",
+    "pattern_bits",
+    "independent_pattern_logits",
 ]
+
+MAX_JOINT_DRUMS: int = 12
+"""The most drums a joint step head covers (``2 ** 12`` patterns)."""
+
+
+def pattern_index(actions: Tensor) -> Tensor:
+    """The pattern of 0 / 1 hits (..., D) as an int64 index (...): bit ``d`` is drum ``d``."""
+    weights = 2 ** torch.arange(actions.shape[-1], device=actions.device)
+    return (actions.round().long() * weights).sum(-1)
+
+
+def pattern_bits(index: Tensor, num_drums: int) -> Tensor:
+    """The 0 / 1 hits (..., D), float32, of pattern indices (...): :func:`pattern_index` undone."""
+    shifts = torch.arange(num_drums, device=index.device)
+    return ((index.unsqueeze(-1) >> shifts) & 1).float()
+
+
+def independent_pattern_logits(num_drums: int, rate: float) -> Tensor:
+    """Logits (2 ** D,) of the joint head equal to ``D`` independent Bernoulli(``rate``) draws.
+
+    ``log P(pattern) = k log(rate) + (D - k) log(1 - rate)`` for a pattern of ``k`` hits.
+    """
+    hits = pattern_bits(torch.arange(2**num_drums), num_drums).sum(-1).double()
+    return (hits * np.log(rate) + (num_drums - hits) * np.log(1.0 - rate)).float()
 
 
 def check_velocity_levels(value: Any) -> None:
@@ -166,6 +203,8 @@ class ActionDist:
 
     velocity_levels: int = 0
     """``K``: 0 for the binary head, else the number of velocity classes of a hit."""
+    joint_drums: int = 0
+    """``D`` for a joint step head (a categorical over the ``2 ** D`` patterns), else 0."""
 
     @property
     def action_dtype(self) -> torch.dtype:
@@ -175,6 +214,10 @@ class ActionDist:
     def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Draw an action per drum (no gradient): (..., D) of :attr:`action_dtype`."""
         logits = logits.detach().float()
+        if self.joint_drums:
+            probs = torch.softmax(logits, -1)
+            draws = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+            return pattern_bits(draws.view(probs.shape[:-1]), self.joint_drums)
         if not self.velocity_levels:
             return torch.bernoulli(torch.sigmoid(logits), generator=generator)
         probs = torch.softmax(logits, -1)
@@ -184,6 +227,8 @@ class ActionDist:
     def mode(self, logits: Tensor) -> Tensor:
         """The most likely action per drum: hit where ``p > 0.5``, or the argmax class."""
         logits = logits.detach().float()
+        if self.joint_drums:
+            return pattern_bits(logits.argmax(-1), self.joint_drums)
         if not self.velocity_levels:
             return (torch.sigmoid(logits) > 0.5).float()
         return logits.argmax(-1)
@@ -191,6 +236,8 @@ class ActionDist:
     def log_prob(self, logits: Tensor, actions: Tensor) -> Tensor:
         """``log pi(actions)`` summed over the drums: float32 (...)."""
         logits = logits.float()
+        if self.joint_drums:
+            return categorical_log_prob(logits.unsqueeze(-2), pattern_index(actions).unsqueeze(-1))
         if not self.velocity_levels:
             return bernoulli_log_prob(logits, actions.to(logits))
         return categorical_log_prob(logits, actions)
@@ -198,26 +245,44 @@ class ActionDist:
     def entropy(self, logits: Tensor) -> Tensor:
         """Entropy summed over the drums: float32 (...)."""
         logits = logits.float()
+        if self.joint_drums:
+            return categorical_entropy(logits.unsqueeze(-2))
         return categorical_entropy(logits) if self.velocity_levels else bernoulli_entropy(logits)
 
     def kl(self, logits_p: Tensor, logits_q: Tensor) -> Tensor:
         """``KL(p || q)`` summed over the drums: float32 (...), >= 0."""
+        if self.joint_drums:
+            return categorical_kl(logits_p.unsqueeze(-2), logits_q.unsqueeze(-2))
         if not self.velocity_levels:
             return bernoulli_kl(logits_p, logits_q)
         return categorical_kl(logits_p, logits_q)
 
     def distribution(self, logits: Tensor) -> Distribution:
-        """The torch distribution (``Independent`` over the drums) the methods above compute."""
+        """The torch distribution (``Independent`` over the drums) the methods above compute.
+
+        For a joint head, the ``Categorical`` over pattern indices (:func:`pattern_index`).
+        """
+        if self.joint_drums:
+            return Categorical(logits=logits.float())
         if not self.velocity_levels:
             return Independent(Bernoulli(logits=logits.float()), 1)
         return Independent(Categorical(logits=logits.float()), 1)
 
 
-def action_dist(velocity_levels: int = 0) -> ActionDist:
-    """The :class:`ActionDist` of a head with ``velocity_levels`` classes (0: binary).
+def action_dist(velocity_levels: int = 0, joint_drums: int = 0) -> ActionDist:
+    """The :class:`ActionDist` of a head: ``velocity_levels`` classes (0: binary), or joint.
+
+    ``joint_drums = D > 0``: a joint step head over ``D`` drums (a categorical over patterns).
 
     Raises:
-        ValueError: ``velocity_levels`` is not an integer in ``[0, 127]``.
+        ValueError: ``velocity_levels`` is not an integer in ``[0, 127]``; ``joint_drums`` is
+            not in ``[0, MAX_JOINT_DRUMS]`` or is given with velocity classes.
     """
     check_velocity_levels(velocity_levels)
-    return ActionDist(int(velocity_levels))
+    if (isinstance(joint_drums, bool) or not isinstance(joint_drums, (int, np.integer))
+            or not 0 <= joint_drums <= MAX_JOINT_DRUMS):  # fmt: skip
+        raise ValueError(f"joint_drums must be an integer in [0, {MAX_JOINT_DRUMS}], "
+                         f"got {joint_drums!r}")  # fmt: skip
+    if joint_drums and velocity_levels:
+        raise ValueError("a joint step head is binary: velocity_levels must be 0")
+    return ActionDist(int(velocity_levels), int(joint_drums))

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POLICY_KINDS", "make_policy", "save_policy", "load_policy", "policy_from_state",
-    "policy_velocity_bins",
+    "policy_velocity_bins", "saved_policy_config",
     # the rooms' public names, re-exported (this module held them all before 0.4)
     "PolicyConfig", "DrumPolicy", "MLPPolicyConfig", "MLPPolicy", "PolicyOutput",
     "obs_to_tensors", "ActionDist", "action_dist", "bernoulli_log_prob", "bernoulli_entropy",
@@ -165,7 +165,7 @@ def save_policy(path: str | Path, policy: DrumPolicy | MLPPolicy) -> Path:
 # context length up to ``max_len``, so a policy pretrained on 32 steps of context acts on 16.
 _ARCH_FIELDS = (
     "num_drums", "steps_per_bar", "bars_per_phrase", "target_size", "d_model", "n_layers",
-    "n_heads", "velocity_levels",
+    "n_heads", "velocity_levels", "joint_step",
 )  # fmt: skip
 
 
@@ -324,6 +324,25 @@ def policy_from_state(
         detail = "differing config fields: " + "; ".join(diffs) if diffs else str(exc)
         raise ValueError(f"{path!r}: its tensors do not fit its config ({detail})") from exc
     return policy
+
+
+def saved_policy_config(path: str | Path) -> dict[str, Any]:
+    """The config a ``policy.pt`` (or a PPO ``checkpoint.pt``) records, as a dict.
+
+    The policy is not built (the file is read with ``weights_only=True``): no torch random
+    numbers are drawn.
+
+    Raises:
+        FileNotFoundError: a file that does not exist.
+        ValueError: a file that is neither a policy file nor a PPO checkpoint (named).
+    """
+    from agents.training.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(path)
+    config = payload.get("config") if "state_dict" in payload else payload.get("policy_config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(path)!r} is neither a policy file nor a PPO checkpoint")
+    return dict(config)
 
 
 def policy_velocity_bins(policy: Any) -> VelocityBins | None:

@@ -37,6 +37,7 @@ from agents.policies.policy import (
     PolicyConfig,
     load_policy,
     policy_velocity_bins,
+    saved_policy_config,
 )
 from agents.training.checkpoint import load_training_state
 from agents.training.discriminator import FeatureDiscriminator, real_windows
@@ -185,8 +186,9 @@ def make_env(config: PPOConfig) -> Any:
 def make_agent(config: PPOConfig, venv: Any, device: torch.device) -> Agent:
     """The policy (from ``config.seed``: the same on every rank), the reference, the critic.
 
-    A ``pretrained`` policy is loaded (refused if its shape is not the run's) and copied into
-    the policy; with ``critic="mlp"`` the policy's own value head is frozen.
+    A ``pretrained`` policy is loaded (refused if its shape is not the run's; its joint step
+    head, if it has one, is the run's) and copied into the policy; with ``critic="mlp"`` the
+    policy's own value head is frozen.
     """
     torch.manual_seed(config.seed)
     policy_cfg: PolicyConfig | MLPPolicyConfig
@@ -196,9 +198,15 @@ def make_agent(config: PPOConfig, venv: Any, device: torch.device) -> Agent:
         policy: DrumPolicy | MLPPolicy = MLPPolicy(policy_cfg, venv.config.velocity_bins)
         policy = policy.to(device)
     else:
+        # a pretrained policy's joint step head (PolicyConfig.joint_step) is kept: read from its
+        # file's config without building it (no random numbers drawn)
+        joint = config.pretrained is not None and bool(
+            saved_policy_config(config.pretrained).get("joint_step", False)
+        )
         policy_cfg = PolicyConfig.from_env_config(
             venv.config, d_model=config.d_model, n_layers=config.n_layers,
             n_heads=config.n_heads, dropout=config.dropout, init_hit_rate=config.init_hit_rate,
+            **({"joint_step": True} if joint else {}),
         )  # fmt: skip
         policy = DrumPolicy(policy_cfg, venv.config.velocity_bins).to(device)
     reference: DrumPolicy | None = None

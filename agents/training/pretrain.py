@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from agents.policies.distributions import pattern_index
 from agents.policies.policy import DrumPolicy, PolicyConfig, save_policy
 from agents.task import (
     RunConfig,
@@ -125,6 +126,10 @@ class PretrainConfig(TrackConfig, RunConfig, TaskConfig):
     """Attention heads."""
     dropout: float = 0.1
     """Dropout during pretraining, in [0, 1); the saved policy has dropout 0."""
+    joint_step: bool = False
+    """Draw a step's drums together: a head over the ``2 ** D`` step patterns
+    (:attr:`~agents.policies.policy.PolicyConfig.joint_step`; binary policies). ``train
+    --pretrained`` keeps the pretrained policy's head. Opt-in."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (> 0)."""
     log_every: int = 50
@@ -191,6 +196,7 @@ class PretrainConfig(TrackConfig, RunConfig, TaskConfig):
             n_heads=self.n_heads,
             dropout=self.dropout,
             velocity_levels=self.velocity_levels,
+            joint_step=self.joint_step,
         )
 
 
@@ -285,7 +291,9 @@ def next_step_loss(
     Token ``i`` reads step ``i`` and predicts step ``i + 1``, whose phase is
     ``(start_phase + i + 1) mod phrase_len``. A binary policy predicts the hits of ``hits``
     (binary cross-entropy per drum); a policy with ``velocity_levels = K > 0`` predicts
-    ``classes`` (cross-entropy over the ``K + 1`` classes per drum).
+    ``classes`` (cross-entropy over the ``K + 1`` classes per drum); a joint step head
+    (``joint_step``) predicts the step's pattern (cross-entropy over the ``2 ** D`` patterns,
+    divided by ``D``: per drum, comparable with the independent head's).
 
     Args:
         policy: the model.
@@ -321,7 +329,12 @@ def next_step_loss(
     last = (start_phase + length - 1) % phrase_len  # phase of step L - 1, predicted by token L - 2
     phase = torch.full((hits.shape[0],), last, dtype=torch.long)
     out = policy(hits[:, :-1], phase.to(hits.device), target)
-    if classes is None:
+    if getattr(policy.config, "joint_step", False):  # one pattern per step, over the drums
+        index = pattern_index(hits[:, 1:])
+        per_step = F.cross_entropy(out.logits.float().flatten(0, 1), index.flatten(),
+                                   reduction="none").view(index.shape)  # fmt: skip
+        bce = (per_step / hits.shape[-1]).unsqueeze(-1)  # per drum, as the independent head's
+    elif classes is None:
         bce = F.binary_cross_entropy_with_logits(out.logits, hits[:, 1:].float(),
                                                  reduction="none")  # fmt: skip
     else:
