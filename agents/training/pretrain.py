@@ -2,10 +2,13 @@
 
 One optimiser step, in one linear pass (:func:`pretrain`):
 
-1. a batch of windows from :func:`dataset.loader.get_complete_rl_dataloader` (windows start on
-   bar lines: ``stride = steps_per_bar``), ``step`` (B, L, D) velocities -> hits in {0, 1};
+1. a batch of windows (windows start on bar lines: ``stride = steps_per_bar``), gathered from
+   a :class:`WindowTable` by numpy fancy indexing, ``step`` (B, L, D) velocities -> hits in
+   {0, 1}; the batches are the ones :func:`dataset.loader.get_complete_rl_dataloader` would
+   give (same windows, same seeded order, same padding), without its per-item Python;
 2. the conditioning target of each window, as the env computes its ``target`` observation:
-   ``clip(song_features(hits of the whole unpadded window), 0, 1)`` (:func:`window_targets`);
+   ``clip(song_features(hits of the whole unpadded window), 0, 1)`` (:func:`window_targets`),
+   computed once per window when the table is built;
 3. with ``phase_offsets``, a random prefix of ``r`` in ``[0, phrase_len)`` steps is dropped (the
    same for the whole batch), so that the first token of the fed window sits at any phase, as the
    first step of the env's context window does; without it, position ``p`` would always come with
@@ -36,8 +39,14 @@ convention holds here.
 
 Randomness: the model initialisation and dropout draw from the torch generator seeded with
 ``seed`` (inside :func:`torch.random.fork_rng`, so the caller's global state is left as it was),
-the loader shuffles with its own generator seeded with ``seed``, the phase offsets come from a
-third generator seeded with ``seed``. The same config on the same machine gives the same weights.
+the windows are shuffled by their own generator seeded with ``seed``, drawn as a shuffling
+``DataLoader`` draws from it (:func:`loader_order`), the phase offsets come from a third
+generator seeded with ``seed``. The same config on the same machine gives the same weights, and
+the same weights as the DataLoader-fed loop of 0.4 (the same batches in the same order).
+
+Throughput: the model's forward and backward bound a step (``benchmarks/pretrain_throughput.py``:
+on 2 CPU cores, with the defaults, the data took some 10% of a step through the DataLoader
+and takes well under 1% from the table; dropout's mask draws are a third of the model's time).
 
 The policy is saved with ``dropout = 0`` in its config: dropout is a pretraining regulariser, and
 PPO needs a deterministic forward pass (its rollout and update log-probs must agree). The weights
@@ -49,6 +58,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -80,6 +91,9 @@ __all__ = [
     "shown_values",
     "next_step_loss",
     "autocast_dtype",
+    "WindowTable",
+    "loader_order",
+    "validation_loss",
 ]
 
 
@@ -217,6 +231,10 @@ class PretrainResult(NamedTuple):
     """The lowest validation loss: that of the saved policy (NaN without ``val_data``)."""
     best_step: int = 0
     """The optimiser step of the saved policy (``steps`` without ``val_data``)."""
+    timings: dict[str, float] = {}
+    """Wall seconds of the run by part: ``data`` (gathering batches and their inputs),
+    ``model`` (forward, backward, clipping, optimiser step), ``validation``, ``total`` (the
+    whole call, the table and the saving included)."""
 
 
 def autocast_dtype(device_type: str) -> torch.dtype:
@@ -382,17 +400,124 @@ def _log(writer: Any, bar: Any, window: list[tuple[float, float]], step: int) ->
     window.clear()
 
 
+class WindowTable:
+    """Every window of a dataset in one table: batches by numpy fancy indexing, no per-item Python.
+
+    Holds the corpus once, each sequence followed by ``seq_len`` zero steps (the padding a short
+    window reads), each window's start in it and its length, and the conditioning target of
+    every window (:func:`window_targets`, computed once, in chunks; with ``bins``, on the values
+    as the env shows them). A batch of windows ``idx`` is then one gather: the same ``step``,
+    ``mask``, ``lengths`` (padded to the batch's longest window) as
+    :func:`dataset.loader.collate_drum_batch` gives for the same samples, and their targets.
+    Memory: the corpus plus ``seq_len`` steps per sequence, and ``8 + 8 + 4 * K`` bytes per
+    window.
+
+    Args:
+        dataset: a :class:`~dataset.hierarchical.CompleteHierarchicalDrumDataset` without
+            augmentation (its ``sequences``, ``sample_indices`` and ``seq_len`` are read).
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+        bins: the velocity bins (targets with the velocity features of the shown values), or
+            ``None`` for binary targets.
+        prompt_steps: steps of primer at the start of each window (with ``bins``).
+        chunk: windows per chunk when the targets are computed.
+    """
+
+    def __init__(self, dataset: Any, steps_per_bar: int, bars_per_phrase: int,
+                 bins: VelocityBins | None = None, prompt_steps: int = 0,
+                 chunk: int = 1024) -> None:  # fmt: skip
+        if getattr(dataset, "augment", False):
+            raise ValueError("WindowTable needs a dataset without augmentation")
+        length = int(dataset.seq_len)
+        seqs = dataset.sequences
+        drums = int(dataset.num_drums)
+        offsets = np.zeros(len(seqs), dtype=np.int64)
+        pieces: list[np.ndarray] = []
+        pos = 0
+        for i, seq in enumerate(seqs):
+            offsets[i] = pos
+            pieces += [np.asarray(seq, dtype=np.float32), np.zeros((length, drums), np.float32)]
+            pos += len(seq) + length
+        self.values = np.concatenate(pieces)
+        """float32 (steps, D): the corpus, ``seq_len`` zero steps after each sequence."""
+        seq_idx, start = dataset.sample_indices[:, 0], dataset.sample_indices[:, 1]
+        self.starts = offsets[seq_idx] + start
+        """int64 (N,): where each window starts in :attr:`values`."""
+        self.lengths = np.minimum(length, np.asarray(dataset.lengths)[seq_idx]).astype(np.int64)
+        """int64 (N,): real steps of each window."""
+        self.num_drums = drums
+        self.bins = bins
+        self.prompt_steps = int(prompt_steps)
+        parts = []
+        for first in range(0, len(self), chunk):
+            idx = np.arange(first, min(first + chunk, len(self)))
+            step, lengths = self._gather(idx)
+            shown = None if bins is None else shown_values(step, bins, self.prompt_steps)
+            parts.append(window_targets(step, lengths, steps_per_bar, bars_per_phrase,
+                                        shown).numpy())  # fmt: skip
+        self.targets = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        """float32 (N, K): the conditioning target of each window."""
+
+    def __len__(self) -> int:
+        """Number of windows ``N``."""
+        return len(self.starts)
+
+    def _gather(self, idx: np.ndarray) -> tuple[Tensor, Tensor]:
+        lengths = self.lengths[idx]
+        steps = np.arange(int(lengths.max()) if len(idx) else 0)
+        step = self.values[self.starts[idx, None] + steps]  # (B, L, D): padding reads zeros
+        return torch.from_numpy(step), torch.from_numpy(lengths)
+
+    def batch(self, idx: np.ndarray) -> dict[str, Tensor]:
+        """The windows ``idx`` as one padded batch.
+
+        Returns:
+            ``{"step": float32 (B, L, D), "mask": bool (B, L), "lengths": int64 (B,),
+            "target": float32 (B, K)}``, ``L`` the longest of the windows.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        step, lengths = self._gather(idx)
+        mask = torch.arange(step.shape[1])[None, :] < lengths[:, None]
+        return {"step": step, "mask": mask, "lengths": lengths,
+                "target": torch.from_numpy(self.targets[idx])}  # fmt: skip
+
+    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[dict]:
+        """Batches of ``batch_size`` windows in ``order`` (default: the dataset's order)."""
+        order = np.arange(len(self)) if order is None else order
+        for first in range(0, len(order), batch_size):
+            yield self.batch(order[first : first + batch_size])
+
+
+def loader_order(n: int, generator: torch.Generator) -> np.ndarray:
+    """One epoch's order of ``n`` samples, drawn as a shuffling DataLoader draws it.
+
+    ``DataLoader(shuffle=True, generator=generator)`` (``num_workers=0``) draws a base seed from
+    ``generator`` when its iterator is made, then ``torch.randperm(n, generator=generator)``,
+    and one more permutation when the epoch runs out: the same draws here give the same windows
+    in the same order, epoch after epoch, for a generator that nothing else draws from.
+    """
+    torch.empty((), dtype=torch.int64).random_(generator=generator)  # the iterator's base seed
+    order = torch.randperm(n, generator=generator).numpy()
+    # the sampler's tail, drawn when an epoch runs out (RandomSampler: num_samples % n of a
+    # second permutation); nothing else draws from this generator, so drawing it now is the same
+    torch.randperm(n, generator=generator)
+    return order
+
+
 def validation_loss(policy: DrumPolicy, loader: Any, device: torch.device,
                     config: PretrainConfig) -> float:  # fmt: skip
     """Mean next-step loss per predicted step over every window of ``loader`` (no offsets).
 
-    Runs in eval mode without gradients and restores the policy's training mode.
+    ``loader``: a :class:`WindowTable` (batches of ``config.batch_size`` windows in their
+    order) or a DataLoader of :func:`dataset.loader.get_complete_rl_dataloader`. Runs in eval
+    mode without gradients and restores the policy's training mode.
     """
     training = policy.training
     policy.eval()
     total = count = 0.0
+    source = loader.batches(config.batch_size) if isinstance(loader, WindowTable) else loader
     with torch.no_grad():
-        for batch in loader:
+        for batch in source:
             hits, classes, target = _batch_inputs(batch, policy.velocity_bins, config, device)
             loss, n = next_step_loss(policy, hits, batch["mask"].to(device), target,
                                      classes=classes)  # fmt: skip
@@ -409,45 +534,57 @@ def _batch_inputs(batch: dict[str, Any], bins: VelocityBins | None, config: Pret
 
     Binary (``bins`` None): hits in {0, 1}, no classes, the song-feature target. With velocity
     bins: the values as the env shows them (:func:`shown_values`), their classes
-    ``bins.encode(values)`` (int64) and the target with the velocity features.
+    ``bins.encode(values)`` (int64) and the target with the velocity features. A batch of a
+    :class:`WindowTable` brings its ``target``; one of a DataLoader has it computed here.
     """
     step, lengths = batch["step"], batch["lengths"]
+    shown = None if bins is None else shown_values(step, bins, config.prompt_steps)
+    target = batch.get("target")
+    if target is None:
+        target = window_targets(step, lengths, config.steps_per_bar, config.bars_per_phrase,
+                                shown)  # fmt: skip
+    target = target.to(device, non_blocking=non_blocking)
     if bins is None:
-        target = window_targets(step, lengths, config.steps_per_bar, config.bars_per_phrase)
-        hits = (step.to(device, non_blocking=non_blocking) > 0).float()
-        return hits, None, target.to(device, non_blocking=non_blocking)
-    shown = shown_values(step, bins, config.prompt_steps)
-    target = window_targets(step, lengths, config.steps_per_bar, config.bars_per_phrase, shown)
+        return (step.to(device, non_blocking=non_blocking) > 0).float(), None, target
+    assert shown is not None
     classes = torch.from_numpy(bins.encode(step.detach().cpu().numpy()))
-    return shown.to(device), classes.to(device), target.to(device)
+    return shown.to(device), classes.to(device), target
+
+
+def _dataset(folder: str | None, c: PretrainConfig) -> Any:
+    """The windows of ``folder`` (``None``: the built-in corpus), starting on bar lines."""
+    from dataset.loader import get_complete_rl_dataloader
+
+    return get_complete_rl_dataloader(
+        folder, c.seq_len, c.steps_per_bar, c.bars_per_phrase, batch_size=c.batch_size,
+        shuffle=False, seed=c.seed, stride=c.steps_per_bar,
+    ).dataset  # fmt: skip
 
 
 def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     from tqdm import tqdm
 
-    from dataset.loader import get_complete_rl_dataloader, set_loader_epoch
-
+    started = time.perf_counter()
     c = config
-    loader = get_complete_rl_dataloader(
-        c.data, c.seq_len, c.steps_per_bar, c.bars_per_phrase, batch_size=c.batch_size,
-        shuffle=True, seed=c.seed, stride=c.steps_per_bar, pin_memory=device.type == "cuda",
-    )  # fmt: skip
-    num_drums = int(loader.dataset.num_drums)
-    val_loader = None
+    data = _dataset(c.data, c)
+    num_drums = int(data.num_drums)
+    val_data = None
     if c.val_data is not None:
-        val_loader = get_complete_rl_dataloader(
-            c.val_data, c.seq_len, c.steps_per_bar, c.bars_per_phrase, batch_size=c.batch_size,
-            shuffle=False, seed=c.seed, stride=c.steps_per_bar,
-        )  # fmt: skip
-        if int(val_loader.dataset.num_drums) != num_drums:
+        val_data = _dataset(c.val_data, c)
+        if int(val_data.num_drums) != num_drums:
             raise ValueError(
-                f"val_data {c.val_data!r} has {val_loader.dataset.num_drums} drums, data "
+                f"val_data {c.val_data!r} has {val_data.num_drums} drums, data "
                 f"{c.data!r} has {num_drums}"
             )
     policy_config = c.policy_config_for(num_drums)
     bins = None  # the env's bins: from the training data's hits (never the validation data's)
     if c.velocity_levels:
-        bins = VelocityBins.from_data(loader.dataset.sequences, c.velocity_levels)
+        bins = VelocityBins.from_data(data.sequences, c.velocity_levels)
+    table = WindowTable(data, c.steps_per_bar, c.bars_per_phrase, bins, c.prompt_steps)
+    val_table = None
+    if val_data is not None:
+        val_table = WindowTable(val_data, c.steps_per_bar, c.bars_per_phrase, bins,
+                                c.prompt_steps)  # fmt: skip
     policy = DrumPolicy(policy_config, bins).to(device)
     policy.train()
     optimizer = torch.optim.AdamW(
@@ -457,6 +594,8 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     amp_dtype = autocast_dtype(device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     offsets = torch.Generator().manual_seed(c.seed)
+    shuffle = torch.Generator().manual_seed(c.seed)  # the window order's own (loader_order)
+    pin = device.type == "cuda"
 
     out = prepare_run_dir(c.out, c.to_dict(), force=c.force)
     from torch.utils.tensorboard import SummaryWriter  # heavy: only when training
@@ -466,7 +605,7 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     tracking = start_tracking(c)  # before the writer: W&B syncs it
     writer = SummaryWriter(str(out / "tb"))
     writer.add_text("pretrain/config", json.dumps(asdict(c), default=str))
-    total = c.epochs * len(loader)
+    total = c.epochs * math.ceil(len(table) / c.batch_size)
     if c.max_steps is not None:
         total = min(total, c.max_steps)
     losses: list[float] = []
@@ -474,10 +613,16 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     step = 0
     val_losses: list[tuple[int, float]] = []
     best = {"loss": math.inf, "step": 0, "state": None}
+    timings = {"data": 0.0, "model": 0.0, "validation": 0.0}
 
     def validate() -> bool:
         """Measure the validation loss; keep the best weights; whether to stop (patience)."""
-        value = validation_loss(policy, val_loader, device, c)
+        t = time.perf_counter()
+        # the draw a DataLoader without a generator makes from the global generator (the
+        # dropout's) for each pass: seeded runs stay those of the DataLoader-fed loop
+        torch.empty((), dtype=torch.int64).random_()
+        value = validation_loss(policy, val_table, device, c)
+        timings["validation"] += time.perf_counter() - t
         val_losses.append((step, value))
         writer.add_scalar("pretrain/val_loss", value, step)
         if value < best["loss"]:
@@ -487,11 +632,15 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
         return c.patience is not None and stale >= c.patience
     try:
         with tqdm(total=total, desc="pretrain", unit="step", disable=not c.progress) as bar:
-            for epoch in range(c.epochs):
-                set_loader_epoch(loader, epoch)
-                for batch in loader:
+            for _epoch in range(c.epochs):
+                order = loader_order(len(table), shuffle)
+                for first in range(0, len(order), c.batch_size):
                     if step >= total:
                         break
+                    t = time.perf_counter()
+                    batch = table.batch(order[first : first + c.batch_size])
+                    if pin:
+                        batch = {k: v.pin_memory() for k, v in batch.items()}
                     lengths = batch["lengths"]
                     # pinned batch -> device, asynchronously; hits and crop on the device
                     hits, classes, target = _batch_inputs(batch, bins, c, device,
@@ -503,6 +652,8 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                         r = min(r, max(int(lengths.min()) - 2, 0))  # keep >= 2 steps per window
                         hits, mask = hits[:, r:], mask[:, r:]
                         classes = None if classes is None else classes[:, r:]
+                    t_model = time.perf_counter()
+                    timings["data"] += t_model - t
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                         loss, count = next_step_loss(policy, hits, mask, target, start_phase=r,
                                                      classes=classes)  # fmt: skip
@@ -520,19 +671,20 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
                     scaler.step(optimizer)
                     scaler.update()
+                    timings["model"] += time.perf_counter() - t_model
                     step += 1
                     losses.append(value)
                     window.append((value, float(grad_norm)))
                     bar.update(1)
                     if step % c.log_every == 0:
                         _log(writer, bar, window, step)
-                        if val_loader is not None and validate():
+                        if val_table is not None and validate():
                             total = step  # converged: no new best for `patience` validations
                 if step >= total:
                     break
             if window:
                 _log(writer, bar, window, step)
-            if val_loader is not None and (not val_losses or val_losses[-1][0] != step):
+            if val_table is not None and (not val_losses or val_losses[-1][0] != step):
                 validate()
     finally:
         writer.close()
@@ -542,5 +694,6 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     path = save_policy(out / "policy.pt", final)
     tail = losses[-min(c.log_every, len(losses)) :] if losses else [math.nan]
     best_loss = best["loss"] if val_losses else math.nan
+    timings["total"] = time.perf_counter() - started
     return PretrainResult(path, float(np.mean(tail)), losses, step, val_losses,
-                          float(best_loss), int(best["step"]) if val_losses else step)
+                          float(best_loss), int(best["step"]) if val_losses else step, timings)

@@ -15,6 +15,7 @@ from agents.training.pretrain import (
     PretrainResult,
     next_step_loss,
     pretrain,
+    shown_values,
     window_targets,
 )
 from drum_env.rewards import song_features
@@ -285,3 +286,45 @@ def test_validation_keeps_the_best_policy_and_patience_stops(tmp_path: Path):
     assert stopped.steps < 400  # a validation without a new best ends the run
     with pytest.raises(ValueError, match="patience needs val_data"):
         PretrainConfig(patience=3)
+
+
+def test_window_table_batches_are_the_dataloaders_in_its_seeded_order(tmp_path: Path):
+    """The table gives the batches a shuffling DataLoader gives, epoch after epoch, and targets."""
+    from agents.training.pretrain import WindowTable, loader_order
+    from dataset.loader import get_complete_rl_dataloader, set_loader_epoch
+    from dataset.synthetic import default_corpus
+    from dataset.velocity import VelocityBins
+
+    seqs = default_corpus()[:20]
+    seqs[3] = seqs[3][:40]  # a window shorter than seq_len: padded, masked
+    for i, seq in enumerate(seqs):
+        np.savez(tmp_path / f"s{i}.npz", sequence=seq)
+    loader = get_complete_rl_dataloader(str(tmp_path), 64, 16, 4, batch_size=16, shuffle=True,
+                                        seed=5, stride=16)  # fmt: skip
+    bins = VelocityBins.from_data(loader.dataset.sequences, 3)
+    plain = WindowTable(loader.dataset, 16, 4)
+    shown = WindowTable(loader.dataset, 16, 4, bins, prompt_steps=16)
+    generator = torch.Generator().manual_seed(5)
+    assert len(plain) == len(loader.dataset) and len(loader) > 2
+    for epoch in range(3):
+        set_loader_epoch(loader, epoch)
+        order = loader_order(len(plain), generator)
+        ours = list(plain.batches(16, order))
+        theirs = list(loader)
+        assert len(ours) == len(theirs)
+        for first, a, b in zip(range(0, len(order), 16), ours, theirs):
+            for key in ("step", "mask", "lengths"):
+                assert torch.equal(a[key], b[key]), (epoch, key)
+            expect = window_targets(b["step"], b["lengths"], 16, 4)
+            assert torch.equal(a["target"], expect)
+            values = shown_values(b["step"], bins, 16)
+            expect = window_targets(b["step"], b["lengths"], 16, 4, values)
+            assert torch.equal(shown.batch(order[first : first + 16])["target"], expect)
+    assert any(not bool(b["mask"].all()) for b in plain.batches(16))  # the short one, padded
+
+
+def test_pretraining_reports_where_its_time_goes(run: PretrainResult):
+    parts = run.timings
+    assert set(parts) == {"data", "model", "validation", "total"}
+    assert parts["data"] > 0 and parts["model"] > 0 and parts["validation"] == 0.0
+    assert parts["data"] + parts["model"] < parts["total"]
