@@ -234,7 +234,8 @@ class PretrainResult(NamedTuple):
     timings: dict[str, float] = {}
     """Wall seconds of the run by part: ``data`` (gathering batches and their inputs),
     ``model`` (forward, backward, clipping, optimiser step), ``validation``, ``total`` (the
-    whole call, the table and the saving included)."""
+    whole call, the table and the saving included); the same with ``_cpu`` appended: the
+    process's CPU seconds (``time.process_time``), which other processes do not inflate."""
 
 
 def autocast_dtype(device_type: str) -> torch.dtype:
@@ -561,10 +562,24 @@ def _dataset(folder: str | None, c: PretrainConfig) -> Any:
     ).dataset  # fmt: skip
 
 
+def _now() -> tuple[float, float]:
+    """Wall and process CPU clocks."""
+    return time.perf_counter(), time.process_time()
+
+
+def _spend(timings: dict[str, float], part: str, since: tuple[float, float]
+           ) -> tuple[float, float]:  # fmt: skip
+    """Add the wall and CPU seconds since ``since`` to ``part``; the clocks now."""
+    now = _now()
+    timings[part] = timings.get(part, 0.0) + now[0] - since[0]
+    timings[part + "_cpu"] = timings.get(part + "_cpu", 0.0) + now[1] - since[1]
+    return now
+
+
 def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     from tqdm import tqdm
 
-    started = time.perf_counter()
+    started = _now()
     c = config
     data = _dataset(c.data, c)
     num_drums = int(data.num_drums)
@@ -613,16 +628,16 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     step = 0
     val_losses: list[tuple[int, float]] = []
     best = {"loss": math.inf, "step": 0, "state": None}
-    timings = {"data": 0.0, "model": 0.0, "validation": 0.0}
+    timings = {f"{k}{c}": 0.0 for k in ("data", "model", "validation") for c in ("", "_cpu")}
 
     def validate() -> bool:
         """Measure the validation loss; keep the best weights; whether to stop (patience)."""
-        t = time.perf_counter()
+        t = _now()
         # the draw a DataLoader without a generator makes from the global generator (the
         # dropout's) for each pass: seeded runs stay those of the DataLoader-fed loop
         torch.empty((), dtype=torch.int64).random_()
         value = validation_loss(policy, val_table, device, c)
-        timings["validation"] += time.perf_counter() - t
+        _spend(timings, "validation", t)
         val_losses.append((step, value))
         writer.add_scalar("pretrain/val_loss", value, step)
         if value < best["loss"]:
@@ -637,7 +652,7 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                 for first in range(0, len(order), c.batch_size):
                     if step >= total:
                         break
-                    t = time.perf_counter()
+                    t = _now()
                     batch = table.batch(order[first : first + c.batch_size])
                     if pin:
                         batch = {k: v.pin_memory() for k, v in batch.items()}
@@ -652,8 +667,7 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                         r = min(r, max(int(lengths.min()) - 2, 0))  # keep >= 2 steps per window
                         hits, mask = hits[:, r:], mask[:, r:]
                         classes = None if classes is None else classes[:, r:]
-                    t_model = time.perf_counter()
-                    timings["data"] += t_model - t
+                    t_model = _spend(timings, "data", t)
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                         loss, count = next_step_loss(policy, hits, mask, target, start_phase=r,
                                                      classes=classes)  # fmt: skip
@@ -671,7 +685,7 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
                     scaler.step(optimizer)
                     scaler.update()
-                    timings["model"] += time.perf_counter() - t_model
+                    _spend(timings, "model", t_model)
                     step += 1
                     losses.append(value)
                     window.append((value, float(grad_norm)))
@@ -694,6 +708,6 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
     path = save_policy(out / "policy.pt", final)
     tail = losses[-min(c.log_every, len(losses)) :] if losses else [math.nan]
     best_loss = best["loss"] if val_losses else math.nan
-    timings["total"] = time.perf_counter() - started
+    _spend(timings, "total", started)
     return PretrainResult(path, float(np.mean(tail)), losses, step, val_losses,
                           float(best_loss), int(best["step"]) if val_losses else step, timings)

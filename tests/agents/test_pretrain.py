@@ -325,6 +325,8 @@ def test_window_table_batches_are_the_dataloaders_in_its_seeded_order(tmp_path: 
 
 def test_pretraining_reports_where_its_time_goes(run: PretrainResult):
     parts = run.timings
-    assert set(parts) == {"data", "model", "validation", "total"}
-    assert parts["data"] > 0 and parts["model"] > 0 and parts["validation"] == 0.0
-    assert parts["data"] + parts["model"] < parts["total"]
+    for clock in ("", "_cpu"):
+        data, model, total = (parts[k + clock] for k in ("data", "model", "total"))
+        assert data > 0 and model > 0 and parts["validation" + clock] == 0.0  # no val_data
+        assert data + model < total
+    assert len(parts) == 8
