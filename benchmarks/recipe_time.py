@@ -1,0 +1,320 @@
+"""The README's headline recipe for one seed, timed stage by stage, and what bounds each stage.
+
+Runs :func:`agents.evaluation.benchmark.run_benchmark` as the README's "Results" command does
+(``drum-env benchmark --data runs/groove-npz --heldout-players drummer8 drummer9 --shapings
+aligned --agents pretrained ppo+pretrain loop random --total-timesteps 262144 --eval-points 4
+--kl-coef 0.1 --threads 1``), for one seed, in a fresh work folder, and times it by wrapping
+public functions (nothing is re-implemented; a run with the wraps computes what one without them
+does):
+
+* **pretraining**: :func:`agents.training.pretrain.pretrain` (early-stopped on a validation tenth
+  of the training files), split by its own ``timings`` into data, model (forward, backward,
+  the optimiser step) and validation, with the steps taken and the best step;
+* **PPO**: :func:`agents.training.ppo.train` less the evaluations its callback runs, split by the
+  trainer's timing hook into its phases (rollout, with the policy's forward and ``env.step``
+  inside it; the update, with its forward and backward; the rest), as
+  ``benchmarks/train_profile.py`` splits it;
+* **evaluation**: every call of the held-out evaluation (:func:`agents.evaluation.heldout.evaluate`:
+  the pretrained, loop and random players and the PPO run's points), split into the rollout
+  (the episodes played) and the scoring (features, overlapping areas, the bootstrap of the
+  standard error), and the takes written to hear (``play_takes``);
+* **setup**: the rest of the call: the split, the reference players and the baselines of the
+  held-out part, the reports.
+
+``--quick`` scales the budgets down for a smoke test (PPO 4,096 env steps, pretraining at most
+200 steps, 64 evaluation episodes, one draw, 20 bootstrap resamples, 2 baseline halvings);
+``--total-timesteps``, ``--pretrain-steps`` and ``--eval-episodes`` set them by hand. With a
+data folder that is not split by players (e.g. the built-in corpus written to a folder),
+``--heldout-players ''`` holds out a quarter of the files instead.
+
+Every stage is timed in wall seconds and in the process's CPU seconds: with one torch thread
+the CPU seconds are what the stage costs on an idle core, whatever else the machine runs.
+
+Run: ``python benchmarks/recipe_time.py [--quick] [--data runs/groove-npz]`` (writes
+``benchmarks/results/recipe_time.json`` and ``.md``; the runs go under ``--work``).
+"""
+
+# ruff: noqa: E402  (the thread limits must be set before numpy and torch are imported)
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import contextlib
+import functools
+import json
+import platform
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+try:
+    from benchmarks.train_profile import _patched, _Timers
+except ModuleNotFoundError:  # run as a script: benchmarks/ is sys.path[0]
+    from train_profile import _patched, _Timers  # type: ignore[no-redef]
+
+RESULTS = Path(__file__).resolve().parent / "results" / "recipe_time.json"
+STAGES = ("setup", "pretraining", "PPO", "evaluation")
+QUICK = {"total_timesteps": 4096, "pretrain_steps": 200, "eval_episodes": 64, "eval_draws": 1,
+         "eval_resamples": 20, "baseline_splits": 2}
+
+
+class _Stages:
+    """Seconds of nested stages: ``inclusive`` per stage, ``exclusive`` less inner stages.
+
+    Wall seconds (``time.perf_counter``) and, under ``cpu_``, the process's CPU seconds
+    (``time.process_time``), which the load of other processes on a shared machine does not
+    inflate.
+    """
+
+    def __init__(self) -> None:
+        self.inclusive: dict[str, float] = defaultdict(float)
+        self.exclusive: dict[str, float] = defaultdict(float)
+        self.cpu_inclusive: dict[str, float] = defaultdict(float)
+        self.cpu_exclusive: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.stack: list[str] = []
+        self.results: dict[str, list[Any]] = defaultdict(list)
+
+    def wrap(self, fn: Any, name: str, inside: str | None = None) -> Any:
+        """``fn`` timed as stage ``name`` (only when called within stage ``inside``, if given)."""
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if inside is not None and inside not in self.stack:
+                return fn(*args, **kwargs)
+            self.stack.append(name)
+            start, cpu = time.perf_counter(), time.process_time()
+            try:
+                out = fn(*args, **kwargs)
+                self.results[name].append(out)
+                return out
+            finally:
+                spent, cpu = time.perf_counter() - start, time.process_time() - cpu
+                self.stack.pop()
+                self.calls[name] += 1
+                for inc, exc, value in ((self.inclusive, self.exclusive, spent),
+                                        (self.cpu_inclusive, self.cpu_exclusive, cpu)):
+                    inc[name] += value
+                    exc[name] += value
+                    if self.stack:
+                        exc[self.stack[-1]] -= value
+
+        return timed
+
+
+@contextlib.contextmanager
+def _timed(stages: _Stages, phases: _Timers) -> Iterator[None]:
+    """Wrap the stages' public functions (and the trainer's phases); restore them after."""
+    import agents.evaluation.benchmark as bench
+    import agents.evaluation.heldout as heldout
+    import agents.training.ppo as ppo
+    import agents.training.pretrain as pre
+    import dataset.evaluation as scoring
+
+    train = ppo.train
+
+    def timed_train(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timer", phases.phase)
+        return train(*args, **kwargs)
+
+    targets = [
+        (pre, "pretrain", "pretraining", None),
+        (ppo, "train", "PPO", None),
+        (bench, "evaluate", "evaluation", None),
+        (bench, "play_takes", "evaluation: takes to hear", None),
+        (heldout, "_play", "evaluation: rollout", "evaluation"),
+        (scoring, "score_sets_resampled", "evaluation: scoring", "evaluation"),
+    ]
+    saved = []
+    for module, name, label, inside in targets:
+        original = getattr(module, name)
+        saved.append((module, name, original))
+        fn = timed_train if (module, name) == (ppo, "train") else original
+        setattr(module, name, stages.wrap(fn, label, inside))
+    try:
+        with _patched(phases):
+            yield
+    finally:
+        for module, name, original in reversed(saved):
+            setattr(module, name, original)
+
+
+def _stage_seconds(inc: dict[str, float], exc: dict[str, float], total: float
+                   ) -> dict[str, float]:  # fmt: skip
+    out = {
+        "pretraining": inc["pretraining"],
+        # less the evaluations its callback runs: those count once, under evaluation
+        "PPO": exc["PPO"],
+        "evaluation": inc["evaluation"] + inc["evaluation: takes to hear"],
+    }
+    return {"setup": total - sum(out.values()), **out}
+
+
+def stage_table(stages: _Stages, phases: _Timers, wall: float, cpu: float) -> dict[str, Any]:
+    """Seconds per stage (wall and CPU), what each one is made of, the pretraining's record."""
+    inc = stages.inclusive
+    out: dict[str, Any] = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "stages": _stage_seconds(stages.inclusive, stages.exclusive, wall),
+        "stages_cpu": _stage_seconds(stages.cpu_inclusive, stages.cpu_exclusive, cpu),
+    }
+    timings = [r.timings for r in stages.results["pretraining"]]
+    pretrain_parts = {k: sum(t.get(k, 0.0) for t in timings)
+                      for k in ("data", "model", "validation", "total")}  # fmt: skip
+    pretrain_parts["other"] = inc["pretraining"] - sum(
+        pretrain_parts[k] for k in ("data", "model", "validation")
+    )
+    runs = stages.results["pretraining"]
+    out["pretraining"] = {
+        "parts_s": pretrain_parts,
+        "steps": [r.steps for r in runs],
+        "best_step": [r.best_step for r in runs],
+        "best_val_loss": [r.best_val_loss for r in runs],
+    }
+    ppo_runs = stages.results["PPO"]
+    out["PPO"] = {
+        "phases_s": dict(phases.total),
+        "env_steps": [int(r.global_step) for r in ppo_runs],
+    }
+    steps = sum(out["PPO"]["env_steps"])
+    out["PPO"]["env_steps_per_s"] = steps / out["stages"]["PPO"] if steps else 0.0
+    out["evaluation"] = {
+        "calls": stages.calls["evaluation"],
+        "parts_s": {
+            "rollout": inc["evaluation: rollout"],
+            "scoring": inc["evaluation: scoring"],
+            "takes to hear": inc["evaluation: takes to hear"],
+            "other": inc["evaluation"] - inc["evaluation: rollout"] - inc["evaluation: scoring"],
+        },
+    }
+    return out
+
+
+def _bound(parts: dict[str, float]) -> str:
+    """The largest part and its share."""
+    total = sum(v for v in parts.values() if v > 0)
+    name = max(parts, key=lambda k: parts[k])
+    return f"{name} ({parts[name] / total:.0%})" if total > 0 else "-"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    r, a = result["timing"], result["args"]
+    stages = r["stages"]
+    phases = r["PPO"]["phases_s"]
+    ppo_parts = {
+        "rollout: env.step": phases.get("rollout: env.step", 0.0),
+        "rollout: policy forward": phases.get("rollout: policy forward", 0.0),
+        "rollout: rest": phases.get("rollout", 0.0) - phases.get("rollout: env.step", 0.0)
+        - phases.get("rollout: policy forward", 0.0),
+        "update": phases.get("update", 0.0),
+        "other phases": sum(v for k, v in phases.items()
+                            if ":" not in k and k not in ("rollout", "update")),
+    }  # fmt: skip
+    ppo_parts["outside the phases"] = stages["PPO"] - sum(ppo_parts.values())
+    pre = r["pretraining"]
+    what = {
+        "setup": "split, reference players, baselines, reports",
+        "pretraining": f"steps {pre['steps']}, best {pre['best_step']}; bound: "
+        + _bound({k: v for k, v in pre["parts_s"].items() if k != "total"}),
+        "PPO": f"{sum(r['PPO']['env_steps']):,} env steps, "
+        f"{r['PPO']['env_steps_per_s']:,.0f} env steps/s; bound: " + _bound(ppo_parts),
+        "evaluation": f"{r['evaluation']['calls']} evaluations; bound: "
+        + _bound(r["evaluation"]["parts_s"]),
+    }
+    lines = [
+        f"# The headline recipe, one seed ({'quick' if a['quick'] else 'full'}), timed",
+        "",
+        f"Command: `{result['command']}`. Machine: {result['machine']['cpus']} CPUs, load "
+        f"average {result['machine']['load_before']} before the run. Wall time "
+        f"{r['wall_s']:.0f} s ({r['wall_s'] / 60:.1f} min), CPU time {r['cpu_s']:.0f} s "
+        f"({r['cpu_s'] / 60:.1f} min; one torch thread: the wall time on an idle core).",
+        "",
+        "| stage | wall s | CPU s | share (CPU) | what bounds it |",
+        "|---|---:|---:|---:|---|",
+    ]
+    cpu = r["stages_cpu"]
+    for stage in STAGES:
+        lines.append(f"| {stage} | {stages[stage]:.1f} | {cpu[stage]:.1f} | "
+                     f"{cpu[stage] / r['cpu_s']:.0%} | {what[stage]} |")  # fmt: skip
+    lines += ["", "Parts (wall s):", "", "| part | wall s |", "|---|---:|"]
+    for k, v in pre["parts_s"].items():
+        if k != "total":
+            lines.append(f"| pretraining: {k} | {v:.1f} |")
+    for k, v in ppo_parts.items():
+        lines.append(f"| PPO: {k} | {v:.1f} |")
+    for k, v in r["evaluation"]["parts_s"].items():
+        lines.append(f"| evaluation: {k} | {v:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="runs/groove-npz")
+    parser.add_argument("--heldout-players", nargs="*", default=["drummer8", "drummer9"],
+                        help="'' (or none): hold out a quarter of the files instead")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="budgets scaled down: " + str(QUICK))
+    parser.add_argument("--total-timesteps", type=int, default=None)
+    parser.add_argument("--pretrain-steps", type=int, default=None)
+    parser.add_argument("--eval-episodes", type=int, default=None)
+    parser.add_argument("--work", default="runs/recipe-time")
+    parser.add_argument("--out", default=str(RESULTS), help="the JSON (the .md beside it)")
+    args = parser.parse_args(argv)
+
+    from agents.evaluation.benchmark import BenchmarkConfig, run_benchmark
+
+    budget: dict[str, Any] = {"total_timesteps": 262_144}
+    if args.quick:
+        budget.update(QUICK)
+    for name in ("total_timesteps", "pretrain_steps", "eval_episodes"):
+        if getattr(args, name) is not None:
+            budget[name] = getattr(args, name)
+    players = tuple(p for p in args.heldout_players if p) or None
+    work = Path(args.work)
+    if work.exists():
+        shutil.rmtree(work)  # a fresh run: nothing cached (the pretrained policy included)
+    config = BenchmarkConfig(
+        data=args.data, heldout_players=players, shapings=("aligned",),
+        agents=("pretrained", "ppo+pretrain", "loop", "random"), seeds=(args.seed,),
+        eval_points=4, kl_coef=0.1, threads=1, work=str(work), out=str(work / "results"),
+        progress=False, **budget,
+    )  # fmt: skip
+    stages, phases = _Stages(), _Timers()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    start, cpu = time.perf_counter(), time.process_time()
+    with _timed(stages, phases):
+        bench = run_benchmark(config)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    timing = stage_table(stages, phases, wall, cpu)
+    final = [row for row in bench.rows if int(row["final"]) == 1]
+    result = {
+        "args": vars(args),
+        "command": "python benchmarks/recipe_time.py " + " ".join(sys.argv[1:] if argv is None
+                                                                   else argv),
+        "config": json.loads(json.dumps(config.result_fields(), default=str)),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_before": round(load, 2)},
+        "timing": timing,
+        "headline": {row["agent"]: row["headline"] for row in final},
+    }  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    text = markdown(result)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
