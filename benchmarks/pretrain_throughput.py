@@ -50,6 +50,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -58,6 +59,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +70,7 @@ from agents.policies.policy import DrumPolicy
 from agents.training.pretrain import (
     PretrainConfig,
     WindowTable,
-    _batch_inputs,
-    _now,
-    _spend,
+    batch_inputs,
     next_step_loss,
     pretrain,
     validation_loss,
@@ -90,66 +90,80 @@ def _loader(folder: str | None, c: PretrainConfig, shuffle: bool) -> Any:
     )  # fmt: skip
 
 
+class _Parts:
+    """Wall and process CPU seconds by part, keyed as ``PretrainResult.timings``."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        for part in PARTS:
+            self.timings[part] = self.timings[part + "_cpu"] = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.timings[part] = self.timings.get(part, 0.0) + time.perf_counter() - wall
+            cpu = time.process_time() - cpu
+            self.timings[part + "_cpu"] = self.timings.get(part + "_cpu", 0.0) + cpu
+
+
 def run_loader(c: PretrainConfig) -> dict[str, Any]:
     """0.4's DataLoader-fed pretraining loop (binary, CPU, no AMP), timed by part."""
-    started = _now()
-    timings: dict[str, float] = {}
+    parts = _Parts()
     losses: list[float] = []
     val_losses: list[tuple[int, float]] = []
-    with torch.random.fork_rng(), c.torch_threads():
-        torch.manual_seed(c.seed)
-        loader = _loader(c.data, c, shuffle=True)
-        val_loader = _loader(c.val_data, c, shuffle=False) if c.val_data else None
-        for source in (loader, val_loader):  # the dataset's lazy metric tables: setup, not data
-            if source is not None:
+    device = torch.device("cpu")
+    with parts("total"), torch.random.fork_rng(), c.torch_threads():
+        with parts("setup"):
+            torch.manual_seed(c.seed)
+            loader = _loader(c.data, c, shuffle=True)
+            val_loader = _loader(c.val_data, c, shuffle=False)
+            for source in (loader, val_loader):  # the lazy metric tables: setup, not data
                 n = len(source.dataset)
                 for first in range(0, n, 256):
                     source.dataset.__getitems__(list(range(first, min(first + 256, n))))
-        policy = DrumPolicy(c.policy_config_for(int(loader.dataset.num_drums)))
-        policy.train()
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=c.learning_rate,
-                                      weight_decay=c.weight_decay)  # fmt: skip
-        offsets = torch.Generator().manual_seed(c.seed)
-        device = torch.device("cpu")
-        total = min(c.epochs * len(loader), c.max_steps or math.inf)
+            policy = DrumPolicy(c.policy_config_for(int(loader.dataset.num_drums)))
+            policy.train()
+            optimizer = torch.optim.AdamW(policy.parameters(), lr=c.learning_rate,
+                                          weight_decay=c.weight_decay)  # fmt: skip
+            offsets = torch.Generator().manual_seed(c.seed)
+            total = min(c.epochs * len(loader), c.max_steps or math.inf)
         step = 0
-        _spend(timings, "setup", started)
-        for part in ("data", "model", "validation"):
-            _spend(timings, part, _now())  # zero, present
         for epoch in range(c.epochs):
             set_loader_epoch(loader, epoch)
             batches = iter(loader)
             while step < total:
-                t = _now()
-                batch = next(batches, None)
-                if batch is None:
-                    break
-                hits, _, target = _batch_inputs(batch, None, c, device)
-                mask = batch["mask"]
-                r = 0
-                if c.phase_offsets:
-                    r = int(torch.randint(c.phrase_len, (1,), generator=offsets))
-                    r = min(r, max(int(batch["lengths"].min()) - 2, 0))
-                    hits, mask = hits[:, r:], mask[:, r:]
-                t_model = _spend(timings, "data", t)
-                loss, count = next_step_loss(policy, hits, mask, target, start_phase=r)
-                if int(count) == 0:
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
-                optimizer.step()
-                _spend(timings, "model", t_model)
+                with parts("data"):
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    hits, _, target = batch_inputs(batch, None, c, device)
+                    mask = batch["mask"]
+                    r = 0
+                    if c.phase_offsets:
+                        r = int(torch.randint(c.phrase_len, (1,), generator=offsets))
+                        r = min(r, max(int(batch["lengths"].min()) - 2, 0))
+                        hits, mask = hits[:, r:], mask[:, r:]
+                with parts("model"):
+                    loss, count = next_step_loss(policy, hits, mask, target, start_phase=r)
+                    if int(count) == 0:
+                        continue
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
+                    optimizer.step()
                 step += 1
                 losses.append(float(loss.detach()))
-                if val_loader is not None and step % c.log_every == 0:
-                    t = _now()
-                    val_losses.append((step, validation_loss(policy, val_loader, device, c)))
-                    _spend(timings, "validation", t)
+                if step % c.log_every == 0:
+                    with parts("validation"):
+                        value = validation_loss(policy, val_loader, device, c)
+                    val_losses.append((step, value))
             if step >= total:
                 break
-    _spend(timings, "total", started)
-    return {"timings": timings, "steps": step, "losses": losses, "val_losses": val_losses}
+    return {"timings": parts.timings, "steps": step, "losses": losses,
+            "val_losses": val_losses}  # fmt: skip
 
 
 def run_table(c: PretrainConfig) -> dict[str, Any]:

@@ -11,13 +11,13 @@ does):
   of the training files), split by its own ``timings`` into data, model (forward, backward,
   the optimiser step) and validation, with the steps taken and the best step;
 * **PPO**: :func:`agents.training.ppo.train` less the evaluations its callback runs, split by the
-  trainer's timing hook into its phases (rollout, with the policy's forward and ``env.step``
-  inside it; the update, with its forward and backward; the rest), as
-  ``benchmarks/train_profile.py`` splits it;
+  trainer's timing hook into its phases (:data:`agents.training.ppo.PHASES`: the rollout, with
+  the policy's ``forward_obs`` and the vector env's ``step`` inside it; the update; the rest);
 * **evaluation**: every call of the held-out evaluation (:func:`agents.evaluation.heldout.evaluate`:
-  the pretrained, loop and random players and the PPO run's points), split into the rollout
-  (the episodes played) and the scoring (features, overlapping areas, the bootstrap of the
-  standard error), and the takes written to hear (``play_takes``);
+  the pretrained, loop and random players and the PPO run's points), split into the scoring
+  (:func:`dataset.evaluation.score_sets_resampled` and the velocity scores: features,
+  overlapping areas, the bootstrap of the standard error) and the rest (the episodes played),
+  and the takes written to hear (``play_takes``);
 * **setup**: the rest of the call: the split, the reference players and the baselines of the
   held-out part, the reports.
 
@@ -55,11 +55,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-try:
-    from benchmarks.train_profile import _patched, _Timers
-except ModuleNotFoundError:  # run as a script: benchmarks/ is sys.path[0]
-    from train_profile import _patched, _Timers  # type: ignore[no-redef]
-
 RESULTS = Path(__file__).resolve().parent / "results" / "recipe_time.json"
 STAGES = ("setup", "pretraining", "PPO", "evaluation")
 QUICK = {"total_timesteps": 4096, "pretrain_steps": 200, "eval_episodes": 64, "eval_draws": 1,
@@ -67,21 +62,41 @@ QUICK = {"total_timesteps": 4096, "pretrain_steps": 200, "eval_episodes": 64, "e
 
 
 class _Stages:
-    """Seconds of nested stages: ``inclusive`` per stage, ``exclusive`` less inner stages.
+    """Wall and process CPU seconds of nested stages, and the stages' return values.
 
-    Wall seconds (``time.perf_counter``) and, under ``cpu_``, the process's CPU seconds
-    (``time.process_time``), which the load of other processes on a shared machine does not
-    inflate.
+    ``wall`` / ``cpu``: seconds per stage, inner stages included; ``nested_wall`` /
+    ``nested_cpu``: ``(outer, inner)`` -> the seconds of ``inner`` run within ``outer``.
     """
 
     def __init__(self) -> None:
-        self.inclusive: dict[str, float] = defaultdict(float)
-        self.exclusive: dict[str, float] = defaultdict(float)
-        self.cpu_inclusive: dict[str, float] = defaultdict(float)
-        self.cpu_exclusive: dict[str, float] = defaultdict(float)
+        self.wall: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.nested_wall: dict[tuple[str, str], float] = defaultdict(float)
+        self.nested_cpu: dict[tuple[str, str], float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.stack: list[str] = []
         self.results: dict[str, list[Any]] = defaultdict(list)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name``."""
+        self.stack.append(name)
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            self.stack.pop()
+            self.wall[name] += wall
+            self.cpu[name] += cpu
+            self.calls[name] += 1
+            for outer in set(self.stack):
+                self.nested_wall[outer, name] += wall
+                self.nested_cpu[outer, name] += cpu
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """The trainer's timing hook (``train(..., timer=stages.phase)``): ``PPO: <phase>``."""
+        return self.stage("PPO: " + name)
 
     def wrap(self, fn: Any, name: str, inside: str | None = None) -> Any:
         """``fn`` timed as stage ``name`` (only when called within stage ``inside``, if given)."""
@@ -90,39 +105,29 @@ class _Stages:
         def timed(*args: Any, **kwargs: Any) -> Any:
             if inside is not None and inside not in self.stack:
                 return fn(*args, **kwargs)
-            self.stack.append(name)
-            start, cpu = time.perf_counter(), time.process_time()
-            try:
+            with self.stage(name):
                 out = fn(*args, **kwargs)
-                self.results[name].append(out)
-                return out
-            finally:
-                spent, cpu = time.perf_counter() - start, time.process_time() - cpu
-                self.stack.pop()
-                self.calls[name] += 1
-                for inc, exc, value in ((self.inclusive, self.exclusive, spent),
-                                        (self.cpu_inclusive, self.cpu_exclusive, cpu)):
-                    inc[name] += value
-                    exc[name] += value
-                    if self.stack:
-                        exc[self.stack[-1]] -= value
+            self.results[name].append(out)
+            return out
 
         return timed
 
 
 @contextlib.contextmanager
-def _timed(stages: _Stages, phases: _Timers) -> Iterator[None]:
+def _timed(stages: _Stages) -> Iterator[None]:
     """Wrap the stages' public functions (and the trainer's phases); restore them after."""
     import agents.evaluation.benchmark as bench
-    import agents.evaluation.heldout as heldout
     import agents.training.ppo as ppo
     import agents.training.pretrain as pre
     import dataset.evaluation as scoring
+    import dataset.evaluation_velocity as scoring_velocity
+    from agents.policies.policy import DrumPolicy
+    from drum_env.vector import DrumComposeVectorEnv
 
     train = ppo.train
 
     def timed_train(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timer", phases.phase)
+        kwargs.setdefault("timer", stages.phase)
         return train(*args, **kwargs)
 
     targets = [
@@ -130,70 +135,69 @@ def _timed(stages: _Stages, phases: _Timers) -> Iterator[None]:
         (ppo, "train", "PPO", None),
         (bench, "evaluate", "evaluation", None),
         (bench, "play_takes", "evaluation: takes to hear", None),
-        (heldout, "_play", "evaluation: rollout", "evaluation"),
         (scoring, "score_sets_resampled", "evaluation: scoring", "evaluation"),
+        (scoring_velocity, "score_velocity_sets", "evaluation: scoring", "evaluation"),
+        (DrumComposeVectorEnv, "step", "PPO: rollout: env.step", "PPO: rollout"),
+        (DrumPolicy, "forward_obs", "PPO: rollout: policy forward", "PPO: rollout"),
     ]
     saved = []
-    for module, name, label, inside in targets:
-        original = getattr(module, name)
-        saved.append((module, name, original))
-        fn = timed_train if (module, name) == (ppo, "train") else original
-        setattr(module, name, stages.wrap(fn, label, inside))
+    for owner, name, label, inside in targets:
+        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        saved.append((owner, name, original))
+        fn = timed_train if (owner, name) == (ppo, "train") else getattr(owner, name)
+        setattr(owner, name, stages.wrap(fn, label, inside))
     try:
-        with _patched(phases):
-            yield
+        yield
     finally:
-        for module, name, original in reversed(saved):
-            setattr(module, name, original)
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)
 
 
-def _stage_seconds(inc: dict[str, float], exc: dict[str, float], total: float
-                   ) -> dict[str, float]:  # fmt: skip
+def _stage_seconds(total: dict[str, float], nested: dict[tuple[str, str], float],
+                   whole: float) -> dict[str, float]:  # fmt: skip
+    evaluation = ("evaluation", "evaluation: takes to hear")
     out = {
-        "pretraining": inc["pretraining"],
+        "pretraining": total["pretraining"],
         # less the evaluations its callback runs: those count once, under evaluation
-        "PPO": exc["PPO"],
-        "evaluation": inc["evaluation"] + inc["evaluation: takes to hear"],
+        "PPO": total["PPO"] - sum(nested["PPO", e] for e in evaluation),
+        "evaluation": sum(total[e] for e in evaluation),
     }
-    return {"setup": total - sum(out.values()), **out}
+    return {"setup": whole - sum(out.values()), **out}
 
 
-def stage_table(stages: _Stages, phases: _Timers, wall: float, cpu: float) -> dict[str, Any]:
+def stage_table(stages: _Stages, wall: float, cpu: float) -> dict[str, Any]:
     """Seconds per stage (wall and CPU), what each one is made of, the pretraining's record."""
-    inc = stages.inclusive
+    inc = stages.wall
     out: dict[str, Any] = {
         "wall_s": wall,
         "cpu_s": cpu,
-        "stages": _stage_seconds(stages.inclusive, stages.exclusive, wall),
-        "stages_cpu": _stage_seconds(stages.cpu_inclusive, stages.cpu_exclusive, cpu),
+        "stages": _stage_seconds(stages.wall, stages.nested_wall, wall),
+        "stages_cpu": _stage_seconds(stages.cpu, stages.nested_cpu, cpu),
     }
-    timings = [r.timings for r in stages.results["pretraining"]]
-    pretrain_parts = {k: sum(t.get(k, 0.0) for t in timings)
-                      for k in ("data", "model", "validation", "total")}  # fmt: skip
-    pretrain_parts["other"] = inc["pretraining"] - sum(
-        pretrain_parts[k] for k in ("data", "model", "validation")
-    )
     runs = stages.results["pretraining"]
+    pretrain_parts = {k: sum(r.timings.get(k, 0.0) for r in runs)
+                      for k in ("data", "model", "validation")}  # fmt: skip
+    pretrain_parts["other"] = inc["pretraining"] - sum(pretrain_parts.values())
     out["pretraining"] = {
         "parts_s": pretrain_parts,
         "steps": [r.steps for r in runs],
         "best_step": [r.best_step for r in runs],
         "best_val_loss": [r.best_val_loss for r in runs],
     }
-    ppo_runs = stages.results["PPO"]
+    phases = {k[len("PPO: "):]: v for k, v in inc.items() if k.startswith("PPO: ")}
     out["PPO"] = {
-        "phases_s": dict(phases.total),
-        "env_steps": [int(r.global_step) for r in ppo_runs],
+        "phases_s": phases,
+        "env_steps": [int(r.global_step) for r in stages.results["PPO"]],
     }
     steps = sum(out["PPO"]["env_steps"])
     out["PPO"]["env_steps_per_s"] = steps / out["stages"]["PPO"] if steps else 0.0
+    scoring = inc["evaluation: scoring"]
     out["evaluation"] = {
         "calls": stages.calls["evaluation"],
         "parts_s": {
-            "rollout": inc["evaluation: rollout"],
-            "scoring": inc["evaluation: scoring"],
+            "rollout and the rest": inc["evaluation"] - scoring,
+            "scoring": scoring,
             "takes to hear": inc["evaluation: takes to hear"],
-            "other": inc["evaluation"] - inc["evaluation: rollout"] - inc["evaluation: scoring"],
         },
     }
     return out
@@ -288,13 +292,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         eval_points=4, kl_coef=0.1, threads=1, work=str(work), out=str(work / "results"),
         progress=False, **budget,
     )  # fmt: skip
-    stages, phases = _Stages(), _Timers()
+    stages = _Stages()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     start, cpu = time.perf_counter(), time.process_time()
-    with _timed(stages, phases):
+    with _timed(stages):
         bench = run_benchmark(config)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    timing = stage_table(stages, phases, wall, cpu)
+    timing = stage_table(stages, wall, cpu)
     final = [row for row in bench.rows if int(row["final"]) == 1]
     result = {
         "args": vars(args),

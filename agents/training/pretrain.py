@@ -94,6 +94,7 @@ __all__ = [
     "WindowTable",
     "loader_order",
     "validation_loss",
+    "batch_inputs",
 ]
 
 
@@ -519,7 +520,7 @@ def validation_loss(policy: DrumPolicy, loader: Any, device: torch.device,
     source = loader.batches(config.batch_size) if isinstance(loader, WindowTable) else loader
     with torch.no_grad():
         for batch in source:
-            hits, classes, target = _batch_inputs(batch, policy.velocity_bins, config, device)
+            hits, classes, target = batch_inputs(batch, policy.velocity_bins, config, device)
             loss, n = next_step_loss(policy, hits, batch["mask"].to(device), target,
                                      classes=classes)  # fmt: skip
             total += float(loss) * int(n)
@@ -528,7 +529,7 @@ def validation_loss(policy: DrumPolicy, loader: Any, device: torch.device,
     return total / count if count else math.nan
 
 
-def _batch_inputs(batch: dict[str, Any], bins: VelocityBins | None, config: PretrainConfig,
+def batch_inputs(batch: dict[str, Any], bins: VelocityBins | None, config: PretrainConfig,
                   device: torch.device, non_blocking: bool = False
                   ) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
     """A batch's model input, class targets and conditioning target, on ``device``.
@@ -658,7 +659,7 @@ def _pretrain(config: PretrainConfig, device: torch.device) -> PretrainResult:
                         batch = {k: v.pin_memory() for k, v in batch.items()}
                     lengths = batch["lengths"]
                     # pinned batch -> device, asynchronously; hits and crop on the device
-                    hits, classes, target = _batch_inputs(batch, bins, c, device,
+                    hits, classes, target = batch_inputs(batch, bins, c, device,
                                                           non_blocking=True)  # fmt: skip
                     mask = batch["mask"].to(device, non_blocking=True)
                     r = 0

@@ -69,5 +69,7 @@ def test_recipe_time_quick_times_every_stage(tmp_path: Path):
     assert timing["PPO"]["phases_s"]["update"] > 0 and timing["PPO"]["phases_s"]["rollout"] > 0
     evaluation = timing["evaluation"]
     assert evaluation["calls"] == 5  # pretrained, loop, random, PPO at 0 steps and at the end
-    assert evaluation["parts_s"]["rollout"] > 0 and evaluation["parts_s"]["scoring"] > 0
+    assert evaluation["parts_s"]["rollout and the rest"] > evaluation["parts_s"]["scoring"] > 0
+    assert timing["PPO"]["phases_s"]["rollout: env.step"] > 0
+    assert timing["PPO"]["phases_s"]["rollout: policy forward"] > 0
     assert set(result["headline"]) == {"pretrained", "ppo+pretrain", "loop", "random"}
