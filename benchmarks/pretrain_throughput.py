@@ -52,7 +52,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import platform
 import statistics
@@ -75,6 +74,7 @@ from agents.training.pretrain import (
     pretrain,
     validation_loss,
 )
+from agents.training.runs import write_json
 from dataset.loader import get_complete_rl_dataloader, set_loader_epoch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pretrain_throughput.json"
@@ -379,11 +379,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": {p: [{k: v for k, v in r.items() if k != "losses"} for r in runs[p]]
                  for p in PATHS},
     }  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     text = markdown(result)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, result)  # the table beside it
+    Path(args.out).with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
     return result
 

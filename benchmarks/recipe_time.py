@@ -260,6 +260,16 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(result: dict[str, Any], json_path: Path) -> str:
+    """Write the JSON and the markdown table beside it; the table."""
+    from agents.training.runs import write_json
+
+    table = markdown(result)
+    json_path.with_suffix(".md").write_text(table, encoding="utf-8")
+    write_json(json_path, result)
+    return table
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="runs/groove-npz")
@@ -311,12 +321,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "timing": timing,
         "headline": {row["agent"]: row["headline"] for row in final},
     }  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
-    text = markdown(result)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
+    json_path = Path(args.out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    print(save(result, json_path))
     return result
 
 
