@@ -31,7 +31,8 @@ Every stage is timed in wall seconds and in the process's CPU seconds: with one 
 the CPU seconds are what the stage costs on an idle core, whatever else the machine runs.
 
 Run: ``python benchmarks/recipe_time.py [--quick] [--data runs/groove-npz]`` (writes
-``benchmarks/results/recipe_time.json`` and ``.md``; the runs go under ``--work``).
+``benchmarks/results/recipe_time.json`` and ``.md``, ``recipe_time_quick.*`` with ``--quick``;
+the runs go under ``--work``, emptied first).
 """
 
 # ruff: noqa: E402  (the thread limits must be set before numpy and torch are imported)
@@ -281,8 +282,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pretrain-steps", type=int, default=None)
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--work", default="runs/recipe-time")
-    parser.add_argument("--out", default=str(RESULTS), help="the JSON (the .md beside it)")
+    parser.add_argument("--out", default=None, help="the JSON (the .md beside it; default "
+                        "benchmarks/results/recipe_time.json, recipe_time_quick.json with --quick)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = str(RESULTS.with_name("recipe_time_quick.json") if args.quick else RESULTS)
 
     from agents.evaluation.benchmark import BenchmarkConfig, run_benchmark
 
