@@ -298,7 +298,8 @@ def _scalars(folder: Path) -> dict[str, tuple[list[float], list[float]]]:
         for root, _, files in sorted(os.walk(tb)):
             if not any(".tfevents." in f for f in files):
                 continue
-            events = EventAccumulator(root, size_guidance={"scalars": 0})
+            events = EventAccumulator(root, size_guidance={"scalars": 0, "audio": 1, "images": 1,
+                                                           "tensors": 1, "histograms": 1})
             events.Reload()
             for tag in events.Tags().get("scalars", []):
                 if tag in _CURVE_TAGS:
