@@ -45,8 +45,8 @@ generator seeded with ``seed``. The same config on the same machine gives the sa
 the same weights as the DataLoader-fed loop of 0.4 (the same batches in the same order).
 
 Throughput: the model's forward and backward bound a step (``benchmarks/pretrain_throughput.py``:
-on 2 CPU cores, with the defaults, the data took some 10% of a step through the DataLoader
-and takes well under 1% from the table; dropout's mask draws are a third of the model's time).
+on 2 CPU cores, with the defaults, the data took 22% of a step through the DataLoader and takes
+under 1% from the table; dropout's mask draws are about a third of the model's time).
 
 The policy is saved with ``dropout = 0`` in its config: dropout is a pretraining regulariser, and
 PPO needs a deterministic forward pass (its rollout and update log-probs must agree). The weights
