@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses that pretrain, train and evaluate
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
