@@ -71,7 +71,6 @@ class BaselineConfig(TrackConfig, RunConfig, TaskConfig):
     ``amp`` and ``resume`` are not used.
     """
 
-    DEFAULT_OUT: ClassVar[str] = "runs/sb3"
     UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("device", "threads", "amp", "resume")
 
     algo: str = "ppo"

@@ -356,7 +356,6 @@ class PPOConfig(TrackConfig, RunConfig, TaskConfig):
     2-3 s with FluidSynth (it loads its soundfont for every clip): raise it for short
     iterations."""
 
-    DEFAULT_OUT: ClassVar[str] = "runs/ppo"
     DEFAULT_EXP_NAME: ClassVar[str] = "ppo"
 
     def __post_init__(self) -> None:

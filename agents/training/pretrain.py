@@ -115,7 +115,6 @@ class PretrainConfig(TrackConfig, RunConfig, TaskConfig):
     Use the env's ``seq_len``: the target features then describe windows of the same length.
     """
 
-    DEFAULT_OUT: ClassVar[str] = "runs/pretrain"
     DEFAULT_EXP_NAME: ClassVar[str] = "pretrain"
     UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("resume",)
 
