@@ -73,7 +73,9 @@ __all__ = [
     "bar_features",
     "phrase_features",
     "section_features",
+    "section_features_of_song",
     "song_features",
+    "song_features_of_metrics",
     "variety_features",
     "VARIETY_FEATURE_NAMES",
     "SONG_FEATURE_NAMES",
@@ -337,12 +339,46 @@ def section_features(sections: np.ndarray, steps_per_bar: int) -> np.ndarray:
     Returns:
         float64 array (..., 2 * drums + 1).
     """
-    steps, drums = sections.shape[-2:]
+    return _section_features(
+        metrics.hit_density(sections).drum_density,
+        metrics.ioi_stats(sections).mean,
+        metrics.pattern_entropy(sections),
+        sections.shape[-2:],
+        steps_per_bar,
+    )
+
+
+def section_features_of_song(
+    song: Mapping[str, np.ndarray], shape: tuple[int, int], steps_per_bar: int
+) -> np.ndarray:
+    """:func:`section_features` of whole sequences from their :func:`~dataset.metrics.song_metrics`.
+
+    For a section that spans the whole window: the same values, bit for bit (the song metrics
+    are the metric functions' values), without computing them again.
+
+    Args:
+        song: ``song_metrics`` of bool arrays (..., steps, drums).
+        shape: ``(steps, drums)`` of those arrays.
+        steps_per_bar: steps in one bar (the IOI scale).
+
+    Returns:
+        float64 array (..., 2 * drums + 1).
+    """
+    return _section_features(song["song/drum_density"], song["song/ioi_mean"],
+                             song["song/step_entropy"], shape, steps_per_bar)  # fmt: skip
+
+
+def _section_features(
+    density: np.ndarray, ioi_mean: np.ndarray, entropy: np.ndarray, shape: tuple[int, int],
+    steps_per_bar: int,
+) -> np.ndarray:  # fmt: skip
+    """:func:`section_features` from the three metrics it scales."""
+    steps, drums = shape
     return np.concatenate(
         [
-            metrics.hit_density(sections).drum_density,
-            np.minimum(metrics.ioi_stats(sections).mean / steps_per_bar, 1.0),
-            (metrics.pattern_entropy(sections) / _entropy_scale(steps, drums))[..., None],
+            density,
+            np.minimum(ioi_mean / steps_per_bar, 1.0),
+            (entropy / _entropy_scale(steps, drums))[..., None],
         ],
         axis=-1,
     )
@@ -401,7 +437,8 @@ SONG_FEATURE_NAMES: tuple[str, ...] = (
 def song_features(songs: np.ndarray, steps_per_bar: int, bars_per_phrase: int) -> np.ndarray:
     """Features of whole sequences, each in [0, 1]: :data:`SONG_FEATURE_NAMES`, then densities.
 
-    These are also the target metrics the agent is conditioned on.
+    These are also the target metrics the agent is conditioned on. Computed from
+    :func:`dataset.metrics.song_metrics` (:func:`song_features_of_metrics`).
 
     Args:
         songs: bool array (..., steps, drums).
@@ -411,24 +448,46 @@ def song_features(songs: np.ndarray, steps_per_bar: int, bars_per_phrase: int) -
     Returns:
         float64 array (..., len(SONG_FEATURE_NAMES) + drums).
     """
-    steps, drums = songs.shape[-2:]
+    song = metrics.song_metrics(songs, steps_per_bar, bars_per_phrase)
+    return song_features_of_metrics(song, songs.shape[-2:], steps_per_bar, bars_per_phrase)
+
+
+def song_features_of_metrics(
+    song: Mapping[str, np.ndarray], shape: tuple[int, int], steps_per_bar: int,
+    bars_per_phrase: int,
+) -> np.ndarray:  # fmt: skip
+    """:func:`song_features` from the :func:`~dataset.metrics.song_metrics` of the sequences.
+
+    The song metrics are the metric functions' values (``hit_density``, ``syncopation``,
+    ``pattern_entropy``, ``n_grams``, ``phrase_structure``, ... of the whole sequence), so a
+    caller that needs both computes them once.
+
+    Args:
+        song: ``song_metrics(songs, steps_per_bar, bars_per_phrase)`` of bool arrays
+            (..., steps, drums).
+        shape: ``(steps, drums)`` of those arrays.
+        steps_per_bar: steps in one bar.
+        bars_per_phrase: bars in one phrase.
+
+    Returns:
+        float64 array (..., len(SONG_FEATURE_NAMES) + drums).
+    """
+    steps, drums = shape
     phrase_len = steps_per_bar * bars_per_phrase
-    dens = metrics.hit_density(songs)
-    structure = metrics.phrase_structure(songs, steps_per_bar, bars_per_phrase)
     scalars = [
-        dens.avg_hits / drums,
-        metrics.syncopation(songs, steps_per_bar),
-        metrics.metrical_syncopation(songs, steps_per_bar),
-        metrics.pattern_entropy(songs) / _entropy_scale(steps, drums),
-        metrics.phrase_entropy(songs, phrase_len) / _entropy_scale(min(steps, phrase_len), drums),
-        metrics.n_grams(songs, 4).diversity,
-        structure.bar_repetition,
-        structure.phrase_repetition,
-        structure.fill_ratio / bars_per_phrase,
-        metrics.fraction_dense_bars(songs, steps_per_bar),
-        np.minimum(metrics.fast_patterns(songs, 4, steps_per_bar).runs_per_bar / steps_per_bar, 1),
+        song["song/avg_hits"] / drums,
+        song["song/syncopation"],
+        song["song/metrical_syncopation"],
+        song["song/step_entropy"] / _entropy_scale(steps, drums),
+        song["song/phrase_entropy"] / _entropy_scale(min(steps, phrase_len), drums),
+        song["song/ngram_diversity"],
+        song["song/bar_repetition"],
+        song["song/phrase_repetition"],
+        song["song/fill_ratio"] / bars_per_phrase,
+        song["song/fraction_dense_bars"],
+        np.minimum(song["song/fast_runs_per_bar"] / steps_per_bar, 1),
     ]
-    return np.concatenate([np.stack(scalars, axis=-1), dens.drum_density], axis=-1)
+    return np.concatenate([np.stack(scalars, axis=-1), song["song/drum_density"]], axis=-1)
 
 
 def registered_distance(
