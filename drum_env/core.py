@@ -9,7 +9,7 @@ with ``B = 1``, so the three compute rewards and observations with exactly the s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -332,6 +332,59 @@ def _pack(cols: Sequence[Any], num_sections: int) -> _RefFeatures:
     return _RefFeatures(*cols[:5], list(cols[5 : 5 + n]), *cols[5 + n :])  # type: ignore[call-arg]
 
 
+class _WindowFeatures:
+    """Reference features of every window used so far: one table row per window.
+
+    A window's features depend on the data alone, so each is computed once, when a reset first
+    draws it, and a batch of windows is gathered with one fancy index per table instead of
+    stacking one small array per window and field. Not saved: recomputed deterministically on
+    use.
+
+    Args:
+        num_windows: windows of the data (the ids run ``0 .. num_windows - 1``).
+        compute: window ids, int array (M,) -> the feature arrays of those windows, batch
+            axis first, in a fixed order.
+    """
+
+    def __init__(self, num_windows: int, compute: Callable[[np.ndarray], list[np.ndarray]]):
+        self._compute = compute
+        self.row = np.full(num_windows, -1, dtype=np.int64)
+        """int64 (num_windows,): each window's table row; -1 for a window not computed yet."""
+        self.tables: list[np.ndarray] = []
+        """The feature arrays, one row per computed window (capacity grows by doubling)."""
+        self.size = 0
+        """Rows in use."""
+
+    def rows(self, window_ids: np.ndarray) -> np.ndarray:
+        """Table rows of windows (int (M,) -> int64 (M,)), computing the windows not seen yet."""
+        window_ids = np.asarray(window_ids, dtype=np.int64)
+        rows = self.row[window_ids]
+        if (rows < 0).any():
+            missing = np.unique(window_ids[rows < 0])
+            self._append(missing, self._compute(missing))
+            rows = self.row[window_ids]
+        return rows
+
+    def gather(self, window_ids: np.ndarray) -> list[np.ndarray]:
+        """The feature arrays of windows, batch axis first (new arrays)."""
+        rows = self.rows(window_ids)
+        return [table[rows] for table in self.tables]
+
+    def _append(self, window_ids: np.ndarray, arrays: list[np.ndarray]) -> None:
+        need = self.size + len(window_ids)
+        capacity = len(self.tables[0]) if self.tables else 0
+        if need > capacity:
+            capacity = max(need, 2 * capacity, 64)
+            grown = [np.empty((capacity, *a.shape[1:]), a.dtype) for a in arrays]
+            for new, old in zip(grown, self.tables):
+                new[: self.size] = old[: self.size]
+            self.tables = grown
+        for table, a in zip(self.tables, arrays):
+            table[self.size : need] = a
+        self.row[window_ids] = np.arange(self.size, need)
+        self.size = need
+
+
 class StepResult(NamedTuple):
     """What one batched step produced."""
 
@@ -407,7 +460,7 @@ class ComposeCore:
         self.t = np.full(b, c.prompt_steps, dtype=np.int64)
         self.window_ids = np.zeros(b, dtype=np.int64)
         self._target = np.zeros((b, c.target_size), dtype=np.float32)  # the target observation
-        self._feature_cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._feature_cache = _WindowFeatures(len(data.windows), self._window_features)
         self._ref: _RefFeatures | None = None
         # This episode's raw terms and which closed, per step: the normaliser takes them when
         # the episode ends (one write per step instead of three running sums).
@@ -467,8 +520,13 @@ class ComposeCore:
 
     def _compute_features(
         self, ref: np.ndarray, values: np.ndarray | None = None
-    ) -> list[tuple[np.ndarray, ...]]:
-        """Reference features of a batch of windows: bool (M, T, D) -> one tuple per window.
+    ) -> list[np.ndarray]:
+        """Reference features of a batch of windows: bool (M, T, D) -> arrays, batch axis first.
+
+        The arrays of :class:`_RefFeatures` in :func:`_feature_arrays` order, then the
+        reference half of the ``variety`` term at every bar: float64 (M, bars, 3),
+        :func:`~drum_env.rewards.variety_features` of bar ``k`` after bar ``k - 1`` (after itself
+        for ``k = 0``), which depends on the window alone.
 
         ``values``: float32 (M, T, D), the windows' velocities as :meth:`reference_values`
         gives them; used (and needed) only when ``velocity_levels > 0``.
@@ -503,7 +561,8 @@ class ComposeCore:
             np.clip(rewards.song_features(ref, c.steps_per_bar, c.bars_per_phrase), 0.0, 1.0),
             *velocity,
         )
-        return [tuple(p[i] for p in parts) for i in range(m)]
+        previous = np.concatenate([bars[:, :1], bars[:, :-1]], axis=1)
+        return [*parts, rewards.variety_features(bars, previous)]
 
     def reference_values(self, window_ids: np.ndarray) -> np.ndarray:
         """The velocities an episode on each window is judged against: float32 (M, T, D).
@@ -520,20 +579,16 @@ class ComposeCore:
             values[:, c.prompt_steps :] = c.velocity_bins.quantize(values[:, c.prompt_steps :])
         return values
 
-    def _reference_features(
-        self, window_ids: np.ndarray, ref: np.ndarray, values: np.ndarray | None = None
-    ) -> _RefFeatures:
-        """Features of the given windows, computed once per window and cached."""
-        missing = sorted({int(w) for w in window_ids} - self._feature_cache.keys())
-        if missing:
-            first = {int(w): k for k, w in enumerate(window_ids)}
-            take = [first[w] for w in missing]
-            vals = None if values is None else values[take]
-            for w, feats in zip(missing, self._compute_features(ref[take], vals)):
-                self._feature_cache[w] = feats
-        per = [self._feature_cache[int(w)] for w in window_ids]
-        cols = [np.stack(col) for col in zip(*per)]
-        return _pack(cols, len(self.config.section_spans))
+    def _reference_features(self, window_ids: np.ndarray) -> _RefFeatures:
+        """Features of the given windows (int (M,)), computed once per window and cached."""
+        cols = self._feature_cache.gather(window_ids)
+        return _pack(cols[:-1], len(self.config.section_spans))  # the last: the variety table
+
+    def _window_features(self, window_ids: np.ndarray) -> list[np.ndarray]:
+        """:meth:`_compute_features` of windows of the data, int (M,) (the cache's source)."""
+        ref = self.data.stack(window_ids, self.config.seq_len)
+        values = self.reference_values(window_ids) if self.config.expressive else None
+        return self._compute_features(ref, values)
 
     def _allocate_features(self, like: _RefFeatures) -> _RefFeatures:
         """Zeroed reference features of ``B`` windows, shaped like ``like``'s rows."""
@@ -546,7 +601,7 @@ class ComposeCore:
         c = self.config
         silent = np.zeros((1, c.seq_len, c.num_drums), dtype=bool)
         quiet = np.zeros((1, c.seq_len, c.num_drums), dtype=np.float32)
-        cols = [a[None] for a in self._compute_features(silent, quiet)[0]]
+        cols = self._compute_features(silent, quiet)[:-1]
         return self._allocate_features(_pack(cols, len(c.section_spans)))
 
     # ------------------------------------------------------------------------- dynamics
@@ -564,7 +619,7 @@ class ComposeCore:
         c = self.config
         ref = self.data.stack(window_ids, c.seq_len)
         values = self.reference_values(window_ids) if c.expressive else None
-        feats = self._reference_features(np.asarray(window_ids), ref, values)
+        feats = self._reference_features(window_ids)
         self.reference[env_ids] = ref
         self.canvas[env_ids] = False
         self.canvas[env_ids, : c.prompt_steps] = ref[:, : c.prompt_steps]
@@ -589,13 +644,21 @@ class ComposeCore:
         else:
             self._target[env_ids] = feats.song
 
-    def step(self, actions: np.ndarray, env_ids: np.ndarray | None = None) -> StepResult:
+    def step(
+        self,
+        actions: np.ndarray,
+        env_ids: np.ndarray | None = None,
+        episode_metrics: dict[str, np.ndarray] | None = None,
+    ) -> StepResult:
         """Write one step in sub-envs ``env_ids`` (all by default).
 
         Args:
             actions: bool array (M, drums), one row per stepped sub-env; with velocity levels
                 int array (M, drums) of classes in ``0 .. K``.
             env_ids: int array (M,) of running sub-envs, or None for all ``B``.
+            episode_metrics: an empty dict to receive, when episodes end on this step,
+                :meth:`episode_metrics` of the ended sub-envs (name -> float64 array, one
+                value per row where ``terminated``), which the song term computes anyway.
 
         Returns:
             StepResult with one row per stepped sub-env.
@@ -614,13 +677,21 @@ class ComposeCore:
         rows = self._rows if env_ids is None else np.asarray(env_ids)
         m = len(rows)
         pos = self.t[rows]
-        self.canvas[rows, pos] = actions
+        p = int(pos[0])
+        if env_ids is None and (pos == p).all():
+            # Lockstep (the vector env's episodes all start and end together): every sub-env
+            # writes step p, so the writes and gathers below are slices, not fancy indexing.
+            at: tuple[Any, Any] = (slice(None), p)
+            in_bar: tuple[Any, Any] = (slice(None), p % c.steps_per_bar)
+        else:
+            at, in_bar = (rows, pos), (rows, pos % c.steps_per_bar)
+        self.canvas[at] = actions
         if c.expressive:
-            self.values[rows, pos] = self._levels[classes]
+            self.values[at] = self._levels[classes]
         raw = np.zeros((m, len(TERMS)))
         closed = np.zeros((m, len(TERMS)), dtype=bool)
 
-        probs = ref.step_probs[rows, pos % c.steps_per_bar]
+        probs = ref.step_probs[in_bar]
         # Reductions, not matrix products: BLAS may sum in another order for another batch size,
         # and the single and vector envs must agree to the last bit.
         raw[:, _T["step"]] = -np.square(actions - probs).sum(axis=-1) / c.num_drums
@@ -641,16 +712,13 @@ class ComposeCore:
             constant = (codes == codes[:, :1]).all(axis=-1) & ~silent
             raw[i, _T["silence"]] = -(silent & ~ref.bar_silent[e, k]).astype(np.float64)
             raw[i, _T["repetition"]] = -(constant & ~ref.bar_constant[e, k]).astype(np.float64)
-            # variety: the bar and the one before it (the bar itself for a window's first bar),
-            # composed and reference in one batch
+            # variety: the bar and the one before it (the bar itself for a window's first bar);
+            # the reference's half depends on the window alone and comes from the cache
             prev_end = np.where(k > 0, end[i] - c.steps_per_bar, end[i])
-            both = np.concatenate([
-                np.stack([bars, self._slices(e, prev_end, c.steps_per_bar)], axis=1),
-                np.stack([self._slices(e, end[i], c.steps_per_bar, self.reference),
-                          self._slices(e, prev_end, c.steps_per_bar, self.reference)], axis=1),
-            ])  # fmt: skip
-            variety = rewards.variety_features(both[:, 0], both[:, 1])
-            raw[i, _T["variety"]] = -rewards.feature_distance(variety[: len(i)], variety[len(i) :])
+            variety = rewards.variety_features(bars, self._slices(e, prev_end, c.steps_per_bar))
+            windows = self._feature_cache.rows(self.window_ids[e])  # (computed once per window)
+            ref_variety = self._feature_cache.tables[-1][windows, k]
+            raw[i, _T["variety"]] = -rewards.feature_distance(variety, ref_variety)
             for name in ("bar", "silence", "repetition", "variety"):
                 closed[i, _T[name]] = True
             if c.expressive:
@@ -676,21 +744,33 @@ class ComposeCore:
                 )
                 closed[i, _T["phrase_velocity"]] = True
 
+        terminated = (flags & _SONG) > 0
+        song: dict[str, np.ndarray] = {}
+        if any_flags & _SONG:
+            # The song metrics of the composed windows: the song term's features, a
+            # whole-window section's features and info's episode metrics, computed once.
+            songs = self.canvas[rows[terminated]]
+            song = metrics.song_metrics(songs, c.steps_per_bar, c.bars_per_phrase)
+
         if any_flags & _SECTION:
             section = self._section_at[end]
             for k in np.unique(section[section >= 0]):
                 i = np.flatnonzero(section == k)
                 start, stop = c.section_spans[k]
-                sections = self._slices(rows[i], end[i], stop - start)
-                feats = rewards.section_features(sections, c.steps_per_bar)
+                if (start, stop) == (0, c.seq_len):  # the song: these rows are the terminated
+                    shape = (c.seq_len, c.num_drums)
+                    feats = rewards.section_features_of_song(song, shape, c.steps_per_bar)
+                else:
+                    sections = self._slices(rows[i], end[i], stop - start)
+                    feats = rewards.section_features(sections, c.steps_per_bar)
                 raw[i, _T["section"]] = -rewards.feature_distance(feats, ref.section[k][rows[i]])
                 closed[i, _T["section"]] = True
 
-        terminated = (flags & _SONG) > 0
         if any_flags & _SONG:
             i = np.flatnonzero(terminated)
-            songs = self.canvas[rows[i]]
-            feats = rewards.song_features(songs, c.steps_per_bar, c.bars_per_phrase)
+            feats = rewards.song_features_of_metrics(
+                song, songs.shape[-2:], c.steps_per_bar, c.bars_per_phrase
+            )
             raw[i, _T["song"]] = -rewards.feature_distance(feats, ref.song[rows[i]])
             closed[i, _T["song"]] = True
             if self._weights[_T["metrics"]] != 0.0:  # opt-in: computed only when weighted
@@ -717,16 +797,22 @@ class ComposeCore:
         else:
             values = raw  # raw is 0 wherever a term did not close
         reward = (values * self._weights).sum(axis=-1)
-        self._raw_hist[rows, pos] = raw
-        self._closed_hist[rows, pos] = closed
+        self._raw_hist[at] = raw
+        self._closed_hist[at] = closed
         if any_flags & _SONG:
             done = rows[terminated]
-            raw_done = self._raw_hist[done]  # 0 wherever a term did not close
+            if len(done) == self.num_envs:  # every sub-env: the buffers themselves, no copies
+                raw_done, closed_done = self._raw_hist, self._closed_hist
+            else:
+                raw_done, closed_done = self._raw_hist[done], self._closed_hist[done]
+            # (raw is 0 wherever a term did not close)
             self.normalizer.update(
-                self._closed_hist[done].sum(axis=(0, 1)),
+                closed_done.sum(axis=(0, 1)),
                 raw_done.sum(axis=(0, 1)),
                 np.square(raw_done).sum(axis=(0, 1)),
             )
+        if episode_metrics is not None:
+            episode_metrics.update(_episode_metrics(song))
         return StepResult(raw, closed, values, reward, terminated)
 
     def _step_open(self, action: np.ndarray, p: int) -> StepResult:
@@ -773,6 +859,11 @@ class ComposeCore:
             e, end = int(env_ids[0]), int(ends[0])
             if end >= length:
                 return source[e : e + 1, end - length : end]
+        # Every sub-env (env_ids are sorted and distinct) at one end: a slice, copied to the
+        # layout the gather gives, without its index arithmetic.
+        end = int(ends[0])
+        if len(env_ids) == self.num_envs and end >= length and (ends == end).all():
+            return source[:, end - length : end].copy()
         steps = ends[:, None] - length + np.arange(length)
         return source[env_ids[:, None], steps]
 
@@ -799,13 +890,18 @@ class ComposeCore:
             }
         t0 = int(self.t[0])
         if t0 >= c.context_steps and (self.t == t0).all():  # lockstep: one slice
-            context = canvas[:, t0 - c.context_steps : t0]
+            # converted to float32 in one pass, into a new array (observations are kept)
+            context = np.empty((self.num_envs, c.context_steps * c.num_drums), np.float32)
+            context.reshape(self.num_envs, c.context_steps, c.num_drums)[...] = canvas[
+                :, t0 - c.context_steps : t0
+            ]
         else:
             rows = np.arange(self.num_envs)
             steps = self.t[:, None] + self._context_offsets
             context = canvas[rows[:, None], np.maximum(steps, 0)] * (steps >= 0)[..., None]
+            context = context.reshape(self.num_envs, -1).astype(np.float32)
         return {
-            "context": context.reshape(self.num_envs, -1).astype(np.float32),
+            "context": context,
             "position": self._position[self.t],
             "target": self._target.copy(),  # never hand out the same array twice
         }
@@ -814,7 +910,7 @@ class ComposeCore:
         """Scalar song metrics of the canvases of ``env_ids``: name -> float64 array (M,)."""
         c = self.config
         song = metrics.song_metrics(self.canvas[env_ids], c.steps_per_bar, c.bars_per_phrase)
-        return {k: v for k, v in song.items() if np.ndim(v) == 1}
+        return _episode_metrics(song)
 
     def episode_metrics_info(self, env_id: int) -> dict[str, float]:
         """``info["episode_metrics"]`` of one env: :meth:`episode_metrics` as plain Python floats.
@@ -952,6 +1048,11 @@ class ComposeCore:
             "velocity_bins": None if c.velocity_bins is None else c.velocity_bins.to_dict(),
             "num_windows": len(self.data.windows),
         }
+
+
+def _episode_metrics(song: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The episode metrics among ``song_metrics`` of a batch: the scalar ones (M,)."""
+    return {k: v for k, v in song.items() if np.ndim(v) == 1}
 
 
 def _feature_arrays(ref: _RefFeatures) -> list[np.ndarray]:

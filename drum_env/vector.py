@@ -232,21 +232,30 @@ class DrumComposeVectorEnv(ComposeBase, VectorEnv):
         if len(resetting):
             infos.update(self._reset_envs(resetting, None))
         if len(running):
-            result = self._core.step(a[running], None if len(resetting) == 0 else running)
-            rewards[running] = result.reward
-            terminations[running] = result.terminated
+            every = len(running) == n  # (running is sorted: every sub-env, in order)
+            ended_metrics: dict[str, np.ndarray] = {}
+            result = self._core.step(a if every else a[running], None if every else running,
+                                     ended_metrics)  # fmt: skip
+            cols = slice(None) if every else running  # running's columns of (..., n) arrays
+            rewards[cols] = result.reward
+            terminations[cols] = result.terminated
             mask = np.zeros(n, dtype=bool)
-            mask[running] = True
+            mask[cols] = True
+            # One new block per step for every term's values, handed out as its rows: each key
+            # gets its own array, and no array is handed out twice.
+            k = len(TERMS)
+            values = np.zeros((2 * k, n))
+            values[:k, cols] = result.raw.T
+            values[k:, cols] = result.normalized.T
+            closed = np.zeros((k, n), dtype=bool)
+            closed[:, cols] = result.closed.T
             terms: dict[str, np.ndarray] = {}
-            for k, name in enumerate(TERMS):
-                for kind, values in (("raw", result.raw), ("norm", result.normalized)):
-                    arr = np.zeros(n)
-                    arr[running] = values[:, k]
-                    terms[f"{name}/{kind}"] = arr
-                    terms[f"_{name}/{kind}"] = mask
-                closed = np.zeros(n, dtype=bool)
-                closed[running] = result.closed[:, k]
-                terms[f"{name}/closed"] = closed
+            for j, name in enumerate(TERMS):
+                terms[f"{name}/raw"] = values[j]
+                terms[f"_{name}/raw"] = mask
+                terms[f"{name}/norm"] = values[k + j]
+                terms[f"_{name}/norm"] = mask
+                terms[f"{name}/closed"] = closed[j]
                 terms[f"_{name}/closed"] = mask
             infos["reward_terms"] = terms
             infos["_reward_terms"] = mask
@@ -255,9 +264,9 @@ class DrumComposeVectorEnv(ComposeBase, VectorEnv):
                 done_mask = np.zeros(n, dtype=bool)
                 done_mask[ended] = True
                 episode: dict[str, np.ndarray] = {}
-                for key, values in self._core.episode_metrics(ended).items():
+                for key, metric in ended_metrics.items():
                     arr = np.zeros(n)
-                    arr[ended] = values
+                    arr[ended] = metric
                     episode[key] = arr
                     episode[f"_{key}"] = done_mask
                 infos["episode_metrics"] = episode

@@ -15,7 +15,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import drum_env  # noqa: F401  (registers DrumCompose-v0)
-from drum_env.rewards import TERMS
+from drum_env.rewards import TERMS, RunningNormalizer
 from drum_env.vector import DrumComposeVectorEnv
 
 ENV_ID = "DrumCompose-v0"
@@ -127,6 +127,86 @@ def test_native_matches_sync(num_envs, shaping):
     np.testing.assert_allclose(shared.mean, pooled, rtol=1e-12, atol=1e-15)
     native.close()
     sync.close()
+
+
+def stacked_terms(info, kind: str) -> np.ndarray:
+    """``info["reward_terms"]`` of one kind ("raw", "norm", "closed"): array (num_envs, terms)."""
+    return np.stack([info["reward_terms"][f"{name}/{kind}"] for name in TERMS], axis=-1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 5])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"shaping": "hierarchical-raw"}, {"velocity_levels": 4}],
+    ids=["aligned", "hierarchical-raw", "velocity-4"],
+)
+def test_native_matches_single_envs_and_one_shared_normaliser(kwargs, seed):
+    """Whole episodes of 64 sub-envs, autoresets included, against single envs bit for bit.
+
+    Observations, terminations, raw terms and infos as ``SyncVectorEnv`` gives them; the
+    normalised terms and the rewards as one normaliser shared by every sub-env gives them
+    (:class:`RunningNormalizer`, fed each episode's terms when it ends); the saved state as
+    the single envs' states stacked.
+    """
+    n = 64
+    native, sync = make_native(n, **kwargs), make_sync(n, **kwargs)
+    config = native.unwrapped.config
+    weights, normalised = config.shaping.weight_vector, config.shaping.normalize
+    shared = RunningNormalizer(len(TERMS))  # the oracle of the native env's normaliser
+    raw_hist = np.zeros((n, config.seq_len, len(TERMS)))
+    closed_hist = np.zeros((n, config.seq_len, len(TERMS)), dtype=bool)
+    assert_same(native.reset(seed=seed), sync.reset(seed=seed), "reset")
+    rng = np.random.default_rng(seed)
+    top = config.velocity_levels or 1
+    autoreset, t = False, config.prompt_steps  # t: the step each sub-env writes next
+    for i in range(3 * (config.episode_steps + 1)):
+        density = (0.05, 0.3, 0.8)[i % 3]
+        a = np.where(rng.random((n, 9)) < density, rng.integers(1, top + 1, (n, 9)), 0)
+        obs_n, rew_n, term_n, trunc_n, info_n = native.step(a)
+        obs_s, rew_s, term_s, trunc_s, info_s = sync.step(a)
+        where = f"step {i}"
+        assert_same(obs_n, obs_s, f"{where} obs")
+        assert_same((term_n, trunc_n), (term_s, trunc_s), f"{where} terminations")
+        if autoreset:  # reward 0 and the reset's info
+            assert_same((rew_n, info_n), (rew_s, info_s), f"{where} autoreset")
+            autoreset, t = False, config.prompt_steps
+            continue
+        assert_same(raw_terms(info_n), raw_terms(info_s), f"{where} raw terms")
+        raw, closed = stacked_terms(info_s, "raw"), stacked_terms(info_s, "closed")
+        np.testing.assert_array_equal(stacked_terms(info_n, "closed"), closed)
+        norm = np.where(closed, shared.normalize(raw), 0.0) if normalised else raw
+        np.testing.assert_array_equal(stacked_terms(info_n, "norm"), norm, err_msg=where)
+        np.testing.assert_array_equal(rew_n, (norm * weights).sum(axis=-1), err_msg=where)
+        if not normalised:
+            assert_same(info_n, info_s, f"{where} info")
+        else:  # the episode metrics; the terms above
+            assert_same(info_n.get("episode_metrics"), info_s.get("episode_metrics"), where)
+        raw_hist[:, t], closed_hist[:, t] = raw, closed
+        t += 1
+        if term_n.any():
+            assert term_n.all()  # the sub-envs run in lockstep
+            shared.update(closed_hist.sum(axis=(0, 1)), raw_hist.sum(axis=(0, 1)),
+                          np.square(raw_hist).sum(axis=(0, 1)))  # fmt: skip
+            raw_hist[:], closed_hist[:] = 0.0, False
+            autoreset = True
+        # the saved state: the single envs' states stacked, and the shared normaliser
+        if i % 17 == 3 or term_n.any():
+            state = native.unwrapped.state_dict()
+            singles = [env.unwrapped.state_dict() for env in sync.envs]
+            for name, buffer in state["core"]["buffers"].items():
+                stacked = np.concatenate([s["core"]["buffers"][name] for s in singles])
+                np.testing.assert_array_equal(buffer, stacked, err_msg=f"{where} {name}")
+            ref = state["core"]["ref_features"]
+            for name, value in ref.items():
+                mine = value if name == "section" else [value]
+                theirs = [[s["core"]["ref_features"][name]] if name != "section"
+                          else s["core"]["ref_features"][name] for s in singles]  # fmt: skip
+                for k, array in enumerate(mine):
+                    stacked = np.concatenate([row[k] for row in theirs])
+                    np.testing.assert_array_equal(array, stacked, err_msg=f"{where} {name}")
+            assert state["rngs"] == [s["rng"] for s in singles]
+            assert state["normalizer"] == shared.state_dict()
 
 
 @pytest.mark.parametrize(
