@@ -33,6 +33,9 @@ slower than CartPole-v1 (``cartpole_ratio <= 4``); native >= 30x Sync at N = 256
 
 Run: ``python benchmarks/env_throughput.py [--quick]`` (writes
 ``benchmarks/results/env_throughput.json``; ``--quick`` runs in well under 30 s).
+``--parts b --n 1024`` measures only the vector envs at N = 1024 (``--out`` elsewhere to keep
+the full results). Comparing two versions of the env: run this file with each version's
+checkout first on ``PYTHONPATH``, taking turns, on the same machine.
 """
 
 # ruff: noqa: E402  (the thread limits must be set before numpy is imported)
@@ -141,12 +144,55 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--parts", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"],
+                        help="which measurements: (a) single env, (b) vector envs, (c) seq_len")
+    parser.add_argument("--n", type=int, nargs="+", default=[16, 256, 1024],
+                        help="numbers of sub-envs of (b)")  # fmt: skip
     args = parser.parse_args(argv)
     quick = args.quick
     t_start = time.perf_counter()
 
-    # (a) single env, default arguments
     single = gym.make(ENV_ID)
+    episode = single.unwrapped.config.episode_steps
+    result_single = measure_single(single, quick, args) if "a" in args.parts else None
+    vector_rows = measure_vector(single, quick, args) if "b" in args.parts else None
+    cost_rows = measure_seq_len(quick, args) if "c" in args.parts else None
+    result = {
+        "benchmark": "env_throughput",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "repeats": args.repeats,
+        "parts": args.parts,
+        "threads": {"OMP_NUM_THREADS": 1},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "gymnasium": gym.__version__,
+            "drum_env": drum_env.__version__,
+            "drum_env_path": str(Path(drum_env.__file__).resolve().parent),
+        },
+        "corpus": "built-in synthetic corpus (dataset.synthetic.default_corpus); (c): the same "
+        "concatenated into sequences of >= 2048 steps",
+        "episode_steps": episode,
+        "single_env": result_single,
+        "vector": vector_rows,
+        "seq_len_cost": cost_rows,
+        "targets": targets(result_single, vector_rows, cost_rows),
+        "wall_s": time.perf_counter() - t_start,
+    }
+    print(markdown_table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out} ({result['wall_s']:.0f} s)")
+    return result
+
+
+def measure_single(single: gym.Env, quick: bool, args: argparse.Namespace) -> dict:
+    """(a): the single env with default arguments, taking turns with CartPole-v1."""
     episode = single.unwrapped.config.episode_steps
     single_steps = (4 if quick else 40) * episode
     cartpole = gym.make("CartPole-v1")
@@ -159,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     (sps, runs), (cp_sps, cp_runs) = timed["single"], timed["cartpole"]
     cartpole.close()
-    result_single = {
+    return {
         "steps_per_s": sps,
         "runs_steps_per_s": runs,
         "timed_steps": single_steps,
@@ -171,16 +217,19 @@ def main(argv: list[str] | None = None) -> dict:
         "cartpole_ratio": cp_sps / sps,
     }
 
-    # (b) SyncVectorEnv vs native, same data, same config
+
+def measure_vector(single: gym.Env, quick: bool, args: argparse.Namespace) -> dict:
+    """(b): SyncVectorEnv vs the native vector env at each ``--n``, same data, same config."""
     cfg = single.unwrapped.config
+    episode = cfg.episode_steps
     data = CompleteHierarchicalDrumDataset(
         None, cfg.seq_len, cfg.steps_per_bar, cfg.bars_per_phrase, stride=cfg.steps_per_bar,
         sequences=default_corpus(), as_numpy=True,
     )  # fmt: skip
     vector_rows = {}
-    for n in (16, 256, 1024):
+    for n in args.n:
         native_steps = (episode + 1) if quick else 2 * (episode + 1)
-        if n == 1024:
+        if n >= 1024:
             sync_steps = 4 if quick else episode + 1
         else:
             sync_steps = (episode + 1) // 8 if quick else 2 * (episode + 1)
@@ -209,8 +258,11 @@ def main(argv: list[str] | None = None) -> dict:
         }
         native.close()
         sync.close()
+    return vector_rows
 
-    # (c) step cost vs episode length, on one corpus of long sequences
+
+def measure_seq_len(quick: bool, args: argparse.Namespace) -> dict:
+    """(c): the single env's cost per step at seq_len 64 and 1024, whole episodes."""
     corpus = long_corpus(2048)
     runners, cost_rows = {}, {}
     for seq_len in (64, 1024):
@@ -224,57 +276,37 @@ def main(argv: list[str] | None = None) -> dict:
         cost_rows[str(seq_len)] = {"timed_steps": episodes * ep, "episodes": episodes}
     for key, (sps, runs) in best_of(runners, args.repeats).items():
         cost_rows[key].update(steps_per_s=sps, runs_steps_per_s=runs, us_per_step=1e6 / sps)
-    cost_ratio = cost_rows["64"]["steps_per_s"] / cost_rows["1024"]["steps_per_s"]
+    cost_rows["cost_ratio_1024_vs_64"] = (
+        cost_rows["64"]["steps_per_s"] / cost_rows["1024"]["steps_per_s"]
+    )
+    return cost_rows
 
-    ratio_256 = vector_rows["256"]["native_vs_sync"]
-    result = {
-        "benchmark": "env_throughput",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "quick": quick,
-        "repeats": args.repeats,
-        "threads": {"OMP_NUM_THREADS": 1},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "gymnasium": gym.__version__,
-            "drum_env": drum_env.__version__,
-        },
-        "corpus": "built-in synthetic corpus (dataset.synthetic.default_corpus); (c): the same "
-        "concatenated into sequences of >= 2048 steps",
-        "single_env": result_single,
-        "vector": vector_rows,
-        "seq_len_cost": {**cost_rows, "cost_ratio_1024_vs_64": cost_ratio},
-        "targets": {
-            "single_env_steps_per_s": TARGET_SINGLE,
-            "cartpole_ratio": TARGET_CARTPOLE_RATIO,
-            "native_vs_sync_at_256": TARGET_NATIVE_VS_SYNC,
-            "cost_ratio_1024_vs_64": TARGET_COST_RATIO,
-            "met_single_env": result_single["steps_per_s"] >= TARGET_SINGLE,
-            "met_cartpole_ratio": result_single["cartpole_ratio"] <= TARGET_CARTPOLE_RATIO,
-            "met_native_vs_sync": ratio_256 >= TARGET_NATIVE_VS_SYNC,
-            "met_cost_ratio": cost_ratio <= TARGET_COST_RATIO,
-        },
-        "wall_s": time.perf_counter() - t_start,
+
+def targets(single: dict | None, vector: dict | None, cost: dict | None) -> dict:
+    """The targets and, for the parts measured, whether they are met."""
+    out: dict = {
+        "single_env_steps_per_s": TARGET_SINGLE,
+        "cartpole_ratio": TARGET_CARTPOLE_RATIO,
+        "native_vs_sync_at_256": TARGET_NATIVE_VS_SYNC,
+        "cost_ratio_1024_vs_64": TARGET_COST_RATIO,
     }
-    print(markdown_table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out} ({result['wall_s']:.0f} s)")
-    return result
+    if single is not None:
+        out["met_single_env"] = single["steps_per_s"] >= TARGET_SINGLE
+        out["met_cartpole_ratio"] = single["cartpole_ratio"] <= TARGET_CARTPOLE_RATIO
+    if vector is not None and "256" in vector:
+        out["met_native_vs_sync"] = vector["256"]["native_vs_sync"] >= TARGET_NATIVE_VS_SYNC
+    if cost is not None:
+        out["met_cost_ratio"] = cost["cost_ratio_1024_vs_64"] <= TARGET_COST_RATIO
+    return out
 
 
 def markdown_table(result: dict) -> str:
-    """The results as a Markdown table, one row per measurement."""
+    """The results as a Markdown table, one row per measurement (of the parts measured)."""
     t = result["targets"]
 
     def met(ok: bool) -> str:
         return "yes" if ok else "**no**"
 
-    s = result["single_env"]
     lines = [
         f"DrumCompose-v0 throughput ({result['date']}, {result['machine']['processor']}, "
         f"{result['machine']['cpu_count']} CPUs, 1 thread, numpy {result['machine']['numpy']}"
@@ -282,14 +314,18 @@ def markdown_table(result: dict) -> str:
         "",
         "| measurement | value | target | met |",
         "|---|---:|---:|:-:|",
-        f"| (a) single env, seq_len {s['seq_len']}, `{s['shaping']}` | "
-        f"{s['steps_per_s']:,.0f} steps/s | >= {t['single_env_steps_per_s']:,.0f} | "
-        f"{met(t['met_single_env'])} |",
-        f"| (a) CartPole-v1 {s['cartpole_steps_per_s']:,.0f} steps/s vs single env | "
-        f"{s['cartpole_ratio']:.2f}x | <= {t['cartpole_ratio']:.0f}x | "
-        f"{met(t['met_cartpole_ratio'])} |",
     ]
-    for n, row in result["vector"].items():
+    s = result["single_env"]
+    if s is not None:
+        lines += [
+            f"| (a) single env, seq_len {s['seq_len']}, `{s['shaping']}` | "
+            f"{s['steps_per_s']:,.0f} steps/s | >= {t['single_env_steps_per_s']:,.0f} | "
+            f"{met(t['met_single_env'])} |",
+            f"| (a) CartPole-v1 {s['cartpole_steps_per_s']:,.0f} steps/s vs single env | "
+            f"{s['cartpole_ratio']:.2f}x | <= {t['cartpole_ratio']:.0f}x | "
+            f"{met(t['met_cartpole_ratio'])} |",
+        ]
+    for n, row in (result["vector"] or {}).items():
         target = f">= {t['native_vs_sync_at_256']:.0f}x" if n == "256" else ""
         ok = met(t["met_native_vs_sync"]) if n == "256" else ""
         lines.append(
@@ -298,16 +334,17 @@ def markdown_table(result: dict) -> str:
             f"{target} | {ok} |"
         )
     c = result["seq_len_cost"]
-    for seq_len in ("64", "1024"):
+    if c is not None:
+        for seq_len in ("64", "1024"):
+            lines.append(
+                f"| (c) single env, seq_len {seq_len}, whole episodes | "
+                f"{c[seq_len]['steps_per_s']:,.0f} steps/s "
+                f"({c[seq_len]['us_per_step']:.1f} us/step) | | |"
+            )
         lines.append(
-            f"| (c) single env, seq_len {seq_len}, whole episodes | "
-            f"{c[seq_len]['steps_per_s']:,.0f} steps/s ({c[seq_len]['us_per_step']:.1f} us/step) "
-            "| | |"
+            f"| (c) cost(1024) / cost(64) | {c['cost_ratio_1024_vs_64']:.2f} | "
+            f"<= {t['cost_ratio_1024_vs_64']} | {met(t['met_cost_ratio'])} |"
         )
-    lines.append(
-        f"| (c) cost(1024) / cost(64) | {c['cost_ratio_1024_vs_64']:.2f} | "
-        f"<= {t['cost_ratio_1024_vs_64']} | {met(t['met_cost_ratio'])} |"
-    )
     return "\n".join(lines)
 
 

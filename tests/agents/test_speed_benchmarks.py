@@ -75,3 +75,16 @@ def test_recipe_time_quick_times_every_stage(tmp_path: Path):
     assert timing["PPO"]["phases_s"]["rollout: env.step"] > 0
     assert timing["PPO"]["phases_s"]["rollout: policy forward"] > 0
     assert set(result["headline"]) == {"pretrained", "ppo+pretrain", "loop", "random"}
+
+
+def test_env_throughput_measures_only_the_parts_and_sizes_asked_for(tmp_path: Path):
+    out = tmp_path / "env.json"
+    _run("env_throughput.py", "--quick", "--repeats", "1", "--parts", "b", "--n", "4", "8",
+         "--out", str(out))  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["single_env"] is None and result["seq_len_cost"] is None
+    assert list(result["vector"]) == ["4", "8"]
+    for row in result["vector"].values():
+        assert row["native_env_steps_per_s"] > 0 and row["sync_env_steps_per_s"] > 0
+    assert "met_single_env" not in result["targets"]
+    assert result["machine"]["drum_env_path"] == str(ROOT / "drum_env")
