@@ -143,8 +143,9 @@ class _WindowParts(NamedTuple):
     """The non-empty clipped sections."""
     ngram_distinct: np.ndarray
     """float64 (...) distinct 4-grams (:func:`n_grams` ``num_distinct``)."""
-    fast_hits: np.ndarray
-    """float64 (...) :func:`fast_hits` with the window's ``fast_threshold``."""
+    fast_hits: np.ndarray | None
+    """float64 (...) :func:`fast_hits` with the window's ``fast_threshold`` (None with
+    ``song_only``)."""
 
 
 def _window_parts(
@@ -153,8 +154,14 @@ def _window_parts(
     bars_per_phrase: int = 4,
     sections: list[tuple[int, int]] | None = None,
     fast_threshold: int = 4,
+    song_only: bool = False,
 ) -> _WindowParts:
-    """:func:`window_metrics` of ``seq``, with the intermediate results it shares."""
+    """:func:`window_metrics` of ``seq``, with the intermediate results it shares.
+
+    With ``song_only``, what :func:`song_metrics` leaves out is not computed: ``flat`` has no
+    ``step/co_occurrence`` and ``step/transitions``, and ``fast_hits`` is None (the other
+    values are the same).
+    """
     h = as_hits(seq)
     phrase_len = steps_per_bar * bars_per_phrase
     # The checks of the functions below, in the order in which they would raise.
@@ -183,21 +190,24 @@ def _window_parts(
     # A histogram of every step pattern of each window, where the alphabet is small.
     counts = pattern_counts(codes, drums) if steps and small_alphabet(drums, steps) else None
     # Few drums: transitions and co-occurrence from the codes (small tables, exact counts).
-    if drums <= MAX_PAIR_DRUMS and steps < F32_EXACT:
+    pairs: dict[str, np.ndarray] = {}  # (song_only: not computed)
+    if not song_only and drums <= MAX_PAIR_DRUMS and steps < F32_EXACT:
         trans = transitions_of_codes(codes, drums)
         if counts is not None:
             co_occ = co_occurrence_of_counts(counts, h.shape)
         else:
             co_occ = co_occurrence_f(h.astype(np.float32))
-    else:
+        pairs = {"step/co_occurrence": co_occ, "step/transitions": trans}
+    elif not song_only:
         hf = h.astype(np.float32)
         trans, co_occ = transitions_f(hf, per_step), co_occurrence_f(hf)
         del hf
+        pairs = {"step/co_occurrence": co_occ, "step/transitions": trans}
     hits = hit_list(h)
     dens = hit_density_of_counts(per_step, hits_per_drum(hits, h.shape), steps)
     ioi = ioi_stats_of_hit_list(hits, h.shape)
     fast = fast_patterns_of_hit_list(hits, h.shape, fast_threshold, steps_per_bar)
-    n_fast = fast_hits_of_hit_list(hits, h.shape, fast_threshold)
+    n_fast = None if song_only else fast_hits_of_hit_list(hits, h.shape, fast_threshold)
     del hits
     if spans:
         sect = section_metrics_of_spans(h, codes, spans, per_step)
@@ -213,8 +223,7 @@ def _window_parts(
         "step/avg_hits": dens.avg_hits,
         "step/drum_density": dens.drum_density,
         "step/max_hits": dens.max_hits,
-        "step/co_occurrence": co_occ,
-        "step/transitions": trans,
+        **pairs,
         "step/ioi_mean": ioi.mean,
         "step/ioi_var": ioi.var,
         "step/ioi_hist": ioi.hist,
@@ -261,7 +270,7 @@ def song_metrics(
     Returns:
         dict of float64 arrays.
     """
-    w = window_metrics(seq, steps_per_bar, bars_per_phrase, None, fast_threshold)
+    w = _window_parts(seq, steps_per_bar, bars_per_phrase, None, fast_threshold, True).flat
     steps = np.shape(seq)[-2]
     return {
         "song/length_steps": np.float64(steps),
