@@ -257,6 +257,8 @@ def options_window(
     Raises:
         ValueError: unknown option keys, or a window / sequence out of range.
     """
+    if options is None:  # every autoreset of a vector env: one draw per sub-env, nothing to check
+        return int(rng.integers(len(data.windows)))
     options = dict(check_reset_options(options) or {})
     unknown = sorted(set(options) - {"window", "sequence"})
     if unknown:

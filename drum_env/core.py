@@ -620,29 +620,31 @@ class ComposeCore:
         ref = self.data.stack(window_ids, c.seq_len)
         values = self.reference_values(window_ids) if c.expressive else None
         feats = self._reference_features(window_ids)
-        self.reference[env_ids] = ref
-        self.canvas[env_ids] = False
-        self.canvas[env_ids, : c.prompt_steps] = ref[:, : c.prompt_steps]
+        # every sub-env in order (the vector env's autoreset): slices, not fancy indexing
+        envs: Any = slice(None) if np.array_equal(env_ids, self._rows) else env_ids
+        self.reference[envs] = ref
+        self.canvas[envs] = False
+        self.canvas[envs, : c.prompt_steps] = ref[:, : c.prompt_steps]
         if c.expressive:
             assert values is not None
-            self.values[env_ids] = 0.0
-            self.values[env_ids, : c.prompt_steps] = values[:, : c.prompt_steps]
-        self.t[env_ids] = c.prompt_steps
-        self.window_ids[env_ids] = window_ids
-        self._raw_hist[env_ids] = 0.0
-        self._closed_hist[env_ids] = False
+            self.values[envs] = 0.0
+            self.values[envs, : c.prompt_steps] = values[:, : c.prompt_steps]
+        self.t[envs] = c.prompt_steps
+        self.window_ids[envs] = window_ids
+        self._raw_hist[envs] = 0.0
+        self._closed_hist[envs] = False
         if self._ref is None:
             if len(env_ids) != self.num_envs:
                 raise ValueError("the first reset must start every sub-env")
             self._ref = self._allocate_features(feats)
         for mine, new in zip(_feature_arrays(self._ref), _feature_arrays(feats)):
-            mine[env_ids] = new
+            mine[envs] = new
         if c.expressive:  # the observation's target, per episode
-            self._target[env_ids] = np.concatenate(
+            self._target[envs] = np.concatenate(
                 [feats.song, np.clip(feats.velocity_song, 0.0, 1.0)], axis=-1
             )
         else:
-            self._target[env_ids] = feats.song
+            self._target[envs] = feats.song
 
     def step(
         self,
