@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,13 @@ def test_env_throughput_measures_only_the_parts_and_sizes_asked_for(tmp_path: Pa
         assert row["native_env_steps_per_s"] > 0 and row["sync_env_steps_per_s"] > 0
     assert "met_single_env" not in result["targets"]
     assert result["machine"]["drum_env_path"] == str(ROOT / "drum_env")
+
+
+def test_env_profile_times_every_kind_of_vector_step(tmp_path: Path):
+    out = tmp_path / "profile.md"
+    _run("env_profile.py", "--n", "4", "--episodes", "1", "--out", str(out))
+    text = out.read_text()
+    for kind, per_episode in [("open step", 90), ("bar end", 4), ("bar and phrase end", 1),
+                              ("episode end", 1), ("autoreset", 1)]:  # fmt: skip
+        assert re.search(rf"\| {kind}[^|]* \| {per_episode} \|", text), kind
+    assert "| observation |" in text and "env steps/s" in text
