@@ -319,7 +319,8 @@ class DrumBandParallelEnv(SingleComposeBase, ParallelEnv):
         chosen = self._check_actions(actions)
         c, core = self.config, self._core
         end = int(core.t[0]) + 1  # steps written after this one
-        result = core.step(chosen[None])
+        ended: dict[str, np.ndarray] = {}  # the episode metrics, when the step ends it
+        result = core.step(chosen[None], episode_metrics=ended)
         agent_terms = np.zeros((len(AGENT_TERMS), c.num_drums))
         if result.closed[0, _BAR]:
             bar = core.canvas[0, end - c.steps_per_bar : end]
@@ -339,7 +340,7 @@ class DrumBandParallelEnv(SingleComposeBase, ParallelEnv):
         shared_terms = terms_info(result, 0)
         episode = None
         if terminated:
-            episode = core.episode_metrics_info(0)
+            episode = core.episode_metrics_info(0, ended)
         rewards_out: dict[str, float] = {}
         infos: dict[str, dict[str, Any]] = {}
         for i, agent in enumerate(agents):

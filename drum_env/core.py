@@ -432,7 +432,8 @@ class ComposeCore:
     """The batched episode buffers (batch axis first) that reset and step write."""
 
     CONSTANT_TABLES = ("_rows", "_weights", "_section_at", "_closes_at", "_columns",
-                       "_position", "_context_offsets", "_closes_list", "_levels")  # fmt: skip
+                       "_position", "_context_offsets", "_closes_list", "_levels",
+                       "_term_steps")  # fmt: skip
     """Tables derived from the config alone, never written after ``__init__``: not saved."""
 
     def __init__(
@@ -496,6 +497,12 @@ class ComposeCore:
                 names += ["phrase_velocity"] if flags & _PHRASE else []
                 names += ["song_velocity"] if flags & _SONG else []
             self._columns.append(np.array(sorted(_T[n] for n in names)))
+        # The steps at which each term can close (all others hold 0 in _raw_hist).
+        self._term_steps = [
+            np.array([e - 1 for e in range(c.prompt_steps + 1, t + 1)
+                      if j in self._columns[self._closes_at[e]]], dtype=np.int64)
+            for j in range(len(TERMS))
+        ]  # fmt: skip
         # Position features by step: one-hot step in bar, one-hot bar in phrase, section and
         # song progress. Precomputed once: observing is a gather.
         self._position = self._position_table()
@@ -802,17 +809,7 @@ class ComposeCore:
         self._raw_hist[at] = raw
         self._closed_hist[at] = closed
         if any_flags & _SONG:
-            done = rows[terminated]
-            if len(done) == self.num_envs:  # every sub-env: the buffers themselves, no copies
-                raw_done, closed_done = self._raw_hist, self._closed_hist
-            else:
-                raw_done, closed_done = self._raw_hist[done], self._closed_hist[done]
-            # (raw is 0 wherever a term did not close)
-            self.normalizer.update(
-                closed_done.sum(axis=(0, 1)),
-                raw_done.sum(axis=(0, 1)),
-                np.square(raw_done).sum(axis=(0, 1)),
-            )
+            self.normalizer.update(*self._episode_sums(rows[terminated]))
         if episode_metrics is not None:
             episode_metrics.update(_episode_metrics(song))
         return StepResult(raw, closed, values, reward, terminated)
@@ -848,6 +845,34 @@ class ComposeCore:
         self._raw_hist[0, p] = raw[0]
         self._closed_hist[0, p] = closed[0]
         return StepResult(raw, closed, values, reward, np.zeros(1, dtype=bool))
+
+    def _episode_sums(self, env_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Count, sum and sum of squares of each term's values over the episodes of ``env_ids``.
+
+        For the normaliser: int64, float64 and float64 arrays (terms,), the values of
+        ``_closed_hist[env_ids].sum(axis=(0, 1))``, ``_raw_hist[env_ids].sum(axis=(0, 1))`` and
+        ``np.square(_raw_hist[env_ids]).sum(axis=(0, 1))`` to the last bit, from a tenth of
+        the values. numpy sums over leading axes one value at a time, in (sub-env, step) order,
+        starting from +0.0; such a sum is never -0.0, so adding a zero (+0.0 or -0.0) never
+        changes it. A term is 0 at every step where it cannot close (``_term_steps``), so
+        adding only the other values, in the same order and one at a time
+        (``np.add.accumulate``), gives the same sums.
+
+        Args:
+            env_ids: int array (M,), sorted: the sub-envs whose episodes ended.
+        """
+        raw, closed = self._raw_hist, self._closed_hist
+        if len(env_ids) != self.num_envs:  # (all of them: the buffers themselves, no copies)
+            raw, closed = raw[env_ids], closed[env_ids]
+        count = np.zeros(len(TERMS), dtype=np.int64)
+        total, sumsq = np.zeros(len(TERMS)), np.zeros(len(TERMS))
+        zero = np.zeros(1)
+        for j, steps in enumerate(self._term_steps):
+            values = raw[:, steps, j].reshape(-1)  # (sub-env, step) order
+            count[j] = np.count_nonzero(closed[:, steps, j])
+            total[j] = np.add.accumulate(np.concatenate([zero, values]))[-1]
+            sumsq[j] = np.add.accumulate(np.concatenate([zero, np.square(values)]))[-1]
+        return count, total, sumsq
 
     def _slices(
         self, env_ids: np.ndarray, ends: np.ndarray, length: int, source: np.ndarray | None = None
@@ -914,13 +939,18 @@ class ComposeCore:
         song = metrics.song_metrics(self.canvas[env_ids], c.steps_per_bar, c.bars_per_phrase)
         return _episode_metrics(song)
 
-    def episode_metrics_info(self, env_id: int) -> dict[str, float]:
+    def episode_metrics_info(
+        self, env_id: int, computed: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, float]:
         """``info["episode_metrics"]`` of one env: :meth:`episode_metrics` as plain Python floats.
 
         For people (an info dict prints as ``3.35``, not ``np.float64(3.35)``); the values are
-        the float64 numbers of :meth:`episode_metrics`, unchanged.
+        the float64 numbers of :meth:`episode_metrics`, unchanged. ``computed``: the episode
+        metrics that :meth:`step` gave for a step of this env alone (not computed again).
         """
-        return {k: float(v[0]) for k, v in self.episode_metrics(np.array([env_id])).items()}
+        if computed is None:
+            computed = self.episode_metrics(np.array([env_id]))
+        return {k: float(v[0]) for k, v in computed.items()}
 
     # ------------------------------------------------------------------------- state
 

@@ -166,12 +166,13 @@ class DrumComposeEnv(SingleComposeBase, gym.Env):
             raise RuntimeError("call reset() before step(), and again after the episode ends")
         a = check_actions(action, (self.config.num_drums,), self.action_space,
                           self.config.velocity_levels)
-        result = self._core.step(a[None])
+        ended: dict[str, np.ndarray] = {}  # the episode metrics, when the step ends it
+        result = self._core.step(a[None], episode_metrics=ended)
         terminated = bool(result.terminated[0])
         info = {"reward_terms": terms_info(result, 0)}
         if terminated:
             self._started = False
-            info["episode_metrics"] = self._core.episode_metrics_info(0)
+            info["episode_metrics"] = self._core.episode_metrics_info(0, ended)
         return self._get_obs(), float(result.reward[0]), terminated, False, info
 
     def reset(
