@@ -208,3 +208,22 @@ def test_info_dicts_for_people_hold_plain_python_numbers():
     for _ in range(EPISODE):
         *_, vinfo = venv.step(np.zeros((2, 9), dtype=np.int64))
     assert isinstance(vinfo["episode_metrics"]["song/avg_hits"], np.ndarray)
+
+
+@pytest.mark.parametrize("ended", [[0, 1, 2, 3, 4], [1, 3]])
+def test_episode_sums_are_the_dense_sums_bit_for_bit(ended):
+    """The normaliser's sums skip the steps where a term cannot close: the same bits."""
+    core = make_core(num_envs=5, shaping="hierarchical", seq_len=128, prompt_bars=1)
+    rng = np.random.default_rng(4)
+    core.reset(np.arange(5), rng.integers(len(core.data.windows), size=5))
+    for _ in range(core.config.episode_steps):
+        t = int(core.t[0])
+        actions = rng.random((5, 9)) < 0.3
+        actions[:2] = core.reference[:2, t]  # the real continuation: terms of -0.0
+        core.step(actions)
+    raw, closed = core._raw_hist[ended], core._closed_hist[ended]
+    assert (raw == 0).any() and np.signbit(raw[closed & (raw == 0)]).any()
+    dense = (closed.sum(axis=(0, 1)), raw.sum(axis=(0, 1)), np.square(raw).sum(axis=(0, 1)))
+    for mine, expected in zip(core._episode_sums(np.array(ended)), dense):
+        assert mine.dtype == expected.dtype
+        assert mine.tobytes() == expected.tobytes()
