@@ -60,6 +60,7 @@ __all__ = [
     "bar_density_of_counts",
     "fraction_dense_of_density",
     "ioi_stats_of_hit_list",
+    "ioi_mean_of_hit_list",
     "ioi_of_sums",
     "ioi_ratios",
     "co_occurrence_f",
@@ -225,14 +226,7 @@ def ioi_stats_of_hit_list(hl: HitList, shape: tuple[int, ...], max_ioi: int = 16
     integers, hence exact, so the statistics do not depend on the summation order.
     """
     rows = hl.bounds.size - 1
-    hits = np.diff(hl.bounds)
-    count = np.maximum(hits - 1, 0)
-    has = np.flatnonzero(hits)
-    first = hl.bounds[has]
-    last = hl.bounds[has + 1] - 1
-    # A row's IOIs add up to the distance from its first hit to its last one.
-    total = np.zeros(rows, dtype=np.int64)
-    total[has] = hl.pos[last] - hl.pos[first]
+    hits, count, has, first, total = _ioi_totals(hl)
     # Squares: segment sums over the gaps, those between two rows set to 0.
     sq_total = np.zeros(rows, dtype=np.int64)
     if has.size:
@@ -249,6 +243,37 @@ def ioi_stats_of_hit_list(hl: HitList, shape: tuple[int, ...], max_ioi: int = 16
         [total[:, None], sq_total[:, None], counts.reshape(rows, max_ioi)], axis=1
     ).reshape(*cells, 2 + max_ioi)
     return ioi_of_sums(sums, count.reshape(cells))
+
+
+def ioi_mean_of_hit_list(hl: HitList, shape: tuple[int, ...]) -> np.ndarray:
+    """The ``mean`` of :func:`ioi_stats_of_hit_list` alone, the same values: float64 (..., drums).
+
+    Without the squares and the histogram that the variance and ``hist`` need.
+    """
+    _, count, _, _, total = _ioi_totals(hl)
+    cells = (*shape[:-2], shape[-1])
+    return ioi_ratios(total.reshape(*cells, 1), count.reshape(cells))[..., 0]
+
+
+def _ioi_totals(
+    hl: HitList,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of a hit list: hits, IOIs, the rows with hits, their first hits, IOI sums.
+
+    int64 arrays: ``hits`` (rows,), ``count`` (rows,) the IOIs, ``has`` the indices of the rows
+    with a hit, ``first`` their first hit's index in the list, ``total`` (rows,) the IOIs'
+    sum (exact).
+    """
+    rows = hl.bounds.size - 1
+    hits = np.diff(hl.bounds)
+    count = np.maximum(hits - 1, 0)
+    has = np.flatnonzero(hits)
+    first = hl.bounds[has]
+    last = hl.bounds[has + 1] - 1
+    # A row's IOIs add up to the distance from its first hit to its last one.
+    total = np.zeros(rows, dtype=np.int64)
+    total[has] = hl.pos[last] - hl.pos[first]
+    return hits, count, has, first, total
 
 
 def ioi_of_sums(sums: np.ndarray, count: np.ndarray) -> IOIStats:

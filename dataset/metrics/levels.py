@@ -32,6 +32,7 @@ from dataset.metrics.hits import (
     fraction_above_of_density,
     fraction_dense_of_density,
     hit_density_of_counts,
+    ioi_mean_of_hit_list,
     ioi_stats_of_hit_list,
     metrical_syncopation_of_counts,
     swing,
@@ -159,8 +160,8 @@ def _window_parts(
     """:func:`window_metrics` of ``seq``, with the intermediate results it shares.
 
     With ``song_only``, what :func:`song_metrics` leaves out is not computed: ``flat`` has no
-    ``step/co_occurrence`` and ``step/transitions``, and ``fast_hits`` is None (the other
-    values are the same).
+    ``step/co_occurrence``, ``step/transitions``, ``step/ioi_var`` and ``step/ioi_hist``, and
+    ``fast_hits`` is None (the other values are the same).
     """
     h = as_hits(seq)
     phrase_len = steps_per_bar * bars_per_phrase
@@ -205,7 +206,11 @@ def _window_parts(
         pairs = {"step/co_occurrence": co_occ, "step/transitions": trans}
     hits = hit_list(h)
     dens = hit_density_of_counts(per_step, hits_per_drum(hits, h.shape), steps)
-    ioi = ioi_stats_of_hit_list(hits, h.shape)
+    if song_only:  # the mean alone
+        ioi = {"step/ioi_mean": ioi_mean_of_hit_list(hits, h.shape)}
+    else:
+        stats = ioi_stats_of_hit_list(hits, h.shape)
+        ioi = {"step/ioi_mean": stats.mean, "step/ioi_var": stats.var, "step/ioi_hist": stats.hist}
     fast = fast_patterns_of_hit_list(hits, h.shape, fast_threshold, steps_per_bar)
     n_fast = None if song_only else fast_hits_of_hit_list(hits, h.shape, fast_threshold)
     del hits
@@ -224,9 +229,7 @@ def _window_parts(
         "step/drum_density": dens.drum_density,
         "step/max_hits": dens.max_hits,
         **pairs,
-        "step/ioi_mean": ioi.mean,
-        "step/ioi_var": ioi.var,
-        "step/ioi_hist": ioi.hist,
+        **ioi,
         "step/entropy": entropy,
         "bar/density": bar_dens,
         "bar/fraction_dense": fraction_dense_of_density(bar_dens),
