@@ -44,17 +44,17 @@ from dataset.synthetic import default_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "env_profile.md"
 
-# cProfile rows reported: label -> (file name ending, function name)
+# cProfile rows reported: label -> "file name ending:function name"
 PARTS = {
-    "vector env step, all of it": ("vector.py", "step"),
-    "core step (rewards, buffers)": ("core.py", "step"),
-    "song metrics (episode end)": ("levels.py", "song_metrics"),
-    "phrase features (phrase ends)": ("rewards.py", "phrase_features"),
-    "bar features (bar ends)": ("rewards.py", "bar_features"),
-    "variety features (bar ends)": ("rewards.py", "variety_features"),
-    "observation": ("core.py", "observe"),
-    "resets (windows, reference features)": ("vector.py", "_reset_envs"),
-    "action check": ("checks.py", "check_actions"),
+    "vector env step, all of it": "vector.py:step",
+    "core step (rewards, buffers)": "core.py:step",
+    "song metrics (episode end)": "levels.py:song_metrics",
+    "phrase features (phrase ends)": "rewards.py:phrase_features",
+    "bar features (bar ends)": "rewards.py:bar_features",
+    "variety features (bar ends)": "rewards.py:variety_features",
+    "observation": "core.py:observe",
+    "resets (windows, reference features)": "vector.py:_reset_envs",
+    "action check": "checks.py:check_actions",
 }
 
 
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> str:
             f"{sum(values) / total:.1%} |"
         )
     lines += ["", "| part (cProfile, one episode, cumulative) | share |", "|---|---:|"]
-    for label, (file_end, name) in PARTS.items():
+    for label, where in PARTS.items():
+        file_end, name = where.split(":")
         lines.append(f"| {label} | {cumulative(file_end, name) / profiled:.1%} |")
     text = "\n".join(lines)
     print(text)
