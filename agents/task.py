@@ -245,7 +245,14 @@ class TaskConfig:
     """Bars of the reference given as the primer; the agent composes the other
     ``seq_len - prompt_bars * steps_per_bar`` steps."""
     context_steps: int = 16
-    """Steps of the canvas the observation shows (the latest ones)."""
+    """Steps of the canvas the observation shows (the latest ones); with ``whole_canvas``,
+    not used."""
+    whole_canvas: bool = False
+    """Show the whole canvas: the observation's ``context`` is all ``seq_len`` steps (zero
+    before the first), and the Transformer policy reads it from the canvas's first step
+    (:attr:`~agents.policies.policy.PolicyConfig.canvas_steps`): the whole primer, everything
+    played so far, and where it is in the song, as pretraining's whole windows show it. A
+    pretrained policy keeps its own reading. Opt-in."""
     sections: tuple[tuple[int, int], ...] | None = None
     """Song sections as ``[[start, end], ...]`` steps of the window (JSON on the command line);
     ``None``: one section per two phrases."""
@@ -272,6 +279,7 @@ class TaskConfig:
         for name in ("seq_len", "steps_per_bar", "bars_per_phrase", "context_steps"):
             check_int(name, getattr(self, name), 1)
         check_int("prompt_bars", self.prompt_bars, 0)
+        check_bool("whole_canvas", self.whole_canvas)
         check_int("velocity_levels", self.velocity_levels, 0, 127)
         check_choice("shaping", self.shaping, SHAPINGS)
         if self.normalize is not None:
@@ -281,7 +289,7 @@ class TaskConfig:
         # the env's own checks (multiples, primer length, weights), before any data is loaded
         DrumComposeConfig(
             self.seq_len, self.steps_per_bar, self.bars_per_phrase, self.prompt_bars,
-            self.context_steps, self.sections, self.shaping_object,
+            self.shown_steps, self.sections, self.shaping_object,
             velocity_levels=self.velocity_levels,
         )  # fmt: skip
 
@@ -291,6 +299,19 @@ class TaskConfig:
     def prompt_steps(self) -> int:
         """Steps of primer: ``prompt_bars * steps_per_bar``."""
         return self.prompt_bars * self.steps_per_bar
+
+    @property
+    def shown_steps(self) -> int:
+        """Steps of the env's ``context``: ``seq_len`` with ``whole_canvas``, else theirs."""
+        return self.seq_len if self.whole_canvas else self.context_steps
+
+    @property
+    def canvas_steps(self) -> int:
+        """A fresh Transformer's ``canvas_steps``: ``seq_len`` with ``whole_canvas``, else 0.
+
+        (:attr:`~agents.policies.policy.PolicyConfig.canvas_steps`.)
+        """
+        return self.seq_len if self.whole_canvas else 0
 
     @property
     def weight_mapping(self) -> dict[str, float] | None:
@@ -330,7 +351,7 @@ class TaskConfig:
         kwargs = {
             "data": task.data if data is None else data, "seq_len": task.seq_len,
             "steps_per_bar": task.steps_per_bar, "bars_per_phrase": task.bars_per_phrase,
-            "prompt_bars": task.prompt_bars, "context_steps": task.context_steps,
+            "prompt_bars": task.prompt_bars, "context_steps": task.shown_steps,
             "sections": task.sections, "shaping": task.shaping, "weights": task.weight_mapping,
             "normalize": task.normalize, "velocity_levels": task.velocity_levels,
         }  # fmt: skip

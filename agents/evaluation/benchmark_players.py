@@ -83,7 +83,7 @@ def player_policy(agent: str, config: Any, rates: TrainingRates, seed: int,
         policy = load_any_policy(pretrained)
         return policy_fn(policy, seed=seed), policy_velocity_bins(policy)
     if agent == "loop":
-        return loop_policy(drums, config.context_steps, config.steps_per_bar,
+        return loop_policy(drums, config.shown_steps, config.steps_per_bar,
                            rates.velocity_bins), None  # fmt: skip
     if agent != "random":
         raise ValueError(f"player_policy: agent must be one of {list(PLAYERS)}, got {agent!r}")

@@ -9,6 +9,8 @@ the field and both values, instead of playing it at the wrong sizes or velocitie
 * the velocity classes (``velocity_levels``) and, with ``K > 0``, the velocity bins: a policy's
   class ``k`` plays at the level it learned only in an env built with its bins
   (``velocity_bins=agents.policies.policy.policy_velocity_bins(policy)``);
+* the episode length (``seq_len``) of a policy that reads the canvas from its first step
+  (``canvas_steps``);
 * the observation layout: ``context`` of ``context_steps * num_drums`` values (exactly the
   policy's context for an MLP or an SB3 policy, at most its ``max_len`` steps for the
   Transformer), ``position`` and ``target`` of the policy's sizes.
@@ -65,7 +67,14 @@ def check_policy_fits(policy_config: Any, task: Any, source: str, *, policy_bins
                 f"{name}={mine} does not fit policy {source!r}, which plays {name}={theirs}; "
                 + hint.format(name=name)
             )
-    context = task.context_steps
+    canvas = getattr(policy_config, "canvas_steps", 0)
+    seq_len = getattr(task, "seq_len", None)
+    if canvas and seq_len is not None and seq_len != canvas:
+        raise ValueError(
+            f"seq_len={seq_len} does not fit policy {source!r}, which reads a canvas of "
+            f"{canvas} steps from its first (canvas_steps={canvas}); use seq_len={canvas}"
+        )
+    context = getattr(task, "shown_steps", task.context_steps)  # a TaskConfig's whole_canvas
     if _exact_context(policy_config) and context != policy_config.max_len:
         raise ValueError(
             f"context_steps={context} does not fit policy {source!r}, which reads exactly "

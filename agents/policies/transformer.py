@@ -133,7 +133,25 @@ class PolicyConfig:
     independent Bernoulli distribution of ``init_hit_rate``. Opt-in; a saved config without it
     is an independent head's."""
 
+    canvas_steps: int = 0
+    """Read the canvas from its first step: the env's episode length (its ``seq_len``), or 0.
+
+    Pretraining teaches the policy on whole windows, token ``i`` being step ``i`` of the window;
+    the env's ``context`` shows the latest ``context_steps`` steps, zero-padded before the
+    canvas's first step. With ``canvas_steps = N > 0`` the policy reads how many steps are
+    written off the ``position`` observation (song progress times ``N``) and drops the padding,
+    so that token ``i`` is canvas step ``i`` at position ``i``, as in pretraining. Played in an
+    env whose ``context_steps`` is its ``seq_len`` (``--whole-canvas``), the policy then sees the
+    whole primer and everything it played, and where it is in the song. 0 (the default, and
+    a saved config without it): the context as the env gives it, padding read as silent steps.
+    The env's ``seq_len`` must be ``N`` (:func:`~agents.policies.compat.check_policy_fits`)."""
+
     def __post_init__(self) -> None:
+        if (isinstance(self.canvas_steps, bool)
+                or not isinstance(self.canvas_steps, (int, np.integer)) or self.canvas_steps < 0):
+            raise ValueError(
+                f"canvas_steps must be an integer >= 0, got {self.canvas_steps!r}"
+            )  # fmt: skip
         for name in (
             "num_drums", "context_steps", "steps_per_bar", "bars_per_phrase", "target_size",
             "d_model", "n_layers", "n_heads",
@@ -243,6 +261,45 @@ def last_token_attention(attn: nn.MultiheadAttention, keys: Tensor) -> Tensor:
     return attn.out_proj(out)
 
 
+def _prefix_groups(steps: Tensor, target: Tensor, written: Tensor, lengths: Tensor
+                   ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Rows that are an earlier step of another row's canvas: one pass serves them all.
+
+    Row ``r`` (its last ``n_r`` context tokens, its target) is served by a longer row ``q``
+    when both hold the whole canvas (``1 <= written <= L``), their targets are equal and ``q``'s
+    first ``n_r`` canvas steps are ``r``'s. Found exactly (by the bytes of the values), longest
+    rows first; a row that matches none is its own.
+
+    Returns:
+        ``reps`` (R,): the rows whose passes are computed, longest first; ``rep_of`` (B,): for
+        each row, the index into ``reps`` of the pass that serves it. Both int64 on CPU.
+    """
+    b, length, _ = steps.shape
+    values = steps.detach().to("cpu", torch.float32).numpy()
+    targets = target.detach().to("cpu", torch.float32).numpy()
+    n = lengths.cpu().numpy()
+    written_np = written.cpu().numpy()
+    whole = (written_np >= 1) & (written_np <= length)
+    present = np.unique(n)
+    order = np.argsort(-n, kind="stable")
+    reps: list[int] = []
+    rep_of = np.empty(b, dtype=np.int64)
+    seen: dict[tuple[bytes, bytes], int] = {}
+    for r in order:
+        canvas = values[r, length - n[r] :]
+        key = (targets[r].tobytes(), canvas.tobytes())
+        found = seen.get(key) if whole[r] else None
+        if found is not None:
+            rep_of[r] = found
+            continue
+        rep_of[r] = len(reps)
+        reps.append(int(r))
+        if whole[r]:  # every shorter prefix that some row of the batch might be
+            for m in present[present <= n[r]]:
+                seen.setdefault((key[0], canvas[:m].tobytes()), rep_of[r])
+    return torch.as_tensor(reps, dtype=torch.int64), torch.as_tensor(rep_of)
+
+
 class DrumPolicy(VelocityBinsMixin, nn.Module):
     """Causal Transformer policy over drum steps with a per-drum Bernoulli head and a value head.
 
@@ -293,13 +350,16 @@ class DrumPolicy(VelocityBinsMixin, nn.Module):
     # ------------------------------------------------------------------------- model
 
     def _features(
-        self, steps: Tensor, phase: Tensor, target: Tensor, last_only: bool = False
+        self, steps: Tensor, phase: Tensor, target: Tensor, last_only: bool = False,
+        lengths: Tensor | None = None,
     ) -> Tensor:
         """Trunk features (B, L, d_model) of every token, or (B, d_model) of the last one.
 
         With ``last_only`` the final layer computes the last token alone (its query against
         every key): the same numbers as the full pass's last token, at a fraction of the cost
-        when the policy acts and only the newest token matters.
+        when the policy acts and only the newest token matters. ``lengths`` (B,): the token
+        whose phase is ``phase`` is token ``lengths - 1`` of each row (the tokens after it are
+        padding that no earlier token sees); ``None``: the last token.
         """
         c = self.config
         if steps.dim() != 3 or steps.shape[-1] != c.num_drums:
@@ -319,7 +379,7 @@ class DrumPolicy(VelocityBinsMixin, nn.Module):
         device = steps.device
         index = torch.arange(length, device=device)
         # phase of the step token i predicts: the last token's phase, (L - 1 - i) steps earlier
-        back = length - 1 - index
+        back = (length if lengths is None else lengths.to(device).long()[:, None]) - 1 - index
         phases = torch.remainder(phase.to(device).long()[:, None] - back, c.phrase_len)
         x = (
             self.input_proj(steps.float())
@@ -396,7 +456,41 @@ class DrumPolicy(VelocityBinsMixin, nn.Module):
         steps = context.reshape(context.shape[0], -1, c.num_drums)
         spb, bpp = c.steps_per_bar, c.bars_per_phrase
         phase = position[:, :spb].argmax(-1) + spb * position[:, spb : spb + bpp].argmax(-1)
+        if c.canvas_steps:
+            written = torch.round(position[:, -1].float() * c.canvas_steps).long()
+            return self._heads(self._canvas_features(steps, written, phase, obs["target"]))
         return self._heads(self._features(steps, phase, obs["target"], last_only=True))
+
+    def _canvas_features(self, steps: Tensor, written: Tensor, phase: Tensor, target: Tensor
+                         ) -> Tensor:  # fmt: skip
+        """Features (B, d_model) of the step to write, the context's padding dropped.
+
+        Row ``b`` has ``written[b]`` canvas steps; its context's last ``n = min(written, L)``
+        tokens are canvas steps (``n >= 1``: an empty canvas reads one silent step), at
+        positions ``0 .. n - 1`` when the whole canvas fits (``written <= L``). Rows with one
+        length (a rollout's lockstep envs) are one pass over their last ``n`` tokens. Rows of
+        several lengths (an update's minibatch) are a causal pass over each *distinct* canvas:
+        a row whose canvas and target are a prefix of a longer row's (an earlier step of the
+        same episode) reads that row's pass at its own last token, which by causality is what
+        its own pass computes, so a minibatch of ``M`` rows from ``S`` episodes costs ``S``
+        passes rather than ``M``.
+        """
+        b, length, _ = steps.shape
+        lengths = written.clamp(1, length)
+        if bool((lengths == lengths[0]).all()):
+            n = int(lengths[0])
+            return self._features(steps[:, length - n :], phase, target, last_only=True)
+        reps, rep_of = _prefix_groups(steps, target, written, lengths)
+        n_reps = lengths[reps].to(steps.device)
+        span = int(n_reps.max())
+        # left-align each distinct canvas: token i of rep r is its context's step L - n_r + i
+        index = (length - n_reps)[:, None] + torch.arange(span, device=steps.device)
+        index = index.clamp(max=length - 1)
+        packed = steps[reps.to(steps.device)].gather(
+            1, index[..., None].expand(-1, -1, steps.shape[-1])
+        )
+        h = self._features(packed, phase[reps], target[reps], lengths=n_reps)
+        return h[rep_of.to(steps.device), lengths.to(steps.device) - 1]
 
     # ------------------------------------------------------------------------- acting
 

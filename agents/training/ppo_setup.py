@@ -187,8 +187,8 @@ def make_agent(config: PPOConfig, venv: Any, device: torch.device) -> Agent:
     """The policy (from ``config.seed``: the same on every rank), the reference, the critic.
 
     A ``pretrained`` policy is loaded (refused if its shape is not the run's; its joint step
-    head, if it has one, is the run's) and copied into the policy; with ``critic="mlp"`` the
-    policy's own value head is frozen.
+    head, if it has one, and its reading of the canvas are the run's) and copied into the
+    policy; with ``critic="mlp"`` the policy's own value head is frozen.
     """
     torch.manual_seed(config.seed)
     policy_cfg: PolicyConfig | MLPPolicyConfig
@@ -200,14 +200,22 @@ def make_agent(config: PPOConfig, venv: Any, device: torch.device) -> Agent:
     else:
         # a pretrained policy's joint step head (PolicyConfig.joint_step) is kept: read from its
         # file's config without building it (no random numbers drawn)
-        joint = config.pretrained is not None and bool(
-            saved_policy_config(config.pretrained).get("joint_step", False)
-        )
+        # and so is its reading of the canvas (PolicyConfig.canvas_steps)
+        saved = saved_policy_config(config.pretrained) if config.pretrained is not None else {}
+        joint = bool(saved.get("joint_step", False))
+        canvas = int(saved.get("canvas_steps", 0)) if saved else config.canvas_steps
         policy_cfg = PolicyConfig.from_env_config(
             venv.config, d_model=config.d_model, n_layers=config.n_layers,
             n_heads=config.n_heads, dropout=config.dropout, init_hit_rate=config.init_hit_rate,
             **({"joint_step": True} if joint else {}),
+            **({"canvas_steps": canvas} if canvas else {}),
         )  # fmt: skip
+        if canvas and canvas != venv.config.seq_len:
+            raise ValueError(
+                f"pretrained policy {config.pretrained!r} reads a canvas of {canvas} steps "
+                f"(canvas_steps); seq_len={venv.config.seq_len} does not fit it: use "
+                f"seq_len={canvas}"
+            )
         policy = DrumPolicy(policy_cfg, venv.config.velocity_bins).to(device)
     reference: DrumPolicy | None = None
     if config.pretrained is not None:

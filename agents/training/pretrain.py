@@ -201,7 +201,7 @@ class PretrainConfig(TrackConfig, RunConfig, TaskConfig):
             size += velocity_feature_size(num_drums)
         return PolicyConfig(
             num_drums=num_drums,
-            context_steps=self.context_steps,
+            context_steps=self.shown_steps,
             steps_per_bar=self.steps_per_bar,
             bars_per_phrase=self.bars_per_phrase,
             target_size=size,
@@ -211,6 +211,7 @@ class PretrainConfig(TrackConfig, RunConfig, TaskConfig):
             dropout=self.dropout,
             velocity_levels=self.velocity_levels,
             joint_step=self.joint_step,
+            canvas_steps=self.canvas_steps,
         )
 
 
