@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ngram-episodes", type=int, default=256,
                         help="episodes for the 4-gram statistics")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the policies")
+    parser.add_argument("--whole-canvas", action="store_true",
+                        help="envs show the whole canvas (policies of `--whole-canvas` runs)")
     parser.add_argument("--out", default=str(HERE / "results" / "family_gap"))
     args = parser.parse_args(argv)
 
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     players = tuple(p for p in args.heldout_players.split(",") if p)
     config = HeldoutConfig(data=args.data, heldout_players=players, eval_episodes=args.episodes,
-                           eval_draws=1)  # fmt: skip
+                           eval_draws=1, whole_canvas=args.whole_canvas)  # fmt: skip
     held = heldout_dataset(config, Path(args.work) / "split" / "heldout")
     ref = reference(config, held)
     kwargs = config.env_kwargs(held)

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="validation episodes per candidate temperature")  # fmt: skip
     parser.add_argument("--diversity-episodes", type=int, default=256)
     parser.add_argument("--out", default=str(HERE / "results" / "temperature"))
+    parser.add_argument("--whole-canvas", action="store_true",
+                        help="envs show the whole canvas (a `benchmark --whole-canvas` run)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -57,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     players = tuple(p for p in args.heldout_players.split(",") if p)
-    config = HeldoutConfig(data=args.data, heldout_players=players)
-    select = HeldoutConfig(data=args.data, heldout_players=players,
+    config = HeldoutConfig(data=args.data, heldout_players=players, whole_canvas=args.whole_canvas)
+    select = HeldoutConfig(data=args.data, heldout_players=players, whole_canvas=args.whole_canvas,
                            eval_episodes=args.select_episodes, eval_draws=1)  # fmt: skip
     held = heldout_dataset(config, work / "split" / "heldout")
     ref = reference(config, held)

@@ -213,7 +213,8 @@ checkpoint's. ``total_timesteps`` may only grow (extend a run); ``out`` may diff
 folder was moved."""
 
 ADDED_FIELDS: dict[str, Any] = {"compile": False, "critic": "policy", "init_hit_rate": 0.1,
-                                "disc_coef": 0.0, "disc_replay": 16, "disc_updates": 4}
+                                "disc_coef": 0.0, "disc_replay": 16, "disc_updates": 4,
+                                "disc_kind": "mlp", "whole_canvas": False}
 """:class:`PPOConfig` fields added after checkpoints of the current format were first written
 (0.3.0), with the value that trains as those checkpoints' runs did: a checkpoint without the
 field resumes as if it held this value."""
@@ -250,8 +251,14 @@ class PPOConfig(TrackConfig, RunConfig, TaskConfig):
     each finished episode earns ``disc_coef * clip(logit D(take), -5, 5)`` on its last step, where
     ``D`` tells the training data's continuations from the policy's by the held-out evaluation's
     features. 0 (default): off."""
+    disc_kind: str = "mlp"
+    """The reward from data that ``disc_coef`` weighs: ``mlp`` (a discriminator ``D``, as
+    above) or ``energy`` (the energy distance's witness over the same features, nothing to
+    train: :class:`~agents.training.discriminator.EnergyWitness`; each finished episode earns
+    ``disc_coef * witness(take)``)."""
     disc_replay: int = 16
-    """Iterations of composed takes the discriminator trains on (its replay)."""
+    """Iterations of composed takes the discriminator trains on (its replay; with ``energy``,
+    the takes the witness compares a take with)."""
     disc_updates: int = 4
     """Adam steps of the discriminator per iteration."""
     reward_norm: str = "running"
@@ -378,6 +385,7 @@ class PPOConfig(TrackConfig, RunConfig, TaskConfig):
         check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_number("weights_lr", self.weights_lr, 0.0, low_open=True)
         check_number("disc_coef", self.disc_coef, 0.0)
+        check_choice("disc_kind", self.disc_kind, ("mlp", "energy"))
         check_int("disc_replay", self.disc_replay, 1)
         check_int("disc_updates", self.disc_updates, 1)
         check_number("gamma", self.gamma, 0.0, 1.0)

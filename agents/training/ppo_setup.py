@@ -40,7 +40,7 @@ from agents.policies.policy import (
     saved_policy_config,
 )
 from agents.training.checkpoint import load_training_state
-from agents.training.discriminator import FeatureDiscriminator, real_windows
+from agents.training.discriminator import EnergyWitness, FeatureDiscriminator, real_windows
 from agents.training.distributed import Dist, barrier, broadcast_from_main
 from agents.training.ppo_steps import ActorCritic
 from agents.training.run_logs import RunLogs
@@ -288,9 +288,15 @@ def make_reward(config: PPOConfig, device: torch.device, venv: Any = None) -> Tr
         if venv is None:
             raise ValueError("disc_coef > 0 needs the env (make_reward(config, device, venv))")
         real = real_windows(venv, config.seq_len, config.prompt_steps, config.seed)
-        disc = FeatureDiscriminator(real, config.steps_per_bar, config.bars_per_phrase,
-                                    coef=config.disc_coef, updates=config.disc_updates,
-                                    replay=config.disc_replay, seed=config.seed, device=device)
+        if config.disc_kind == "energy":
+            disc = EnergyWitness(real, config.steps_per_bar, config.bars_per_phrase,
+                                 coef=config.disc_coef, replay=config.disc_replay,
+                                 seed=config.seed, device=device)  # fmt: skip
+        else:
+            disc = FeatureDiscriminator(real, config.steps_per_bar, config.bars_per_phrase,
+                                        coef=config.disc_coef, updates=config.disc_updates,
+                                        replay=config.disc_replay, seed=config.seed,
+                                        device=device)  # fmt: skip
     return TrainerReward(shaping, learned, weights, weights_optimizer,
                          RunningNormalizer(len(TERMS)), Episodes(config.num_envs),
                          disc)  # fmt: skip

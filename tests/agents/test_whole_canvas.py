@@ -203,3 +203,27 @@ def test_pretrain_ppo_generate_keep_the_whole_canvas(tmp_path):
         assert actions.shape == (3, 9) and set(np.unique(actions)) <= {0, 1}
         obs, *_ = env.step(actions)
     env.close()
+
+
+@pytest.mark.slow
+def test_benchmark_with_the_whole_canvas_runs_every_agent_in_it(tmp_path):
+    """``drum-env benchmark --whole-canvas``: the pretrained policy, PPO from it and from
+    scratch, SB3 and loop-the-primer all play in envs that show the whole canvas."""
+    from agents.evaluation.benchmark import BenchmarkConfig, run_benchmark
+
+    torch.set_num_threads(1)
+    cfg = BenchmarkConfig.preset(
+        "smoke", agents=("ppo", "ppo+pretrain", "sb3-ppo", "pretrained", "loop"),
+        whole_canvas=True, out=str(tmp_path), work=str(tmp_path / "work"), progress=False,
+        pretrain_steps=20,
+    )  # fmt: skip
+    run_benchmark(cfg)
+    work = tmp_path / "work"
+    assert saved_policy_config(work / "pretrain" / "seed0" / "run" / "policy.pt")[
+        "canvas_steps"] == cfg.seq_len  # fmt: skip
+    for agent in ("ppo", "ppo+pretrain"):
+        ckpt = work / "runs" / "aligned" / agent / "seed0" / "checkpoint.pt"
+        assert torch.load(ckpt, weights_only=True)["policy_config"]["canvas_steps"] == cfg.seq_len
+    text = (tmp_path / "shapings.csv").read_text()
+    for agent in ("ppo+pretrain", "sb3-ppo", "pretrained", "loop"):
+        assert f",{agent}," in text
