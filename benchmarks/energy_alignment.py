@@ -1,0 +1,139 @@
+"""Does the energy distance rank policies near a pretrained one as the held-out headline does?
+
+The energy witness (:class:`agents.training.discriminator.EnergyWitness`, ``--disc-kind energy``)
+rewards a take by how it moves the energy distance between the takes' features and real
+drumming's. Its local alignment is then the question of ``local_alignment.py`` asked of the set
+score it descends: for a family of policies close to one pretrained policy (the policy sampled
+at several temperatures, and any fine-tunings given with ``--policy``), each plays the same
+held-out primers; the script reports, over ``--draws`` draws of primers, the Spearman
+correlation with the held-out headline of
+
+* ``-energy``: minus the energy distance (the witness's weights) between the takes and the
+  **training** split's real continuations (what the trainer compares with: never held-out
+  data), and
+* ``aligned-raw return``: the mean unnormalised episode return of the default shaping.
+
+Writes ``<out>.json`` and ``<out>.md``.
+
+Example::
+
+    python benchmarks/energy_alignment.py --data runs/groove-npz \\
+        --heldout-players drummer8,drummer9 --work runs/bench-wc --whole-canvas \\
+        --pretrained runs/bench-wc/pretrain/seed0/run/policy.pt \\
+        --out benchmarks/results/groove-players-wc/energy_alignment
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+HERE = Path(__file__).resolve().parent
+
+
+def _policy_arg(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--policy takes NAME=PATH, got {text!r}")
+    return name, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the benchmark's npz folder")
+    parser.add_argument("--heldout-players", required=True, help="e.g. drummer8,drummer9")
+    parser.add_argument("--work", required=True, help="the benchmark's --work folder")
+    parser.add_argument("--pretrained", required=True, help="the family's centre, a policy.pt")
+    parser.add_argument("--policy", type=_policy_arg, action="append", default=[],
+                        help="NAME=PATH: a fine-tuning to add to the family (played at T = 1)")
+    parser.add_argument("--temperatures", default="0.6,0.7,0.8,0.9,1.0,1.1,1.2,1.4")
+    parser.add_argument("--episodes", type=int, default=256, help="held-out episodes per draw")
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--whole-canvas", action="store_true",
+                        help="envs show the whole canvas (policies of `--whole-canvas` runs)")
+    parser.add_argument("--out", default=str(HERE / "results" / "energy_alignment"))
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from agents.evaluation.alignment import spearman
+    from agents.evaluation.heldout import HeldoutConfig, _play, heldout_dataset, reference
+    from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
+    from agents.training.discriminator import EnergyWitness
+    from dataset.evaluation import score_sets
+
+    players = tuple(p for p in args.heldout_players.split(",") if p)
+    config = HeldoutConfig(data=args.data, heldout_players=players, eval_episodes=args.episodes,
+                           eval_draws=1, whole_canvas=args.whole_canvas, shaping="aligned-raw")
+    work = Path(args.work)
+    held = heldout_dataset(config, work / "split" / "heldout")
+    ref = reference(config, held)
+    kwargs = config.env_kwargs(held)
+    t0 = time.perf_counter()
+    centre = load_any_policy(args.pretrained)
+    drums = centre.config.num_drums
+    silent = rollout_episodes(lambda obs: np.zeros((len(obs["position"]), drums), np.int8),
+                              config.env_kwargs(str(work / "split" / "train")), episodes=2048,
+                              num_envs=64, seed=0)  # fmt: skip
+    real = [x > 0 for x in silent.references[:, silent.prompt_steps:]]  # training drummers
+    witness = EnergyWitness(real, config.steps_per_bar, config.bars_per_phrase)
+    members = [(f"T={float(t):g}", centre, float(t)) for t in args.temperatures.split(",")]
+    members += [(name, load_any_policy(path), 1.0) for name, path in args.policy]
+    rows = []
+    for name, policy, temp in members:
+        row: dict = {"member": name, "headline": [], "energy": [], "return": []}
+        for k in range(args.draws):
+            r = _play(policy_fn(policy, seed=k, temperature=temp), config, kwargs,
+                      config.eval_seed + 7919 * k)  # fmt: skip
+            p = r.prompt_steps
+            score = score_sets(r.sequences[:, p:], r.references[:, p:], config.steps_per_bar,
+                               config.bars_per_phrase)  # fmt: skip
+            row["headline"].append(ref.baselines.headline(score))
+            witness.composed = []
+            x = witness.features([s > 0 for s in r.sequences[:, p:]])
+            row["energy"].append(witness.update_rows(x, torch.Generator().manual_seed(k))[
+                "disc/energy"])  # fmt: skip
+            row["return"].append(float(np.mean(r.returns)))
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+
+    heads = np.array([row["headline"] for row in rows])  # (members, draws)
+    rho = {"-energy": [], "aligned-raw return": []}
+    for k in range(args.draws):
+        rho["-energy"].append(spearman([-r["energy"][k] for r in rows], heads[:, k]))
+        rho["aligned-raw return"].append(spearman([r["return"][k] for r in rows], heads[:, k]))
+    result = {
+        "command": "python benchmarks/energy_alignment.py " + " ".join(argv or sys.argv[1:]),
+        "machine": platform.platform(), "wall_s": time.perf_counter() - t0,
+        "rows": rows, "spearman": rho,
+    }  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Made by: `{result['command']}` ({result['wall_s']:.0f} s).", "",
+             "| member | headline (mean over draws) | energy distance to the training drummers | "
+             "aligned-raw return |", "|---|---:|---:|---:|"]  # fmt: skip
+    for row in rows:
+        lines.append(f"| {row['member']} | {np.mean(row['headline']):.3f} | "
+                     f"{np.mean(row['energy']):.4f} | {np.mean(row['return']):.3f} |")
+    lines += ["", "| ranks the family like the held-out headline | Spearman per draw | mean |",
+              "|---|---|---:|"]  # fmt: skip
+    for key, values in rho.items():
+        lines.append(f"| {key} | {', '.join(f'{v:.2f}' for v in values)} | "
+                     f"{np.mean(values):.2f} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
