@@ -37,12 +37,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 
-
-def _policy_arg(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"--policy takes NAME=PATH, got {text!r}")
-    return name, path
+try:
+    from benchmarks.family_gap import _policy_arg
+except ModuleNotFoundError:  # run as a script: benchmarks/ is sys.path[0]
+    from family_gap import _policy_arg  # type: ignore[no-redef]
 
 
 def main(argv: list[str] | None = None) -> int:
