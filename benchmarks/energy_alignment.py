@@ -38,9 +38,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
 
 try:
-    from benchmarks.family_gap import _policy_arg
+    from benchmarks.family_gap import policy_arg
 except ModuleNotFoundError:  # run as a script: benchmarks/ is sys.path[0]
-    from family_gap import _policy_arg  # type: ignore[no-redef]
+    from family_gap import policy_arg  # type: ignore[no-redef]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-players", required=True, help="e.g. drummer8,drummer9")
     parser.add_argument("--work", required=True, help="the benchmark's --work folder")
     parser.add_argument("--pretrained", required=True, help="the family's centre, a policy.pt")
-    parser.add_argument("--policy", type=_policy_arg, action="append", default=[],
+    parser.add_argument("--policy", type=policy_arg, action="append", default=[],
                         help="NAME=PATH: a fine-tuning to add to the family (played at T = 1)")
     parser.add_argument("--temperatures", default="0.6,0.7,0.8,0.9,1.0,1.1,1.2,1.4")
     parser.add_argument("--episodes", type=int, default=256, help="held-out episodes per draw")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from agents.evaluation.alignment import spearman
-    from agents.evaluation.heldout import HeldoutConfig, _play, heldout_dataset, reference
+    from agents.evaluation.heldout import HeldoutConfig, heldout_dataset, play_draw, reference
     from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
     from agents.training.discriminator import EnergyWitness
     from dataset.evaluation import score_sets
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, policy, temp in members:
         row: dict = {"member": name, "headline": [], "energy": [], "return": []}
         for k in range(args.draws):
-            r = _play(policy_fn(policy, seed=k, temperature=temp), config, kwargs,
+            r = play_draw(policy_fn(policy, seed=k, temperature=temp), config, kwargs,
                       config.eval_seed + 7919 * k)  # fmt: skip
             p = r.prompt_steps
             score = score_sets(r.sequences[:, p:], r.references[:, p:], config.steps_per_bar,

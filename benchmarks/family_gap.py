@@ -36,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
 
 
-def _policy_arg(value: str) -> tuple[str, str]:
+def policy_arg(value: str) -> tuple[str, str]:
     name, sep, path = value.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"--policy must be NAME=PATH, got {value!r}")
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the benchmark's npz folder")
     parser.add_argument("--heldout-players", required=True, help="e.g. drummer8,drummer9")
     parser.add_argument("--work", required=True, help="the benchmark's --work folder")
-    parser.add_argument("--policy", type=_policy_arg, action="append", required=True,
+    parser.add_argument("--policy", type=policy_arg, action="append", required=True,
                         help="NAME=PATH of a saved policy (policy.pt); repeat for more")
     parser.add_argument("--temperatures", default="1.0,0.8")
     parser.add_argument("--episodes", type=int, default=512, help="held-out episodes (one draw)")

@@ -75,6 +75,7 @@ __all__ = [
     "stratified_counts",
     "reference",
     "evaluate",
+    "play_draw",
 ]
 
 EVAL_EPISODES = 512
@@ -451,13 +452,16 @@ def _as_dataset(config: HeldoutConfig, data: Any) -> Any:
     )  # fmt: skip
 
 
-def _play(
+def play_draw(
     policy: Callable[[dict[str, np.ndarray]], np.ndarray],
     config: HeldoutConfig,
     env_kwargs: Mapping[str, Any],
     seed: int,
 ) -> Any:
     """Play one draw of ``eval_episodes`` episodes: :class:`agents.evaluation.rollout.Rollouts`.
+
+    What :func:`evaluate` scores for draw ``k`` (``seed = eval_seed + 7919 * k``); public for
+    scripts that score the same takes another way (``benchmarks/energy_alignment.py``).
 
     Stratified (``stratify``): file ``f`` (the ``f``-th held-out sequence with a full window)
     plays its :func:`stratified_counts` share in an env of its own, reset with
@@ -544,7 +548,7 @@ def evaluate(
 
     rows, errors = [], []
     for k in range(draws):
-        r = _play(policy, config, env_kwargs, config.eval_seed + 7919 * k)
+        r = play_draw(policy, config, env_kwargs, config.eval_seed + 7919 * k)
         p = r.prompt_steps
         scored = score_sets_resampled(
             r.sequences[:, p:], r.references[:, p:], config.steps_per_bar,
