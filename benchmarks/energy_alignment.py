@@ -9,8 +9,8 @@ held-out primers; the script reports, over ``--draws`` draws of primers, the Spe
 correlation with the held-out headline of
 
 * ``-energy``: minus the energy distance (the witness's weights) between the takes and the
-  **training** split's real continuations (what the trainer compares with: never held-out
-  data), and
+  **training** split's real continuations (:func:`~agents.training.discriminator.real_windows`,
+  the set the trainer's witness compares with: never held-out data), and
 * ``aligned-raw return``: the mean unnormalised episode return of the default shaping.
 
 Writes ``<out>.json`` and ``<out>.md``.
@@ -59,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "energy_alignment"))
     args = parser.parse_args(argv)
 
+    import gymnasium as gym
     import numpy as np
     import torch
+
+    import drum_env  # noqa: F401 (registers DrumCompose-v0)
 
     torch.set_num_threads(1)
     from agents.evaluation.alignment import spearman
     from agents.evaluation.heldout import HeldoutConfig, heldout_dataset, play_draw, reference
-    from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
-    from agents.training.discriminator import EnergyWitness
+    from agents.evaluation.rollout import load_any_policy, policy_fn
+    from agents.training.discriminator import EnergyWitness, real_windows
     from dataset.evaluation import score_sets
 
     players = tuple(p for p in args.heldout_players.split(",") if p)
@@ -78,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = config.env_kwargs(held)
     t0 = time.perf_counter()
     centre = load_any_policy(args.pretrained)
-    drums = centre.config.num_drums
-    silent = rollout_episodes(lambda obs: np.zeros((len(obs["position"]), drums), np.int8),
-                              config.env_kwargs(str(work / "split" / "train")), episodes=2048,
-                              num_envs=64, seed=0)  # fmt: skip
-    real = [x > 0 for x in silent.references[:, silent.prompt_steps:]]  # training drummers
+    # the real continuations the trainer's witness compares with (the training drummers')
+    train_env = gym.make_vec("DrumCompose-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                             **config.env_kwargs(str(work / "split" / "train")))  # fmt: skip
+    real = list(real_windows(train_env.unwrapped, config.seq_len, config.prompt_steps, seed=0))
+    train_env.close()
     witness = EnergyWitness(real, config.steps_per_bar, config.bars_per_phrase)
     members = [(f"T={float(t):g}", centre, float(t)) for t in args.temperatures.split(",")]
     members += [(name, load_any_policy(path), 1.0) for name, path in args.policy]
