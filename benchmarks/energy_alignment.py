@@ -11,9 +11,16 @@ correlation with the held-out headline of
 * ``-energy``: minus the energy distance (the witness's weights) between the takes and the
   **training** split's real continuations (:func:`~agents.training.discriminator.real_windows`,
   the set the trainer's witness compares with: never held-out data), and
-* ``aligned-raw return``: the mean unnormalised episode return of the default shaping.
+* ``aligned-raw return``: the mean unnormalised episode return of the default shaping, and
+* ``aligned-raw return - c * energy`` for each weight ``c`` of ``--blend-weights``: the objective
+  that PPO with ``aligned`` and ``--disc-kind energy`` ascends. The witness is the energy
+  distance's functional derivative, so a policy-gradient step on ``disc_coef * witness`` lowers
+  ``disc_coef / 2`` times the energy distance while the env's terms raise the return; the
+  trainer normalises the env's terms, so no single ``c`` is *the* trainer's weight, and the
+  table shows a range of them.
 
-Writes ``<out>.json`` and ``<out>.md``.
+Writes ``<out>.json`` and ``<out>.md``. ``--from-json`` recomputes the tables from an earlier
+run's JSON (its rows) without playing again.
 
 Example::
 
@@ -45,10 +52,10 @@ except ModuleNotFoundError:  # run as a script: benchmarks/ is sys.path[0]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="the benchmark's npz folder")
-    parser.add_argument("--heldout-players", required=True, help="e.g. drummer8,drummer9")
-    parser.add_argument("--work", required=True, help="the benchmark's --work folder")
-    parser.add_argument("--pretrained", required=True, help="the family's centre, a policy.pt")
+    parser.add_argument("--data", help="the benchmark's npz folder")
+    parser.add_argument("--heldout-players", help="e.g. drummer8,drummer9")
+    parser.add_argument("--work", help="the benchmark's --work folder")
+    parser.add_argument("--pretrained", help="the family's centre, a policy.pt")
     parser.add_argument("--policy", type=policy_arg, action="append", default=[],
                         help="NAME=PATH: a fine-tuning to add to the family (played at T = 1)")
     parser.add_argument("--temperatures", default="0.6,0.7,0.8,0.9,1.0,1.1,1.2,1.4")
@@ -56,8 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--whole-canvas", action="store_true",
                         help="envs show the whole canvas (policies of `--whole-canvas` runs)")
+    parser.add_argument("--blend-weights", default="1,2,5,10,20,50",
+                        help="weights c of the rows 'aligned-raw return - c * energy'")
+    parser.add_argument("--from-json", default=None,
+                        help="an earlier run's JSON: recompute its tables, play nothing")
     parser.add_argument("--out", default=str(HERE / "results" / "energy_alignment"))
     args = parser.parse_args(argv)
+    weights = [float(c) for c in args.blend_weights.split(",") if c]
+    if any(c < 0 for c in weights):
+        parser.error(f"--blend-weights must be >= 0, got {args.blend_weights!r}")
+    missing = [a for a in ("data", "heldout_players", "work", "pretrained")
+               if getattr(args, a) is None]  # fmt: skip
+    if args.from_json is None and missing:
+        parser.error("the following arguments are required without --from-json: "
+                     + ", ".join("--" + a.replace("_", "-") for a in missing))
+    if args.from_json is not None:
+        earlier = json.loads(Path(args.from_json).read_text())
+        again = "python benchmarks/energy_alignment.py " + " ".join(argv or sys.argv[1:])
+        return report(earlier["rows"], weights, earlier["command"], earlier["wall_s"],
+                      Path(args.out), recomputed_by=again)  # fmt: skip
 
     import gymnasium as gym
     import numpy as np
@@ -66,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     import drum_env  # noqa: F401 (registers DrumCompose-v0)
 
     torch.set_num_threads(1)
-    from agents.evaluation.alignment import spearman
     from agents.evaluation.heldout import HeldoutConfig, heldout_dataset, play_draw, reference
     from agents.evaluation.rollout import load_any_policy, policy_fn
     from agents.training.discriminator import EnergyWitness, real_windows
@@ -107,20 +130,42 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
+    command = "python benchmarks/energy_alignment.py " + " ".join(argv or sys.argv[1:])
+    return report(rows, weights, command, time.perf_counter() - t0, Path(args.out))
+
+
+def spearman_by_draw(rows: list[dict], weights: list[float]) -> dict[str, list[float]]:
+    """Spearman, per draw, of each criterion over the family against the held-out headline."""
+    import numpy as np
+
+    from agents.evaluation.alignment import spearman
+
     heads = np.array([row["headline"] for row in rows])  # (members, draws)
-    rho = {"-energy": [], "aligned-raw return": []}
-    for k in range(args.draws):
-        rho["-energy"].append(spearman([-r["energy"][k] for r in rows], heads[:, k]))
-        rho["aligned-raw return"].append(spearman([r["return"][k] for r in rows], heads[:, k]))
-    result = {
-        "command": "python benchmarks/energy_alignment.py " + " ".join(argv or sys.argv[1:]),
-        "machine": platform.platform(), "wall_s": time.perf_counter() - t0,
-        "rows": rows, "spearman": rho,
-    }  # fmt: skip
-    out = Path(args.out)
+    energy = np.array([row["energy"] for row in rows])
+    returns = np.array([row["return"] for row in rows])
+    criteria = {"-energy": -energy, "aligned-raw return": returns}
+    for c in weights:
+        criteria[f"aligned-raw return - {c:g} * energy"] = returns - c * energy
+    return {name: [spearman(list(values[:, k]), heads[:, k]) for k in range(heads.shape[1])]
+            for name, values in criteria.items()}  # fmt: skip
+
+
+def report(rows: list[dict], weights: list[float], command: str, wall_s: float, out: Path,
+           recomputed_by: str | None = None) -> int:  # fmt: skip
+    """Write ``out``.json and .md (the family's rows and the Spearman table) and print it."""
+    import numpy as np
+
+    rho = spearman_by_draw(rows, weights)
+    result = {"command": command, "machine": platform.platform(), "wall_s": wall_s,
+              "rows": rows, "spearman": rho}  # fmt: skip
+    if recomputed_by:
+        result["recomputed_by"] = recomputed_by
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"Made by: `{result['command']}` ({result['wall_s']:.0f} s).", "",
+    lines = [f"Made by: `{command}` ({wall_s:.0f} s)."]
+    if recomputed_by:
+        lines.append(f"Tables recomputed from its JSON by: `{recomputed_by}`.")
+    lines += ["",
              "| member | headline (mean over draws) | energy distance to the training drummers | "
              "aligned-raw return |", "|---|---:|---:|---:|"]  # fmt: skip
     for row in rows:
