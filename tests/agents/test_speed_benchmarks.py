@@ -58,9 +58,11 @@ def test_recipe_time_quick_times_every_stage(tmp_path: Path):
     out = tmp_path / "recipe.json"
     _run("recipe_time.py", "--quick", "--data", str(data), "--heldout-players", "",
          "--total-timesteps", "512", "--pretrain-steps", "3", "--eval-episodes", "8",
-         "--work", str(tmp_path / "work"), "--out", str(out))  # fmt: skip
+         "--threads", "2", "--work", str(tmp_path / "work"), "--out", str(out))  # fmt: skip
     result = json.loads(out.read_text())
-    assert out.with_suffix(".md").is_file()
+    # the run used the threads asked for, and the report says what its clocks then mean
+    assert result["config"]["threads"] == 2
+    assert "over 2 torch threads" in out.with_suffix(".md").read_text()
     timing = result["timing"]
     for clock in ("stages", "stages_cpu"):
         assert set(timing[clock]) == {"setup", "pretraining", "PPO", "evaluation"}
