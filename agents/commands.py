@@ -105,7 +105,8 @@ def run_convert(args: ConvertConfig) -> int:
             f"none of the {len(report.failed)} MIDI file(s) under {midi_dir} could be "
             f"converted: {shown}{more}"
         )
-    console = Console(stderr=True)
+    # soft_wrap: rich breaks no line itself, so a path stays whole in a log (a terminal still wraps)
+    console = Console(stderr=True, soft_wrap=True)
     console.print(
         f"converted {len(report.converted)} file(s) to {args.out_dir}; "
         f"{len(report.failed)} failed; {report.dropped_notes} note(s) outside the pitch table"
