@@ -120,6 +120,7 @@ from agents.training.run_logs import log_hparams, log_takes, play_takes
 from agents.training.runs import write_json
 
 __all__ = [
+    "ADDED_FIELDS",
     "AGENTS",
     "SHAPING_NAMES",
     "DEFAULT_SHAPINGS",
@@ -705,10 +706,17 @@ class BenchmarkResult(NamedTuple):
 # ----------------------------------------------------------------------------- driver
 
 
+# Settings the benchmark gained after results were recorded, with the value that recordings
+# without them were made with: such a recording resumes at that value (as PPO's checkpoints do,
+# agents.training.ppo.ADDED_FIELDS) and is refused at any other.
+ADDED_FIELDS: dict[str, Any] = {"whole_canvas": False}
+
+
 def _check_resume(config: BenchmarkConfig, path: Path) -> None:
     if not path.is_file():
         return
     saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = {**ADDED_FIELDS, **saved}
     mine = json.loads(json.dumps(config.result_fields(), default=report.json_default))
     diffs = [f"{k} (recorded {saved.get(k)!r}, now {v!r})" for k, v in mine.items()
              if saved.get(k) != v]  # fmt: skip

@@ -432,3 +432,21 @@ def test_heldout_evaluation_scores_dynamics_of_the_takes(tmp_path):
     scores = evaluate(loop, cfg, cfg.env_kwargs(data), ref)
     assert {"velocity_headline", "oa_velocity", "oa_accent"} <= set(scores)
     assert 0.0 < scores["velocity_headline"] <= 1.0
+
+
+def test_a_recording_from_before_a_setting_resumes_at_its_old_value(tmp_path):
+    """A benchmark recorded before ``whole_canvas`` existed resumes as it ran (without it), and
+    is refused, naming the field, if asked to resume with it."""
+    from agents.evaluation import benchmark as bm
+    from agents.evaluation.benchmark_report import json_default
+
+    path = tmp_path / "shapings.config.json"
+    config = BenchmarkConfig(seeds=(0,))
+    recorded = json.loads(json.dumps(config.result_fields(), default=json_default))
+    assert set(bm.ADDED_FIELDS) <= set(recorded)
+    for name in bm.ADDED_FIELDS:
+        del recorded[name]
+    path.write_text(json.dumps(recorded))
+    bm._check_resume(config, path)  # the old recording resumes
+    with pytest.raises(ValueError, match=r"whole_canvas \(recorded False, now True\)"):
+        bm._check_resume(BenchmarkConfig(seeds=(0,), whole_canvas=True), path)
