@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="an earlier run's JSON: recompute its tables, play nothing")
     parser.add_argument("--out", default=str(HERE / "results" / "energy_alignment"))
     args = parser.parse_args(argv)
+    command = "python benchmarks/energy_alignment.py " + " ".join(argv or sys.argv[1:])
     weights = [float(c) for c in args.blend_weights.split(",") if c]
     if any(c < 0 for c in weights):
         parser.error(f"--blend-weights must be >= 0, got {args.blend_weights!r}")
@@ -79,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                      + ", ".join("--" + a.replace("_", "-") for a in missing))
     if args.from_json is not None:
         earlier = json.loads(Path(args.from_json).read_text())
-        again = "python benchmarks/energy_alignment.py " + " ".join(argv or sys.argv[1:])
         return report(earlier["rows"], weights, earlier["command"], earlier["wall_s"],
-                      Path(args.out), recomputed_by=again)  # fmt: skip
+                      Path(args.out), recomputed_by=command)  # fmt: skip
 
     import gymnasium as gym
     import numpy as np
@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
-    command = "python benchmarks/energy_alignment.py " + " ".join(argv or sys.argv[1:])
     return report(rows, weights, command, time.perf_counter() - t0, Path(args.out))
 
 
