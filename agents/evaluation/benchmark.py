@@ -155,15 +155,20 @@ class BenchmarkConfig(RunConfig, HeldoutConfig):
     :class:`~agents.evaluation.heldout.HeldoutConfig`; the task's ``shaping`` (and ``weights``) is
     the reward under which the players that do not train (``random``) report their return. The
     run settings come from :class:`~agents.task.RunConfig`: ``out`` is the folder of
-    ``shapings.{csv,md,png,json}``; ``threads`` and ``amp`` apply to the custom PPO and
-    pretraining (all runs train on the CPU); ``resume`` keeps the finished cells of
+    ``shapings.{csv,md,png,json}``; ``device``, ``threads`` and ``amp`` apply to the custom PPO
+    and pretraining (``device`` is ``cpu`` by default, where the README's numbers were made; SB3
+    and the evaluations run on the CPU whatever it is); ``resume`` keeps the finished cells of
     ``out/shapings.csv`` and runs only the others; ``progress`` shows a bar over the runs and
-    one line per finished run; ``seed`` (``seeds`` seed the runs), ``device`` and ``force`` are
-    not used. Build one by hand, or from a budget with :meth:`preset`.
+    one line per finished run; ``seed`` (``seeds`` seed the runs) and ``force`` are not used.
+    Build one by hand, or from a budget with :meth:`preset`.
     """
 
     DEFAULT_OUT: ClassVar[str] = "benchmarks/results"
-    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "device", "force")
+    UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "force")
+
+    device: str = "cpu"
+    """Where the custom PPO and pretraining train: ``cpu`` (default: the README's numbers),
+    ``cuda``, ``cuda:N`` or ``auto``; SB3 and the evaluations stay on the CPU."""
 
     shapings: tuple[str, ...] = DEFAULT_SHAPINGS
     """Shapings to train with, names of :data:`SHAPING_NAMES` (default
@@ -542,7 +547,7 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     )  # fmt: skip
     cfg = PretrainConfig(
         **{**c.task_fields(), "data": str(parts.train_dir)}, epochs=10_000,
-        max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device="cpu", threads=c.threads,
+        max_steps=c.pretrain_steps, seed=seed, amp=c.amp, device=c.device, threads=c.threads,
         out=str(root / "run"),
         val_data=str(parts.heldout_dir), patience=c.pretrain_patience, log_every=100, force=True,
         progress=False,
@@ -588,7 +593,7 @@ def _run_ppo(ctx: _Context, shaping: str, agent: str, seed: int) -> list[dict[st
         num_envs=c.ppo_num_envs, num_steps=c.ppo_num_steps, total_timesteps=c.total_timesteps,
         kl_coef=c.kl_coef if pretrained else 0.0, pretrained=pretrained, amp=c.amp,
         disc_coef=DISC_COEF if shaping.endswith(DISC_SUFFIX) else 0.0,
-        policy_kind=kind, device="cpu", threads=c.threads, seed=seed,
+        policy_kind=kind, device=c.device, threads=c.threads, seed=seed,
         out=str(run_dir(c.work, shaping, agent, seed)),
         checkpoint_every=every, force=True, progress=False, tensorboard=False,
     )  # fmt: skip
@@ -709,7 +714,7 @@ class BenchmarkResult(NamedTuple):
 # Settings the benchmark gained after results were recorded, with the value that recordings
 # without them were made with: such a recording resumes at that value (as PPO's checkpoints do,
 # agents.training.ppo.ADDED_FIELDS) and is refused at any other.
-ADDED_FIELDS: dict[str, Any] = {"whole_canvas": False}
+ADDED_FIELDS: dict[str, Any] = {"whole_canvas": False, "device": "cpu"}
 
 
 def _check_resume(config: BenchmarkConfig, path: Path) -> None:
@@ -759,6 +764,10 @@ def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
+    if config.device != "cpu":  # CUDA asked for where there is none: say so before any work
+        from agents.training.distributed import Dist, resolve_device
+
+        resolve_device(config.device, Dist(0, 1, 0, False, False))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     Path(config.work).mkdir(parents=True, exist_ok=True)

@@ -450,3 +450,22 @@ def test_a_recording_from_before_a_setting_resumes_at_its_old_value(tmp_path):
     bm._check_resume(config, path)  # the old recording resumes
     with pytest.raises(ValueError, match=r"whole_canvas \(recorded False, now True\)"):
         bm._check_resume(BenchmarkConfig(seeds=(0,), whole_canvas=True), path)
+
+
+def test_device_trains_there_and_cuda_without_cuda_is_refused_before_any_work(tmp_path):
+    """The benchmark's custom PPO and pretraining train on ``device`` (``cpu`` by default, where
+    the README's numbers were made; it decides the numbers, so resumes compare it); CUDA asked
+    for on a machine without it is refused, naming the torch build, before ``out`` is made."""
+    import torch
+
+    from agents.evaluation.benchmark import run_benchmark
+
+    assert BenchmarkConfig().device == "cpu"
+    assert BenchmarkConfig(device="auto").result_fields()["device"] == "auto"
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: the refusal is for machines without it")
+    out = tmp_path / "out"
+    config = BenchmarkConfig(out=str(out), work=str(tmp_path / "work"), device="cuda")
+    with pytest.raises(ValueError, match=r"device='cuda' but CUDA is not available \(torch "):
+        run_benchmark(config)
+    assert not out.exists() and not (tmp_path / "work").exists()

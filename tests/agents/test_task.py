@@ -41,8 +41,8 @@ def test_an_unused_run_setting_is_refused_by_name():
 
     with pytest.raises(ValueError, match=r"^resume: BaselineConfig has no use"):
         BaselineConfig(resume=True)
-    with pytest.raises(ValueError, match=r"^device: BenchmarkConfig has no use"):
-        BenchmarkConfig(device="cuda")
+    with pytest.raises(ValueError, match=r"^seed: BenchmarkConfig has no use"):
+        BenchmarkConfig(seed=3)
     assert BaselineConfig(resume=False).resume is False
 
 
