@@ -289,9 +289,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the run (the README's recipe: 1; 2 uses both "
                         "cores of a 2-core machine, and then wall seconds are what counts)")
-    parser.add_argument("--device", default="cpu",
-                        help="where pretraining and PPO train: cpu (default), cuda, cuda:N, auto; "
-                        "SB3 and the evaluations stay on the CPU")
+    parser.add_argument("--device", default="auto",
+                        help="where pretraining and PPO train: auto (default: CUDA where there is "
+                        "one, else the CPU), cpu, cuda, cuda:N; SB3 and the evaluations stay on "
+                        "the CPU")
     parser.add_argument("--work", default="runs/recipe-time")
     parser.add_argument("--out", default=None, help="the JSON (the .md beside it; default "
                         "benchmarks/results/recipe_time.json, recipe_time_quick.json with --quick)")

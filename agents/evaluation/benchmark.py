@@ -156,8 +156,9 @@ class BenchmarkConfig(RunConfig, HeldoutConfig):
     the reward under which the players that do not train (``random``) report their return. The
     run settings come from :class:`~agents.task.RunConfig`: ``out`` is the folder of
     ``shapings.{csv,md,png,json}``; ``device``, ``threads`` and ``amp`` apply to the custom PPO
-    and pretraining (``device`` is ``cpu`` by default, where the README's numbers were made; SB3
-    and the evaluations run on the CPU whatever it is); ``resume`` keeps the finished cells of
+    and pretraining (``auto``, the default of every command, is CUDA where there is one, else the
+    CPU, where the README's numbers were made; SB3 and the evaluations run on the CPU whatever it
+    is); ``resume`` keeps the finished cells of
     ``out/shapings.csv`` and runs only the others; ``progress`` shows a bar over the runs and
     one line per finished run; ``seed`` (``seeds`` seed the runs) and ``force`` are not used.
     Build one by hand, or from a budget with :meth:`preset`.
@@ -165,10 +166,6 @@ class BenchmarkConfig(RunConfig, HeldoutConfig):
 
     DEFAULT_OUT: ClassVar[str] = "benchmarks/results"
     UNUSED_RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "force")
-
-    device: str = "cpu"
-    """Where the custom PPO and pretraining train: ``cpu`` (default: the README's numbers),
-    ``cuda``, ``cuda:N`` or ``auto``; SB3 and the evaluations stay on the CPU."""
 
     shapings: tuple[str, ...] = DEFAULT_SHAPINGS
     """Shapings to train with, names of :data:`SHAPING_NAMES` (default
@@ -760,14 +757,28 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
         return _run_benchmark(config)
 
 
+def _with_device(config: BenchmarkConfig) -> BenchmarkConfig:
+    """``config`` with ``auto`` replaced by the device it picks (``cuda`` or ``cpu``).
+
+    A recording then names where it trained, and its resume on another kind of machine is
+    refused (:func:`_check_resume`) rather than mixing CPU and GPU runs in one table.
+
+    Raises:
+        ValueError: CUDA asked for where there is none (before any work).
+    """
+    if config.device == "cpu":
+        return config
+    from agents.training.distributed import Dist, resolve_device
+
+    device = resolve_device(config.device, Dist(0, 1, 0, False, False))
+    return dataclasses.replace(config, device=device.type) if config.device == "auto" else config
+
+
 def _run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
-    if config.device != "cpu":  # CUDA asked for where there is none: say so before any work
-        from agents.training.distributed import Dist, resolve_device
-
-        resolve_device(config.device, Dist(0, 1, 0, False, False))
+    config = _with_device(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     Path(config.work).mkdir(parents=True, exist_ok=True)

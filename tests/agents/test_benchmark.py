@@ -441,7 +441,7 @@ def test_a_recording_from_before_a_setting_resumes_at_its_old_value(tmp_path):
     from agents.evaluation.benchmark_report import json_default
 
     path = tmp_path / "shapings.config.json"
-    config = BenchmarkConfig(seeds=(0,))
+    config = BenchmarkConfig(seeds=(0,), device="cpu")  # where recordings before it trained
     recorded = json.loads(json.dumps(config.result_fields(), default=json_default))
     assert set(bm.ADDED_FIELDS) <= set(recorded)
     for name in bm.ADDED_FIELDS:
@@ -449,19 +449,40 @@ def test_a_recording_from_before_a_setting_resumes_at_its_old_value(tmp_path):
     path.write_text(json.dumps(recorded))
     bm._check_resume(config, path)  # the old recording resumes
     with pytest.raises(ValueError, match=r"whole_canvas \(recorded False, now True\)"):
-        bm._check_resume(BenchmarkConfig(seeds=(0,), whole_canvas=True), path)
+        bm._check_resume(BenchmarkConfig(seeds=(0,), device="cpu", whole_canvas=True), path)
 
 
-def test_device_trains_there_and_cuda_without_cuda_is_refused_before_any_work(tmp_path):
-    """The benchmark's custom PPO and pretraining train on ``device`` (``cpu`` by default, where
-    the README's numbers were made; it decides the numbers, so resumes compare it); CUDA asked
-    for on a machine without it is refused, naming the torch build, before ``out`` is made."""
+def test_device_auto_is_recorded_as_the_device_it_picks_and_a_resume_elsewhere_is_refused(
+        tmp_path, monkeypatch):
+    """``device`` is every command's ``auto``: CUDA where there is one, else the CPU (where the
+    README's numbers were made). The benchmark records the device it picked, so a recording
+    made on the CPU resumes there and is refused on a GPU machine, naming the field."""
+    import torch
+
+    from agents.evaluation import benchmark as bm
+
+    assert BenchmarkConfig().device == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bm._with_device(BenchmarkConfig(seeds=(0,))).device == "cpu"
+    path = tmp_path / "shapings.config.json"
+    config = bm._with_device(BenchmarkConfig(seeds=(0,)))
+    path.write_text(json.dumps(config.result_fields(), default=str))
+    bm._check_resume(config, path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = bm._with_device(BenchmarkConfig(seeds=(0,)))
+    assert on_gpu.device == "cuda"
+    assert bm._with_device(BenchmarkConfig(seeds=(0,), device="cuda:1")).device == "cuda:1"
+    with pytest.raises(ValueError, match=r"device \(recorded 'cpu', now 'cuda'\)"):
+        bm._check_resume(on_gpu, path)
+
+
+def test_cuda_without_cuda_is_refused_before_any_work(tmp_path):
+    """CUDA asked for on a machine without it is refused, naming the torch build, before ``out``
+    or ``work`` is made."""
     import torch
 
     from agents.evaluation.benchmark import run_benchmark
 
-    assert BenchmarkConfig().device == "cpu"
-    assert BenchmarkConfig(device="auto").result_fields()["device"] == "auto"
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here: the refusal is for machines without it")
     out = tmp_path / "out"
