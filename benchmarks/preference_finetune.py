@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--energy-coef", type=float, default=0.0,
+                        help="rank takes by return + this x the energy witness (0: the return)")
     parser.add_argument("--eval-every", type=int, default=4,
                         help="rounds between the held-out curve's points (0: none)")
     parser.add_argument("--temperatures", default="0.6,0.7,0.8,0.9,1.0,1.1")
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
 
     pref = PreferenceConfig(rounds=args.rounds, primers=args.primers, takes=args.takes,
-                            beta=args.beta, learning_rate=args.learning_rate, epochs=args.epochs)
+                            beta=args.beta, learning_rate=args.learning_rate, epochs=args.epochs,
+                            energy_coef=args.energy_coef)  # fmt: skip
     for seed in seeds:
         root = work / "pretrain" / f"seed{seed}"
         val_dir = root / "split" / "heldout"

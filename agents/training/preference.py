@@ -70,6 +70,13 @@ class PreferenceConfig:
     """Pairs per Adam step."""
     max_grad_norm: float = 1.0
     """Max-norm gradient clipping (> 0)."""
+    energy_coef: float = 0.0
+    """Weight of the energy witness in the ranking, >= 0 (0: the return alone). With ``c > 0``
+    a take is ranked by its return plus ``c`` times its witness
+    (:class:`~agents.training.discriminator.EnergyWitness`: ``mean |x - x'| - mean |x - y|`` over
+    the round's takes ``x'`` and the training primers' real continuations ``y``, on the
+    headline's features), which rewards takes as varied as real drumming as much as takes
+    close to it; the return alone ranks by closeness to each take's one reference."""
     shaping: str = "aligned-raw"
     """The shaping whose episode return ranks the takes (a key of ``drum_env.rewards.SHAPINGS``)."""
     seed: int = 0
@@ -83,6 +90,10 @@ class PreferenceConfig:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if isinstance(self.takes, bool) or not isinstance(self.takes, int) or self.takes < 2:
             raise ValueError(f"takes must be an int >= 2 (a pair needs two), got {self.takes!r}")
+        value = self.energy_coef
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value < 0):  # fmt: skip
+            raise ValueError(f"energy_coef must be a finite number >= 0, got {value!r}")
         for name in ("beta", "learning_rate", "max_grad_norm"):
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -107,6 +118,11 @@ class Takes(NamedTuple):
     """float64 (takes,): the episode returns under the env's shaping."""
     windows: np.ndarray
     """int (takes,): the reference window of each take."""
+    canvases: np.ndarray
+    """(takes, seq_len, drums): each take's whole canvas at its episode's end (the primer's
+    steps first; velocities in an expressive env)."""
+    prompt_steps: int
+    """Steps of primer at the start of each canvas."""
 
 
 def dpo_loss(logp_w: Tensor, logp_l: Tensor, ref_w: Tensor, ref_l: Tensor,
@@ -205,7 +221,9 @@ def play_takes(policy: Any, env: Any, takes: int, seed: int,
             break
         if done.any():  # episodes of one env config all have the same length
             raise RuntimeError("the sub-envs' episodes ended at different steps")
-    return Takes({k: np.stack(v) for k, v in seen.items()}, np.stack(actions), returns, windows)
+    venv = env.unwrapped  # the native vector env keeps the ended canvases until the next step
+    return Takes({k: np.stack(v) for k, v in seen.items()}, np.stack(actions), returns, windows,
+                 np.array(venv.canvases, copy=True), int(venv.prompt_steps))  # fmt: skip
 
 
 def take_log_probs(policy: Any, takes: Takes, index: np.ndarray) -> Tensor:
@@ -270,12 +288,25 @@ def finetune(
     env = gym.make_vec("DrumCompose-v0", num_envs=config.primers * config.takes,
                        vectorization_mode="vector_entry_point", **kwargs)  # fmt: skip
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
+    witness = None
+    if config.energy_coef > 0:
+        from agents.training.discriminator import EnergyWitness, real_windows
+
+        venv = env.unwrapped
+        c = venv.config
+        real = real_windows(venv, c.seq_len, venv.prompt_steps, config.seed)
+        witness = EnergyWitness(list(real), c.steps_per_bar, c.bars_per_phrase,
+                                coef=config.energy_coef, replay=1, seed=config.seed)  # fmt: skip
     history = []
     try:
         for r in range(1, config.rounds + 1):
             takes = play_takes(policy, env, config.takes,
                                10_000 * (config.seed + 1) + 1_000 * r, generator)  # fmt: skip
-            winners, losers = preference_pairs(takes.returns, config.takes)
+            scores = takes.returns
+            if witness is not None:  # the round's takes are the composed set
+                composed = list(takes.canvases[:, takes.prompt_steps:] > 0)
+                scores = scores + witness.reward(composed)
+            winners, losers = preference_pairs(scores, config.takes)
             grouped = takes.returns.reshape(-1, config.takes)
             row = {"round": float(r), "mean_return": float(takes.returns.mean()),
                    "return_gap": float((grouped.max(1) - grouped.min(1)).mean()),

@@ -96,7 +96,7 @@ def test_bad_returns_are_refused(returns, takes, match):
 @pytest.mark.parametrize(("changes", "field"), [
     ({"takes": 1}, "takes"), ({"rounds": 0}, "rounds"), ({"beta": 0.0}, "beta"),
     ({"learning_rate": float("nan")}, "learning_rate"), ({"shaping": "nope"}, "shaping"),
-    ({"seed": -1}, "seed"), ({"primers": True}, "primers"),
+    ({"seed": -1}, "seed"), ({"primers": True}, "primers"), ({"energy_coef": -1.0}, "energy_coef"),
 ])  # fmt: skip
 def test_a_bad_setting_is_refused_by_name(changes, field):
     with pytest.raises(ValueError, match=rf"^{field} must"):
@@ -115,6 +115,12 @@ def test_a_group_shares_its_primer_and_a_takes_log_prob_is_the_sum_of_its_steps(
     first = takes.obs["context"][0]  # the primer, before any composed step
     assert np.array_equal(first[0], first[1]) and np.array_equal(first[0], first[2])
     assert not np.array_equal(takes.actions[:, 0], takes.actions[:, 1])  # the draws differ
+    # the canvas at the episode's end: the primer, then what the policy played, step by step
+    assert takes.canvases.shape == (6, SEQ, takes.actions.shape[-1])
+    assert np.array_equal(takes.canvases[:, takes.prompt_steps:] > 0,
+                          takes.actions.transpose(1, 0, 2) > 0)
+    primer = takes.canvases[:, :takes.prompt_steps].reshape(6, -1)  # the latest steps, shown last
+    assert np.array_equal(primer, takes.obs["context"][0][:, -primer.shape[1]:])
     index = np.array([4, 0])
     with torch.no_grad():
         summed = take_log_probs(policy, takes, index)
@@ -163,3 +169,12 @@ def test_a_run_prefers_its_winners_moves_the_policy_and_repeats_from_its_seed():
         assert torch.equal(v, again.state_dict()[k]), k
     other, _, _, _ = _run(seed=1)
     assert any(not torch.equal(v, other.state_dict()[k]) for k, v in policy.state_dict().items())
+
+
+def test_the_energy_witness_changes_the_ranking_and_still_trains():
+    """With ``energy_coef`` the takes are ranked by return plus the witness: other pairs than
+    the return alone picks, so other weights, and the policy still learns its pairs."""
+    plain, _, _, _ = _run()
+    energy, _, history, _ = _run(energy_coef=50.0)
+    assert all(h["loss"] < math.log(2.0) for h in history)
+    assert any(not torch.equal(v, energy.state_dict()[k]) for k, v in plain.state_dict().items())
