@@ -292,7 +292,7 @@ def finetune(
     if config.energy_coef > 0:
         from agents.training.discriminator import EnergyWitness, real_windows
 
-        venv = env.unwrapped
+        venv: Any = env.unwrapped  # the native vector env (its config, its primer length)
         c = venv.config
         real = real_windows(venv, c.seq_len, venv.prompt_steps, config.seed)
         witness = EnergyWitness(list(real), c.steps_per_bar, c.bars_per_phrase,
