@@ -52,10 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from agents.evaluation.heldout import HeldoutConfig, evaluate, heldout_dataset, reference
-    from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
-    from agents.evaluation.temperature import choose_temperature
-    from dataset.diversity import intra_set_diversity
+    from agents.evaluation.heldout import HeldoutConfig, heldout_dataset, reference
+    from agents.evaluation.rollout import load_any_policy
+    from agents.evaluation.temperature import score_at_chosen_temperature
 
     work = Path(args.work)
     players = tuple(p for p in args.heldout_players.split(",") if p)
@@ -67,12 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = config.env_kwargs(held)
     temps = [float(t) for t in args.temperatures.split(",")]
     t0 = time.perf_counter()
-
-    def takes(policy, seed: int, temperature: float):
-        r = rollout_episodes(policy_fn(policy, seed=seed, temperature=temperature), kwargs,
-                             episodes=args.diversity_episodes, num_envs=16,
-                             seed=config.eval_seed)  # fmt: skip
-        return r.sequences[:, r.prompt_steps:], r.references[:, r.prompt_steps:]
 
     rows = []
     real_diversity = None
@@ -88,19 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skip {agent} seed {seed}: no {path}", file=sys.stderr)
                 continue
             policy = load_any_policy(path)
-            choice = choose_temperature(policy, select, val_dir, temps, seed=seed)
-            for label, t in (("T=1", 1.0), ("T*", choice.temperature)):
-                scores = evaluate(policy_fn(policy, seed=seed, temperature=t), config, kwargs, ref,
-                                  config.eval_draws)  # fmt: skip
-                composed, real = takes(policy, seed, t)
-                if real_diversity is None:
-                    real_diversity = intra_set_diversity(real)
-                rows.append({
-                    "agent": agent, "play": label, "seed": seed, "temperature": t,
-                    "validation_headlines": {str(k): v for k, v in choice.headlines.items()},
-                    "headline": scores["headline"], "headline_se": scores["headline_se"],
-                    "diversity": intra_set_diversity(composed),
-                })  # fmt: skip
+            scored, real_diversity = score_at_chosen_temperature(
+                policy, config, select, val_dir, kwargs, ref, temps, seed=seed,
+                diversity_episodes=args.diversity_episodes,
+            )  # fmt: skip
+            for row in scored:
+                rows.append({"agent": agent, **row})
                 print(json.dumps(rows[-1]), flush=True)
 
     summary = []

@@ -66,3 +66,38 @@ def test_choose_temperature_keeps_the_best_validation_headline(tmp_path):
         choose_temperature(policy, config, split.train_dir, temperatures=())
     with pytest.raises(ValueError, match="finite numbers > 0"):
         choose_temperature(policy, config, split.train_dir, temperatures=(0.0,))
+
+
+def test_score_at_chosen_temperature_plays_one_and_the_validation_choice(tmp_path):
+    """Two rows, T = 1 then the temperature choose_temperature picks on the validation folder,
+    each scored on the held-out part as evaluate scores it, with the takes' variety beside the
+    real continuations'."""
+    from agents.evaluation.heldout import evaluate, heldout_dataset, reference
+    from agents.evaluation.rollout import rollout_episodes
+    from agents.evaluation.temperature import score_at_chosen_temperature
+    from dataset.diversity import intra_set_diversity
+
+    config = HeldoutConfig(seq_len=32, prompt_bars=1, eval_episodes=8, baseline_splits=1)
+    split = write_split(config, tmp_path)
+    held = heldout_dataset(config, split.heldout_dir)
+    ref, kwargs = reference(config, held), config.env_kwargs(held)
+    policy, _ = small_policy(init_hit_rate=0.1)
+    temps = (0.5, 2.0)
+    rows, real = score_at_chosen_temperature(policy, config, config, split.train_dir, kwargs, ref,
+                                             temps, seed=3, diversity_episodes=6)  # fmt: skip
+    choice = choose_temperature(policy, config, split.train_dir, temps, seed=3)
+    assert [r["play"] for r in rows] == ["T=1", "T*"]
+    assert [r["temperature"] for r in rows] == [1.0, choice.temperature]
+    for row in rows:
+        assert row["seed"] == 3
+        assert row["validation_headlines"] == {str(k): v for k, v in choice.headlines.items()}
+        want = evaluate(policy_fn(policy, seed=3, temperature=row["temperature"]), config, kwargs,
+                        ref, config.eval_draws)  # fmt: skip
+        assert row["headline"] == want["headline"]
+        assert row["headline_se"] == want["headline_se"]
+        takes = rollout_episodes(policy_fn(policy, seed=3, temperature=row["temperature"]), kwargs,
+                                 episodes=6, num_envs=16, seed=config.eval_seed)  # fmt: skip
+        p = takes.prompt_steps
+        assert row["diversity"] == intra_set_diversity(takes.sequences[:, p:])
+    assert real == intra_set_diversity(takes.references[:, p:])
+    assert rows[0]["diversity"] != rows[1]["diversity"]  # the two plays differ
