@@ -7,9 +7,11 @@ files (:func:`agents.evaluation.temperature.choose_temperature`), keeps the take
 selector ranks first among the first ``n`` (``--n``: 1, 2, 4, 8 by default), and scores the
 kept takes with the held-out headline and its standard error (:mod:`agents.evaluation.best_of_n`).
 The
-selectors are what the fine-tuners climb: the ``aligned-raw`` return, and the return plus
+selectors are what the fine-tuners climb: the ``aligned-raw`` return, the return plus
 ``--energy-coef`` x the energy witness fit on the pretraining's *training* windows
-(``agents.training.preference``'s ranking with ``energy_coef``). ``n = 1`` is the policy's own
+(``agents.training.preference``'s ranking with ``energy_coef``), and the witness alone. The
+return compares a take with its primer's real continuation, which a policy never sees when it
+plays: only the witness alone ranks as a judge of new primers could. ``n = 1`` is the policy's own
 play (draw 0 is the evaluation's). ``--policy`` plays another policy of the work folder instead
 (e.g. a fine-tuned one). Writes ``<out>.json`` and ``<out>.md``.
 
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = config.env_kwargs(held, shaping="aligned-raw")
     temps = [float(t) for t in args.temperatures.split(",")]
     ns = sorted({int(n) for n in args.n.split(",")} | {1})
-    selectors = ("return", f"return + {args.energy_coef:g} x energy")
+    witness_name = f"{args.energy_coef:g} x energy"
+    selectors = ("return", witness_name, f"return + {witness_name}")
     t0 = time.perf_counter()
 
     rows = []
@@ -104,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         train_env.close()
         for label, t in dict.fromkeys((("T=1", 1.0), ("T*", choice.temperature))):
             draws = play_n(policy, config, kwargs, max(ns), temperature=t, seed=seed)
-            for name, scores in zip(selectors, (take_scores(draws), take_scores(draws, witness))):
+            returns, both = take_scores(draws), take_scores(draws, witness)
+            for name, scores in zip(selectors, (returns, both - returns, both)):
                 for n in ns:
                     headline, se = score_kept(draws, best_of(scores, n), config, ref)
                     rows.append({"seed": seed, "play": label, "temperature": t,

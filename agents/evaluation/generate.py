@@ -81,17 +81,6 @@ class GenerateConfig(RunConfig, TaskConfig):
     bpm: float | None = None
     """Tempo of the takes, quarter notes per minute, from 20 to 400; ``None``: each primer's
     recorded tempo (``drum-env convert`` records it), else 120."""
-    best_of: int = 1
-    """Play each primer this many times and keep the take with the highest score: its return
-    (under ``shaping``) plus ``witness_coef`` times its energy witness
-    (:mod:`agents.evaluation.best_of_n`). 1: the policy's own take. On held-out drummers the
-    best of 8 scored +0.022 over the policy's own takes (README, "Best-of-n, measured"); it
-    costs ``best_of`` times the play."""
-    witness_coef: float = 10.0
-    """Weight of the energy witness in ``best_of``'s score (0: the return alone). The witness
-    (:class:`~agents.training.discriminator.EnergyWitness`) rewards a take whose evaluation
-    features are rarer among all the takes played than among the real continuations of the
-    env's data (the files the primers come from)."""
     wav: bool = False
     """Also render each take as ``take{i}.wav``, at one fixed gain for every take: through
     FluidSynth and a General MIDI soundfont where installed, else the built-in numpy drum kit
@@ -109,11 +98,6 @@ class GenerateConfig(RunConfig, TaskConfig):
         check_int("num", self.num, 1)
         check_bool("deterministic", self.deterministic)
         check_bool("wav", self.wav)
-        check_int("best_of", self.best_of, 1)
-        check_number("witness_coef", self.witness_coef, 0.0)
-        if self.best_of > 1 and self.deterministic:
-            raise ValueError("best_of > 1 needs sampled takes: deterministic play plays every "
-                             "primer the same way; drop --deterministic or --best-of")  # fmt: skip
         check_number("bpm", self.bpm, MIN_BPM, MAX_BPM, optional=True)
 
 
@@ -179,13 +163,10 @@ def _generate(config: GenerateConfig) -> GenerateResult:
     check_policy_fits(policy.config, config, config.policy)
     # a policy with velocity levels plays at its own bins (None for a binary policy)
     env_kwargs = config.env_kwargs(velocity_bins=policy_velocity_bins(policy))
-    draws = [rollout_episodes(
-        policy_fn(policy, config.deterministic, config.seed + k), env_kwargs,
+    rollouts = rollout_episodes(
+        policy_fn(policy, config.deterministic, config.seed), env_kwargs,
         episodes=config.num, num_envs=config.num, seed=config.seed,
-    ) for k in range(config.best_of)]  # fmt: skip
-    rollouts, kept, scores = draws[0], np.zeros(config.num, dtype=int), draws[0].returns
-    if config.best_of > 1:
-        rollouts, kept, scores = _keep_best(draws, env_kwargs, config)
+    )  # fmt: skip
     for path in previous:
         path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,47 +195,5 @@ def _generate(config: GenerateConfig) -> GenerateResult:
         files += [stem.with_suffix(s) for s in _TAKE_SUFFIXES]
         summary.append({"take": i, "return": float(rollouts.returns[i]),
                         "song_raw": float(rollouts.song_raw[i]), "bpm": float(bpm)})  # fmt: skip
-        if config.best_of > 1:
-            summary[-1].update(best_of=config.best_of, draw=int(kept[i]), score=float(scores[i]))
     write_json(out / "summary.json", summary)  # atomically, never through a link
     return GenerateResult(files, rollouts)
-
-
-def _keep_best(draws: list[Rollouts], env_kwargs: dict, config: GenerateConfig
-               ) -> tuple[Rollouts, np.ndarray, np.ndarray]:  # fmt: skip
-    """Each episode's best-scored take of ``draws``, which played the same primers.
-
-    Returns the kept rollouts, the draw each came from and its score
-    (:func:`agents.evaluation.best_of_n.take_scores`).
-    """
-    from agents.evaluation.best_of_n import best_of, take_scores
-
-    for d in draws[1:]:
-        if not np.array_equal(d.references, draws[0].references):
-            raise RuntimeError("best_of's draws played other primers")
-    witness = None
-    if config.witness_coef > 0:
-        import gymnasium as gym
-
-        from agents.training.discriminator import EnergyWitness, real_windows
-
-        env = gym.make_vec("DrumCompose-v0", num_envs=1, vectorization_mode="vector_entry_point",
-                           **env_kwargs)  # fmt: skip
-        venv = env.unwrapped
-        real = real_windows(venv, venv.config.seq_len, venv.prompt_steps, config.seed)
-        env.close()
-        witness = EnergyWitness(list(real), config.steps_per_bar, config.bars_per_phrase,
-                                coef=config.witness_coef, replay=1, seed=config.seed)  # fmt: skip
-    scores = take_scores(draws, witness)
-    kept = best_of(scores, len(draws))
-    rows = np.arange(len(kept))
-
-    def pick(name: str) -> np.ndarray | None:
-        values = [getattr(d, name) for d in draws]
-        return None if values[0] is None else np.stack(values)[kept, rows]
-
-    rollouts = draws[0]._replace(**{
-        name: pick(name) for name in ("returns", "song_raw", "sequences", "references", "takes",
-                                      "reference_values")
-    })  # fmt: skip
-    return rollouts, kept, scores[kept, rows]

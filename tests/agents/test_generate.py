@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agents.evaluation.generate import GenerateConfig, generate
-from agents.evaluation.rollout import load_any_policy, policy_fn, rollout_episodes
+from agents.evaluation.rollout import load_any_policy
 from agents.training.ppo import PPOConfig, train
 from agents.training.runs import RunDirError
 from dataset.midi import midi_to_sequence
@@ -148,46 +148,3 @@ def test_generate_from_an_sb3_model_zip(tmp_path):
     with pytest.raises(ValueError, match="reads exactly 8 steps"):
         generate(GenerateConfig(policy=str(run.model_path), out=str(tmp_path / "t2"), num=1,
                                 seq_len=32, prompt_bars=1, context_steps=16))  # fmt: skip
-
-
-def test_best_of_keeps_each_primers_best_take(tmp_path, trained):
-    """--best-of n plays each primer n times (draw 0 is the plain take) and keeps the take with
-    the highest score; with witness_coef 0 the score is the return."""
-    plain = generate(_config(trained.policy_path, tmp_path / "plain", num=3, seed=4))
-    best = generate(_config(trained.policy_path, tmp_path / "best", num=3, seed=4, best_of=4,
-                            witness_coef=0.0))  # fmt: skip
-    p = plain.rollouts.prompt_steps
-    assert np.array_equal(best.rollouts.references, plain.rollouts.references)  # same primers
-    assert np.array_equal(best.rollouts.sequences[:, :p], plain.rollouts.sequences[:, :p])
-    assert (best.rollouts.returns >= plain.rollouts.returns).all()
-    summary = json.loads((tmp_path / "best" / "summary.json").read_text())
-    cfg = _config(trained.policy_path, tmp_path / "unused", num=3, seed=4)
-    policy = load_any_policy(trained.policy_path)
-    draws = [rollout_episodes(policy_fn(policy, seed=4 + k), cfg.env_kwargs(), episodes=3,
-                              num_envs=3, seed=4) for k in range(4)]  # fmt: skip
-    for i, row in enumerate(summary):
-        assert row["best_of"] == 4 and 0 <= row["draw"] < 4
-        kept = draws[row["draw"]]
-        returns = [d.returns[i] for d in draws]
-        assert row["return"] == pytest.approx(max(returns))
-        assert row["draw"] == int(np.argmax(returns))
-        assert np.array_equal(best.rollouts.sequences[i], kept.sequences[i])
-    assert plain.rollouts.returns.tolist() == [r["return"] for r in json.loads(
-        (tmp_path / "plain" / "summary.json").read_text())]  # fmt: skip
-
-
-def test_best_of_with_the_witness_scores_every_draw(tmp_path, trained):
-    result = generate(_config(trained.policy_path, tmp_path, num=2, seed=1, best_of=3))
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [r["best_of"] for r in summary] == [3, 3]
-    assert all(np.isfinite(r["score"]) for r in summary)
-    assert len(result.rollouts.returns) == 2
-
-
-def test_best_of_is_validated(trained):
-    with pytest.raises(ValueError, match="best_of must be"):
-        GenerateConfig(policy=str(trained.policy_path), best_of=0)
-    with pytest.raises(ValueError, match="best_of > 1 needs sampled takes"):
-        GenerateConfig(policy=str(trained.policy_path), best_of=2, deterministic=True)
-    with pytest.raises(ValueError, match="witness_coef"):
-        GenerateConfig(policy=str(trained.policy_path), witness_coef=-1.0)
