@@ -12,13 +12,17 @@ selectors are what the fine-tuners climb: the ``aligned-raw`` return, the return
 (``agents.training.preference``'s ranking with ``energy_coef``), and the witness alone. The
 return compares a take with its primer's real continuation, which a policy never sees when it
 plays: only the witness alone ranks as a judge of new primers could. ``n = 1`` is the policy's own
-play (draw 0 is the evaluation's). ``--policy`` plays another policy of the work folder instead
-(e.g. a fine-tuned one). Writes ``<out>.json`` and ``<out>.md``.
+play (draw 0 is the evaluation's). ``--match-set`` adds two rows at the largest ``n``: the set of
+takes whose feature densities overlap most with the training windows' (what a judge fit on
+training data knows), and the one that matches the held-out references (an oracle: how good
+a set the takes hold; :func:`agents.evaluation.best_of_n.match_set`, starting from the return +
+witness's choice). ``--policy`` plays another policy of the work folder instead (e.g. a
+fine-tuned one). Writes ``<out>.json`` and ``<out>.md``.
 
 Example (after the whole-canvas benchmark in the README's Results)::
 
     python benchmarks/best_of_n.py --data runs/groove-npz --heldout-players drummer8,drummer9 \\
-        --work runs/bench-wc --seeds 0,1,2 --whole-canvas \\
+        --work runs/bench-wc --seeds 0,1,2 --whole-canvas --n 1,2,4,8,16 --match-set \\
         --out benchmarks/results/groove-players-wc/best_of_n
 """
 
@@ -35,6 +39,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
+MATCH_TRAIN = "set matched to the training windows"
+MATCH_ORACLE = "set matched to the held-out references (an oracle)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the numbers of takes to keep the best of (1 is the policy's play)")
     parser.add_argument("--energy-coef", type=float, default=10.0,
                         help="the witness's weight in the second selector")
+    parser.add_argument("--match-set", action="store_true",
+                        help="also choose, among the largest n's takes, the set that matches the "
+                             "training windows and the one that matches the held-out references "
+                             "(an oracle): agents.evaluation.best_of_n.match_set")  # fmt: skip
     parser.add_argument("--temperatures", default="0.6,0.7,0.8,0.9,1.0,1.1")
     parser.add_argument("--select-episodes", type=int, default=256,
                         help="validation episodes per candidate temperature")  # fmt: skip
@@ -63,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     import drum_env  # noqa: F401
-    from agents.evaluation.best_of_n import best_of, play_n, score_kept, take_scores
+    from agents.evaluation.best_of_n import best_of, match_set, play_n, score_kept, take_scores
     from agents.evaluation.heldout import HeldoutConfig, heldout_dataset, reference
     from agents.evaluation.rollout import load_any_policy
     from agents.evaluation.temperature import choose_temperature
     from agents.training.discriminator import EnergyWitness, real_windows
+    from dataset.evaluation import feature_matrix
 
     work = Path(args.work)
     players = tuple(p for p in args.heldout_players.split(",") if p)
@@ -101,9 +112,14 @@ def main(argv: list[str] | None = None) -> int:
                                  **config.env_kwargs(train))  # fmt: skip
         venv = train_env.unwrapped
         c = venv.config
-        witness = EnergyWitness(list(real_windows(venv, c.seq_len, venv.prompt_steps, seed)),
-                                c.steps_per_bar, c.bars_per_phrase, coef=args.energy_coef,
+        real = list(real_windows(venv, c.seq_len, venv.prompt_steps, seed))
+        witness = EnergyWitness(real, c.steps_per_bar, c.bars_per_phrase, coef=args.energy_coef,
                                 replay=1, seed=seed)  # fmt: skip
+        train_features, names, real_raw = feature_matrix(real, c.steps_per_bar, c.bars_per_phrase)
+        families = [name.split("/", 1)[0] for name in names]
+        disc = [f for f in ref.baselines.discriminative if f in families]
+        weights = np.array([1.0 / (len(disc) * families.count(f)) if f in disc else 0.0
+                            for f in families])  # the headline's weights  # fmt: skip
         train_env.close()
         for label, t in dict.fromkeys((("T=1", 1.0), ("T*", choice.temperature))):
             draws = play_n(policy, config, kwargs, max(ns), temperature=t, seed=seed)
@@ -115,15 +131,34 @@ def main(argv: list[str] | None = None) -> int:
                                  "selector": name, "n": n, "headline": headline,
                                  "headline_se": se})  # fmt: skip
                     print(json.dumps(rows[-1]), flush=True)
+            if args.match_set:  # the largest n's takes, from the return + witness's choice
+                top, p = max(ns), draws[0].prompt_steps
+                flat = [s[p:] > 0 for d in draws[:top] for s in d.sequences]
+                cand, _, _ = feature_matrix(flat, c.steps_per_bar, c.bars_per_phrase,
+                                            real=real_raw)  # fmt: skip
+                refs, _, _ = feature_matrix(list(draws[0].references[:, p:] > 0),
+                                            c.steps_per_bar, c.bars_per_phrase,
+                                            real=real_raw)  # fmt: skip
+                for name, target in ((MATCH_TRAIN, train_features), (MATCH_ORACLE, refs)):
+                    kept, _ = match_set(cand.reshape(top, -1, cand.shape[1]), target, weights,
+                                        best_of(both, top), seed=seed)  # fmt: skip
+                    headline, se = score_kept(draws, kept, config, ref)
+                    rows.append({"seed": seed, "play": label, "temperature": t,
+                                 "selector": name, "n": top, "headline": headline,
+                                 "headline_se": se})  # fmt: skip
+                    print(json.dumps(rows[-1]), flush=True)
 
     summary = []
+    all_selectors = [*selectors, *((MATCH_TRAIN, MATCH_ORACLE) if args.match_set else ())]
     for label in ("T=1", "T*"):
-        for name in selectors:
+        for name in all_selectors:
             for n in ns:
                 sel = [r for r in rows if (r["play"], r["selector"], r["n"]) == (label, name, n)]
+                if not sel:
+                    continue
                 h = np.array([r["headline"] for r in sel])
                 gain = h - np.array([r["headline"] for r in rows
-                                     if (r["play"], r["selector"], r["n"]) == (label, name, 1)])
+                                     if (r["play"], r["selector"], r["n"]) == (label, "return", 1)])
                 summary.append({
                     "play": label, "selector": name, "n": n, "seeds": len(sel),
                     "headline": float(h.mean()),
@@ -155,13 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|" + "---:|" * len(ns) + "---|",
     ]
     for label in ("T=1", "T*"):
-        for name in selectors:
-            cells = [s for s in summary if (s["play"], s["selector"]) == (label, name)]
-            top = cells[-1]
+        for name in all_selectors:
+            cells = {s["n"]: s for s in summary if (s["play"], s["selector"]) == (label, name)}
+            if not cells:
+                continue
+            top = cells[max(cells)]
             per_seed = ", ".join(f"{g:+.3f}" for g in top["per_seed_gain"])
             lines.append(
                 f"| {label} | {name} | "
-                + " | ".join(f"{s['headline']:.3f} (SE {s['headline_se']:.3f})" for s in cells)
+                + " | ".join(f"{cells[n]['headline']:.3f} (SE {cells[n]['headline_se']:.3f})"
+                             if n in cells else "" for n in ns)
                 + f" | {top['gain']:+.3f} ({per_seed}) |"
             )
     lines += ["", "Headline: mean over seeds; SE: of that mean (the seeds' bootstrap errors). "

@@ -15,6 +15,9 @@ best drumming.
 episode return plus an optional :class:`~agents.training.discriminator.EnergyWitness` reward
 (fit on the training players' windows, never the held-out ones), :func:`best_of` keeps the
 first ``n``'s best, and :func:`score_kept` scores what was kept as ``evaluate`` scores a draw.
+:func:`match_set` chooses among the takes the *set* whose feature densities overlap most with a
+target set's (the held-out references: an oracle; the training windows: what a judge fit on
+training data knows), which shows whether the takes or the judge limit the gain.
 ``benchmarks/best_of_n.py`` runs it over a benchmark's seeds.
 """
 
@@ -27,7 +30,7 @@ import numpy as np
 
 from agents.evaluation.heldout import HeldoutConfig, Reference, play_draw
 
-__all__ = ["play_n", "take_scores", "best_of", "score_kept"]
+__all__ = ["play_n", "take_scores", "best_of", "score_kept", "match_set"]
 
 
 def play_n(policy: Any, config: HeldoutConfig, env_kwargs: Mapping[str, Any], n: int,
@@ -110,3 +113,73 @@ def score_kept(draws: list[Any], chosen: np.ndarray, config: HeldoutConfig,
                                   config.bars_per_phrase, resamples=config.eval_resamples,
                                   seed=config.eval_seed)  # fmt: skip
     return ref.baselines.headline(scored.score), ref.baselines.standard_error(scored)
+
+
+def match_set(candidates: np.ndarray, target: np.ndarray, weights: np.ndarray,
+              start: np.ndarray, passes: int = 3, grid_points: int = 256,
+              seed: int = 0) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Choose one take per episode so that the kept set's features overlap most with a target's.
+
+    The objective is the headline's: ``sum_k weights[k] * OA_k``, the overlapping area of the
+    Gaussian kernel densities of feature ``k`` over the kept takes and over the target set
+    (:mod:`dataset.overlap`'s bandwidth rule and floor, on one grid per feature). Greedy
+    coordinate ascent: episode by episode (a seeded order), the take that raises the objective
+    most replaces the kept one; ``passes`` sweeps. The bandwidths are those of the starting set
+    and are held fixed, so a swap costs one density update; the result is scored afterwards by
+    :func:`score_kept` with the evaluation's own bandwidths.
+
+    Args:
+        candidates: float (n, episodes, features): every take's features.
+        target: float (m, features): the target set's features.
+        weights: float (features,): each feature's weight (the headline's: one over the
+            families, shared among a family's features).
+        start: int (episodes,): the draw kept at first (e.g. :func:`best_of`'s).
+        passes: sweeps over the episodes (>= 1).
+        grid_points: points of each feature's density grid.
+        seed: seed of the episodes' order.
+
+    Returns:
+        ``(kept, objective)``: int (episodes,) the draw kept for each episode, and the final
+        objective (never below the start's).
+    """
+    from dataset.overlap import bandwidth
+
+    candidates = np.asarray(candidates, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    n, episodes, features = candidates.shape
+    if target.ndim != 2 or target.shape[1] != features or len(np.asarray(weights)) != features:
+        raise ValueError(f"target must be (m, {features}) and weights ({features},), got "
+                         f"{target.shape} and {np.shape(weights)}")  # fmt: skip
+    kept = np.array(start, dtype=int)
+    if kept.shape != (episodes,) or kept.min() < 0 or kept.max() >= n:
+        raise ValueError(f"start must hold one draw in 0..{n - 1} per episode")
+    rows = np.arange(episodes)
+    kernels, target_density, steps = [], [], []
+    for k in range(features):
+        mine, theirs = candidates[:, :, k].ravel(), target[:, k]
+        pooled = np.concatenate([mine, theirs])
+        span = float(pooled.max() - pooled.min())
+        floor = 0.01 * span if span > 1e-9 else 1e-3
+        ha, hb = bandwidth(candidates[kept, rows, k], floor), bandwidth(theirs, floor)
+        reach = 6 * max(ha, hb)
+        grid = np.linspace(pooled.min() - reach, pooled.max() + reach, grid_points)
+        za = (candidates[:, :, k, None] - grid) / ha
+        kernels.append(np.exp(-0.5 * za * za) / (ha * np.sqrt(2 * np.pi)))  # n, episodes, G
+        zb = (theirs[:, None] - grid) / hb
+        target_density.append((np.exp(-0.5 * zb * zb) / (hb * np.sqrt(2 * np.pi))).mean(0))
+        dx = np.diff(grid)
+        steps.append(np.r_[dx / 2, 0.0] + np.r_[0.0, dx / 2])  # trapezoid weights
+    kern = np.stack(kernels)  # F, n, episodes, G
+    dens_t, step = np.stack(target_density), np.stack(steps)  # F, G
+    w = np.asarray(weights, dtype=np.float64)[:, None]
+    dens = kern[:, kept, rows].mean(1)  # F, G
+    best = float((w * np.minimum(dens, dens_t) * step).sum())
+    order_rng = np.random.default_rng(seed)
+    for _ in range(int(passes)):
+        for e in order_rng.permutation(episodes):
+            trial = dens[:, None] + (kern[:, :, e] - kern[:, kept[e], e][:, None]) / episodes
+            values = (w[:, None] * np.minimum(trial, dens_t[:, None]) * step[:, None]).sum((0, 2))
+            b = int(np.argmax(values))
+            if values[b] > best + 1e-12:
+                kept[e], dens, best = b, trial[:, b], float(values[b])
+    return kept, best

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import drum_env  # noqa: F401
-from agents.evaluation.best_of_n import best_of, play_n, score_kept, take_scores
+from agents.evaluation.best_of_n import best_of, match_set, play_n, score_kept, take_scores
 from agents.evaluation.heldout import (
     HeldoutConfig,
     evaluate,
@@ -101,3 +101,39 @@ def test_bad_arguments_are_refused_by_name(setup):
         best_of(np.zeros((2, 3)), 3)
     with pytest.raises(ValueError, match="finite"):
         best_of(np.array([[np.nan]]), 1)
+
+
+def test_match_set_moves_the_kept_set_onto_the_target():
+    """Draw 1 holds takes distributed like the target and draw 0 takes far from it: matching
+    the set keeps draw 1 and reaches an overlap near 1 from a start near 0."""
+    rng = np.random.default_rng(0)
+    target = rng.normal(0.0, 1.0, size=(400, 1))
+    candidates = np.stack([rng.normal(10.0, 1.0, size=(200, 1)),
+                           rng.normal(0.0, 1.0, size=(200, 1))])  # fmt: skip
+    start = np.zeros(200, dtype=int)
+    kept, objective = match_set(candidates, target, np.ones(1), start, passes=2)
+    assert (kept == 1).mean() > 0.95
+    assert objective > 0.8
+    _, at_start = match_set(candidates, target, np.ones(1), start, passes=0)
+    assert at_start < 0.05
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(2, 12), st.integers(1, 3), st.integers(0, 10_000))
+def test_match_set_never_ends_below_its_start(n, episodes, features, seed):
+    rng = np.random.default_rng(seed)
+    candidates = rng.normal(size=(n, episodes, features))
+    target = rng.normal(0.5, 2.0, size=(30, features))
+    weights = rng.uniform(0.1, 1.0, size=features)
+    start = rng.integers(0, n, size=episodes)
+    _, before = match_set(candidates, target, weights, start, passes=0)
+    kept, after = match_set(candidates, target, weights, start, passes=2, seed=seed)
+    assert kept.shape == (episodes,) and ((0 <= kept) & (kept < n)).all()
+    assert after >= before - 1e-12
+
+
+def test_match_set_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="target must be"):
+        match_set(np.zeros((2, 3, 2)), np.zeros((5, 3)), np.ones(2), np.zeros(3, dtype=int))
+    with pytest.raises(ValueError, match="start must hold one draw"):
+        match_set(np.zeros((2, 3, 1)), np.zeros((5, 1)), np.ones(1), np.full(3, 2))
