@@ -78,6 +78,13 @@ class GenerateConfig(RunConfig, TaskConfig):
     """Number of takes (episodes played side by side)."""
     deterministic: bool = False
     """Hit when the policy's probability is > 0.5 instead of sampling."""
+    temperature: float = 1.0
+    """Sample from ``logits / temperature`` (> 0; below 1 sharper, 1 the policy as it is); not
+    for SB3 models. The README's Results choose it on validation files."""
+    velocity_anchor: float = 0.0
+    """Re-weight each hit's velocity class by the primer's dynamics at that bar position, this
+    strongly (>= 0; 0: off; :mod:`agents.evaluation.anchor`); policies with velocity levels
+    only. The hits stay the policy's own."""
     bpm: float | None = None
     """Tempo of the takes, quarter notes per minute, from 20 to 400; ``None``: each primer's
     recorded tempo (``drum-env convert`` records it), else 120."""
@@ -97,6 +104,8 @@ class GenerateConfig(RunConfig, TaskConfig):
         self._check_run()
         check_int("num", self.num, 1)
         check_bool("deterministic", self.deterministic)
+        check_number("temperature", self.temperature, 0.0, low_open=True)
+        check_number("velocity_anchor", self.velocity_anchor, 0.0)
         check_bool("wav", self.wav)
         check_number("bpm", self.bpm, MIN_BPM, MAX_BPM, optional=True)
 
@@ -164,7 +173,8 @@ def _generate(config: GenerateConfig) -> GenerateResult:
     # a policy with velocity levels plays at its own bins (None for a binary policy)
     env_kwargs = config.env_kwargs(velocity_bins=policy_velocity_bins(policy))
     rollouts = rollout_episodes(
-        policy_fn(policy, config.deterministic, config.seed), env_kwargs,
+        policy_fn(policy, config.deterministic, config.seed, config.temperature,
+                  velocity_anchor=config.velocity_anchor), env_kwargs,
         episodes=config.num, num_envs=config.num, seed=config.seed,
     )  # fmt: skip
     for path in previous:

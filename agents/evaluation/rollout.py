@@ -257,7 +257,8 @@ def load_any_policy(path: str | Path):
 
 
 def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperature: float = 1.0,
-              *, env: Any = None) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:  # fmt: skip
+              *, env: Any = None, velocity_anchor: float = 0.0
+              ) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:  # fmt: skip
     """Wrap a policy of :func:`load_any_policy` as a batched numpy policy for rollouts.
 
     A :class:`SB3Policy` plays through :func:`sb3_policy_fn` (``seed`` unused: SB3 samples from
@@ -275,6 +276,10 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperatu
             flatter; 1 samples the policy as it is. Not for SB3 models.
         env: the env (single or vector, wrapped or not) the actions are for; ``None``: not
             checked up front.
+        velocity_anchor: ``beta`` of :mod:`agents.evaluation.anchor` (>= 0; 0: off): a hit's
+            velocity class re-weighted by the primer's dynamics, the hits left as they are
+            (after the temperature). The function then remembers each sub-env's primer, so use
+            one per rollout. Policies with velocity levels only.
 
     Returns:
         obs dict of arrays -> actions (num_envs, num_drums): int8 0 / 1, or int64 classes for a
@@ -282,7 +287,8 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperatu
 
     Raises:
         ValueError: a temperature that is not a finite number > 0, or one for an SB3 model; an
-            ``env`` the policy does not fit (the message names the field).
+            ``env`` the policy does not fit (the message names the field); a ``velocity_anchor``
+            that is not a finite number >= 0, or one > 0 for a binary policy or an SB3 model.
     """
     import torch
 
@@ -297,10 +303,25 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperatu
     if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
             or not math.isfinite(temperature) or temperature <= 0):  # fmt: skip
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    from agents.evaluation.anchor import PrimerAnchor, anchor_logits, check_velocity_anchor
+
+    beta = check_velocity_anchor(velocity_anchor)
     if isinstance(policy, SB3Policy):
         if temperature != 1.0:
             raise ValueError("temperature applies to drum-env policies, not to SB3 models")
+        if beta:
+            raise ValueError("velocity_anchor applies to drum-env policies, not to SB3 models")
         return sb3_policy_fn(policy.model, deterministic)
+    anchor = None
+    if beta:
+        if not policy.config.velocity_levels:
+            raise ValueError(
+                "velocity_anchor re-weights velocity classes: the policy is binary "
+                "(velocity_levels = 0)"
+            )
+        c = policy.config
+        anchor = PrimerAnchor(policy_velocity_bins(policy), c.num_drums, c.context_steps,
+                              c.steps_per_bar)  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     device = next(policy.parameters()).device
     dtype = np.int64 if policy.config.velocity_levels else np.int8
@@ -309,15 +330,19 @@ def policy_fn(policy: Any, deterministic: bool = False, seed: int = 0, temperatu
     def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
         check_observation(policy.config, obs)
         with torch.no_grad():
-            if temperature == 1.0:
+            if temperature == 1.0 and anchor is None:
                 actions, _, _ = policy.act(
                     obs_to_tensors(obs, device), deterministic=deterministic, generator=generator
                 )
             else:
                 logits = policy.forward_obs(obs_to_tensors(obs, device)).logits.float()
+                logits = logits / temperature
+                if anchor is not None:
+                    weights = torch.from_numpy(anchor(obs)).to(logits.device)
+                    logits = anchor_logits(logits, weights, beta)
                 dist = policy.action_dist
                 actions = (dist.mode(logits) if deterministic
-                           else dist.sample(logits / temperature, generator))  # fmt: skip
+                           else dist.sample(logits, generator))  # fmt: skip
         return actions.cpu().numpy().astype(dtype)
 
     return act

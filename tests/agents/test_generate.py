@@ -86,6 +86,29 @@ def test_generate_config_is_validated(trained):
         GenerateConfig(policy=str(trained.policy_path), num=0)
     with pytest.raises(ValueError, match="bpm"):
         GenerateConfig(policy=str(trained.policy_path), bpm=0)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            GenerateConfig(policy=str(trained.policy_path), temperature=bad)
+    with pytest.raises(ValueError, match="velocity_anchor"):
+        GenerateConfig(policy=str(trained.policy_path), velocity_anchor=-1)
+
+
+def test_generate_samples_at_the_temperature(tmp_path, trained):
+    """A cool temperature plays the policy's likelier steps: a fresh policy's rare hits become
+    rarer; temperature 1 is the default's takes exactly."""
+    plain = generate(_config(trained.policy_path, tmp_path / "a", seed=2, num=8))
+    one = generate(_config(trained.policy_path, tmp_path / "b", seed=2, num=8, temperature=1.0))
+    cool = generate(_config(trained.policy_path, tmp_path / "c", seed=2, num=8, temperature=0.3))
+    assert np.array_equal(plain.rollouts.sequences, one.rollouts.sequences)
+    p = plain.rollouts.prompt_steps
+    assert (cool.rollouts.sequences[:, p:] > 0).mean() < (
+        plain.rollouts.sequences[:, p:] > 0
+    ).mean()
+
+
+def test_velocity_anchor_needs_a_policy_with_velocity_levels(tmp_path, trained):
+    with pytest.raises(ValueError, match="velocity_anchor.*binary"):
+        generate(_config(trained.policy_path, tmp_path, velocity_anchor=1.0))
 
 
 def test_missing_policy_file_is_named(tmp_path):
