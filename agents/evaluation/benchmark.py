@@ -131,6 +131,7 @@ __all__ = [
     "run_benchmark",
     "run_dir",
     "pretrain_dir",
+    "same_run_config",
 ]
 
 # Throughput measured on the 2-core development machine (env steps / s, one torch thread),
@@ -525,6 +526,28 @@ def _write_logs(folder: Path, config: BenchmarkConfig, key: Mapping[str, Any],
         writer.close()
 
 
+_PATH_FIELDS = ("data", "out", "val_data")
+
+
+def same_run_config(saved: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
+    """Whether a cached run's ``config.json`` (``saved``) is the run ``wanted`` would make.
+
+    Every field must be equal, except that the folders (``data``, ``out``, ``val_data``) are
+    compared where they point (resolved against the working folder), so ``--work runs/x`` and
+    ``--work /abs/path/runs/x`` reuse each other's pretraining instead of training it again.
+    """
+    if saved is None or set(saved) != set(wanted):
+        return False
+    for key, value in wanted.items():
+        old = saved[key]
+        if key in _PATH_FIELDS and isinstance(value, str) and isinstance(old, str):
+            if Path(value).resolve() != Path(old).resolve():
+                return False
+        elif old != value:
+            return False
+    return True
+
+
 def _pretrained_policy(ctx: _Context, seed: int) -> str:
     """Pretrain on the training split once per seed (reused by every shaping).
 
@@ -552,7 +575,7 @@ def _pretrained_policy(ctx: _Context, seed: int) -> str:
     path = root / "run" / "policy.pt"
     record = root / "run" / "result.json"
     saved = json.loads((root / "run" / "config.json").read_text()) if record.is_file() else None
-    if saved == json.loads(json.dumps(cfg.to_dict())) and path.is_file():
+    if same_run_config(saved, json.loads(json.dumps(cfg.to_dict()))) and path.is_file():
         ctx.notes.setdefault("pretrain", {})[str(seed)] = json.loads(record.read_text())
     else:
         t = time.perf_counter()

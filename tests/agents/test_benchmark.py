@@ -353,6 +353,30 @@ def test_players_rows_pretraining_validation_and_evaluation_draws(tmp_path):
     assert policy.stat().st_mtime_ns == stamp
 
 
+def test_a_cached_run_is_the_same_wherever_its_folders_are_written_from(tmp_path, monkeypatch):
+    """``--work runs/x`` and ``--work /abs/runs/x`` name one cache: the pretraining is reused."""
+    from agents.evaluation.benchmark import same_run_config
+
+    monkeypatch.chdir(tmp_path)
+    wanted = {
+        "data": "work/pretrain/seed0/split/train",
+        "out": "work/pretrain/seed0/run",
+        "val_data": str(tmp_path / "work/pretrain/seed0/split/heldout"),
+        "seed": 0,
+    }
+    absolute = {
+        **wanted,
+        "data": str(tmp_path / wanted["data"]),
+        "out": str(tmp_path / wanted["out"]),
+        "val_data": "work/pretrain/seed0/split/heldout",
+    }
+    assert same_run_config(absolute, wanted) and same_run_config(wanted, wanted)
+    assert not same_run_config({**absolute, "seed": 1}, wanted)
+    assert not same_run_config({**absolute, "out": str(tmp_path / "elsewhere")}, wanted)
+    assert not same_run_config({k: v for k, v in absolute.items() if k != "seed"}, wanted)
+    assert not same_run_config(None, wanted)
+
+
 @pytest.mark.slow
 def test_ppo_mlp_agent_trains_the_sb3_sized_policy(tmp_path):
     import torch
@@ -453,7 +477,8 @@ def test_a_recording_from_before_a_setting_resumes_at_its_old_value(tmp_path):
 
 
 def test_device_auto_is_recorded_as_the_device_it_picks_and_a_resume_elsewhere_is_refused(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """``device`` is every command's ``auto``: CUDA where there is one, else the CPU (where the
     README's numbers were made). The benchmark records the device it picked, so a recording
     made on the CPU resumes there and is refused on a GPU machine, naming the field."""
