@@ -23,8 +23,12 @@ same batches in the same order from the same seed, so their losses must agree st
 0 means bit for bit).
 
 Then the model's own bound: one optimiser step on a fixed batch, in thread CPU seconds (which
-other processes do not inflate), at ``--bound-batches`` batch sizes, with the run's dropout and
-without it (dropout's mask draws are part of the model's cost). If samples/s of the model alone
+other processes do not inflate), at ``--bound-batches`` batch sizes, taking turns step by step
+between three policies with the same weights: the run's dropout with the policy's masks
+(``fast``: :func:`agents.policies.dropout.fast_dropout`), the same rate with torch's dropout
+modules (``torch``: the training pass of every run before fast dropout; the policy runs the
+modules' own pass when its config's dropout is 0, and their rates are set to the run's), and
+no dropout. Dropout's mask draws are part of the model's cost. If samples/s of the model alone
 do not grow with the batch, larger batches cannot speed pretraining up on this CPU, whatever the
 loss allows.
 
@@ -178,24 +182,44 @@ def run_table(c: PretrainConfig) -> dict[str, Any]:
             "val_losses": list(result.val_losses)}  # fmt: skip
 
 
+def torch_dropout(policy: DrumPolicy, p: float) -> DrumPolicy:
+    """Torch's dropout modules at rate ``p`` in a policy whose config has none (in place).
+
+    With ``config.dropout = 0`` the policy trains through the modules' own pass; their rates set
+    to ``p``, that pass is the one of every run before fast dropout (torch's ``bernoulli_``
+    masks on the attention weights, the feed-forward and both residuals).
+    """
+    for layer in policy.trunk.layers:
+        layer.dropout.p = layer.dropout1.p = layer.dropout2.p = p
+        layer.self_attn.dropout = p
+    return policy
+
+
 def model_bound(c: PretrainConfig, batch_sizes: list[int], steps: int) -> list[dict[str, Any]]:
-    """Thread-CPU seconds of one optimiser step on a fixed batch, with and without dropout."""
+    """Thread-CPU seconds of one optimiser step on a fixed batch, by dropout and its masks."""
     data = _loader(c.data, c, shuffle=False).dataset
     table = WindowTable(data, c.steps_per_bar, c.bars_per_phrase)
+    config = dataclasses.replace(c.policy_config_for(table.num_drums), dropout=0.0)
+    variants = [("fast", c.dropout), ("torch", c.dropout)] if c.dropout > 0 else []
+    variants.append(("none", 0.0))
     rows = []
     with torch.random.fork_rng(), c.torch_threads():
-        torch.manual_seed(c.seed)
-        for dropout in sorted({c.dropout, 0.0}, reverse=True):
-            config = dataclasses.replace(c.policy_config_for(table.num_drums), dropout=dropout)
-            for size in batch_sizes:
-                idx = np.arange(size) % len(table)
-                batch = table.batch(idx)
-                hits = (batch["step"] > 0).float()
-                policy = DrumPolicy(config)
+        for size in batch_sizes:
+            idx = np.arange(size) % len(table)
+            batch = table.batch(idx)
+            hits = (batch["step"] > 0).float()
+            models = []
+            for masks, dropout in variants:
+                torch.manual_seed(c.seed)  # the same weights for each
+                policy = DrumPolicy(config if masks != "fast"
+                                    else dataclasses.replace(config, dropout=dropout))
+                if masks == "torch":
+                    torch_dropout(policy, dropout)
                 policy.train()
                 optimizer = torch.optim.AdamW(policy.parameters(), lr=c.learning_rate)
-                times = []
-                for i in range(steps + 1):
+                models.append((policy, optimizer, []))
+            for i in range(steps + 1):
+                for policy, optimizer, times in models:  # taking turns, step by step
                     t = time.thread_time()
                     loss, _ = next_step_loss(policy, hits, batch["mask"], batch["target"])
                     optimizer.zero_grad(set_to_none=True)
@@ -204,8 +228,10 @@ def model_bound(c: PretrainConfig, batch_sizes: list[int], steps: int) -> list[d
                     optimizer.step()
                     if i:  # the first step warms up
                         times.append(time.thread_time() - t)
+            for (masks, dropout), (_, _, times) in zip(variants, models, strict=True):
                 per_step = statistics.median(times)
-                rows.append({"dropout": dropout, "batch_size": size, "step_cpu_s": per_step,
+                rows.append({"dropout": dropout, "masks": masks, "batch_size": size,
+                             "step_cpu_s": per_step,
                              "samples_per_cpu_s": size / per_step})  # fmt: skip
     return rows
 
@@ -289,12 +315,18 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "The model's own step on a fixed batch (thread CPU s; the bound of the table path):",
         "",
-        "| dropout | batch | ms per step | samples per CPU s |",
-        "|---:|---:|---:|---:|",
+        "| dropout | masks | batch | ms per step | samples per CPU s |",
+        "|---:|---|---:|---:|---:|",
     ]
     for row in result["model_bound"]:
-        lines.append(f"| {row['dropout']} | {row['batch_size']} | {row['step_cpu_s'] * 1e3:.1f} | "
-                     f"{row['samples_per_cpu_s']:.0f} |")  # fmt: skip
+        lines.append(f"| {row['dropout']} | {row['masks']} | {row['batch_size']} | "
+                     f"{row['step_cpu_s'] * 1e3:.1f} | {row['samples_per_cpu_s']:.0f} |")
+    step = {(r["masks"], r["batch_size"]): r["step_cpu_s"] for r in result["model_bound"]}
+    gains = [f"{step['torch', b] / step['fast', b]:.2f}x at {b}"
+             for b in a["bound_batches"] if ("fast", b) in step]  # fmt: skip
+    if gains:
+        lines.append(f"\nThe model's step with torch's dropout / with the fast masks: "
+                     f"{', '.join(gains)}.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -307,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=PretrainConfig.batch_size)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bound-batches", type=int, nargs="*", default=[64, 128, 256])
-    parser.add_argument("--bound-steps", type=int, default=4)
+    parser.add_argument("--bound-steps", type=int, default=8)
     parser.add_argument("--best-step", type=int, default=2700)
     parser.add_argument("--stop-step", type=int, default=3700)
     parser.add_argument("--val-every", type=int, default=100)

@@ -7,6 +7,8 @@
 * :mod:`agents.policies.distributions`: the action maths (``ActionDist``, Bernoulli and
   categorical kernels).
 * :mod:`agents.policies.common`: what both models share (output, heads, velocity bins).
+* :mod:`agents.policies.dropout`: dropout with cheap masks (16-bit random integers), the
+  Transformer's in training.
 * :mod:`agents.policies.critic`: the PPO trainer's value network.
 * :mod:`agents.policies.compat`: whether a policy and an env's task agree.
 """

@@ -41,12 +41,16 @@ Randomness: the model initialisation and dropout draw from the torch generator s
 ``seed`` (inside :func:`torch.random.fork_rng`, so the caller's global state is left as it was),
 the windows are shuffled by their own generator seeded with ``seed``, drawn as a shuffling
 ``DataLoader`` draws from it (:func:`loader_order`), the phase offsets come from a third
-generator seeded with ``seed``. The same config on the same machine gives the same weights, and
-the same weights as the DataLoader-fed loop of 0.4 (the same batches in the same order).
+generator seeded with ``seed``. The same config on the same machine gives the same weights.
+The batches are those of the DataLoader-fed loop of 0.4, in the same order; with ``dropout = 0``
+so are the weights, while with dropout the masks are
+:func:`~agents.policies.dropout.fast_dropout`'s (since issue 25), other draws than torch's
+dropout of 0.4, so a seeded run's losses differ from 0.4's (within noise).
 
 Throughput: the model's forward and backward bound a step (``benchmarks/pretrain_throughput.py``:
 on 2 CPU cores, with the defaults, the data took 22% of a step through the DataLoader and takes
-under 1% from the table; dropout's mask draws are about a third of the model's time).
+under 1% from the table; torch's dropout masks were about a third of the model's time, the
+policy's cheaper masks (:mod:`agents.policies.dropout`) cut the model's step by about 30%).
 
 The policy is saved with ``dropout = 0`` in its config: dropout is a pretraining regulariser, and
 PPO needs a deterministic forward pass (its rollout and update log-probs must agree). The weights

@@ -44,7 +44,9 @@ def test_pretrain_throughput_times_both_paths_and_they_learn_alike(tmp_path: Pat
                 assert summary[f"{part}{clock}_s"]["median"] > 0, (path, part, clock)
             assert summary[f"samples_per{clock}_s"]["median"] > 0
         assert result["to_optimum"][path]["stop_s"] > result["to_optimum"][path]["best_s"] > 0
-    assert [r["dropout"] for r in result["model_bound"]] == [0.1, 0.0]
+    assert [(r["dropout"], r["masks"]) for r in result["model_bound"]] == [
+        (0.1, "fast"), (0.1, "torch"), (0.0, "none")]  # fmt: skip
+    assert "torch's dropout / with the fast masks" in out.with_suffix(".md").read_text()
     assert result["speedup_cpu"] > 0 and len(result["speedups_cpu"]) == 1
 
 
