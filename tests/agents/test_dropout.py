@@ -23,6 +23,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_policy import random_inputs
 
 from agents.policies.dropout import LEVELS, drop_levels, dropout_multiplier, fast_dropout
 from agents.policies.policy import DrumPolicy, PolicyConfig, load_policy
@@ -34,14 +35,6 @@ SMALL = PolicyConfig(
     num_drums=5, context_steps=8, steps_per_bar=4, bars_per_phrase=2, target_size=7,
     d_model=16, n_layers=2, n_heads=2, dropout=0.1,
 )  # fmt: skip
-
-
-def _inputs(config: PolicyConfig, b: int, length: int, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    steps = (torch.rand(b, length, config.num_drums, generator=g) < 0.3).float()
-    phase = torch.randint(config.phrase_len, (b,), generator=g)
-    target = torch.rand(b, config.target_size, generator=g)
-    return steps, phase, target
 
 
 def _causal(length: int) -> torch.Tensor:
@@ -215,7 +208,7 @@ def _module_pass(policy: DrumPolicy, steps, phase, target) -> torch.Tensor:
 
 
 def test_eval_mode_and_dropout_zero_are_the_modules_pass_bit_for_bit():
-    steps, phase, target = _inputs(SMALL, 4, 8)
+    steps, phase, target = random_inputs(SMALL, 4, 8)
     torch.manual_seed(0)
     policy = DrumPolicy(SMALL).eval()
     ref = policy.policy_head(_module_pass(policy, steps, phase, target))
@@ -251,7 +244,7 @@ def test_a_policy_saved_before_fast_dropout_gives_the_same_eval_outputs():
 
 
 def test_training_with_dropout_is_seeded_and_reaches_every_parameter():
-    steps, phase, target = _inputs(SMALL, 4, 8)
+    steps, phase, target = random_inputs(SMALL, 4, 8)
     torch.manual_seed(0)
     policy = DrumPolicy(SMALL).train()
     runs = []
@@ -272,7 +265,7 @@ def test_training_with_dropout_is_seeded_and_reaches_every_parameter():
 
 def test_last_token_training_pass_with_dropout_runs_and_is_seeded():
     """PPO with dropout > 0: the acting pass (the last token) drops too, seeded."""
-    steps, phase, target = _inputs(SMALL, 3, 8)
+    steps, phase, target = random_inputs(SMALL, 3, 8)
     torch.manual_seed(0)
     policy = DrumPolicy(SMALL).train()
     spb = SMALL.steps_per_bar
