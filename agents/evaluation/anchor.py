@@ -27,10 +27,11 @@ something the policy learned; ``beta = 0`` turns it off.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
+
+from agents.task import check_number
 
 __all__ = ["ACCENT_WEIGHT", "ACCENT_FLOOR", "COUNT_PRIOR", "anchor_logits", "PrimerAnchor",
            "check_velocity_anchor"]  # fmt: skip
@@ -45,9 +46,7 @@ COUNT_PRIOR = 0.5
 
 def check_velocity_anchor(value: Any) -> float:
     """``value`` as a float, or ValueError unless it is a finite number >= 0."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value < 0):  # fmt: skip
-        raise ValueError(f"velocity_anchor must be a finite number >= 0, got {value!r}")
+    check_number("velocity_anchor", value, 0.0)
     return float(value)
 
 
@@ -94,7 +93,6 @@ class PrimerAnchor:
         self.steps_per_bar = int(steps_per_bar)
         self._progress: np.ndarray | None = None
         self._at_position: np.ndarray | None = None  # (B, steps_per_bar, D, K) log A
-        self._overall: np.ndarray | None = None  # (B, D, K) log A
 
     def _capture(self, rows: np.ndarray, context: np.ndarray, step: np.ndarray) -> None:
         """Remember the primer of ``rows`` from their context, at bar position ``step``."""
@@ -104,18 +102,16 @@ class PrimerAnchor:
         # bar position of context row i: (step - C + i) mod spb
         positions = (step[rows, None] - c + np.arange(c)[None]) % spb  # (R, C)
         onehot = classes[..., None] == np.arange(1, k + 1)  # (R, C, D, K)
-        counts = np.zeros((len(rows), spb, self.num_drums, k))
-        for p in range(spb):
-            counts[:, p] = (onehot * (positions == p)[..., None, None]).sum(1)
+        at = positions[..., None] == np.arange(spb)  # (R, C, spb)
+        counts = np.einsum("rcp,rcdk->rpdk", at.astype(float), onehot.astype(float))
         n_pos = counts.sum(-1, keepdims=True)
         shares = counts / np.maximum(n_pos, 1)
         at_position = np.log(ACCENT_WEIGHT * shares + ACCENT_FLOOR)
         total = counts.sum(1)  # (R, D, K)
         overall = np.log((total + COUNT_PRIOR) / (total.sum(-1, keepdims=True) + COUNT_PRIOR * k))
-        assert self._at_position is not None and self._overall is not None
+        assert self._at_position is not None
         # where the primer has no hit at a position, the drum's overall level
         self._at_position[rows] = np.where(n_pos > 0, at_position, overall[:, None])
-        self._overall[rows] = overall
 
     def __call__(self, obs: Any) -> np.ndarray:
         """float64 (B, D, K): ``log A`` for the step each sub-env is about to play."""
@@ -127,7 +123,6 @@ class PrimerAnchor:
         if self._progress is None or len(self._progress) != b:
             self._progress = np.full(b, np.inf)
             self._at_position = np.zeros((b, self.steps_per_bar, self.num_drums, self.levels))
-            self._overall = np.zeros((b, self.num_drums, self.levels))
         new = np.flatnonzero(progress < self._progress)
         if len(new):
             self._capture(new, context, step)

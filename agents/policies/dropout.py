@@ -18,6 +18,8 @@ scale, dropped ones get zero.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -67,9 +69,7 @@ def dropout_multiplier(shape: torch.Size | tuple[int, ...], p: float, *,
         are independent, each 0 with probability ``k / LEVELS``.
     """
     k = drop_levels(p)
-    n = 1
-    for size in shape:
-        n *= int(size)
+    n = math.prod(shape)
     # random_(min, None) draws all 64 bits; plain random_() on int64 leaves the sign bit 0,
     # which would keep every fourth element
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
